@@ -1,0 +1,5 @@
+"""Entry point for ``python -m statemachine``."""
+
+from statemachine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The embedded local tracker: issues, labels, comments and pull-request records in the state database."""
+
+from __future__ import annotations
+
+import getpass
+
+from statemachine.errors import NotFoundError, OrchError
+from statemachine.model import Comment, Issue, PullRequest
+from statemachine.store import Store, now
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
+
+
+class LocalTracker:
+    """Implements the Tracker port on the store's tracker_* tables."""
+
+    kind = "local"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # reads ------------------------------------------------------------------------------
+
+    def get_issue(self, number: int) -> Issue:
+        rows = self.store.query("SELECT number, title, body, state, author, created_at, updated_at FROM tracker_issues WHERE number=?", (number,))
+        if not rows:
+            raise NotFoundError(f"issue #{number} does not exist in the local tracker", "`orch issue list` shows the issues")
+        r = rows[0]
+        labels = tuple(x[0] for x in self.store.query("SELECT name FROM tracker_labels WHERE issue=? ORDER BY name", (number,)))
+        comments = tuple(
+            Comment(id=c[0], author=c[1], body=c[2], created_at=c[3])
+            for c in self.store.query("SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? ORDER BY id", (number,))
+        )
+        return Issue(number=r[0], title=r[1], body=r[2], state=r[3], labels=labels, comments=comments,
+                     author=r[4], created_at=r[5], updated_at=r[6])
+
+    def list_issues(self, label: str | None = None, state: str = "open") -> list[Issue]:
+        sql = "SELECT number FROM tracker_issues WHERE (? = 'all' OR state = ?)"
+        args: tuple[object, ...] = (state, state)
+        if label is not None:
+            sql += " AND number IN (SELECT issue FROM tracker_labels WHERE name = ?)"
+            args += (label,)
+        return [self.get_issue(r[0]) for r in self.store.query(sql + " ORDER BY number", args)]
+
+    def find_comment(self, number: int, marker: str) -> Comment | None:
+        rows = self.store.query(
+            "SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? AND instr(body, ?) > 0 ORDER BY id LIMIT 1",
+            (number, marker),
+        )
+        return Comment(*rows[0]) if rows else None
+
+    def find_pull(self, marker: str) -> PullRequest | None:
+        rows = self.store.query("SELECT * FROM tracker_pulls WHERE marker=?", (marker,))
+        return _pull(rows[0]) if rows else None
+
+    def pulls(self, issue: int | None = None) -> list[PullRequest]:
+        if issue is None:
+            return [_pull(r) for r in self.store.query("SELECT * FROM tracker_pulls ORDER BY number")]
+        return [_pull(r) for r in self.store.query("SELECT * FROM tracker_pulls WHERE issue=? ORDER BY number", (issue,))]
+
+    # writes -----------------------------------------------------------------------------
+
+    def create_issue(self, title: str, body: str, labels: list[str]) -> Issue:
+        if not title.strip():
+            raise OrchError("an issue needs a title", "orch issue new 'Fix the parser' --body '...'")
+        with self.store.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO tracker_issues (title, body, state, author, created_at, updated_at) VALUES (?, ?, 'open', ?, ?, ?)",
+                (title, body, _user(), now(), now()),
+            )
+            number = int(cur.lastrowid or 0)
+            for name in labels:
+                c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name))
+        return self.get_issue(number)
+
+    def set_state(self, number: int, state: str) -> None:
+        self.get_issue(number)
+        with self.store.transaction() as c:
+            c.execute("UPDATE tracker_issues SET state=?, updated_at=? WHERE number=?", (state, now(), number))
+
+    def add_labels(self, number: int, names: list[str]) -> None:
+        self.get_issue(number)
+        with self.store.transaction() as c:
+            for name in names:
+                c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name))
+            c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
+
+    def remove_labels(self, number: int, names: list[str]) -> None:
+        self.get_issue(number)
+        with self.store.transaction() as c:
+            for name in names:
+                c.execute("DELETE FROM tracker_labels WHERE issue=? AND name=?", (number, name))
+            c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
+
+    def post_comment(self, number: int, body: str, author: str = "orch") -> Comment:
+        self.get_issue(number)
+        with self.store.transaction() as c:
+            cur = c.execute("INSERT INTO tracker_comments (issue, author, body, created_at) VALUES (?, ?, ?, ?)",
+                            (number, author, body, now()))
+            cid = int(cur.lastrowid or 0)
+        return Comment(cid, author, body, now())
+
+    def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
+                    head_sha: str, base_sha: str, marker: str) -> PullRequest:
+        existing = self.find_pull(marker)
+        if existing is not None:
+            return existing
+        with self.store.transaction() as c:
+            c.execute(
+                "INSERT INTO tracker_pulls (issue, title, body, head, base, head_sha, base_sha, draft, marker, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (issue, title, body, head, base, head_sha, base_sha, marker, now()),
+            )
+        pull = self.find_pull(marker)
+        assert pull is not None
+        return pull
+
+
+def _pull(r: tuple[object, ...]) -> PullRequest:
+    number = int(r[0])  # type: ignore[call-overload]
+    return PullRequest(
+        number=number, issue=int(r[1]), title=str(r[2]), body=str(r[3]), head=str(r[4]), base=str(r[5]),  # type: ignore[call-overload]
+        head_sha=str(r[6]), base_sha=str(r[7]), draft=bool(r[8]), url=f"local:pull/{number}", marker=str(r[9]),
+    )

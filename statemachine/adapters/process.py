@@ -1,0 +1,165 @@
+"""Runs a child in its own process group with a total and an idle timeout, its output kept in a log."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Removed from every child's environment: tokens, credentials and the ways git finds them.
+_SCRUB_EXACT = {
+    "GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN", "GH_CONFIG_DIR", "GIT_ASKPASS",
+    "SSH_ASKPASS", "SSH_AUTH_SOCK", "NPM_TOKEN", "NODE_AUTH_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
+    "OPENAI_API_KEY_FILE", "DOCKER_AUTH_CONFIG", "KUBECONFIG", "GIT_CREDENTIAL_HELPER",
+}
+_SCRUB_PREFIX = ("AWS_", "AZURE_", "ARM_", "GCP_", "GOOGLE_CLOUD_", "ORCH_GITHUB_", "GIT_CONFIG_")
+_SCRUB_PATTERN = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)", re.I)
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper in _SCRUB_EXACT or upper.startswith(_SCRUB_PREFIX) or bool(_SCRUB_PATTERN.search(upper))
+
+
+def scrubbed_env(extra: dict[str, str] | None = None, keep: set[str] | None = None) -> dict[str, str]:
+    """The parent's environment without secrets, with git credential helpers and prompts disabled."""
+    keep = keep or set()
+    env = {k: v for k, v in os.environ.items() if k in keep or not is_secret_name(k)}
+    env.update({
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "credential.helper",
+        "GIT_CONFIG_VALUE_0": "",
+        "GCM_INTERACTIVE": "never",
+    })
+    for k, v in (extra or {}).items():
+        env[k] = v
+    return env
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int | None
+    timed_out: bool
+    idle_timed_out: bool
+    duration_seconds: float
+    output_bytes: int
+    truncated: bool
+    error: str | None = None
+
+
+def run_process(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float,
+    idle_timeout: float | None = None,
+    stdin_text: str | None = None,
+    max_log_bytes: int = 20 * 1024 * 1024,
+    shell: bool = False,
+) -> ProcessResult:
+    """Run ``argv``; stop its whole process group on timeout, idle timeout, or when it exits."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv if not shell else argv[0], cwd=cwd, env=env, shell=shell,
+            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    except OSError as exc:
+        log_path.write_text(f"orch: cannot start {argv[0]!r}: {exc.strerror}\n")
+        return ProcessResult(None, False, False, 0.0, 0, False, error=f"cannot start {argv[0]!r}: {exc.strerror}")
+
+    state = {"last": time.monotonic(), "bytes": 0, "truncated": False}
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        with open(log_path, "wb") as log:
+            fd = proc.stdout.fileno()
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                state["last"] = time.monotonic()
+                if state["bytes"] < max_log_bytes:
+                    room = max_log_bytes - int(state["bytes"])
+                    log.write(chunk[:room])
+                    log.flush()
+                    if len(chunk) > room:
+                        state["truncated"] = True
+                        log.write(b"\n[orch: output truncated]\n")
+                state["bytes"] = int(state["bytes"]) + len(chunk)
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write((stdin_text or "").encode())
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    if stdin_text is not None:
+        threading.Thread(target=feed, daemon=True).start()
+
+    timed_out = idle = False
+    while True:
+        try:
+            proc.wait(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now - start > timeout:
+            timed_out = True
+            break
+        if idle_timeout is not None and now - float(state["last"]) > idle_timeout:
+            idle = True
+            break
+    _stop_group(proc)
+    reader.join(timeout=5)
+    duration = time.monotonic() - start
+    code = None if (timed_out or idle) else proc.returncode
+    return ProcessResult(code, timed_out, idle, duration, int(state["bytes"]), bool(state["truncated"]))
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left; also reaps background children."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = proc.pid
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not _group_alive(pgid):
+                return
+            time.sleep(0.05)
+    try:
+        proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

@@ -1,0 +1,129 @@
+"""Argument parsing only; every subcommand lives in commands/ and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from collections.abc import Sequence
+
+from statemachine import __version__
+from statemachine.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchError, PolicyError
+from statemachine.output import Output
+
+
+def _common(json_flag: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--repo", type=Path, default=None, help="the target repository (default: the current one)")
+    p.add_argument("--policy", type=Path, default=None, help="policy file (default: REPO/.orch/policy.yaml)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one versioned JSON object")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more to stderr")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="orch",
+        description="Turn labelled issues into isolated coding-agent runs that end as draft pull requests.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 invalid policy, 4 nothing can fire, 5 blocked, 70 internal error, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"orch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("lint", parents=[common], help="check policy files")
+    p.add_argument("files", nargs="*", type=Path, help="policy files (default: the repository's policy)")
+    p.add_argument("--list", action="store_true", help="list the registered guards and actions with their parameters")
+
+    for name, helptext in (("step", "fire exactly one transition"), ("run", "step until the issue rests"),
+                           ("explain", "show every guard's verdict for the current state; changes nothing")):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("--issue", type=int, required=True, metavar="N")
+
+    p = sub.add_parser("graph", parents=[common], help="draw the lifecycle (Mermaid or Graphviz dot)")
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+
+    p = sub.add_parser("setup", parents=[common], help="write a starter policy and ignore the state folders")
+    p.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
+
+    p = sub.add_parser("status", parents=[common], help="each labelled issue, its state, and why it cannot run")
+
+    p = sub.add_parser("show", parents=[common], help="an issue's run history and where its evidence is")
+    p.add_argument("--issue", type=int, required=True, metavar="N")
+
+    p = sub.add_parser("prompt", parents=[common], help="print the rendered implementation prompt; runs nothing")
+    p.add_argument("--issue", type=int, required=True, metavar="N")
+    p.add_argument("--template", default="implementation", choices=("implementation", "rework", "proof"))
+
+    p = sub.add_parser("demo", parents=[common], help="run one issue end to end in a temporary repository")
+    p.add_argument("--keep", action="store_true", help="keep the temporary repository (its path is printed)")
+    p.add_argument("--dir", type=Path, default=None, help="make the demo repository here instead of a temp folder")
+
+    p = sub.add_parser("issue", help="the embedded local tracker")
+    isub = p.add_subparsers(dest="issue_command", metavar="ACTION")
+    isub.required = True
+    q = isub.add_parser("new", parents=[common], help="file an issue")
+    q.add_argument("title")
+    body = q.add_mutually_exclusive_group()
+    body.add_argument("--body", default=None)
+    body.add_argument("--body-file", type=Path, default=None)
+    q.add_argument("--label", action="append", default=[], metavar="L")
+    isub.add_parser("list", parents=[common], help="list issues").add_argument("--all", action="store_true", help="closed ones too")
+    isub.add_parser("show", parents=[common], help="show an issue").add_argument("number", type=int)
+    q = isub.add_parser("label", parents=[common], help="add (+L) or remove (-L) labels")
+    q.add_argument("number", type=int)
+    q.add_argument("changes", nargs="+", metavar="+L|-L")
+    q = isub.add_parser("comment", parents=[common], help="comment on an issue")
+    q.add_argument("number", type=int)
+    q.add_argument("text")
+    q = isub.add_parser("close", parents=[common], help="close an issue")
+    q.add_argument("number", type=int)
+    q = isub.add_parser("reopen", parents=[common], help="reopen an issue")
+    q.add_argument("number", type=int)
+    return parser
+
+
+def dispatch(args: argparse.Namespace, out: Output) -> int:
+    from statemachine import commands
+
+    return commands.run(args, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(getattr(args, "json", False))
+    level = logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2)
+    logging.basicConfig(level=level, format="orch: %(message)s", stream=sys.stderr)
+    try:
+        return dispatch(args, out)
+    except PolicyError as exc:
+        if out.as_json:
+            out.emit("error", {"error": exc.message, "exit_code": exc.exit_code, "problems": [p.as_json() for p in exc.problems]})
+        sys.stderr.write(f"{exc}\n")
+        return exc.exit_code
+    except OrchError as exc:
+        if out.as_json:
+            out.emit("error", {"error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
+        sys.stderr.write(f"orch: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("orch: interrupted; run the same command again to resume\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception:
+        fd, path = tempfile.mkstemp(prefix=f"orch-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"orch {__version__}, Python {sys.version.split()[0]}, argv: {sys.argv}\n\n")
+            fh.write(traceback.format_exc())
+        sys.stderr.write(f"orch: internal error (a bug in orch). The details are in {path}; "
+                         "please attach that file to a bug report.\n")
+        return EXIT_INTERNAL

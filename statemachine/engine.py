@@ -1,0 +1,195 @@
+"""One step: snapshot -> evaluate -> record intent -> fire (actions, journaled) -> persist. The only writer of state."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any
+
+from statemachine.actions import ActionContext
+from statemachine.errors import OrchError
+from statemachine.machine import IssueModel, build_machine, evaluate_guard
+from statemachine.model import REST_STATES, RunFacts, Snapshot, Verdict, snapshot_from_dict, snapshot_to_dict, Change
+from statemachine.policy import ActionSpec, Policy, Transition
+from statemachine.runtime import Runtime
+
+log = logging.getLogger("orch")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    transition: Transition
+    verdicts: tuple[tuple[str, Verdict], ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for _, v in self.verdicts)
+
+    def as_json(self) -> dict[str, Any]:
+        t = self.transition
+        return {
+            "index": t.index, "trigger": t.trigger, "source": list(t.sources), "dest": t.dest, "human": t.human,
+            "would_fire": self.ok,
+            "guards": [{"guard": name, "verdict": v.as_json()} for name, v in self.verdicts],
+            "actions": [a.label() for a in t.actions],
+        }
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    issue: int
+    source: str
+    dest: str | None
+    fired: Evaluation | None
+    evaluations: tuple[Evaluation, ...]
+    resumed: bool = False
+    run_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "issue": self.issue, "source": self.source, "dest": self.dest,
+            "fired": self.fired.as_json() if self.fired else None, "resumed": self.resumed, "run_id": self.run_id,
+            "evaluations": [e.as_json() for e in self.evaluations],
+        }
+
+
+def evaluate(policy: Policy, snap: Snapshot) -> list[Evaluation]:
+    """Every outgoing transition of the snapshot's state, in declared order, with every guard's verdict."""
+    return [
+        Evaluation(t, tuple((g.label(), evaluate_guard(g, snap)) for g in t.guards))
+        for t in policy.outgoing(snap.state)
+    ]
+
+
+def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
+    changes = facts.get("changes")
+    return RunFacts(
+        run_id=run_id,
+        rework_count=int(facts.get("rework_count", 0)),
+        attempt=int(facts.get("attempt", 0)),
+        agent=facts.get("agent"),
+        report=facts.get("report"),
+        report_error=facts.get("report_error"),
+        changes=tuple(Change(c["path"], c["status"]) for c in changes) if changes is not None else None,
+        changes_by_kind=facts.get("changes_by_kind") or {},
+        checks=facts.get("checks"),
+        proof=facts.get("proof"),
+        findings=tuple(facts.get("findings", ())),
+        pull_request=facts.get("pull_request"),
+        extra={"changed_lines": facts.get("changed_lines", 0), "acceptance_criteria": facts.get("acceptance_criteria", [])},
+    )
+
+
+def take_snapshot(rt: Runtime, number: int) -> Snapshot:
+    from statemachine.prompting import acceptance_criteria
+
+    issue = rt.tracker.get_issue(number)
+    state, run_id = rt.store.state_of(number)
+    facts = rt.store.facts(run_id)
+    facts.setdefault("acceptance_criteria", acceptance_criteria(issue.body))
+    return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
+                    settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+class _Runner:
+    """Runs the chosen transition's actions through the journal: a done effect is never repeated."""
+
+    effects_done = 0  # per process, for the crash-test harness
+
+    def __init__(self, ctx: ActionContext, chosen: Transition) -> None:
+        self.ctx = ctx
+        self.chosen = chosen
+
+    def run(self, transition: Transition, idx: int, spec: ActionSpec) -> None:
+        from statemachine import registry
+
+        if transition.index != self.chosen.index:
+            raise OrchError(f"internal: the machine fired transition #{transition.index}, not #{self.chosen.index}")
+        store, ctx = self.ctx.store, self.ctx
+        entry = store.journal_entry(ctx.step_id, idx)
+        if entry is not None and entry[0] == "done":
+            if spec.name == "start_run" and isinstance(entry[1], dict):
+                ctx.run_id = entry[1].get("run_id", ctx.run_id)
+            log.debug("skip %s: done before", spec.label())
+            return
+        store.journal_intent(ctx.step_id, idx, spec.name, spec.params)
+        result = registry.ACTIONS[spec.name].fn(ctx, **spec.params)
+        store.journal_done(ctx.step_id, idx, result)
+        _Runner.effects_done += 1
+        kill_at = os.environ.get("ORCH_TEST_KILL_AFTER_EFFECT")
+        if kill_at and int(kill_at) == _Runner.effects_done:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Engine:
+    """Steps issues through the lifecycle built from the policy."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.machine = build_machine(rt.policy)
+
+    def explain(self, number: int) -> tuple[Snapshot, list[Evaluation]]:
+        pending = self.rt.store.pending_step(number)
+        snap = snapshot_from_dict(pending.snapshot) if pending else take_snapshot(self.rt, number)
+        return snap, evaluate(self.rt.policy, snap)
+
+    def step(self, number: int) -> StepOutcome:
+        with self.rt.store.issue_lock(number, owner=f"pid-{os.getpid()}"):
+            return self._step(number)
+
+    def _step(self, number: int) -> StepOutcome:
+        store = self.rt.store
+        pending = store.pending_step(number)
+        resumed = pending is not None
+        if pending is not None:
+            snap = snapshot_from_dict(pending.snapshot)
+            step_id, nonce = pending.id, pending.nonce
+            evaluations = evaluate(self.rt.policy, snap)
+            chosen = next((e for e in evaluations if e.ok), None)
+            if chosen is None or chosen.transition.index != pending.transition_index:
+                raise OrchError(
+                    f"issue #{number} has an interrupted step ({pending.trigger} → {pending.dest}) that the current policy no longer chooses",
+                    "restore the policy that was in force when it started, finish the run, then change the policy")
+            log.info("resuming interrupted step %s → %s for issue #%d", pending.trigger, pending.dest, number)
+        else:
+            snap = take_snapshot(self.rt, number)
+            evaluations = evaluate(self.rt.policy, snap)
+            chosen = next((e for e in evaluations if e.ok), None)
+            if chosen is None:
+                return StepOutcome(number, snap.state, None, None, tuple(evaluations), run_id=snap.run.run_id)
+            nonce = uuid.uuid4().hex
+            t = chosen.transition
+            step_id = store.begin_step(number, snap.run.run_id, nonce, t.trigger, snap.state, t.dest, t.index,
+                                       snapshot_to_dict(snap), [e.as_json() for e in evaluations])
+        ctx = ActionContext(repo=self.rt.repo, policy=self.rt.policy, store=store, tracker=self.rt.tracker, git=self.rt.git,
+                            make_agent=self.rt.make_agent, issue=number, snapshot=snap, step_id=step_id, nonce=nonce,
+                            run_id=snap.run.run_id, evaluations=[e.as_json() for e in evaluations])
+        model = IssueModel(number)
+        self.machine.add_model(model, initial=snap.state)
+        try:
+            fired = model.trigger(chosen.transition.trigger, snapshot=snap, runner=_Runner(ctx, chosen.transition))  # type: ignore[attr-defined]
+            if not fired or model.state != chosen.transition.dest:
+                raise OrchError(f"internal: the machine did not fire {chosen.transition.trigger} from {snap.state}")
+        finally:
+            self.machine.remove_model(model)
+        outcome = chosen.transition.dest if chosen.transition.dest in REST_STATES else None
+        store.finish_step(step_id, number, chosen.transition.dest, ctx.run_id, outcome)
+        return StepOutcome(number, snap.state, chosen.transition.dest, chosen, tuple(evaluations), resumed, ctx.run_id)
+
+    def iter_run(self, number: int, max_steps: int = 100) -> Iterator[StepOutcome]:
+        """Step until the issue rests: in review or blocked, or with nothing able to fire."""
+        for _ in range(max_steps):
+            out = self.step(number)
+            yield out
+            if out.dest is None or out.dest in REST_STATES:
+                return
+        raise OrchError(f"issue #{number} took {max_steps} steps without coming to rest",
+                        "the lifecycle table probably has a cycle without a limit; check it with `orch graph`")
+
+    def run(self, number: int, max_steps: int = 100) -> list[StepOutcome]:
+        return list(self.iter_run(number, max_steps))

@@ -1,0 +1,173 @@
+"""Pure predicates over a snapshot taken once per step; each returns a Verdict (ok, reason, evidence)."""
+
+from __future__ import annotations
+
+from statemachine.globs import BUILTIN_BLOCKED_PATHS, first_match
+from statemachine.model import Snapshot, Verdict
+
+
+def issue_open(snap: Snapshot) -> Verdict:
+    if snap.issue.is_open:
+        return Verdict.passed(f"issue #{snap.issue.number} is open")
+    return Verdict.failed(f"issue #{snap.issue.number} is {snap.issue.state}")
+
+
+def has_label(snap: Snapshot, label: str) -> Verdict:
+    name = snap.label(label)
+    if name in snap.issue.labels:
+        return Verdict.passed(f"issue carries {name}")
+    return Verdict.failed(f"issue lacks {name}", "labels: " + (", ".join(snap.issue.labels) or "(none)"))
+
+
+def lacks_labels(snap: Snapshot, labels: list[str]) -> Verdict:
+    names = [snap.label(role) for role in labels]
+    present = [n for n in names if n in snap.issue.labels]
+    if present:
+        return Verdict.failed("issue carries " + ", ".join(present))
+    return Verdict.passed("issue carries none of " + ", ".join(names))
+
+
+def agent_succeeded(snap: Snapshot) -> Verdict:
+    agent = snap.run.agent
+    if agent is None:
+        return Verdict.failed("the agent has not run")
+    log = f"log: {agent.get('log', '?')}"
+    if agent.get("timed_out"):
+        return Verdict.failed(f"the agent was stopped after {agent.get('timeout_seconds')}s (total timeout)", log)
+    if agent.get("idle_timed_out"):
+        return Verdict.failed(f"the agent was stopped after {agent.get('idle_timeout_seconds')}s without output (idle timeout)", log)
+    if agent.get("error"):
+        return Verdict.failed(f"the agent could not run: {agent['error']}")
+    code = agent.get("exit_code")
+    if code != 0:
+        return Verdict.failed(f"the agent exited with code {code}", log)
+    return Verdict.passed(f"the agent exited 0 after {agent.get('duration_seconds', 0):.1f}s", log)
+
+
+def report_valid(snap: Snapshot) -> Verdict:
+    if snap.run.report is None:
+        return Verdict.failed(snap.run.report_error or "no completion report")
+    return Verdict.passed("the completion report matches schemas/completion-report.schema.json")
+
+
+def report_completed(snap: Snapshot) -> Verdict:
+    report = snap.run.report
+    if report is None:
+        return Verdict.failed("no valid completion report")
+    status = report.get("status")
+    if status == "completed":
+        return Verdict.passed("the agent reports the work completed")
+    return Verdict.failed(f"the agent reports status {status!r}", str(report.get("summary", ""))[:500])
+
+
+def report_matches_changes(snap: Snapshot) -> Verdict:
+    report, changes = snap.run.report, snap.run.changes
+    if report is None or changes is None:
+        return Verdict.failed("needs both a valid report and the captured change set")
+    claimed = {str(p).lstrip("./") if str(p).startswith("./") else str(p) for p in report.get("changed_files", [])}
+    observed = {c.path for c in changes}
+    missing, extra = sorted(observed - claimed), sorted(claimed - observed)
+    if not missing and not extra:
+        return Verdict.passed(f"the report lists exactly the {len(observed)} changed file(s)")
+    evidence = []
+    if missing:
+        evidence.append("changed but not reported: " + ", ".join(missing))
+    if extra:
+        evidence.append("reported but not changed: " + ", ".join(extra))
+    return Verdict.failed("the report's changed_files differ from the observed change set", *evidence)
+
+
+def has_changes(snap: Snapshot) -> Verdict:
+    changes = snap.run.changes
+    if changes is None:
+        return Verdict.failed("the change set was not captured")
+    if changes:
+        return Verdict.passed(f"{len(changes)} file(s) changed")
+    if not snap.settings.get("gates", {}).get("require_changes", True):
+        return Verdict.passed("no change, and gates.require_changes is false")
+    return Verdict.failed("the agent changed nothing")
+
+
+def no_blocked_paths(snap: Snapshot, paths: list[str] | None = None) -> Verdict:
+    changes = snap.run.changes
+    if changes is None:
+        return Verdict.failed("the change set was not captured")
+    patterns = tuple(BUILTIN_BLOCKED_PATHS) + tuple(snap.settings.get("gates", {}).get("blocked_paths", [])) + tuple(paths or ())
+    hits = []
+    for change in changes:
+        for candidate in filter(None, (change.path, change.old_path)):
+            pattern = first_match(candidate, patterns)
+            if pattern:
+                hits.append(f"{candidate} matches {pattern}")
+    if hits:
+        return Verdict.failed(hits[0], *hits)
+    return Verdict.passed(f"no change touches the {len(patterns)} blocked path glob(s)")
+
+
+def within_size_limits(snap: Snapshot) -> Verdict:
+    changes = snap.run.changes
+    if changes is None:
+        return Verdict.failed("the change set was not captured")
+    gates = snap.settings.get("gates", {})
+    max_files, max_lines = gates.get("max_changed_files"), gates.get("max_changed_lines")
+    lines = int(snap.run.extra.get("changed_lines", 0))
+    if max_files is not None and len(changes) > max_files:
+        return Verdict.failed(f"{len(changes)} files changed, more than gates.max_changed_files={max_files}")
+    if max_lines is not None and lines > max_lines:
+        return Verdict.failed(f"{lines} lines changed, more than gates.max_changed_lines={max_lines}")
+    return Verdict.passed(f"{len(changes)} file(s), {lines} line(s) changed, within limits")
+
+
+def checks_passed(snap: Snapshot) -> Verdict:
+    checks = snap.run.checks
+    if checks is None:
+        return Verdict.failed("the checks have not run")
+    failed = [
+        f"{name}: " + ("timed out" if r.get("timed_out") else f"exit {r.get('exit_code')}") + f" (output: {r.get('log', '?')})"
+        for name, r in checks.items()
+        if r.get("exit_code") != 0 or r.get("timed_out")
+    ]
+    if failed:
+        return Verdict.failed(f"{len(failed)} of {len(checks)} check(s) failed", *failed)
+    return Verdict.passed(f"all {len(checks)} check(s) passed", *sorted(checks))
+
+
+def proof_required(snap: Snapshot) -> Verdict:
+    proof = snap.settings.get("proof", {})
+    wanted = [snap.label(x) for x in proof.get("labels", [])]
+    hit = [n for n in wanted if n in snap.issue.labels]
+    if hit:
+        return Verdict.passed("proof required by label " + hit[0])
+    for change in snap.run.changes or ():
+        pattern = first_match(change.path, tuple(proof.get("paths", [])))
+        if pattern:
+            return Verdict.passed(f"proof required: {change.path} matches {pattern}")
+    if proof.get("when_acceptance_criteria") and snap.run.extra.get("acceptance_criteria"):
+        return Verdict.passed("proof required: the issue has acceptance criteria")
+    return Verdict.failed("the policy requires no proof for this issue")
+
+
+def proof_passed(snap: Snapshot) -> Verdict:
+    proof = snap.run.proof
+    if proof is None:
+        return Verdict.failed("no proof result")
+    if proof.get("error"):
+        return Verdict.failed(f"proof rejected: {proof['error']}")
+    if proof.get("status") == "passed":
+        return Verdict.passed("proof passed for every criterion")
+    return Verdict.failed(f"proof status is {proof.get('status')!r}")
+
+
+def proof_needs_rework(snap: Snapshot) -> Verdict:
+    proof = snap.run.proof
+    if proof is not None and not proof.get("error") and proof.get("status") == "needs-rework":
+        return Verdict.passed("proof asks for rework", *proof.get("findings", []))
+    return Verdict.failed("proof does not ask for rework")
+
+
+def within_rework_limit(snap: Snapshot) -> Verdict:
+    limit = int(snap.settings.get("limits", {}).get("rework_iterations", 0))
+    used = snap.run.rework_count
+    if used < limit:
+        return Verdict.passed(f"rework {used + 1} of at most {limit}")
+    return Verdict.failed(f"rework budget spent: {used} of {limit} iteration(s) used")

@@ -1,0 +1,146 @@
+"""Frozen value types shared by every layer: issues, verdicts, snapshots, run facts. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STATES: tuple[str, ...] = (
+    "queued",
+    "claimed",
+    "implementing",
+    "proving",
+    "rework",
+    "gating",
+    "blocked",
+    "review",
+)
+INITIAL_STATE = "queued"
+# Where an issue comes to rest: the runner stops stepping; only a transition declared
+# `human: true` (whose guards observe a maintainer's change) may leave them.
+REST_STATES: frozenset[str] = frozenset({"blocked", "review"})
+LABEL_ROLES: tuple[str, ...] = ("auto", "plan_auto", "child", "running", "blocked", "manual", "review")
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    author: str
+    body: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    title: str
+    body: str
+    state: str  # "open" | "closed"
+    labels: tuple[str, ...]
+    comments: tuple[Comment, ...] = ()
+    author: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    issue: int
+    title: str
+    body: str
+    head: str
+    base: str
+    head_sha: str
+    base_sha: str
+    draft: bool
+    url: str
+    marker: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a guard says: ok or not, why, and the evidence it looked at."""
+
+    ok: bool
+    reason: str
+    evidence: tuple[str, ...] = ()
+
+    @classmethod
+    def passed(cls, reason: str, *evidence: str) -> Verdict:
+        return cls(True, reason, tuple(evidence))
+
+    @classmethod
+    def failed(cls, reason: str, *evidence: str) -> Verdict:
+        return cls(False, reason, tuple(evidence))
+
+    def negated(self) -> Verdict:
+        return Verdict(not self.ok, self.reason, self.evidence)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason, "evidence": list(self.evidence)}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path in the change set against the base commit, with its git status letter."""
+
+    path: str
+    status: str  # A, M, D, R, T ...
+    old_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the actions of the current run observed so far; guards judge these."""
+
+    run_id: str | None = None
+    rework_count: int = 0
+    attempt: int = 0
+    agent: dict[str, Any] | None = None  # exit_code, timed_out, idle_timed_out, duration_s, log
+    report: dict[str, Any] | None = None  # parsed completion report, or None
+    report_error: str | None = None  # why the report is missing or malformed
+    changes: tuple[Change, ...] | None = None  # None until captured
+    changes_by_kind: dict[str, list[str]] = field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] | None = None  # name -> {exit_code, timed_out, ...}
+    proof: dict[str, Any] | None = None
+    findings: tuple[str, ...] = ()
+    pull_request: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything guards may look at, fetched once per step."""
+
+    issue: Issue
+    state: str
+    run: RunFacts
+    labels: dict[str, str]  # role -> label name, from the policy
+    settings: dict[str, Any]  # the policy's gates/limits/proof sections
+    taken_at: str
+
+    def label(self, role_or_name: str) -> str:
+        return self.labels.get(role_or_name, role_or_name)
+
+
+def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(snap)
+
+
+def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
+    issue = dict(data["issue"])
+    issue["labels"] = tuple(issue["labels"])
+    issue["comments"] = tuple(Comment(**c) for c in issue["comments"])
+    run = dict(data["run"])
+    if run.get("changes") is not None:
+        run["changes"] = tuple(Change(**c) for c in run["changes"])
+    run["findings"] = tuple(run.get("findings", ()))
+    return Snapshot(issue=Issue(**issue), state=data["state"], run=RunFacts(**run), labels=data["labels"],
+                    settings=data["settings"], taken_at=data["taken_at"])

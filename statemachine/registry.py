@@ -1,0 +1,69 @@
+"""The explicit name -> function maps for guards and actions, each with its own parameter schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from statemachine import actions, guards
+from statemachine.model import LABEL_ROLES
+
+ROLE = {"enum": list(LABEL_ROLES)}
+ROLES = {"type": "array", "items": ROLE, "minItems": 1, "uniqueItems": True}
+NO_PARAMS: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+
+
+def params(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": props, "required": required or []}
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    fn: Callable[..., Any]
+    params: dict[str, Any]
+    summary: str
+
+
+def _table(*rows: tuple[Callable[..., Any], dict[str, Any]]) -> dict[str, Entry]:
+    out = {}
+    for fn, schema in rows:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        out[fn.__name__] = Entry(fn.__name__, fn, schema, doc[0] if doc else "")
+    return out
+
+
+GUARDS: dict[str, Entry] = _table(
+    (guards.issue_open, NO_PARAMS),
+    (guards.has_label, params(["label"], label=ROLE)),
+    (guards.lacks_labels, params(["labels"], labels=ROLES)),
+    (guards.agent_succeeded, NO_PARAMS),
+    (guards.report_valid, NO_PARAMS),
+    (guards.report_completed, NO_PARAMS),
+    (guards.report_matches_changes, NO_PARAMS),
+    (guards.has_changes, NO_PARAMS),
+    (guards.no_blocked_paths, params(paths={"type": "array", "items": {"type": "string", "minLength": 1}})),
+    (guards.within_size_limits, NO_PARAMS),
+    (guards.checks_passed, NO_PARAMS),
+    (guards.proof_required, NO_PARAMS),
+    (guards.proof_passed, NO_PARAMS),
+    (guards.proof_needs_rework, NO_PARAMS),
+    (guards.within_rework_limit, NO_PARAMS),
+)
+
+ACTIONS: dict[str, Entry] = _table(
+    (actions.start_run, NO_PARAMS),
+    (actions.add_labels, params(["labels"], labels=ROLES)),
+    (actions.remove_labels, params(["labels"], labels=ROLES)),
+    (actions.post_comment, params(["kind"], kind={"enum": ["claim"]})),
+    (actions.create_worktree, NO_PARAMS),
+    (actions.run_agent, params(["prompt"], prompt={"enum": ["implementation", "rework"]})),
+    (actions.capture_changes, NO_PARAMS),
+    (actions.run_checks, NO_PARAMS),
+    (actions.run_proof, NO_PARAMS),
+    (actions.record_findings, NO_PARAMS),
+    (actions.commit_changes, NO_PARAMS),
+    (actions.open_draft_pr, NO_PARAMS),
+    (actions.post_report, params(["outcome"], outcome={"enum": ["review", "blocked"]})),
+)

@@ -1,0 +1,90 @@
+"""Renders what people read: the claim comment, the draft pull request body and the report comment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def claim_comment(run_id: str, policy: Any) -> str:
+    return (f"orch claimed this issue (run `{run_id}`) and is working on it. "
+            f"It will open a draft pull request or explain why it stopped; "
+            f"while it works the issue carries `{policy.label('running')}`.")
+
+
+def _checks_lines(facts: dict[str, Any]) -> list[str]:
+    checks = facts.get("checks")
+    if checks is None:
+        return ["- (not run)"]
+    if not checks:
+        return ["- (no checks configured)"]
+    lines = []
+    for name, r in sorted(checks.items()):
+        ok = r.get("exit_code") == 0 and not r.get("timed_out")
+        lines.append(f"- {'passed' if ok else 'FAILED'}: `{name}` (`{r.get('command')}`)")
+    return lines
+
+
+def _changes_lines(facts: dict[str, Any]) -> list[str]:
+    changes = facts.get("changes") or []
+    return [f"- `{c['status']}` {c['path']}" for c in changes] or ["- (none)"]
+
+
+def _failed_verdicts(evaluations: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for ev in evaluations:
+        for g in ev.get("guards", []):
+            if not g["verdict"]["ok"]:
+                text = f"- `{ev['trigger']}` → {ev['dest']}: `{g['guard']}`: {g['verdict']['reason']}"
+                if g["verdict"]["evidence"]:
+                    text += " (" + "; ".join(g["verdict"]["evidence"][:3]) + ")"
+                lines.append(text)
+    return lines
+
+
+def pull_body(ctx: Any, facts: dict[str, Any]) -> str:
+    issue = ctx.snapshot.issue
+    report = facts.get("report") or {}
+    parts = [
+        f"Closes #{issue.number}",
+        "",
+        "## Summary",
+        report.get("summary", "(no summary)").strip(),
+        "",
+        "## Checks",
+        *_checks_lines(facts),
+        "",
+        "## Changes",
+        *_changes_lines(facts),
+    ]
+    risks = report.get("residual_risks") or []
+    if risks:
+        parts += ["", "## Residual risks", *[f"- {r}" for r in risks]]
+    parts += ["", f"Run `{ctx.require_run()}`, {facts.get('changed_lines', 0)} line(s) changed. "
+              "Opened as a draft by orch; a maintainer reviews and merges."]
+    return "\n".join(parts)
+
+
+def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
+    run_id = ctx.run_id or "?"
+    if outcome == "review":
+        pr = facts.get("pull_request") or {}
+        head = [f"orch finished run `{run_id}`: draft pull request #{pr.get('number', '?')} ({pr.get('url', '')}) is ready for review."]
+    else:
+        head = [f"orch stopped run `{run_id}` and marked this issue blocked. Evidence is kept under `.orch/runs/{run_id}/`.",
+                "", "## Why", *(_failed_verdicts(ctx.evaluations) or ["- (no guard recorded a reason)"])]
+        report_error = facts.get("report_error")
+        if report_error:
+            head.append(f"- completion report: {report_error}")
+    report = facts.get("report") or {}
+    return "\n".join([
+        *head,
+        "",
+        "## Agent summary",
+        str(report.get("summary", "(no report)")).strip(),
+        "",
+        "## Checks",
+        *_checks_lines(facts),
+        "",
+        "## Changes",
+        *_changes_lines(facts),
+    ])

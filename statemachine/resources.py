@@ -1,0 +1,40 @@
+"""Locates the bundled policies, schemas and prompts, in an installed wheel or in a source tree."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_PKG = Path(__file__).resolve().parent
+
+
+def data_dir(kind: str) -> Path:
+    """Return the folder holding bundled ``kind`` files (policies, schemas, prompts)."""
+    installed = _PKG / "_data" / kind
+    if installed.is_dir():
+        return installed
+    source = _PKG.parent / kind
+    if source.is_dir():
+        return source
+    raise FileNotFoundError(f"orch's bundled {kind}/ folder is missing; reinstall orch")
+
+
+def bundled_policy(name: str) -> Path:
+    return data_dir("policies") / f"{name}.yaml"
+
+
+def bundled_policy_names() -> list[str]:
+    return sorted(p.stem for p in data_dir("policies").glob("*.yaml"))
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """Load a bundled JSON Schema by file stem (``policy``, ``completion-report``)."""
+    data: dict[str, Any] = json.loads((data_dir("schemas") / f"{name}.schema.json").read_text())
+    return data
+
+
+def prompt_template(name: str) -> Path:
+    return data_dir("prompts") / f"{name}.md"

@@ -1,0 +1,64 @@
+"""Opens what a command needs for one repository: its policy, state store, tracker, git and agent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from statemachine import policy as policy_mod
+from statemachine.adapters.git import CliGit, repo_root
+from statemachine.errors import OrchError
+from statemachine.policy import Policy
+from statemachine.ports import Agent, Tracker
+from statemachine.store import Store
+
+STATE_DB = Path(".orch") / "state" / "orch.db"
+
+
+@dataclass
+class Runtime:
+    repo: Path
+    policy: Policy
+    store: Store
+    tracker: Tracker
+    git: CliGit
+
+    def make_agent(self) -> Agent:
+        from statemachine.adapters.agents import make_agent
+
+        return make_agent(self.policy.data["agent"], self.repo)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def find_repo(repo: Path | None) -> Path:
+    start = (repo or Path.cwd()).resolve()
+    if not start.exists():
+        raise OrchError(f"{start} does not exist", "pass --repo with the path of a git repository")
+    return repo_root(start)
+
+
+def open_store(root: Path) -> Store:
+    return Store(root / STATE_DB)
+
+
+def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
+    root = find_repo(repo)
+    path = policy_mod.resolve_path(root, policy_path)
+    try:
+        display = str(path.relative_to(root))
+    except ValueError:
+        display = str(path)
+    pol = policy_mod.load(path, display)
+    store = open_store(root)
+    kind = pol.data["tracker"]["kind"]
+    if kind == "local":
+        from statemachine.adapters.local import LocalTracker
+
+        tracker: Tracker = LocalTracker(store)
+    else:
+        store.close()
+        raise OrchError("the GitHub tracker is not available in this version of orch",
+                        "set tracker.kind: local in .orch/policy.yaml to use the embedded tracker")
+    return Runtime(repo=root, policy=pol, store=store, tracker=tracker, git=CliGit(root))
