@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 from statemachine import reporting
 from statemachine.adapters.process import run_process, scrubbed_env
-from statemachine.errors import OrchError
-from statemachine.model import Snapshot
+from statemachine.errors import ClaimLost, OrchError
+from statemachine.model import Comment, Snapshot
 from statemachine.ports import AgentRequest, Agent, Git, Tracker
 from statemachine.store import Store
 
@@ -32,6 +32,11 @@ class ActionContext:
     nonce: str
     run_id: str | None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    first_try: bool = False  # True when the journal shows no earlier attempt of the running action
+
+    def find_comment(self, marker: str) -> Any:
+        """Our earlier comment with ``marker``; only looked up when an earlier attempt may have posted it."""
+        return None if self.first_try else self.tracker.find_comment(self.issue, marker)
 
     @property
     def orch_dir(self) -> Path:
@@ -55,6 +60,16 @@ class ActionContext:
 
     def marker(self, kind: str) -> str:
         return f"<!-- orch:run={self.require_run()} kind={kind} -->"
+
+
+def _with_comments(ctx: ActionContext, issue: Any) -> Any:
+    """The snapshot's issue with its comments, fetched when a prompt needs them."""
+    from dataclasses import replace
+
+    cached = ctx.facts().get("issue_comments") if int(ctx.facts().get("attempt", 0)) == 0 else None
+    if cached is not None:  # the first attempt reuses what the claim read back seconds ago
+        return replace(issue, comments=tuple(Comment(**c) for c in cached))
+    return replace(issue, comments=tuple(ctx.tracker.list_comments(issue.number)))
 
 
 def _names(ctx: ActionContext, roles: list[str]) -> list[str]:
@@ -95,12 +110,52 @@ def remove_labels(ctx: ActionContext, labels: list[str]) -> dict[str, Any]:
 def post_comment(ctx: ActionContext, kind: str) -> dict[str, Any]:
     """Post a comment of a fixed kind (claim), at most once per run."""
     marker = ctx.marker(kind)
-    existing = ctx.tracker.find_comment(ctx.issue, marker)
+    existing = ctx.find_comment(marker)
     if existing is not None:
         return {"comment": existing.id, "reused": True}
     body = reporting.claim_comment(ctx.require_run(), ctx.policy) + "\n\n" + marker
     comment = ctx.tracker.post_comment(ctx.issue, body)
     return {"comment": comment.id, "reused": False}
+
+
+def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict[str, Any]:
+    """Claim across machines: post a claim marker bound to the run, read the issue back, the earliest active claim wins.
+
+    A claim is active when no run-ending report follows it. The loser deletes its own marker and
+    raises ClaimLost, so the step is aborted and leaves no trace. Protocol: docs/claims.md.
+    """
+    import time
+
+    run_id = ctx.require_run()
+    mine = f"<!-- orch:claim run={run_id} -->"
+    existing = ctx.find_comment(mine)
+    if existing is None:
+        body = reporting.claim_comment(run_id, ctx.policy) + "\n\n" + mine
+        existing = ctx.tracker.post_comment(ctx.issue, body)
+    if settle_seconds is None:
+        settle_seconds = float(ctx.policy.data["tracker"].get("claim_settle_seconds", 0))
+    if settle_seconds:
+        time.sleep(settle_seconds)
+    comments = ctx.tracker.list_comments(ctx.issue)
+    active: list[tuple[int, str]] = []
+    seen_at = ctx.snapshot.issue.updated_at  # the tracker's clock when this step's snapshot was taken
+    stale = False
+    for c in comments:
+        if "<!-- orch:run=" in c.body and "kind=report-" in c.body:
+            active = []  # a report ends every claim before it
+            # a run ended after our snapshot: what we decided from it is stale, so this claim cannot win
+            stale = bool(seen_at) and bool(c.created_at) and c.created_at > seen_at
+        m = re.search(r"<!-- orch:claim run=(\S+) -->", c.body)
+        if m:
+            active.append((c.id, m.group(1)))
+    if stale or not active or active[0][1] != run_id:
+        winner = "a run that finished after this runner looked" if stale else (active[0][1] if active else "unknown")
+        ctx.tracker.delete_comment(ctx.issue, existing.id)
+        raise ClaimLost(f"issue #{ctx.issue} was claimed first by run {winner}; this runner backs off",
+                        "nothing to do: the other runner owns the issue")
+    ctx.set_fact("issue_comments", [{"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at}
+                                    for c in comments if "<!-- orch:" not in c.body])
+    return {"comment": existing.id, "run_id": run_id}
 
 
 # git and the agent -----------------------------------------------------------------------
@@ -159,10 +214,11 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
         report_path.unlink()
     worktree = Path(facts["worktree"])
     issue = ctx.snapshot.issue
-    values = prompting.issue_values(issue, ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
+    values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
     values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
     text = prompting.render(prompt, ctx.repo, values)
     cfg = ctx.policy.data["agent"]
+    ctx.set_fact("git_before", ctx.git.fingerprint(worktree))
     result = ctx.make_agent().run(AgentRequest(
         prompt=text, workdir=worktree, evidence_dir=evidence, report_path=report_path,
         timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
@@ -184,75 +240,200 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
 
 
 def capture_changes(ctx: ActionContext) -> dict[str, Any]:
-    """Capture the whole change set (committed, staged, unstaged, untracked) against the base commit."""
+    """Capture the whole change set (committed, staged, unstaged, untracked), inspect it, and freeze it as the candidate commit."""
     facts = ctx.facts()
-    cap = ctx.git.capture(Path(facts["worktree"]), facts["base_sha"])
+    worktree = Path(facts["worktree"])
+    cap = ctx.git.capture(worktree, facts["base_sha"])
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
+    attempt_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}"
+    attempt_dir.mkdir(parents=True, exist_ok=True)
+    diff = ctx.git.diff_text(facts["base_sha"], cap.tree)
+    (attempt_dir / "diff.patch").write_text(diff)
+    inspection = _inspect(ctx, facts, worktree, cap, diff, attempt_dir)
+    issue = ctx.snapshot.issue
+    report = facts.get("report") or {}
+    message = f"{issue.title} (#{issue.number})\n\n{str(report.get('summary', '')).strip()}\n\nOrch-Run: {ctx.require_run()}\n"
+    candidate = ctx.git.commit_tree(cap.tree, facts["base_sha"], message)
     ctx.set_fact("changes", changes)
     ctx.set_fact("changes_by_kind", cap.by_kind)
     ctx.set_fact("changed_lines", cap.changed_lines)
     ctx.set_fact("tree", cap.tree)
-    attempt_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}"
-    attempt_dir.mkdir(parents=True, exist_ok=True)
-    (attempt_dir / "changes.json").write_text(json.dumps({"tree": cap.tree, "changes": changes, "by_kind": cap.by_kind}, indent=2))
-    return {"tree": cap.tree, "files": len(changes), "lines": cap.changed_lines}
+    ctx.set_fact("candidate_sha", candidate)
+    ctx.set_fact("inspection", inspection)
+    (attempt_dir / "changes.json").write_text(json.dumps(
+        {"tree": cap.tree, "candidate": candidate, "changes": changes, "by_kind": cap.by_kind, "inspection": inspection}, indent=2))
+    return {"tree": cap.tree, "candidate": candidate, "files": len(changes), "lines": cap.changed_lines}
+
+
+def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any, diff: str, attempt_dir: Path) -> dict[str, Any]:
+    """Scan the candidate for secrets, destructive commands, git tampering, escaping symlinks and late edits."""
+    from statemachine import inspect_candidate as insp
+
+    secrets: list[insp.Finding] = []
+    destructive: list[insp.Finding] = []
+    for path, added in insp.added_lines(diff).items():
+        secrets += insp.scan_secrets(added, f"diff:{path}")
+        destructive += insp.scan_destructive(added, f"diff:{path}")
+    report_path = attempt_dir / "report.json"
+    report_text = insp.read_text(report_path) if report_path.is_file() else None
+    if report_text:
+        secrets += insp.scan_secrets(report_text, "report.json")
+    agent = facts.get("agent") or {}
+    if agent.get("log"):
+        log_text = insp.read_text(Path(agent["log"]))
+        if log_text:
+            secrets += insp.scan_secrets(log_text, "agent.log")
+            destructive += insp.scan_destructive(log_text, "agent.log")
+    for artifact in (facts.get("report") or {}).get("artifacts", []):
+        candidate = (worktree / artifact) if not Path(artifact).is_absolute() else Path(artifact)
+        text = insp.read_text(candidate) if candidate.is_file() and not candidate.is_symlink() else None
+        if text:
+            secrets += insp.scan_secrets(text, f"artifact:{artifact}")
+    tampering: list[str] = []
+    if cap.by_kind.get("committed"):
+        tampering.append("the agent made commits: " + ", ".join(cap.by_kind["committed"][:5]))
+    before = facts.get("git_before")
+    if before:
+        after = ctx.git.fingerprint(worktree)
+        prefix = ctx.policy.data["branch_template"].split("{", 1)[0]
+        own = f"refs/heads/{facts['branch']}"
+
+        def refs(text: str) -> set[str]:
+            return {line for line in text.splitlines()
+                    if not (prefix and line.startswith(f"refs/heads/{prefix}") and not line.startswith(own + " "))}
+
+        changed_refs = sorted(refs(before["refs"]) ^ refs(after["refs"]))
+        if changed_refs:
+            tampering.append("refs changed: " + "; ".join(changed_refs[:6]))
+        for key, what in (("head", "the worktree's HEAD moved"), ("gitfile", "the worktree's .git file changed"),
+                          ("config", "the repository's git config changed"), ("hooks", "git hooks changed"),
+                          ("worktree_config", "the worktree's git config changed")):
+            if before.get(key) != after.get(key):
+                tampering.append(what)
+    paths = [c.path for c in cap.changes if c.status != "D"]
+    symlinks = insp.escaping_symlinks(worktree, paths)
+    late: list[str] = []
+    if report_path.is_file():
+        late = insp.edited_after(worktree, paths, report_path.stat().st_mtime)
+    return {
+        "secrets": [f.as_json() for f in secrets],
+        "destructive": [f.as_json() for f in destructive],
+        "git_tampering": tampering,
+        "symlinks": [f.as_json() for f in symlinks],
+        "edited_after_report": late,
+    }
+
+
+def _check_worktree(ctx: ActionContext, facts: dict[str, Any], name: str, sha: str) -> Path:
+    path = ctx.orch_dir / "worktrees" / f"{name}-{ctx.require_run()}-{facts.get('attempt', 0)}"
+    ctx.git.add_detached_worktree(path, sha)
+    return path
 
 
 def run_checks(ctx: ActionContext) -> dict[str, Any]:
-    """Run every configured check in the worktree; record exit codes and keep the outputs."""
+    """Run every configured check in a fresh worktree of the exact candidate commit; keep the outputs."""
     facts = ctx.facts()
-    worktree = Path(facts["worktree"])
     out_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}" / "checks"
     results: dict[str, dict[str, Any]] = {}
-    for name, spec in sorted(ctx.policy.data.get("checks", {}).items()):
-        log = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.log"
-        res = run_process(["/bin/sh", "-c", spec["command"]], worktree, scrubbed_env(), log,
-                          float(spec.get("timeout_seconds", 900)))
-        results[name] = {"exit_code": res.exit_code, "timed_out": res.timed_out, "duration_seconds": round(res.duration_seconds, 3),
-                         "log": str(log), "command": spec["command"], "error": res.error}
+    checks = sorted(ctx.policy.data.get("checks", {}).items())
+    if checks:
+        worktree = _check_worktree(ctx, facts, "check", facts["candidate_sha"])
+        try:
+            for name, spec in checks:
+                log = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.log"
+                res = run_process(["/bin/sh", "-c", spec["command"]], worktree, scrubbed_env(), log,
+                                  float(spec.get("timeout_seconds", 900)))
+                results[name] = {"exit_code": res.exit_code, "timed_out": res.timed_out,
+                                 "duration_seconds": round(res.duration_seconds, 3), "log": str(log),
+                                 "command": spec["command"], "error": res.error, "commit": facts["candidate_sha"]}
+        finally:
+            ctx.git.remove_worktree(worktree)
     ctx.set_fact("checks", results)
     return {name: r["exit_code"] for name, r in results.items()}
 
 
-def run_proof(ctx: ActionContext) -> dict[str, Any]:
-    """Run the agent with the proof prompt and keep its proof report (checked by the proof guards)."""
+def run_tdd_check(ctx: ActionContext) -> dict[str, Any]:
+    """When gates.tdd is set: run the added or changed tests on the base commit (must fail) and on the candidate (must pass)."""
+    from statemachine.gates import DEFAULT_TEST_GLOBS
+    from statemachine.globs import first_match
+
+    cfg = ctx.policy.data.get("gates", {}).get("tdd")
+    if not cfg:
+        ctx.set_fact("tdd", None)
+        return {"skipped": "gates.tdd is not set"}
+    facts = ctx.facts()
+    globs = tuple(ctx.policy.data.get("gates", {}).get("test_globs") or DEFAULT_TEST_GLOBS)
+    tests = [c["path"] for c in facts.get("changes", []) if c["status"] != "D" and first_match(c["path"], globs)]
+    if not tests:
+        ctx.set_fact("tdd", {"error": "the change adds or modifies no test", "tests": []})
+        return {"error": "no test changed"}
+    out_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}" / "tdd"
+    command = cfg["command"].replace("{tests}", " ".join(_shquote(t) for t in tests))
+    timeout = float(cfg.get("timeout_seconds", 900))
+    exits = {}
+    for side, sha in (("base", facts["base_sha"]), ("candidate", facts["candidate_sha"])):
+        worktree = _check_worktree(ctx, facts, f"tdd-{side}", sha)
+        try:
+            if side == "base":  # the candidate's tests, on the base commit's product code
+                from statemachine.adapters.git import run_git
+
+                run_git(["checkout", facts["candidate_sha"], "--", *tests], worktree)
+            res = run_process(["/bin/sh", "-c", command], worktree, scrubbed_env(), out_dir / f"{side}.log", timeout)
+            exits[side] = res.exit_code if not res.timed_out else -1
+        finally:
+            ctx.git.remove_worktree(worktree)
+    tdd = {"tests": tests, "command": command, "base_exit": exits["base"], "candidate_exit": exits["candidate"],
+           "base_log": str(out_dir / "base.log"), "candidate_log": str(out_dir / "candidate.log"), "error": None}
+    ctx.set_fact("tdd", tdd)
+    return {"base_exit": exits["base"], "candidate_exit": exits["candidate"]}
+
+
+def _shquote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def run_review(ctx: ActionContext) -> dict[str, Any]:
+    """When gates.review is on: a second agent run in review mode returns a verdict (schemas/review-report.schema.json)."""
     from statemachine import prompting
 
+    if not ctx.policy.data.get("gates", {}).get("review"):
+        ctx.set_fact("review", None)
+        return {"skipped": "gates.review is off"}
     facts = ctx.facts()
     attempt = int(facts.get("attempt", 0))
-    evidence = ctx.evidence_dir() / f"attempt-{attempt}" / "proof"
+    evidence = ctx.evidence_dir() / f"attempt-{attempt}" / "review"
     evidence.mkdir(parents=True, exist_ok=True)
-    report_path = evidence / "proof-report.json"
+    report_path = evidence / "review-report.json"
     if report_path.exists():
         report_path.unlink()
-    worktree = Path(facts["worktree"])
-    before = ctx.git.capture(worktree, facts["base_sha"]).tree
-    values = prompting.issue_values(ctx.snapshot.issue, ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
-    values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
-    cfg = ctx.policy.data["agent"]
-    result = ctx.make_agent().run(AgentRequest(
-        prompt=prompting.render("proof", ctx.repo, values), workdir=worktree, evidence_dir=evidence, report_path=report_path,
-        timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-        extra_env={"ORCH_MODE": "proof"},
-    ))
-    after = ctx.git.capture(worktree, facts["base_sha"]).tree
-    report, error = _validate_report(report_path, "proof-report")
-    proof: dict[str, Any] = {"error": error, "status": None, "findings": []}
-    if result.exit_code != 0:
-        proof["error"] = f"the proof run exited with {result.exit_code}"
-    elif before != after:
-        proof["error"] = "the proof run changed the product (worktree tree differs before and after)"
-    elif report is not None:
-        wanted = {c["id"] for c in prompting.acceptance_criteria(ctx.snapshot.issue.body)}
-        answered = {c["id"] for c in report["criteria"]}
-        weak = [c["id"] for c in report["criteria"] if c["confidence"] != "high"]
-        if wanted - answered:
-            proof["error"] = "criteria without an answer: " + ", ".join(sorted(wanted - answered))
-        elif report["status"] == "passed" and weak:
-            proof["error"] = "passed with less than high confidence on: " + ", ".join(weak)
-        proof.update(status=report["status"], findings=report.get("findings", []))
-    ctx.set_fact("proof", proof)
-    return {"status": proof["status"], "error": proof["error"]}
+    worktree = _check_worktree(ctx, facts, "review", facts["candidate_sha"])
+    try:
+        values = prompting.issue_values(_with_comments(ctx, ctx.snapshot.issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
+        values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
+        cfg = ctx.policy.data["agent"]
+        result = ctx.make_agent().run(AgentRequest(
+            prompt=prompting.render("review", ctx.repo, values), workdir=worktree, evidence_dir=evidence, report_path=report_path,
+            timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
+            extra_env={"ORCH_MODE": "review"},
+        ))
+    finally:
+        ctx.git.remove_worktree(worktree)
+    report, error = _validate_report(report_path, "review-report")
+    if error is None and result.exit_code != 0:
+        error = f"the review run exited with {result.exit_code}"
+    review = {"error": error, "verdict": (report or {}).get("verdict"), "defects": (report or {}).get("defects", []),
+              "summary": (report or {}).get("summary", ""), "log": result.log}
+    ctx.set_fact("review", review)
+    return {"verdict": review["verdict"], "error": error}
+
+
+def run_proof(ctx: ActionContext) -> dict[str, Any]:
+    """Prove the candidate: the agent answers every criterion, the runner drives the browser itself and checks all evidence."""
+    from statemachine import proof
+
+    return proof.run_proof_action(ctx)
 
 
 def record_findings(ctx: ActionContext) -> dict[str, Any]:
@@ -272,6 +453,16 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
             findings.append(f"check {name!r} ({r.get('command')}) " + ("timed out" if r.get("timed_out") else f"exited {r.get('exit_code')}") + f"; output tail:\n{tail}")
     proof = facts.get("proof") or {}
     findings += [f"proof: {f}" for f in proof.get("findings", [])]
+    from statemachine import gates
+
+    for fn in (gates.tdd_evidence, gates.tests_changed_with_source):
+        verdict = fn(ctx.snapshot)
+        if not verdict.ok:
+            findings.append(f"{fn.__name__}: {verdict.reason}")
+    review = facts.get("review") or {}
+    for d in review.get("defects", []):
+        where = f" ({d['file']}:{d.get('line', '?')})" if d.get("file") else ""
+        findings.append(f"review {d.get('severity', '?')}{where}: {d.get('description', '')}")
     ctx.set_fact("findings", findings)
     ctx.set_fact("rework_count", int(facts.get("rework_count", 0)) + 1)
     ctx.set_fact("findings_step", ctx.step_id)
@@ -281,40 +472,52 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
 # publication -----------------------------------------------------------------------------
 
 def commit_changes(ctx: ActionContext) -> dict[str, Any]:
-    """Commit exactly the captured tree on the run's branch, as the runner, on top of the base commit."""
+    """Point the run's branch at the candidate commit: exactly the tree that was inspected and checked."""
     facts = ctx.facts()
-    run_id = ctx.require_run()
-    branch, tree, base = facts["branch"], facts["tree"], facts["base_sha"]
-    trailer = f"Orch-Run: {run_id}"
-    head = ctx.git.branch_head(branch)
-    if head and trailer in ctx.git.commit_message(head):
-        ctx.set_fact("head_sha", head)
-        return {"commit": head, "reused": True}
-    issue = ctx.snapshot.issue
-    report = facts.get("report") or {}
-    message = f"{issue.title} (#{issue.number})\n\n{report.get('summary', '').strip()}\n\n{trailer}\n"
-    sha = ctx.git.commit_tree(tree, base, message)
-    ctx.git.set_branch(branch, sha)
-    worktree = Path(facts["worktree"])
-    if (worktree / ".git").exists():
-        from statemachine.adapters.git import run_git
+    branch, candidate = facts["branch"], facts["candidate_sha"]
+    reused = ctx.git.branch_head(branch) == candidate
+    if not reused:
+        ctx.git.set_branch(branch, candidate)
+        worktree = Path(facts["worktree"])
+        if (worktree / ".git").exists():
+            from statemachine.adapters.git import run_git
 
-        run_git(["reset", "--quiet", "--mixed"], worktree, check=False)
-    ctx.set_fact("head_sha", sha)
-    return {"commit": sha, "reused": False}
+            run_git(["reset", "--quiet", "--mixed"], worktree, check=False)
+    ctx.set_fact("head_sha", candidate)
+    return {"commit": candidate, "reused": reused}
+
+
+def push_branch(ctx: ActionContext) -> dict[str, Any]:
+    """Push the run's branch to the tracker's remote with the runner's own credential (the local tracker keeps it here)."""
+    facts = ctx.facts()
+    if ctx.tracker.kind == "local":
+        return {"skipped": "the local tracker reads branches from this repository"}
+    remote = ctx.policy.data["tracker"].get("remote", "origin")
+    credential = getattr(ctx.tracker, "push_credential", None)
+    if credential is None:
+        raise OrchError(f"the {ctx.tracker.kind} tracker cannot receive branches")
+    ctx.git.push(remote, facts["candidate_sha"], facts["branch"], credential())
+    return {"pushed": facts["branch"], "sha": facts["candidate_sha"], "remote": remote}
+
+
+def remove_worktree(ctx: ActionContext) -> dict[str, Any]:
+    """Remove the run's worktree once its result is published (the branch and the evidence folder stay)."""
+    worktree = ctx.facts().get("worktree")
+    if worktree and Path(worktree).exists():
+        ctx.git.remove_worktree(Path(worktree))
+    return {"worktree": worktree}  # the same result whether or not an interrupted attempt already removed it
 
 
 def open_draft_pr(ctx: ActionContext) -> dict[str, Any]:
     """Open a draft pull request for the run's branch, found by its marker if it already exists."""
     facts = ctx.facts()
     marker = ctx.marker("pull-request")
-    existing = ctx.tracker.find_pull(marker)
-    if existing is None:
-        issue = ctx.snapshot.issue
-        title = ctx.policy.data["pr_title_template"].format(number=issue.number, title=issue.title)
-        body = reporting.pull_body(ctx, facts) + "\n\n" + marker
-        existing = ctx.tracker.create_pull(issue.number, title, body, facts["branch"], facts["base_branch"],
-                                           facts["head_sha"], facts["base_sha"], marker)
+    issue = ctx.snapshot.issue
+    title = ctx.policy.data["pr_title_template"].format(number=issue.number, title=issue.title)
+    body = reporting.pull_body(ctx, facts) + "\n\n" + marker
+    # create_pull is find-or-create by the marker on every tracker: a retry never opens a second one
+    existing = ctx.tracker.create_pull(issue.number, title, body, facts["branch"], facts["base_branch"],
+                                       facts["head_sha"], facts["base_sha"], marker)
     pr = {"number": existing.number, "url": existing.url, "head": existing.head, "base": existing.base, "draft": existing.draft}
     ctx.set_fact("pull_request", pr)
     return pr
@@ -325,10 +528,10 @@ def post_report(ctx: ActionContext, outcome: str) -> dict[str, Any]:
     if ctx.run_id is None:
         ctx.run_id = ctx.snapshot.run.run_id
     marker = ctx.marker(f"report-{outcome}-{ctx.step_id}")
-    existing = ctx.tracker.find_comment(ctx.issue, marker)
+    existing = ctx.find_comment(marker)
     if existing is not None:
         return {"comment": existing.id, "reused": True}
     body = reporting.report_comment(ctx, ctx.facts(), outcome) + "\n\n" + marker
+    (ctx.evidence_dir() / "summary.md").write_text(body)  # first: a crash after posting must not lose it
     comment = ctx.tracker.post_comment(ctx.issue, body)
-    (ctx.evidence_dir() / "summary.md").write_text(body)
     return {"comment": comment.id, "reused": False}

@@ -50,21 +50,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", parents=[common], help="draw the lifecycle (Mermaid or Graphviz dot)")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
 
-    p = sub.add_parser("setup", parents=[common], help="write a starter policy and ignore the state folders")
-    p.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
+    p = sub.add_parser("setup", parents=[common], help="write a starter policy, the prompts, .gitignore entries; labels")
+    p.add_argument("--dry-run", action="store_true", help="print every planned write and label change; change nothing")
+    p.add_argument("--github-owner", default=None, metavar="O", help="GitHub owner (default: from origin)")
+    p.add_argument("--github-repo", default=None, metavar="R", help="GitHub repository (default: from origin)")
+    p.add_argument("--prepare-labels", action="store_true", help="create or update the policy's labels on the tracker")
+    p.add_argument("--actions", action="store_true", help="also write .github/workflows/orch.yml (GitHub Actions as the fleet)")
 
     p = sub.add_parser("status", parents=[common], help="each labelled issue, its state, and why it cannot run")
+    p.add_argument("--dry-run", action="store_true", help="accepted for compatibility: status never changes anything")
+
+    p = sub.add_parser("daemon", parents=[common], help="serve eligible issues until stopped, or once")
+    p.add_argument("--once", action="store_true", help="start what is eligible now, wait for it, then exit")
+    p.add_argument("--interval-seconds", type=float, default=30.0, metavar="S", help="seconds between polls (default 30)")
+    p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after starting N runs")
+    p.add_argument("--concurrency", type=int, default=1, metavar="K", help="issues at once (default 1)")
+    p.add_argument("--shutdown-deadline", type=float, default=None, metavar="S",
+                   help="on SIGINT/SIGTERM, seconds running issues may finish before they are stopped (default 60)")
+    p.add_argument("--http", default=None, metavar="HOST:PORT", help="serve the live state as JSON and a web page")
+
+    sub.add_parser("doctor", parents=[common], help="check the policy, origin, token, labels, base branch and agent CLI")
+    sub.add_parser("health", parents=[common], help="orch's version, Python, dependencies and agent CLIs found")
 
     p = sub.add_parser("show", parents=[common], help="an issue's run history and where its evidence is")
     p.add_argument("--issue", type=int, required=True, metavar="N")
 
-    p = sub.add_parser("prompt", parents=[common], help="print the rendered implementation prompt; runs nothing")
+    p = sub.add_parser("prompt", parents=[common], help="print a rendered prompt for an issue; runs nothing")
     p.add_argument("--issue", type=int, required=True, metavar="N")
-    p.add_argument("--template", default="implementation", choices=("implementation", "rework", "proof"))
+    p.add_argument("--template", default="implementation", choices=("implementation", "rework", "review", "proof", "planning"))
 
     p = sub.add_parser("demo", parents=[common], help="run one issue end to end in a temporary repository")
     p.add_argument("--keep", action="store_true", help="keep the temporary repository (its path is printed)")
     p.add_argument("--dir", type=Path, default=None, help="make the demo repository here instead of a temp folder")
+
+    p = sub.add_parser("proof", help="rerun acceptance proof on an issue's candidate, outside the lifecycle")
+    psub = p.add_subparsers(dest="proof_command", metavar="TARGET")
+    psub.required = True
+    q = psub.add_parser("auto", parents=[common], help="rerun the whole proof: the proof agent, the runner's browser run, every check")
+    q.add_argument("--issue", type=int, required=True, metavar="N")
+    q = psub.add_parser("browser", parents=[common], help="run a browser scenario on the candidate and check what the runner captured")
+    q.add_argument("--issue", type=int, required=True, metavar="N")
+    q.add_argument("--scenario", type=Path, default=None, metavar="F", help="scenario JSON (default: the run's last scenario.json)")
+    q.add_argument("--base-url", default=None, metavar="U", help="an app already running there (default: start it from proof.app)")
+    for target in ("android", "ios"):
+        psub.add_parser(target, parents=[common], help=f"{target} proof (not supported on this machine)").add_argument(
+            "--issue", type=int, required=True, metavar="N")
 
     p = sub.add_parser("issue", help="the embedded local tracker")
     isub = p.add_subparsers(dest="issue_command", metavar="ACTION")
@@ -79,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     isub.add_parser("show", parents=[common], help="show an issue").add_argument("number", type=int)
     q = isub.add_parser("label", parents=[common], help="add (+L) or remove (-L) labels")
     q.add_argument("number", type=int)
-    q.add_argument("changes", nargs="+", metavar="+L|-L")
+    q.add_argument("changes", nargs="*", metavar="+L|-L")  # -L is collected in main(): argparse reads it as an option
     q = isub.add_parser("comment", parents=[common], help="comment on an issue")
     q.add_argument("number", type=int)
     q.add_argument("text")
@@ -98,10 +128,26 @@ def dispatch(args: argparse.Namespace, out: Output) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "issue_command", None) == "label":  # `orch issue label 3 -agent:review`: -L removes a label
+        args.changes, extra = [*args.changes, *extra], []
+        if not args.changes:
+            parser.error("orch issue label: give at least one +LABEL to add or -LABEL to remove")
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     out = Output(getattr(args, "json", False))
     level = logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2)
     logging.basicConfig(level=level, format="orch: %(message)s", stream=sys.stderr)
+    import signal
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if hasattr(signal, "SIGTERM"):
+        try:
+            signal.signal(signal.SIGTERM, on_term)
+        except ValueError:  # not the main thread (embedded use)
+            pass
     try:
         return dispatch(args, out)
     except PolicyError as exc:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from statemachine.actions import ActionContext
-from statemachine.errors import OrchError
+from statemachine.errors import ClaimLost, OrchError
 from statemachine.machine import IssueModel, build_machine, evaluate_guard
 from statemachine.model import REST_STATES, RunFacts, Snapshot, Verdict, snapshot_from_dict, snapshot_to_dict, Change
 from statemachine.policy import ActionSpec, Policy, Transition
@@ -49,10 +49,11 @@ class StepOutcome:
     evaluations: tuple[Evaluation, ...]
     resumed: bool = False
     run_id: str | None = None
+    note: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "issue": self.issue, "source": self.source, "dest": self.dest,
+            "issue": self.issue, "source": self.source, "dest": self.dest, "note": self.note,
             "fired": self.fired.as_json() if self.fired else None, "resumed": self.resumed, "run_id": self.run_id,
             "evaluations": [e.as_json() for e in self.evaluations],
         }
@@ -81,19 +82,53 @@ def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
         proof=facts.get("proof"),
         findings=tuple(facts.get("findings", ())),
         pull_request=facts.get("pull_request"),
-        extra={"changed_lines": facts.get("changed_lines", 0), "acceptance_criteria": facts.get("acceptance_criteria", [])},
+        extra={
+            "changed_lines": facts.get("changed_lines", 0),
+            "acceptance_criteria": facts.get("acceptance_criteria", []),
+            "inspection": facts.get("inspection"),
+            "tdd": facts.get("tdd"),
+            "review": facts.get("review"),
+        },
     )
 
 
 def take_snapshot(rt: Runtime, number: int) -> Snapshot:
+    issue = rt.tracker.get_issue(number, comments=False)
+    state, run_id = rt.store.state_of(number)
+    return snapshot_of(rt, issue, state, run_id)
+
+
+def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None) -> Snapshot:
+    """A snapshot of an issue already fetched (``orch status`` lists many at once)."""
     from statemachine.prompting import acceptance_criteria
 
-    issue = rt.tracker.get_issue(number)
-    state, run_id = rt.store.state_of(number)
+    number = issue.number
     facts = rt.store.facts(run_id)
     facts.setdefault("acceptance_criteria", acceptance_criteria(issue.body))
+    authority: dict[str, dict[str, Any]] = {}
+    for t in rt.policy.outgoing(state):  # only fetched when a guard of this state asks for it
+        for g in t.guards:
+            if g.name == "label_authorized":
+                name = rt.policy.label(g.params["label"])
+                if name not in authority and name in issue.labels:
+                    actor, permission = rt.tracker.label_authority(number, name)
+                    authority[name] = {"actor": actor, "permission": permission}
     return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
-                    settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                    settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    authority=authority)
+
+
+def _append_evidence(repo: Any, run_id: str, record: dict[str, Any]) -> None:
+    """Append one step's verdicts to .orch/runs/<run>/steps.jsonl (evidence that outlives the database)."""
+    import json
+
+    folder = repo / ".orch" / "runs" / run_id
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "steps.jsonl", "a") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+    except OSError as exc:
+        log.warning("could not write step evidence for run %s: %s", run_id, exc)
 
 
 class _Runner:
@@ -117,6 +152,7 @@ class _Runner:
                 ctx.run_id = entry[1].get("run_id", ctx.run_id)
             log.debug("skip %s: done before", spec.label())
             return
+        ctx.first_try = entry is None  # no intent recorded before: no earlier attempt can have had an effect
         store.journal_intent(ctx.step_id, idx, spec.name, spec.params)
         result = registry.ACTIONS[spec.name].fn(ctx, **spec.params)
         store.journal_done(ctx.step_id, idx, result)
@@ -175,9 +211,17 @@ class Engine:
             fired = model.trigger(chosen.transition.trigger, snapshot=snap, runner=_Runner(ctx, chosen.transition))  # type: ignore[attr-defined]
             if not fired or model.state != chosen.transition.dest:
                 raise OrchError(f"internal: the machine did not fire {chosen.transition.trigger} from {snap.state}")
+        except ClaimLost as lost:
+            store.abort_step(step_id, number, ctx.run_id, snap.run.run_id)
+            return StepOutcome(number, snap.state, None, None, tuple(evaluations), resumed, snap.run.run_id, note=lost.message)
         finally:
             self.machine.remove_model(model)
         outcome = chosen.transition.dest if chosen.transition.dest in REST_STATES else None
+        if ctx.run_id:
+            _append_evidence(self.rt.repo, ctx.run_id, {
+                "step": step_id, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": snap.state,
+                "trigger": chosen.transition.trigger, "dest": chosen.transition.dest, "resumed": resumed,
+                "evaluations": [e.as_json() for e in evaluations]})
         store.finish_step(step_id, number, chosen.transition.dest, ctx.run_id, outcome)
         return StepOutcome(number, snap.state, chosen.transition.dest, chosen, tuple(evaluations), resumed, ctx.run_id)
 

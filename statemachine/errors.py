@@ -55,6 +55,10 @@ class BusyError(OrchError):
     """Another orch process holds the issue."""
 
 
+class ClaimLost(OrchError):
+    """Another runner claimed the issue first; this runner backs off and leaves no trace."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One located policy problem: file, line:column (1-based), key path, message, hint."""

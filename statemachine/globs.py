@@ -42,7 +42,7 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
     if pat.endswith("/"):
         body += ".*"
     prefix = "" if anchored else "(?:.*/)?"
-    return re.compile(f"^{prefix}{body}$")
+    return re.compile(f"^{prefix}{body}(?:/.*)?$")  # as in .gitignore, a matching folder covers everything in it
 
 
 def matches(path: str, pattern: str) -> bool:

@@ -7,19 +7,37 @@ from statemachine.model import Snapshot, Verdict
 
 
 def issue_open(snap: Snapshot) -> Verdict:
+    """The issue is open."""
     if snap.issue.is_open:
         return Verdict.passed(f"issue #{snap.issue.number} is open")
     return Verdict.failed(f"issue #{snap.issue.number} is {snap.issue.state}")
 
 
 def has_label(snap: Snapshot, label: str) -> Verdict:
+    """The issue carries the label of this role."""
     name = snap.label(label)
     if name in snap.issue.labels:
         return Verdict.passed(f"issue carries {name}")
     return Verdict.failed(f"issue lacks {name}", "labels: " + (", ".join(snap.issue.labels) or "(none)"))
 
 
+def label_authorized(snap: Snapshot, label: str) -> Verdict:
+    """The label was applied by a user with write, maintain or admin permission on the repository."""
+    name = snap.label(label)
+    if name not in snap.issue.labels:
+        return Verdict.failed(f"issue lacks {name}")
+    info = snap.authority.get(name)
+    if info is None:
+        return Verdict.failed(f"who applied {name} is unknown")
+    actor, permission = info.get("actor"), info.get("permission")
+    if permission in ("admin", "maintain", "write"):
+        return Verdict.passed(f"{name} was applied by {actor} ({permission})")
+    return Verdict.failed(f"{name} was applied by {actor or 'an unknown user'}, whose permission is {permission}: "
+                          "only write, maintain or admin counts", f"actor: {actor}", f"permission: {permission}")
+
+
 def lacks_labels(snap: Snapshot, labels: list[str]) -> Verdict:
+    """The issue carries none of the labels of these roles."""
     names = [snap.label(role) for role in labels]
     present = [n for n in names if n in snap.issue.labels]
     if present:
@@ -28,6 +46,7 @@ def lacks_labels(snap: Snapshot, labels: list[str]) -> Verdict:
 
 
 def agent_succeeded(snap: Snapshot) -> Verdict:
+    """The agent exited 0, within its total and idle timeouts."""
     agent = snap.run.agent
     if agent is None:
         return Verdict.failed("the agent has not run")
@@ -45,26 +64,32 @@ def agent_succeeded(snap: Snapshot) -> Verdict:
 
 
 def report_valid(snap: Snapshot) -> Verdict:
+    """The completion report exists and matches its schema."""
     if snap.run.report is None:
         return Verdict.failed(snap.run.report_error or "no completion report")
     return Verdict.passed("the completion report matches schemas/completion-report.schema.json")
 
 
 def report_completed(snap: Snapshot) -> Verdict:
+    """The report says completed and lists no prohibited action."""
     report = snap.run.report
     if report is None:
         return Verdict.failed("no valid completion report")
     status = report.get("status")
+    prohibited = report.get("prohibited_actions") or []
+    if prohibited:
+        return Verdict.failed(f"the agent reports {len(prohibited)} prohibited action(s)", *map(str, prohibited))
     if status == "completed":
         return Verdict.passed("the agent reports the work completed")
     return Verdict.failed(f"the agent reports status {status!r}", str(report.get("summary", ""))[:500])
 
 
 def report_matches_changes(snap: Snapshot) -> Verdict:
+    """The report's changed_files equal the change set the runner observed."""
     report, changes = snap.run.report, snap.run.changes
     if report is None or changes is None:
         return Verdict.failed("needs both a valid report and the captured change set")
-    claimed = {str(p).lstrip("./") if str(p).startswith("./") else str(p) for p in report.get("changed_files", [])}
+    claimed = {str(p).removeprefix("./") for p in report.get("changed_files", [])}  # not lstrip: "./.env" is ".env"
     observed = {c.path for c in changes}
     missing, extra = sorted(observed - claimed), sorted(claimed - observed)
     if not missing and not extra:
@@ -78,6 +103,7 @@ def report_matches_changes(snap: Snapshot) -> Verdict:
 
 
 def has_changes(snap: Snapshot) -> Verdict:
+    """The change set is not empty (unless gates.require_changes is false)."""
     changes = snap.run.changes
     if changes is None:
         return Verdict.failed("the change set was not captured")
@@ -89,6 +115,7 @@ def has_changes(snap: Snapshot) -> Verdict:
 
 
 def no_blocked_paths(snap: Snapshot, paths: list[str] | None = None) -> Verdict:
+    """No change touches a blocked path (built-in globs, gates.blocked_paths, and `paths`)."""
     changes = snap.run.changes
     if changes is None:
         return Verdict.failed("the change set was not captured")
@@ -105,6 +132,7 @@ def no_blocked_paths(snap: Snapshot, paths: list[str] | None = None) -> Verdict:
 
 
 def within_size_limits(snap: Snapshot) -> Verdict:
+    """The change stays within gates.max_changed_files and gates.max_changed_lines."""
     changes = snap.run.changes
     if changes is None:
         return Verdict.failed("the change set was not captured")
@@ -119,6 +147,7 @@ def within_size_limits(snap: Snapshot) -> Verdict:
 
 
 def checks_passed(snap: Snapshot) -> Verdict:
+    """Every configured check exited 0 on the candidate commit."""
     checks = snap.run.checks
     if checks is None:
         return Verdict.failed("the checks have not run")
@@ -133,6 +162,7 @@ def checks_passed(snap: Snapshot) -> Verdict:
 
 
 def proof_required(snap: Snapshot) -> Verdict:
+    """The policy requires acceptance proof for this issue (labels, paths, or criteria)."""
     proof = snap.settings.get("proof", {})
     wanted = [snap.label(x) for x in proof.get("labels", [])]
     hit = [n for n in wanted if n in snap.issue.labels]
@@ -148,17 +178,19 @@ def proof_required(snap: Snapshot) -> Verdict:
 
 
 def proof_passed(snap: Snapshot) -> Verdict:
+    """The proof report passed the runner's checks."""
     proof = snap.run.proof
     if proof is None:
         return Verdict.failed("no proof result")
     if proof.get("error"):
-        return Verdict.failed(f"proof rejected: {proof['error']}")
+        return Verdict.failed(f"proof rejected: {proof['error']}", *[str(f) for f in proof.get("findings", [])[:10]])
     if proof.get("status") == "passed":
-        return Verdict.passed("proof passed for every criterion")
+        return Verdict.passed("proof passed for every criterion", f"evidence: {proof.get('dir_rel') or proof.get('dir', '?')}")
     return Verdict.failed(f"proof status is {proof.get('status')!r}")
 
 
 def proof_needs_rework(snap: Snapshot) -> Verdict:
+    """The proof run asks for rework with findings."""
     proof = snap.run.proof
     if proof is not None and not proof.get("error") and proof.get("status") == "needs-rework":
         return Verdict.passed("proof asks for rework", *proof.get("findings", []))
@@ -166,6 +198,7 @@ def proof_needs_rework(snap: Snapshot) -> Verdict:
 
 
 def within_rework_limit(snap: Snapshot) -> Verdict:
+    """Fewer rework iterations than limits.rework_iterations have been used."""
     limit = int(snap.settings.get("limits", {}).get("rework_iterations", 0))
     used = snap.run.rework_count
     if used < limit:

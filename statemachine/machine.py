@@ -16,8 +16,8 @@ def evaluate_guard(spec: GuardSpec, snap: Snapshot) -> Verdict:
     entry = registry.GUARDS[spec.name]
     try:
         verdict: Verdict = entry.fn(snap, **spec.params)
-    except Exception as exc:  # a guard bug must never let a transition through
-        verdict = Verdict.failed(f"guard {spec.name} raised {type(exc).__name__}: {exc}")
+    except Exception as exc:  # a guard bug must never let a transition through, negated or not
+        return Verdict.failed(f"guard {spec.name} raised {type(exc).__name__}: {exc}")
     return verdict.negated() if spec.negate else verdict
 
 

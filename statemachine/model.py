@@ -123,6 +123,7 @@ class Snapshot:
     labels: dict[str, str]  # role -> label name, from the policy
     settings: dict[str, Any]  # the policy's gates/limits/proof sections
     taken_at: str
+    authority: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> {actor, permission}
 
     def label(self, role_or_name: str) -> str:
         return self.labels.get(role_or_name, role_or_name)
@@ -143,4 +144,4 @@ def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
         run["changes"] = tuple(Change(**c) for c in run["changes"])
     run["findings"] = tuple(run.get("findings", ()))
     return Snapshot(issue=Issue(**issue), state=data["state"], run=RunFacts(**run), labels=data["labels"],
-                    settings=data["settings"], taken_at=data["taken_at"])
+                    settings=data["settings"], taken_at=data["taken_at"], authority=data.get("authority", {}))

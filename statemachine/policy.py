@@ -90,12 +90,12 @@ def merge(base: Any, override: Any) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
         out = dict(base)
         for key, value in override.items():
-            if value is None and key in out:
-                del out[key]
+            if value is None:  # null deletes, also a key the base does not set (it must not stay as null)
+                out.pop(key, None)
             elif key in out:
                 out[key] = merge(out[key], value)
             else:
-                out[key] = copy.deepcopy(value)
+                out[key] = merge({}, value) if isinstance(value, dict) else copy.deepcopy(value)
         return out
     return copy.deepcopy(override)
 
@@ -225,8 +225,10 @@ def _describe(err: Any, docs: list[Document]) -> list[Problem]:
             return _describe(best, docs)
         return [_at(docs, path, f"{_show(inst)} is not valid" + (f": {desc}" if desc else ""))]
     if kind == "pattern":
-        return [_at(docs, path, f"{_show(inst)} does not match the pattern {err.validator_value}",
-                    "names are lower case letters, digits and underscores")]
+        hint = {"color": "six hex digits without #, for example 0e8a16",
+                "extends": "a bundled policy name such as default"}.get(str(path[-1]) if path else "",
+                                                                        "names are lower case letters, digits and underscores")
+        return [_at(docs, path, f"{_show(inst)} does not match the pattern {err.validator_value}", hint)]
     if kind == "propertyNames":
         return [_at(docs, path, f"invalid name in {_show(inst)}", "names are lower case letters, digits and underscores")]
     return [_at(docs, path, err.message)]
@@ -311,6 +313,13 @@ def semantic_problems(data: dict[str, Any], docs: list[Document]) -> list[Proble
                 out.append(_at(docs, ("tracker",), f"tracker.kind is github but tracker.{k} is missing",
                                "`orch setup` infers it from the origin remote"))
     agent = data.get("agent")
+    if isinstance(agent, dict) and agent.get("kind") != "command":
+        for key, kinds in (("network", ("codex",)), ("sandbox", ("codex",)), ("allowed_tools", ("claude",)),
+                           ("max_turns", ("claude",)), ("permission_mode", ("claude",)), ("setting_sources", ("claude",)),
+                           ("partial_messages", ("claude",)), ("scrub_subprocess_env", ("claude",))):
+            if key in agent and agent.get("kind") not in kinds:
+                out.append(_at(docs, ("agent", key), f"agent.{key} applies to the {'/'.join(kinds)} agent, not {agent.get('kind')!r}",
+                               f"remove it, or set agent.kind: {kinds[0]}"))
     if isinstance(agent, dict) and agent.get("kind") == "command" and not agent.get("command"):
         out.append(_at(docs, ("agent",), "agent.kind is command but agent.command is missing", "name the executable to run"))
     if isinstance(agent, dict) and isinstance(agent.get("env"), dict):

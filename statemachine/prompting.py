@@ -17,7 +17,7 @@ VARIABLES = (
     "rules", "agents_md", "memory", "findings", "report_path", "report_schema", "worktree", "branch",
     "base_sha", "attempt",
 )
-PROMPTS = ("implementation", "rework", "proof")
+PROMPTS = ("implementation", "rework", "review", "proof", "planning")
 
 _AC_HEADING = re.compile(r"^#{1,6}\s*acceptance(\s+criteria)?\s*:?\s*$", re.I | re.M)
 _ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s+)?(.+?)\s*$")

@@ -6,8 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from statemachine import actions, guards
+from statemachine import actions, gates, guards
+from statemachine.inspect_candidate import DESTRUCTIVE_PATTERNS, SECRET_PATTERNS
 from statemachine.model import LABEL_ROLES
+
+SECRET_KINDS = tuple(SECRET_PATTERNS)
+DESTRUCTIVE_KINDS = tuple(DESTRUCTIVE_PATTERNS)
 
 ROLE = {"enum": list(LABEL_ROLES)}
 ROLES = {"type": "array", "items": ROLE, "minItems": 1, "uniqueItems": True}
@@ -37,6 +41,7 @@ def _table(*rows: tuple[Callable[..., Any], dict[str, Any]]) -> dict[str, Entry]
 GUARDS: dict[str, Entry] = _table(
     (guards.issue_open, NO_PARAMS),
     (guards.has_label, params(["label"], label=ROLE)),
+    (guards.label_authorized, params(["label"], label=ROLE)),
     (guards.lacks_labels, params(["labels"], labels=ROLES)),
     (guards.agent_succeeded, NO_PARAMS),
     (guards.report_valid, NO_PARAMS),
@@ -50,6 +55,16 @@ GUARDS: dict[str, Entry] = _table(
     (guards.proof_passed, NO_PARAMS),
     (guards.proof_needs_rework, NO_PARAMS),
     (guards.within_rework_limit, NO_PARAMS),
+    (gates.no_secrets, params(ignore={"type": "array", "items": {"enum": list(SECRET_KINDS)}})),
+    (gates.no_destructive_actions, params(allow={"type": "array", "items": {"enum": list(DESTRUCTIVE_KINDS)}})),
+    (gates.agent_left_git_alone, NO_PARAMS),
+    (gates.no_escaping_symlinks, NO_PARAMS),
+    (gates.report_written_last, NO_PARAMS),
+    (gates.tests_not_deleted, NO_PARAMS),
+    (gates.tests_changed_with_source, NO_PARAMS),
+    (gates.tdd_evidence, NO_PARAMS),
+    (gates.review_approved, NO_PARAMS),
+    (gates.rework_warranted, NO_PARAMS),
 )
 
 ACTIONS: dict[str, Entry] = _table(
@@ -57,13 +72,18 @@ ACTIONS: dict[str, Entry] = _table(
     (actions.add_labels, params(["labels"], labels=ROLES)),
     (actions.remove_labels, params(["labels"], labels=ROLES)),
     (actions.post_comment, params(["kind"], kind={"enum": ["claim"]})),
+    (actions.claim_issue, params(settle_seconds={"type": "number", "minimum": 0, "maximum": 60})),
     (actions.create_worktree, NO_PARAMS),
     (actions.run_agent, params(["prompt"], prompt={"enum": ["implementation", "rework"]})),
     (actions.capture_changes, NO_PARAMS),
     (actions.run_checks, NO_PARAMS),
+    (actions.run_tdd_check, NO_PARAMS),
+    (actions.run_review, NO_PARAMS),
     (actions.run_proof, NO_PARAMS),
     (actions.record_findings, NO_PARAMS),
     (actions.commit_changes, NO_PARAMS),
+    (actions.push_branch, NO_PARAMS),
+    (actions.remove_worktree, NO_PARAMS),
     (actions.open_draft_pr, NO_PARAMS),
     (actions.post_report, params(["outcome"], outcome={"enum": ["review", "blocked"]})),
 )

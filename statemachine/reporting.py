@@ -59,6 +59,9 @@ def pull_body(ctx: Any, facts: dict[str, Any]) -> str:
     risks = report.get("residual_risks") or []
     if risks:
         parts += ["", "## Residual risks", *[f"- {r}" for r in risks]]
+    from statemachine.proof import pull_section
+
+    parts += pull_section(facts)  # empty unless the run was proved
     parts += ["", f"Run `{ctx.require_run()}`, {facts.get('changed_lines', 0)} line(s) changed. "
               "Opened as a draft by orch; a maintainer reviews and merges."]
     return "\n".join(parts)
@@ -75,6 +78,13 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
         report_error = facts.get("report_error")
         if report_error:
             head.append(f"- completion report: {report_error}")
+        questions = (facts.get("report") or {}).get("questions") or []
+        if questions:
+            head += ["", "## Questions from the agent", *[f"- {q}" for q in questions]]
+        rework = int(facts.get("rework_count", 0))
+        if rework:
+            head += ["", f"## History: {rework} rework iteration(s); the last findings were",
+                     *[f"- {f.splitlines()[0] if f else f}" for f in facts.get("findings", [])]]
     report = facts.get("report") or {}
     return "\n".join([
         *head,

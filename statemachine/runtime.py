@@ -43,6 +43,17 @@ def open_store(root: Path) -> Store:
     return Store(root / STATE_DB)
 
 
+def open_github(cfg: dict[str, object]) -> Tracker:
+    """The GitHub tracker for the policy's owner/repo, with a token from GH_TOKEN, GITHUB_TOKEN or `gh auth token`."""
+    from statemachine.adapters.github import GitHubTracker
+    from statemachine.adapters.token import find_token
+
+    api_url = str(cfg.get("api_url") or "https://api.github.com")
+    token, source = find_token()
+    return GitHubTracker(str(cfg["owner"]), str(cfg["repo"]), token, api_url=api_url, token_source=source,
+                         runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None)
+
+
 def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
     root = find_repo(repo)
     path = policy_mod.resolve_path(root, policy_path)
@@ -58,7 +69,9 @@ def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
 
         tracker: Tracker = LocalTracker(store)
     else:
-        store.close()
-        raise OrchError("the GitHub tracker is not available in this version of orch",
-                        "set tracker.kind: local in .orch/policy.yaml to use the embedded tracker")
+        try:
+            tracker = open_github(pol.data["tracker"])
+        except BaseException:
+            store.close()
+            raise
     return Runtime(repo=root, policy=pol, store=store, tracker=tracker, git=CliGit(root))

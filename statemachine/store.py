@@ -115,8 +115,13 @@ class Store:
             raise translate(exc, self.path) from None
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass  # SQLite already rolled back (corruption, I/O error)
+            if isinstance(exc, sqlite3.DatabaseError):  # a statement in the body failed: say so, not a traceback
+                raise translate(exc, self.path) from None
             raise
         else:
             try:
@@ -191,6 +196,19 @@ class Store:
             )
             if run_id and outcome:
                 c.execute("UPDATE runs SET ended_at=?, outcome=? WHERE run_id=?", (now(), outcome, run_id))
+
+    def abort_step(self, step_id: int, issue: int, run_id: str | None, previous_run_id: str | None) -> None:
+        """Close a step whose transition did not happen (a lost claim): the issue keeps its state and run."""
+        with self.transaction() as c:
+            c.execute("UPDATE steps SET status='aborted', finished_at=? WHERE id=?", (now(), step_id))
+            c.execute("UPDATE issue_state SET run_id=? WHERE issue=?", (previous_run_id, issue))
+            if run_id and run_id != previous_run_id:
+                c.execute("UPDATE runs SET ended_at=?, outcome='lost-claim' WHERE run_id=?", (now(), run_id))
+
+    def abort_pending(self, issue: int) -> None:
+        """Drop an interrupted step of a run that was stopped on purpose (its finished effects stay journaled)."""
+        with self.transaction() as c:
+            c.execute("UPDATE steps SET status='aborted', finished_at=? WHERE issue=? AND status='pending'", (now(), issue))
 
     def pending_step(self, issue: int) -> StepRow | None:
         rows = self.query("SELECT * FROM steps WHERE issue=? AND status='pending' ORDER BY id LIMIT 1", (issue,))
@@ -289,4 +307,5 @@ def translate(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
         return StoreError(f"the state database {path} is read-only ({text})", "check the folder's permissions")
     if "disk" in text and "full" in text:
         return StoreError(f"the disk holding {path} is full", "free some space and run again")
-    return StoreError(f"the state database {path} failed: {text}", "run `orch doctor`")
+    return StoreError(f"the state database {path} failed: {text}",
+                      "check the disk and the folder's permissions; if the file is damaged, move it aside and run again")

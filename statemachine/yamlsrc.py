@@ -76,7 +76,12 @@ def load_text(text: str, file: str) -> Document:
         raise PolicyError([Problem(file, 1, 1, (), f"YAML error: {exc}", "fix the YAML syntax")]) from None
     except (ValueError, RecursionError) as exc:  # e.g. bad unicode escapes, absurd nesting
         raise PolicyError([Problem(file, 1, 1, (), f"cannot read YAML: {exc}", "fix the YAML syntax")]) from None
-    return Document(file=file, tree=tree, data=to_plain(tree))
+    try:
+        data = to_plain(tree)
+    except RecursionError:  # an anchor that contains its own alias (&a [*a]) at the top level
+        raise PolicyError([Problem(file, 1, 1, (), "cannot read YAML: an alias refers to the node that contains it",
+                                   "remove the recursive anchor")]) from None
+    return Document(file=file, tree=tree, data=data)
 
 
 def load_file(path: Path, display: str | None = None) -> Document:

@@ -61,8 +61,15 @@ def make_agent(config: dict[str, Any], repo_root: Path) -> CommandAgent:
                         "the agent never receives credentials; remove them from the policy")
     if kind == "command":
         return CommandAgent(config["command"], config.get("args", []), env, repo_root)
-    raise OrchError(f"agent kind {kind!r} is not available in this version of orch",
-                    "use `kind: command` with the agent's CLI as the command (for example codex exec -)")
+    if kind == "codex":
+        from statemachine.adapters.codex import CodexAgent
+
+        return CodexAgent(config, repo_root)  # type: ignore[return-value]
+    if kind == "claude":
+        from statemachine.adapters.claude import ClaudeAgent
+
+        return ClaudeAgent(config, repo_root)  # type: ignore[return-value]
+    raise OrchError(f"agent kind {kind!r} is not known", "use command, codex or claude")
 
 
-AGENT_KINDS = {"command": CommandAgent}
+AGENT_KINDS = ("command", "codex", "claude")

@@ -72,6 +72,14 @@ class CliGit:
                 return
             raise GitError(f"{path} holds a worktree on {current!r}, not {branch!r}", f"remove it: git worktree remove --force {path}")
         run_git(["worktree", "prune"], self.root, check=False)
+        for block in run_git(["worktree", "list", "--porcelain"], self.root).split("\n\n"):
+            fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
+            if fields.get("branch") != f"refs/heads/{branch}" or "worktree" not in fields:
+                continue
+            holder = Path(fields["worktree"])
+            if holder.resolve().parent != path.resolve().parent:
+                raise GitError(f"branch {branch!r} is checked out at {holder}", f"switch that checkout to another branch: git -C {holder} switch -")
+            run_git(["checkout", "--quiet", "--detach"], holder)  # an earlier run's worktree: release the branch, keep its files
         path.parent.mkdir(parents=True, exist_ok=True)
         run_git(["worktree", "add", "--force", "-B", branch, str(path), base_sha], self.root)
 
@@ -85,6 +93,9 @@ class CliGit:
             temp_index = Path(tmp) / "index"
             if index.exists():
                 shutil.copyfile(index, temp_index)
+                # An index older than every entry makes each entry "racily clean", so git compares content, not
+                # stat data: otherwise a same-size edit made in the checkout's second is missed once time moves on.
+                os.utime(temp_index, (1, 1))
             env = {"GIT_INDEX_FILE": str(temp_index)}
             run_git(["add", "--all", "--", "."], worktree, env)
             tree = run_git(["write-tree"], worktree, env).strip()
@@ -120,6 +131,57 @@ class CliGit:
 
     def commit_message(self, sha: str) -> str:
         return run_git(["log", "-1", "--format=%B", sha], self.root)
+
+    def fingerprint(self, worktree: Path) -> dict[str, str]:
+        """What an agent must leave alone: every ref, the worktree's HEAD, its .git file, the repo config and hooks."""
+        import hashlib
+
+        common = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], worktree).strip())
+        gitfile = worktree / ".git"
+        hooks = common / "hooks"
+        hook_list = sorted(f"{p.name}:{p.stat().st_size}" for p in hooks.iterdir()) if hooks.is_dir() else []
+
+        def digest(path: Path) -> str:
+            try:
+                return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ("dir" if path.is_dir() else "missing")
+            except OSError:
+                return "unreadable"
+
+        return {
+            "refs": run_git(["for-each-ref", "--format=%(refname) %(objectname)"], self.root),
+            "head": run_git(["rev-parse", "HEAD"], worktree, check=False).strip(),
+            "gitfile": digest(gitfile),
+            "config": digest(common / "config"),
+            "hooks": ",".join(hook_list),
+            "worktree_config": digest(Path(run_git(["rev-parse", "--path-format=absolute", "--git-dir"], worktree).strip()) / "config.worktree"),
+        }
+
+    def add_detached_worktree(self, path: Path, sha: str) -> None:
+        run_git(["worktree", "prune"], self.root, check=False)
+        if path.exists():
+            self.remove_worktree(path)
+            shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run_git(["worktree", "add", "--force", "--detach", str(path), sha], self.root)
+
+    def push(self, remote: str, sha: str, branch: str, credential: tuple[str, str]) -> None:
+        """Push ``sha`` to ``branch`` on ``remote`` with a credential only this git process sees (never the agent)."""
+        user, token = credential
+        with tempfile.TemporaryDirectory(prefix="orch-askpass-") as tmp:
+            askpass = Path(tmp) / "askpass.sh"
+            askpass.write_text('#!/bin/sh\ncase "$1" in\n  Username*) printf %s "$ORCH_PUSH_USER" ;;\n  *) printf %s "$ORCH_PUSH_TOKEN" ;;\nesac\n')
+            askpass.chmod(0o700)
+            env = {"GIT_ASKPASS": str(askpass), "ORCH_PUSH_USER": user, "ORCH_PUSH_TOKEN": token,
+                   "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
+                   "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": ""}
+            try:
+                run_git(["push", "--porcelain", remote, f"+{sha}:refs/heads/{branch}"], self.root, env)
+            except GitError as exc:
+                raise GitError(str(exc.message).replace(token, "***"), "check that the token may push to the repository "
+                               "(contents: write) and that the remote exists") from None
+
+    def diff_text(self, base: str, tree: str) -> str:
+        return run_git(["diff", "--no-color", "--no-renames", "--no-ext-diff", base, tree], self.root)
 
     def tree_of(self, sha: str) -> str:
         return run_git(["rev-parse", f"{sha}^{{tree}}"], self.root).strip()

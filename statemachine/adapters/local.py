@@ -26,7 +26,7 @@ class LocalTracker:
 
     # reads ------------------------------------------------------------------------------
 
-    def get_issue(self, number: int) -> Issue:
+    def get_issue(self, number: int, comments: bool = True) -> Issue:
         rows = self.store.query("SELECT number, title, body, state, author, created_at, updated_at FROM tracker_issues WHERE number=?", (number,))
         if not rows:
             raise NotFoundError(f"issue #{number} does not exist in the local tracker", "`orch issue list` shows the issues")
@@ -38,6 +38,15 @@ class LocalTracker:
         )
         return Issue(number=r[0], title=r[1], body=r[2], state=r[3], labels=labels, comments=comments,
                      author=r[4], created_at=r[5], updated_at=r[6])
+
+    def list_comments(self, number: int) -> list[Comment]:
+        return list(self.get_issue(number).comments)
+
+    def label_authority(self, number: int, label: str) -> tuple[str | None, str]:
+        """Who applied ``label`` and their permission; on the local tracker the local user owns everything."""
+        if label in self.get_issue(number, comments=False).labels:
+            return _user(), "admin"
+        return None, "none"
 
     def list_issues(self, label: str | None = None, state: str = "open") -> list[Issue]:
         sql = "SELECT number FROM tracker_issues WHERE (? = 'all' OR state = ?)"
@@ -103,7 +112,12 @@ class LocalTracker:
             cur = c.execute("INSERT INTO tracker_comments (issue, author, body, created_at) VALUES (?, ?, ?, ?)",
                             (number, author, body, now()))
             cid = int(cur.lastrowid or 0)
+            c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
         return Comment(cid, author, body, now())
+
+    def delete_comment(self, number: int, comment_id: int) -> None:
+        with self.store.transaction() as c:
+            c.execute("DELETE FROM tracker_comments WHERE id=? AND issue=?", (comment_id, number))
 
     def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
                     head_sha: str, base_sha: str, marker: str) -> PullRequest:

@@ -115,20 +115,22 @@ def run_process(
         threading.Thread(target=feed, daemon=True).start()
 
     timed_out = idle = False
-    while True:
-        try:
-            proc.wait(timeout=0.05)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        now = time.monotonic()
-        if now - start > timeout:
-            timed_out = True
-            break
-        if idle_timeout is not None and now - float(state["last"]) > idle_timeout:
-            idle = True
-            break
-    _stop_group(proc)
+    try:
+        while True:
+            try:
+                proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if now - start > timeout:
+                timed_out = True
+                break
+            if idle_timeout is not None and now - float(state["last"]) > idle_timeout:
+                idle = True
+                break
+    finally:  # also on Ctrl-C or SIGTERM: never leave the child's process group behind
+        _stop_group(proc)
     reader.join(timeout=5)
     duration = time.monotonic() - start
     code = None if (timed_out or idle) else proc.returncode

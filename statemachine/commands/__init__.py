@@ -11,6 +11,7 @@ from statemachine.output import Output
 COMMANDS = {
     "lint": "lint", "step": "step", "run": "step", "explain": "explain", "graph": "graph", "setup": "setup",
     "status": "status", "show": "show", "prompt": "prompt", "demo": "demo", "issue": "issue",
+    "doctor": "doctor", "health": "health", "proof": "proof", "daemon": "daemon",
 }
 
 

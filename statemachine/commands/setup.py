@@ -1,17 +1,23 @@
-"""`orch setup`: write a starter .orch/policy.yaml (extends default) and ignore orch's state folders; idempotent."""
+"""`orch setup`: write a starter .orch/policy.yaml, the overridable prompts and .gitignore entries; optionally the labels.
+
+Running it twice changes nothing the second time; `--dry-run` prints every planned write and label change.
+"""
 
 from __future__ import annotations
 
 import argparse
 import re
 from pathlib import Path
+from typing import Any
 
+from statemachine import resources
 from statemachine.adapters.git import run_git
-from statemachine.errors import EXIT_OK
+from statemachine.errors import EXIT_OK, OrchError
 from statemachine.output import Output
 from statemachine.runtime import find_repo
 
 IGNORE_LINES = (".orch/state/", ".orch/worktrees/", ".orch/runs/")
+PROMPT_FILES = ("implementation", "rework", "review", "proof", "planning", "setup-skill")
 
 STARTER = """\
 # orch policy for this repository. It extends orch's bundled default policy:
@@ -21,13 +27,10 @@ version: 1
 extends: default
 
 tracker:
-  kind: local            # the embedded tracker (.orch/state/); `orch issue new ...` files issues
-  base_branch: "{base}"
-
+{tracker}
 agent:
-  kind: command          # any executable; it runs in the worktree with the prompt on stdin
-  command: codex
-  args: [exec, --full-auto, "-"]
+  kind: codex            # codex (Codex CLI), claude (Claude Code), or command (any executable: prompt on stdin)
+  # model: gpt-5-codex
   timeout_seconds: 1800
   idle_timeout_seconds: 600
 
@@ -37,20 +40,58 @@ checks: {{}}
 #    timeout_seconds: 900
 """
 
+_GITHUB_URL = re.compile(
+    r"^(?:https?://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com(?::\d+)?/)([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 
-def github_origin(root: Path) -> tuple[str, str] | None:
-    url = run_git(["remote", "get-url", "origin"], root, check=False).strip()
-    m = re.match(r"^(?:https?://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)([^/]+)/(.+?)(?:\.git)?/?$", url)
+
+def parse_github_url(url: str) -> tuple[str, str] | None:
+    """Owner and repo from a GitHub remote URL, https or ssh form; None for anything else."""
+    m = _GITHUB_URL.match(url.strip())
     return (m.group(1), m.group(2)) if m else None
 
 
-def plan(root: Path) -> list[tuple[Path, str, str]]:
+_ANY_URL = re.compile(r"^(?:[a-z+]+://(?:[^@/]+@)?[^/]+/|[^@:/]+@[^:]+:)(?:.*/)?([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$")
+
+
+def owner_repo_of(url: str) -> tuple[str, str] | None:
+    """Owner and repo from any git remote URL (GitHub Enterprise and other hosts included)."""
+    m = _ANY_URL.match(url.strip())
+    return (m.group(1), m.group(2)) if m else None
+
+
+def origin_url(root: Path) -> str:
+    return run_git(["remote", "get-url", "origin"], root, check=False).strip()
+
+
+def base_branch(root: Path) -> str:
+    head = run_git(["symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"], root, check=False).strip()
+    if head.startswith("origin/"):
+        return head[len("origin/"):]
+    return run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], root, check=False).strip()
+
+
+def tracker_block(owner: str | None, repo: str | None, base: str) -> str:
+    if owner and repo:
+        return f"  kind: github\n  owner: {owner}\n  repo: {repo}\n  base_branch: \"{base}\"\n"
+    return f"  kind: local            # the embedded tracker (.orch/state/); `orch issue new ...` files issues\n  base_branch: \"{base}\"\n"
+
+
+def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False) -> list[tuple[Path, str, str]]:
     """Return (path, new content, what) for every file setup would write; empty when nothing changes."""
     writes = []
+    if actions:
+        from statemachine import workflow
+
+        target = root / workflow.WORKFLOW_PATH
+        if not target.exists():
+            writes.append((target, workflow.render("agent:auto"), "write the GitHub Actions workflow"))
     policy = root / ".orch" / "policy.yaml"
     if not policy.exists():
-        base = run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], root, check=False).strip()
-        writes.append((policy, STARTER.format(base=base), "write the starter policy"))
+        writes.append((policy, STARTER.format(tracker=tracker_block(owner, repo, base_branch(root))), "write the starter policy"))
+    for name in PROMPT_FILES:
+        target = root / ".orch" / "prompts" / f"{name}.md"
+        if not target.exists():
+            writes.append((target, resources.prompt_template(name).read_text(), f"copy the {name} prompt"))
     ignore = root / ".gitignore"
     current = ignore.read_text() if ignore.exists() else ""
     present = {line.strip() for line in current.splitlines()}
@@ -62,23 +103,69 @@ def plan(root: Path) -> list[tuple[Path, str, str]]:
     return writes
 
 
+def prepare_labels(root: Path, args: argparse.Namespace, writes: list[tuple[Path, str, str]]) -> list[dict[str, Any]]:
+    """Create or update the policy's labels on the tracker; with --dry-run only say what would change."""
+    from statemachine import policy as policy_mod
+    from statemachine.runtime import open_runtime
+
+    policy_path = policy_mod.resolve_path(root, args.policy)
+    if not policy_path.exists():
+        planned = next((c for p, c, _w in writes if p == policy_path), None)
+        if planned is None:
+            raise OrchError(f"{policy_path} does not exist", "run `orch setup` without --prepare-labels first")
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            temp = Path(tmp) / "policy.yaml"
+            temp.write_text(planned)
+            rt = open_runtime(root, temp)
+    else:
+        rt = open_runtime(root, args.policy)
+    try:
+        ensure = getattr(rt.tracker, "ensure_label", None)
+        results = []
+        for role, spec in rt.policy.data["labels"].items():
+            if ensure is None:
+                results.append({"role": role, "name": spec["name"], "result": "unchanged", "note": "the local tracker keeps no label list"})
+                continue
+            outcome = ensure(spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=args.dry_run)
+            results.append({"role": role, "name": spec["name"], "result": outcome})
+        return results
+    finally:
+        rt.close()
+
+
 def main(args: argparse.Namespace, out: Output) -> int:
     root = find_repo(args.repo)
-    writes = plan(root)
-    origin = github_origin(root)
+    url = origin_url(root)
+    inferred = parse_github_url(url) if url else None
+    owner = args.github_owner or (inferred[0] if inferred else None)
+    repo = args.github_repo or (inferred[1] if inferred else None)
+    if bool(args.github_owner) != bool(args.github_repo) and not inferred:
+        raise OrchError("--github-owner and --github-repo go together", "pass both, or neither to infer them from origin")
     notes = []
-    if origin:
-        notes.append(f"origin is GitHub ({origin[0]}/{origin[1]}); this version configures the local tracker")
-    for path, content, _what in writes:
-        if not args.dry_run:
+    if url and not inferred and not (owner and repo):
+        notes.append(f"origin ({url}) is not a GitHub repository: configured the local tracker")
+    writes = plan(root, owner, repo, actions=getattr(args, "actions", False))
+    if not args.dry_run:
+        for path, content, _what in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
+    labels = prepare_labels(root, args, writes) if args.prepare_labels else []
     verb = "would" if args.dry_run else "did"
-    lines = [f"{verb}: {what} ({path.relative_to(root)})" for path, _c, what in writes] or ["nothing to do: already set up"]
+    lines = [f"{verb}: {what} ({path.relative_to(root)})" for path, _c, what in writes]
+    for lab in labels:
+        result = lab["result"] if not args.dry_run or lab["result"] == "unchanged" else f"would be {lab['result']}"
+        lines.append(f"label {lab['name']}: {result}")
+    if not writes and not labels:
+        lines.append("nothing to do: already set up")
     lines += notes
     if writes and not args.dry_run:
-        lines.append("next: review .orch/policy.yaml, run `orch lint`, then `orch issue new TITLE --label agent:auto`")
-    out.emit("setup", {"repo": str(root), "dry_run": args.dry_run,
-                       "writes": [{"path": str(p.relative_to(root)), "what": w} for p, _c, w in writes], "notes": notes},
-             "\n".join(lines))
+        lines.append("next: review .orch/policy.yaml, commit .orch/, run `orch lint` and `orch doctor`")
+    out.emit("setup", {
+        "repo": str(root), "dry_run": args.dry_run, "tracker": "github" if owner and repo else "local",
+        "owner": owner, "github_repo": repo,
+        "writes": [{"path": str(p.relative_to(root)), "what": w} for p, _c, w in writes],
+        "labels": labels, "notes": notes,
+    }, "\n".join(lines))
     return EXIT_OK

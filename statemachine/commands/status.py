@@ -1,12 +1,16 @@
-"""`orch status`: each issue carrying an orch label, its lifecycle state, and why it cannot move if it cannot."""
+"""`orch status`: each issue carrying an authorizing label, its lifecycle state, and why it cannot move if it cannot.
+
+The reasons come from the same guards `orch explain` evaluates. Issues are listed with one paginated request per
+100 issues and per authorizing label; authorization costs one events request per waiting issue (permissions are
+cached per user).
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from statemachine.engine import evaluate, run_facts
+from statemachine.engine import evaluate, snapshot_of
 from statemachine.errors import EXIT_OK
-from statemachine.model import Snapshot
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
 
@@ -14,26 +18,29 @@ from statemachine.runtime import open_runtime
 def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
     try:
-        names = set(rt.policy.label_names.values())
         states = rt.store.known_issues()
+        seen: dict[int, object] = {}
+        for role in ("auto", "plan_auto"):
+            for issue in rt.tracker.list_issues(label=rt.policy.label(role), state="open"):
+                seen.setdefault(issue.number, issue)
         rows = []
-        for issue in rt.tracker.list_issues(state="open"):
-            if not names.intersection(issue.labels) and issue.number not in states:
-                continue
-            state, run_id = states.get(issue.number, ("queued", None))
-            snap = Snapshot(issue=issue, state=state, run=run_facts(run_id, rt.store.facts(run_id)),
-                            labels=rt.policy.label_names, settings=rt.policy.settings, taken_at="")
+        for number in sorted(seen):
+            issue = seen[number]
+            state, run_id = states.get(number, ("queued", None))
+            snap = snapshot_of(rt, issue, state, run_id)
             evs = evaluate(rt.policy, snap)
             ready = next((e for e in evs if e.ok), None)
             reason = None
             if ready is None:
                 failed = [f"{n}: {v.reason}" for e in evs[:1] for n, v in e.verdicts if not v.ok]
                 reason = "; ".join(failed) or "no transition leaves this state"
-            rows.append({"number": issue.number, "title": issue.title, "state": state, "run_id": run_id,
+            rows.append({"number": number, "title": snap.issue.title, "state": state, "run_id": run_id,
+                         "labels": list(snap.issue.labels), "eligible": ready is not None,
                          "next": ready.transition.trigger if ready else None, "reason": reason})
-        lines = [f"#{r['number']:<4} {r['state']:<12} " + (f"next: {r['next']}" if r["next"] else f"waiting: {r['reason']}") + f"  {r['title']}"
-                 for r in rows] or ["no issue carries an orch label"]
-        out.emit("status", {"issues": rows}, "\n".join(lines))
+        lines = [f"#{r['number']:<5} {r['state']:<12} " + (f"next: {r['next']}" if r["next"] else f"waiting: {r['reason']}")
+                 + f"  {r['title']}" for r in rows] or ["no open issue carries an authorizing label"]
+        requests = getattr(rt.tracker, "request_count", None)
+        out.emit("status", {"issues": rows, "tracker": rt.tracker.kind, "requests": requests}, "\n".join(lines))
         return EXIT_OK
     finally:
         rt.close()

@@ -12,6 +12,8 @@ from statemachine.runtime import open_runtime
 
 
 def describe(o: StepOutcome) -> str:
+    if o.fired is None and o.note:
+        return f"issue #{o.issue}: {o.note}"
     if o.fired is None:
         return "\n".join([f"issue #{o.issue}: no transition can fire from {o.source}", *render_evaluations(o.evaluations)])
     t = o.fired.transition
@@ -41,11 +43,12 @@ def main(args: argparse.Namespace, out: Output) -> int:
             summary = f"issue #{args.issue} rests in {final}" + (f"; draft pull request #{pr['number']} ({pr['url']})" if pr and final == "review" else "")
             data["pull_request"] = pr
             out.emit("run", data, summary)
-        if last.fired is None and args.command == "step":
-            return EXIT_STUCK
+        if args.command == "step":
+            return EXIT_STUCK if last.fired is None else (EXIT_BLOCKED if final == "blocked" else EXIT_OK)
+        # run: 0 rests in review, 5 rests in blocked, 4 stopped elsewhere (nothing can fire, or the claim was lost)
         if final == "blocked":
             return EXIT_BLOCKED
-        if final not in ("review", "blocked") and last.fired is None and args.command == "run" and len(outcomes) == 1:
+        if final != "review":
             return EXIT_STUCK
         return EXIT_OK
     finally:

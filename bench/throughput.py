@@ -1,0 +1,76 @@
+"""Daemon throughput on the local tracker: N issues, a scripted agent that works S seconds, K at once.
+
+Usage: python bench/throughput.py [--issues 200] [--seconds 1] [--concurrency 8]
+Prints the wall time against the ideal (issues / K x S) and the overhead per issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+AGENT = """import json, os, sys, time
+from pathlib import Path
+time.sleep(float(sys.argv[1]))
+prompt = Path(os.environ["ORCH_PROMPT_FILE"]).read_text()
+n = prompt.split("issue #", 1)[1].split(":", 1)[0]
+Path(f"feature_{n}.txt").write_text(n + "\\n")
+Path(os.environ["ORCH_REPORT_PATH"]).write_text(json.dumps({"status": "completed", "summary": "bench",
+    "changed_files": [f"feature_{n}.txt"], "validation": []}))
+"""
+
+
+def sh(argv: list[str], cwd: Path) -> str:
+    return subprocess.run(argv, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--issues", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+        (repo / "agent.py").write_text(AGENT)
+        (repo / ".orch").mkdir()
+        (repo / ".orch" / "policy.yaml").write_text(
+            f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n"
+            f"  args: ['{repo / 'agent.py'}', '{args.seconds}']\n")
+        (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+        subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=env)
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from statemachine.adapters.local import LocalTracker
+        from statemachine.store import Store
+
+        store = Store(repo / ".orch" / "state" / "orch.db")
+        tracker = LocalTracker(store)
+        for i in range(args.issues):
+            tracker.create_issue(f"bench {i}", f"bench issue {i}\n\nOwnership:\n- feature_{i + 1}.txt\n", ["agent:auto"])
+        store.close()
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), "--json",
+                               "--concurrency", str(args.concurrency), "--max-runs", str(args.issues),
+                               "--interval-seconds", "0.2"], capture_output=True, text=True)
+        outcomes = [json.loads(x) for x in proc.stdout.splitlines() if '"run-finished"' in x]
+        wall = time.perf_counter() - start
+    ideal = args.issues / args.concurrency * args.seconds
+    review = sum(1 for o in outcomes if o["outcome"] == "review")
+    print(f"throughput: {args.issues} issues, agent {args.seconds}s, K={args.concurrency}, local tracker, {os.cpu_count()} cores")
+    print(f"  reached review: {review}/{args.issues}")
+    print(f"  wall time: {wall:.1f}s; ideal {ideal:.1f}s; ratio {wall / ideal:.2f}")
+    print(f"  overhead per issue (wall x K / issues - agent): {wall * args.concurrency / args.issues - args.seconds:.2f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The `claude` agent kind: Claude Code in headless print mode (``claude -p``), run once in the worktree.
+
+Each run gets its own Claude Code config folder (``CLAUDE_CONFIG_DIR``) under the attempt's evidence
+folder, and reads no settings files unless the policy names their sources, so the user's ``~/.claude``
+(settings, hooks, permissions, memory, MCP servers, logins) and a repository's ``.claude/`` never change
+a run. The policy's tools are the only ones the model is offered and the only ones pre-approved; the
+permission mode never prompts (``dontAsk`` denies anything else). Inherited ``ANTHROPIC_*`` and
+``CLAUDE*`` variables are dropped: the policy alone says which API, model and key a run uses.
+The stream-json output (one JSON event per line) is kept as the log; token usage comes from its
+final ``result`` event.
+
+Policy keys (``agent:``): ``command`` (default ``claude``), ``model``, ``base_url`` (default Anthropic's),
+``api_key_env`` (default ``ANTHROPIC_API_KEY``; the variable in orch's environment whose value the
+agent gets as ``ANTHROPIC_API_KEY``), ``allowed_tools`` (default Read, Edit, Write, Glob, Grep, Bash;
+permission rules such as ``Bash(npm test)`` are allowed), ``max_turns``, ``permission_mode`` (default
+``dontAsk``), ``setting_sources`` (default none; any of user, project, local), ``partial_messages``
+(default true: stream every model delta, so the idle timeout only fires when the model or a tool is
+really silent), ``scrub_subprocess_env`` (default false; true keeps the API key out of the agent's
+Bash commands, which Claude Code only supports with bubblewrap installed), ``args`` (extra ``claude``
+arguments), ``env`` (extra non-secret variables), ``timeout_seconds`` and ``idle_timeout_seconds``
+(used when the request carries none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
+from statemachine.errors import OrchError
+from statemachine.ports import AgentRequest, AgentResult
+
+DEFAULT_API_KEY_ENV = "ANTHROPIC_API_KEY"
+DEFAULT_TOOLS = ("Read", "Edit", "Write", "Glob", "Grep", "Bash")
+PERMISSION_MODES = ("dontAsk", "acceptEdits", "default", "bypassPermissions", "auto", "plan")
+SETTING_SOURCES = ("user", "project", "local")
+LOG_NAME = "agent.log"               # the stream-json events (stdout) and claude's diagnostics (stderr)
+CONFIG_NAME = "claude-config"        # CLAUDE_CONFIG_DIR: settings, session transcript, .claude.json
+# Set for every run: no update checks, telemetry, error reports or other traffic besides the model API.
+QUIET_ENV = {
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "DISABLE_BUG_COMMAND": "1",
+}
+_TOOL_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\(.*\))?$", re.DOTALL)
+
+
+def parse_events(text: str) -> list[dict[str, Any]]:
+    """The JSON events of a ``--output-format stream-json`` log; other lines (claude's stderr) are skipped."""
+    events = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("type"), str):
+            events.append(event)
+    return events
+
+
+def _usage_into(total: dict[str, int], usage: dict[str, Any]) -> None:
+    for key, value in usage.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            name = key.removesuffix("_tokens")
+            total[name] = total.get(name, 0) + value
+
+
+def token_usage(events: list[dict[str, Any]]) -> dict[str, int] | None:
+    """Tokens of the whole run: ``input_tokens`` becomes ``input``, ``cache_read_input_tokens`` ``cache_read_input``...
+
+    The final ``result`` event carries the session's totals. Without one (a run stopped by a timeout),
+    the usage of each assistant message is summed, once per message id.
+    """
+    total: dict[str, int] = {}
+    results = [e for e in events if e.get("type") == "result" and isinstance(e.get("usage"), dict)]
+    if results:
+        _usage_into(total, results[-1]["usage"])
+    else:
+        seen: dict[str, dict[str, Any]] = {}
+        for event in events:
+            message = event.get("message")
+            if event.get("type") != "assistant" or not isinstance(message, dict) or not isinstance(message.get("usage"), dict):
+                continue
+            seen[str(message.get("id") or len(seen))] = message["usage"]  # one message may come as several events
+        if not seen:
+            return None
+        for usage in seen.values():
+            _usage_into(total, usage)
+    total.setdefault("input", 0)
+    total.setdefault("output", 0)
+    return total
+
+
+def failure_message(events: list[dict[str, Any]]) -> str | None:
+    """Why the session ended badly, from its ``result`` event (max turns, API errors...), if it did."""
+    results = [e for e in events if e.get("type") == "result"]
+    if not results:
+        return None
+    last = results[-1]
+    if not last.get("is_error") and last.get("subtype") == "success":
+        return None
+    detail = last.get("result") or ", ".join(str(e) for e in (last.get("errors") or [])) or ""
+    text = f"claude ended with {last.get('subtype') or 'an error'}" + (f": {detail}" if detail else "")
+    return text[:2000]
+
+
+class ClaudeAgent:
+    """Runs ``claude -p --output-format stream-json --verbose`` in the worktree; the prompt goes on stdin."""
+
+    kind = "claude"
+
+    def __init__(self, config: dict[str, Any], repo_root: Path) -> None:
+        self.config = dict(config)
+        self.repo_root = repo_root
+        self.command = str(config.get("command") or "claude")
+        self.model = str(config["model"]) if config.get("model") else None
+        self.base_url = str(config["base_url"]) if config.get("base_url") else None
+        self.api_key_env = str(config.get("api_key_env") or DEFAULT_API_KEY_ENV)
+        tools = config.get("allowed_tools")
+        if tools is None:
+            tools = list(DEFAULT_TOOLS)
+        valid = isinstance(tools, list) and bool(tools) and all(isinstance(t, str) and _TOOL_NAME.match(t.strip()) for t in tools)
+        if not valid:
+            raise OrchError(f"agent.allowed_tools must be a non-empty list of tool names or rules, not {tools!r}",
+                            'for example allowed_tools: [Read, Edit, Write, Glob, Grep, "Bash(python -m pytest *)"]')
+        self.allowed_tools = [t.strip() for t in tools]
+        max_turns = config.get("max_turns")
+        if max_turns is not None and (isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1):
+            raise OrchError(f"agent.max_turns must be a positive whole number, not {max_turns!r}", "for example max_turns: 50")
+        self.max_turns: int | None = max_turns
+        self.permission_mode = str(config.get("permission_mode") or "dontAsk")
+        if self.permission_mode not in PERMISSION_MODES:
+            raise OrchError(f"agent.permission_mode {self.permission_mode!r} is not one of {', '.join(PERMISSION_MODES)}",
+                            "use dontAsk (the default): the policy's tools run, everything else is denied without a prompt")
+        sources = config.get("setting_sources") or []
+        if not isinstance(sources, list) or any(s not in SETTING_SOURCES for s in sources):
+            raise OrchError(f"agent.setting_sources must list some of {', '.join(SETTING_SOURCES)}, not {sources!r}",
+                            "the default (none) reads no settings files; [project] also reads the repository's .claude/settings.json")
+        self.setting_sources = [str(s) for s in sources]
+        self.partial_messages = bool(config.get("partial_messages", True))
+        self.scrub_subprocess_env = bool(config.get("scrub_subprocess_env", False))
+        args = config.get("args") or []
+        if not isinstance(args, list):
+            raise OrchError("agent.args must be a list of strings", 'for example args: ["--effort", "high"]')
+        self.args = [str(a) for a in args]
+        self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
+        bad = [k for k in self.env if is_secret_name(k)]
+        if bad:
+            raise OrchError(f"agent.env names secret-looking variables: {', '.join(bad)}",
+                            "the agent never receives credentials; remove them from the policy")
+        self.timeout_seconds = config.get("timeout_seconds")
+        self.idle_timeout_seconds = config.get("idle_timeout_seconds")
+
+    # -- pieces ---------------------------------------------------------------------------------------
+
+    def resolve(self) -> str | None:
+        if "/" in self.command:
+            path = Path(self.command)
+            if not path.is_absolute():
+                path = self.repo_root / path
+            return str(path) if path.exists() else None
+        return shutil.which(self.command)
+
+    def tool_names(self) -> list[str]:
+        """The tools offered to the model: the names of the allowed tools and rules, once each."""
+        names: list[str] = []
+        for rule in self.allowed_tools:
+            match = _TOOL_NAME.match(rule)
+            if match and match.group(1) not in names:
+                names.append(match.group(1))
+        return names
+
+    def argv(self, exe: str, report_dir: Path) -> list[str]:
+        argv = [
+            exe, "-p", "--output-format", "stream-json", "--verbose",
+            "--permission-mode", self.permission_mode,
+            "--tools", ",".join(self.tool_names()),
+            "--allowedTools", *self.allowed_tools,
+            "--setting-sources", ",".join(self.setting_sources),
+            "--strict-mcp-config",
+            "--add-dir", str(report_dir),
+        ]
+        if self.partial_messages:
+            argv.append("--include-partial-messages")
+        if self.model:
+            argv += ["--model", self.model]
+        if self.max_turns is not None:
+            argv += ["--max-turns", str(self.max_turns)]
+        return argv + self.args
+
+    def environment(self, config_dir: Path, request: AgentRequest) -> dict[str, str]:
+        ours = {
+            **QUIET_ENV,
+            "CLAUDE_CONFIG_DIR": str(config_dir),
+            "ANTHROPIC_API_KEY": os.environ.get(self.api_key_env, ""),
+            "ORCH_REPORT_PATH": str(request.report_path),
+            "ORCH_WORKTREE": str(request.workdir),
+            "ORCH_PROMPT_FILE": str(request.evidence_dir / "prompt.md"),
+        }
+        if self.base_url:
+            ours["ANTHROPIC_BASE_URL"] = self.base_url
+        if self.scrub_subprocess_env:
+            ours["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
+        env = scrubbed_env()
+        for name in list(env):
+            upper = name.upper()
+            if upper.startswith(("ANTHROPIC_", "CLAUDE")) or upper.endswith("API_KEY"):
+                del env[name]  # another session's Claude Code state, another API or model, keys for other services
+        env.update(self.env)
+        env.update(request.extra_env)
+        env.update(ours)
+        return env
+
+    # -- the port -------------------------------------------------------------------------------------
+
+    def run(self, request: AgentRequest) -> AgentResult:
+        evidence = request.evidence_dir
+        evidence.mkdir(parents=True, exist_ok=True)
+        log = evidence / LOG_NAME
+        exe = self.resolve()
+        if exe is None:
+            return self._refuse(log, f"claude command {self.command!r} not found",
+                                "install it with `npm install -g @anthropic-ai/claude-code` or set agent.command to its path")
+        if not os.environ.get(self.api_key_env):
+            return self._refuse(log, f"the model API key variable {self.api_key_env} is not set",
+                                "export it in orch's environment, or set agent.api_key_env to the variable that holds it")
+        config_dir = evidence / CONFIG_NAME
+        if config_dir.exists():
+            shutil.rmtree(config_dir)  # a fresh config per run, even when an interrupted attempt is retried
+        config_dir.mkdir(parents=True)
+        report_dir = request.report_path.parent
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (evidence / "prompt.md").write_text(request.prompt)
+        timeout = float(request.timeout_seconds or self.timeout_seconds or 1800)
+        idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
+        result = run_process(self.argv(exe, report_dir), request.workdir, self.environment(config_dir, request), log,
+                             timeout, idle, stdin_text=request.prompt)
+        try:
+            events = parse_events(log.read_text(errors="replace"))
+        except OSError:
+            events = []
+        error = result.error
+        if error is None and not (result.timed_out or result.idle_timed_out):
+            failed = failure_message(events)
+            if result.exit_code != 0 or failed:
+                error = failed or f"claude exited with code {result.exit_code}"
+        return AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
+                           str(log), result.output_bytes, error=error, tokens=token_usage(events))
+
+    @staticmethod
+    def _refuse(log: Path, message: str, hint: str) -> AgentResult:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"orch: {message}\norch: {hint}\n")
+        return AgentResult(None, False, False, 0.0, str(log), 0, error=f"{message} ({hint})")

@@ -1,0 +1,762 @@
+"""The GitHub tracker: the Tracker port over GitHub's REST API, through ghapi (``ghapi>=2.1,<3``).
+
+Sync mode. ghapi 2 is async by default; this adapter builds ``GhApi(sync=True)`` because orch's
+engine is synchronous: a step takes one snapshot, then runs its journaled actions one after the
+other, each effect recorded (intent, then result) before the next starts. Nothing here runs
+concurrently, so an event loop would only add a second execution model (and ``asyncio.run`` per
+call, or a loop shared with a CLI that has none) without saving a request. Sync calls also keep
+every wait (backoff, retry-after, a rate-limit reset) visible and injectable (``sleep=``).
+
+What the adapter adds around ghapi:
+
+- One token-free ``GhApi`` per API URL, shared by the trackers of a process (building one
+  generates ~1,200 operations); the token travels in each call's headers. Its persistent HTTP
+  client's request hook charges every request actually sent to the tracker making the call
+  (``request_count``: retries, 304s and redirects included). ghapi's transport-level connection
+  retries are turned off so that every retry goes through the policy below and is counted.
+- Errors are translated at this boundary into ``TrackerError`` subclasses with a hint, raised
+  ``from None`` (no ghapi/httpx traceback reaches the user):
+  401 -> the token (and which source it came from) is wrong or expired;
+  403/429 with ``x-ratelimit-remaining: 0`` -> wait for the reset when it is near
+  (``rate_limit_wait``), else "rate limited, resets at HH:MM:SS UTC";
+  403/429 with ``retry-after`` (secondary rate limit) -> wait that long and retry;
+  404 -> "issue #N does not exist" when the repository is visible, else "the repository does not
+  exist or the token cannot see it"; 422 -> GitHub's validation messages.
+- Network errors, timeouts and 5xx are retried with jittered exponential backoff
+  (``backoff_base * 2**attempt``, capped at ``backoff_cap``, at most ``max_retries`` retries).
+  Writes that create something (a comment, a pull request, a label) look for what they were
+  creating (by its hidden marker) before each retry, so a lost response never duplicates it.
+- Conditional requests: every paged read (issues, comments, events, pulls) and ``get_issue`` keep
+  the ETag of what they read and send ``If-None-Match`` next time; a 304 returns the cached data
+  (GitHub does not count a 304 against the rate limit).
+- GitHub's issue list includes pull requests: they are skipped, and ``get_issue`` on a pull request
+  number raises ``GitHubNotFound("#N is a pull request ...")``.
+- Bodies GitHub would refuse (more than 65,536 characters) are shortened before posting, keeping
+  every ``<!-- orch:... -->`` marker; reading a body of any size (10 MB) works.
+
+This module never logs, prints or repeats the token.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import email.utils
+import functools
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+from urllib.parse import quote
+
+from statemachine.errors import NotFoundError, OrchError, TrackerError
+from statemachine.model import Comment, Issue, PullRequest
+
+log = logging.getLogger("orch.github")
+
+PER_PAGE = 100
+MAX_BODY = 65536  # GitHub refuses issue, comment and pull request bodies longer than this
+MAX_TITLE = 256
+MARKER_RE = re.compile(r"<!-- orch:[^>]*?-->")
+PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
+API_VERSION = "2022-11-28"
+
+
+# errors ----------------------------------------------------------------------------------
+
+class GitHubError(TrackerError):
+    """GitHub refused or failed a request; ``status`` is the HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+class GitHubAuthError(GitHubError):
+    """401: the token is wrong, expired or revoked."""
+
+
+class GitHubPermissionError(GitHubError):
+    """403 without a rate limit: the token may not do this."""
+
+
+class GitHubRateLimited(GitHubError):
+    """403/429 rate limit that is not worth waiting for here."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None,
+                 reset_at: float | None = None) -> None:
+        super().__init__(message, hint, status)
+        self.reset_at = reset_at
+
+
+class GitHubNotFound(GitHubError, NotFoundError):
+    """404 (or a number that names a pull request where an issue is expected)."""
+
+
+class GitHubValidationError(GitHubError):
+    """422: GitHub validated the request and refused it; ``errors`` holds its details."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = 422,
+                 errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, hint, status)
+        self.errors = errors or []
+
+
+class GitHubUnavailable(GitHubError):
+    """5xx, a timeout or a network error that outlived every retry."""
+
+
+# internal helpers ------------------------------------------------------------------------
+
+@dataclass
+class _Failure:
+    """One failed attempt, normalized: an HTTP status with headers and GitHub's message, or a network error."""
+
+    status: int | None
+    headers: Mapping[str, str]
+    message: str
+    payload: Any
+    network: str | None = None  # the transport error's class name when nothing came back
+    response: Any = None
+
+
+@dataclass
+class _Cached:
+    etag: str
+    data: Any
+    link: str
+
+
+class _Abort(Exception):
+    def __init__(self, error: GitHubError) -> None:
+        self.error = error
+
+
+def _has_next(link: str) -> bool:
+    return bool(re.search(r'rel="?next"?', link or ""))
+
+
+def _fit(body: str, limit: int = MAX_BODY) -> str:
+    """Shorten ``body`` to what GitHub accepts, keeping every orch marker (they sit at the end)."""
+    if len(body) <= limit:
+        return body
+    markers: list[str] = []
+    for m in MARKER_RE.findall(body):
+        if m not in markers:
+            markers.append(m)
+    tail = "\n\n".join(markers)
+    note = (f"\n\n… (shortened by orch: the full text has {len(body)} characters, more than GitHub accepts; "
+            "it is kept in the run's evidence)\n\n")
+    head = body[: max(0, limit - len(note) - len(tail))]
+    opened = head.rfind("<!--")
+    if opened != -1 and head.find("-->", opened) == -1:
+        head = head[:opened]  # never leave an HTML comment open: it would hide the note and the markers
+    return head + note + tail
+
+
+def _issue_from_marker(body: str) -> int:
+    m = re.search(r"<!-- orch:run=(\d+)-", body) or re.search(r"(?:Closes|Fixes|Resolves) #(\d+)", body, re.IGNORECASE)
+    return int(m.group(1)) if m else 0
+
+
+def _comment(d: Mapping[str, Any]) -> Comment:
+    user = d.get("user") or {}
+    return Comment(id=int(d["id"]), author=str(user.get("login") or "ghost"), body=str(d.get("body") or ""),
+                   created_at=str(d.get("created_at") or ""))
+
+
+def _label_names(labels: Any) -> tuple[str, ...]:
+    names = [x if isinstance(x, str) else str(x.get("name", "")) for x in (labels or [])]
+    return tuple(sorted(n for n in names if n))
+
+
+def _issue(d: Mapping[str, Any], comments: tuple[Comment, ...] = ()) -> Issue:
+    user = d.get("user") or {}
+    return Issue(number=int(d["number"]), title=str(d.get("title") or ""), body=str(d.get("body") or ""),
+                 state=str(d.get("state") or "open"), labels=_label_names(d.get("labels")), comments=comments,
+                 author=str(user.get("login") or ""), created_at=str(d.get("created_at") or ""),
+                 updated_at=str(d.get("updated_at") or ""))
+
+
+def _pull(d: Mapping[str, Any], marker: str, issue: int | None = None) -> PullRequest:
+    body = str(d.get("body") or "")
+    head, base = d.get("head") or {}, d.get("base") or {}
+    return PullRequest(number=int(d["number"]), issue=issue if issue is not None else _issue_from_marker(body),
+                       title=str(d.get("title") or ""), body=body, head=str(head.get("ref") or ""),
+                       base=str(base.get("ref") or ""), head_sha=str(head.get("sha") or ""),
+                       base_sha=str(base.get("sha") or ""), draft=bool(d.get("draft")),
+                       url=str(d.get("html_url") or d.get("url") or ""), marker=marker)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
+
+
+# one ghapi client per API URL ---------------------------------------------------------------
+
+_CURRENT: contextvars.ContextVar[Any] = contextvars.ContextVar("orch_github_tracker", default=None)
+_SHARED: dict[tuple[str, float], Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _count_request(request: Any) -> None:
+    """httpx request hook: charge the request to the tracker whose call is running (see ``_send``)."""
+    tracker = _CURRENT.get()
+    if tracker is not None:
+        tracker.request_count += 1
+
+
+def _shared_api(ghapi_cls: Any, httpx2: Any, api_url: str, timeout: float) -> Any:
+    """A token-free ``GhApi(sync=True)`` per (API URL, timeout), shared by every tracker in the process.
+
+    Building a GhApi generates all of GitHub's ~1,200 operations (a few tenths of a second), so it
+    is done once; the token travels in each call's headers, never in shared state. The client's
+    own connection retries are off (every retry goes through ``_send``, and is counted), and one
+    persistent HTTP client keeps connections alive and counts every request it sends.
+    """
+    key = (api_url, timeout)
+    with _SHARED_LOCK:
+        api = _SHARED.get(key)
+        if api is None:
+            api = ghapi_cls(gh_host=api_url, authenticate=False, sync=True, timeout=timeout)
+            transport = api.transport
+            transport.retries = 0
+            transport.base_headers.update({"Accept": "application/vnd.github+json",
+                                           "X-GitHub-Api-Version": API_VERSION, "User-Agent": "orch"})
+            transport.client = httpx2.Client(timeout=httpx2.Timeout(timeout), follow_redirects=True,
+                                              event_hooks={"request": [_count_request]})
+            atexit.register(transport.client.close)
+            _SHARED[key] = api
+        return api
+
+
+# the adapter -----------------------------------------------------------------------------
+
+class GitHubTracker:
+    """Implements the Tracker port on one GitHub repository (issues, labels, comments, draft pull requests)."""
+
+    kind = "github"
+
+    def __init__(self, owner: str, repo: str, token: str, api_url: str = "https://api.github.com",
+                 runner_login: str | None = None, max_retries: int = 4, backoff_base: float = 0.5,
+                 backoff_cap: float = 8.0, sleep: Callable[[float], None] = time.sleep, *,
+                 token_source: str = "configuration", timeout: float = 30.0,
+                 rate_limit_wait: float = 60.0, retry_after_cap: float = 300.0,
+                 rng: random.Random | None = None) -> None:
+        if not token:
+            raise OrchError("no GitHub token was given", "set GH_TOKEN or run `gh auth login`")
+        try:
+            import httpx2
+            from ghapi.all import GhApi
+        except ImportError:
+            raise OrchError("the GitHub tracker needs ghapi 2", "pip install 'ghapi>=2.1,<3'") from None
+        self.owner, self.repo = owner, repo
+        self.api_url = api_url.rstrip("/")
+        self.token_source = token_source
+        self.runner_login = runner_login
+        self.max_retries, self.backoff_base, self.backoff_cap = max_retries, backoff_base, backoff_cap
+        self.rate_limit_wait, self.retry_after_cap = rate_limit_wait, retry_after_cap
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.request_count = 0  # every HTTP request sent, retries and 304s included
+        self.not_modified = 0  # how many of them were answered 304 (free against the rate limit)
+        self.retries = 0
+        self.waited = 0.0  # seconds slept before retries
+        self._etags: dict[tuple[Any, ...], _Cached] = {}
+        self._login: str | None = None
+        self._repo_seen = False
+        self._token = token
+        self._auth = {"Authorization": f"token {token}"}
+        self._httpx = httpx2
+        self.api = _shared_api(GhApi, httpx2, self.api_url, timeout)
+
+    def __repr__(self) -> str:
+        return f"GitHubTracker({self.owner}/{self.repo} at {self.api_url})"
+
+    def close(self) -> None:
+        """Nothing to release: the HTTP client is shared per API URL and closed at exit."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+    # the request policy ----------------------------------------------------------------
+
+    def _failure(self, exc: BaseException) -> _Failure | None:
+        """Normalize a ghapi/httpx exception; None when it is not an HTTP or network failure."""
+        h = self._httpx
+        resp = getattr(exc, "response", None)
+        if resp is None and isinstance(exc, h.HTTPStatusError):
+            resp = exc.response
+        if resp is not None and hasattr(resp, "status_code"):
+            try:
+                payload: Any = resp.json()
+            except ValueError:  # not JSON (a proxy's HTML page, an empty body)
+                payload = resp.text[:2000]
+            msg = payload.get("message", "") if isinstance(payload, dict) else str(payload or "")
+            return _Failure(int(resp.status_code), resp.headers, str(msg), payload, response=resp)
+        inner = getattr(exc, "raw", None)
+        for candidate in (exc, inner, exc.__cause__):
+            if isinstance(candidate, h.RequestError):
+                return _Failure(None, {}, str(candidate) or type(candidate).__name__, None,
+                                network=type(candidate).__name__)
+        return None
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** attempt))
+        return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2))
+
+    def _wait_for(self, f: _Failure, attempt: int, what: str) -> float:
+        """Seconds to wait before retrying ``f``; raises _Abort when it must not be retried."""
+        st = f.status
+        if f.network is not None:
+            return self._backoff(attempt)
+        assert st is not None
+        hdr = {k.lower(): v for k, v in f.headers.items()}
+        if st in (403, 429):
+            retry_after = _retry_after(hdr.get("retry-after"))
+            if retry_after is not None:
+                if retry_after > self.retry_after_cap:
+                    raise _Abort(GitHubRateLimited(
+                        f"GitHub's secondary rate limit stopped {what}: retry after {retry_after:.0f} s",
+                        "wait, then run the step again; orch resumes where it stopped", st,
+                        reset_at=time.time() + retry_after))
+                return retry_after
+            if hdr.get("x-ratelimit-remaining") == "0":
+                try:
+                    reset = float(hdr.get("x-ratelimit-reset", ""))
+                except ValueError:
+                    reset = time.time() + 3600
+                wait = max(0.0, reset - time.time()) + 1.0
+                if wait > self.rate_limit_wait:
+                    limit = hdr.get("x-ratelimit-limit", "?")
+                    raise _Abort(GitHubRateLimited(
+                        f"GitHub rate limit exhausted ({limit} requests per hour for this token) while trying to "
+                        f"{what}; it resets at {_clock(reset)} (in {math.ceil(wait / 60)} min)",
+                        "wait for the reset, then run the step again; orch resumes where it stopped "
+                        "(polling with ETags does not count against the limit)", st, reset_at=reset))
+                return wait
+            if st == 429 or "rate limit" in f.message.lower():
+                return float(min(60.0 * (2 ** attempt), self.retry_after_cap))  # GitHub: a minute at least, then longer
+            raise _Abort(self._refused(f, what))
+        if st >= 500:
+            retry_after = _retry_after(hdr.get("retry-after"))
+            if retry_after is not None and retry_after <= self.retry_after_cap:
+                return max(retry_after, self._backoff(attempt))
+            return self._backoff(attempt)
+        raise _Abort(self._refused(f, what))
+
+    def _exhausted(self, f: _Failure, what: str) -> GitHubError:
+        if f.status in (403, 429):
+            return GitHubRateLimited(f"GitHub kept rate limiting the attempts to {what} (HTTP {f.status}, "
+                                     f"{self.max_retries + 1} attempts)",
+                                     "wait a few minutes, then run the step again; orch resumes where it stopped", f.status)
+        return self._refused(f, what)
+
+    def _refused(self, f: _Failure, what: str) -> GitHubError:
+        st = f.status
+        said = f": {f.message}" if f.message else ""
+        if st == 401:
+            return GitHubAuthError(f"GitHub rejected the token (HTTP 401{said}) while trying to {what}",
+                                   f"the token (from {self.token_source}) is wrong, expired or revoked; "
+                                   "set GH_TOKEN to a valid token or run `gh auth login`", st)
+        if st == 403:
+            return GitHubPermissionError(f"GitHub refused to let the token {what} (HTTP 403{said})",
+                                         f"the token (from {self.token_source}) needs access to {self.full_name} "
+                                         "(Issues and Pull requests: read and write; Metadata: read)", st)
+        if st == 404:
+            return GitHubNotFound(f"repository {self.full_name} does not exist at {self.api_url}, or the token "
+                                  f"cannot see it (HTTP 404 while trying to {what})",
+                                  f"check tracker.owner and tracker.repo in .orch/policy.yaml; the token "
+                                  f"({self.token_source}) must have access to this repository", st)
+        if st == 422:
+            details = []
+            errors = f.payload.get("errors") if isinstance(f.payload, dict) else None
+            for e in errors or []:
+                if isinstance(e, dict):
+                    details.append(str(e.get("message") or " ".join(
+                        str(e[k]) for k in ("resource", "field", "code") if e.get(k))))
+                else:
+                    details.append(str(e))
+            detail = f" ({'; '.join(details)})" if details else ""
+            return GitHubValidationError(f"GitHub refused to {what}: {f.message or 'Validation Failed'}{detail}",
+                                         "GitHub validated the request and rejected it; fix what its message names",
+                                         422, [e for e in errors or [] if isinstance(e, dict)])
+        if st == 410:
+            return GitHubNotFound(f"GitHub says it is gone (HTTP 410{said}) while trying to {what}",
+                                  f"the issue was deleted or transferred, or issues are disabled in {self.full_name}", st)
+        if st is not None and st >= 500:
+            return GitHubUnavailable(f"GitHub failed to {what} (HTTP {st}{said}) after {self.max_retries + 1} attempts",
+                                     "GitHub is having trouble (https://www.githubstatus.com); run the step again "
+                                     "later: orch resumes where it stopped and never repeats a finished write", st)
+        if st is None:
+            return GitHubUnavailable(f"GitHub did not answer while trying to {what} ({f.network}: {f.message}) "
+                                     f"after {self.max_retries + 1} attempts",
+                                     f"check the network connection to {self.api_url}; run the step again: orch "
+                                     "resumes where it stopped and never repeats a finished write", None)
+        return GitHubError(f"GitHub refused to {what} (HTTP {st}{said})", None, st)
+
+    def _send(self, what: str, call: Callable[[], Any], *, missing: str | None = None,
+              on404: Callable[[], Any] | None = None, recover: Callable[[], Any] | None = None,
+              allow_304: bool = False, repo_scoped: bool = True) -> Any:
+        """Run one ghapi call (raw response) under the retry policy; returns the response or a recovered value.
+
+        ``recover`` runs before each retry after a failure that may have reached GitHub (a network
+        error or a 5xx): when it finds what the request was creating, that is returned instead of
+        creating it again. ``on404`` turns a 404 into a value; ``missing`` is the 404 message when
+        the repository is visible.
+        """
+        attempt = 0
+        while True:
+            token = _CURRENT.set(self)
+            try:
+                resp = call()
+                if repo_scoped:
+                    self._repo_seen = True
+                return resp
+            except Exception as exc:
+                f = self._failure(exc)
+                if f is None:
+                    raise
+            finally:
+                _CURRENT.reset(token)
+            if f.status == 304 and allow_304:
+                if repo_scoped:
+                    self._repo_seen = True
+                return f.response
+            if f.status == 404 and on404 is not None:
+                return on404()
+            if f.status == 404:
+                raise self._not_found(what, missing) from None
+            try:
+                wait = self._wait_for(f, attempt, what)
+            except _Abort as abort:
+                raise abort.error from None
+            if attempt >= self.max_retries:
+                raise self._exhausted(f, what) from None
+            attempt += 1
+            self.retries += 1
+            self.waited += wait
+            log.info("GitHub: retrying %s in %.1f s (attempt %d of %d): %s", what, wait, attempt + 1,
+                     self.max_retries + 1, f.network or f"HTTP {f.status}")
+            self._sleep(wait)
+            if recover is not None and (f.network is not None or (f.status or 0) >= 500):
+                found = recover()
+                if found is not None:
+                    log.info("GitHub: %s had already happened; not repeating it", what)
+                    return found
+
+    def _not_found(self, what: str, missing: str | None) -> GitHubError:
+        if missing is not None and self._repo_visible():
+            return GitHubNotFound(missing, f"check the number; {self.full_name} is reachable", 404)
+        return self._refused(_Failure(404, {}, "Not Found", None), what)
+
+    def _repo_visible(self) -> bool:
+        if self._repo_seen:
+            return True
+        try:
+            self._send(f"read repository {self.full_name}", self._op("repos", "get"), repo_scoped=True)
+        except OrchError:
+            return False
+        return True
+
+    def _op(self, group: str, name: str, headers: Mapping[str, str] | None = None, /, **params: Any) -> Callable[[], Any]:
+        """A zero-argument call of ghapi operation ``group.name`` on this repository, with this token; raw response."""
+        fn = getattr(getattr(self.api, group), name)
+        if "owner" in fn.__signature__.parameters:
+            params = {"owner": self.owner, "repo": self.repo, **params}
+        hdrs = {**self._auth, **(headers or {})}
+        return lambda: fn(**params, headers_=hdrs, raw_=True)
+
+    def _json(self, resp: Any) -> Any:
+        return resp.json() if resp.content else None
+
+    def _paged(self, what: str, op: str, params: dict[str, Any], *, missing: str | None = None,
+               conditional: bool = True) -> list[dict[str, Any]]:
+        """Every item of a list endpoint: pages of 100 until the Link header has no next page.
+
+        Each page's ETag is kept; a repeated read sends If-None-Match and a 304 reuses the page.
+        n items cost ceil(n / 100) requests (one when there are none).
+        """
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            key = (op, tuple(sorted(params.items())), page)
+            cached = self._etags.get(key) if conditional else None
+            headers = {"If-None-Match": cached.etag} if cached else {}
+            group, name = op.split(".")
+            resp = self._send(what, self._op(group, name, headers, **params, per_page=PER_PAGE, page=page),
+                              missing=missing, allow_304=cached is not None)
+            if resp.status_code == 304 and cached is not None:
+                self.not_modified += 1
+                data, link = cached.data, cached.link
+            else:
+                data = self._json(resp) or []
+                link = resp.headers.get("link", "")
+                etag = resp.headers.get("etag")
+                if conditional and etag:
+                    self._etags[key] = _Cached(etag, data, link)
+            items.extend(data)
+            more = _has_next(link) if link else len(data) >= PER_PAGE
+            if not more or not data:
+                return items
+            page += 1
+
+    def _repo_url(self, *parts: str) -> str:
+        """A URL under the repository with every part quoted whole: names may hold '/', which ghapi's
+        route filling keeps as a path separator (``labels/area/ui``, ``branches/feature/x``)."""
+        return "/".join([f"{self.api_url}/repos/{quote(self.owner, safe='')}/{quote(self.repo, safe='')}",
+                         *(quote(p, safe="") for p in parts)])
+
+    def _raw(self, verb: str, url: str, json: Any = None) -> Any:
+        """A request through ghapi's transport on a URL built by ``_repo_url``; returns the raw response."""
+        return self.api.transport.request(verb, url, json=json, headers=self._auth, raw=True)
+
+    # reads -------------------------------------------------------------------------------
+
+    def get_issue(self, number: int, comments: bool = True) -> Issue:
+        missing = f"issue #{number} does not exist in {self.full_name}"
+        key = ("issue", number)
+        cached = self._etags.get(key)
+        resp = self._send(f"read issue #{number}", self._op(
+            "issues", "get", {"If-None-Match": cached.etag} if cached else {}, issue_number=number),
+            missing=missing, allow_304=cached is not None)
+        if resp.status_code == 304 and cached is not None:
+            self.not_modified += 1
+            data = cached.data
+        else:
+            data = self._json(resp)
+            if resp.headers.get("etag"):
+                self._etags[key] = _Cached(resp.headers["etag"], data, "")
+        if data.get("pull_request") is not None:
+            raise GitHubNotFound(f"#{number} is a pull request, not an issue, in {self.full_name}",
+                                 "orch works on issues; give the number of the issue the pull request is for", 404) from None
+        found: tuple[Comment, ...] = ()
+        if comments and int(data.get("comments") or 0) > 0:
+            found = tuple(self.list_comments(number))
+        return _issue(data, found)
+
+    def list_comments(self, number: int) -> list[Comment]:
+        rows = self._paged(f"list the comments of issue #{number}", "issues.list_comments",
+                           {"issue_number": number}, missing=f"issue #{number} does not exist in {self.full_name}")
+        return [_comment(r) for r in rows]
+
+    def list_issues(self, label: str | None = None, state: str = "open") -> list[Issue]:
+        """Issues (not pull requests) in ``state`` (open, closed, all), with ``label`` if given; without comments."""
+        if state not in ("open", "closed", "all"):
+            raise OrchError(f"unknown issue state {state!r}", "use open, closed or all")
+        params: dict[str, Any] = {"state": state, "sort": "created", "direction": "asc"}
+        if label is not None and "," not in label:  # GitHub's filter takes a comma-separated list
+            params["labels"] = label
+        rows = self._paged(f"list the {state} issues of {self.full_name}", "issues.list_for_repo", params)
+        out = [_issue(r) for r in rows if r.get("pull_request") is None]
+        if label is not None:  # GitHub matches label names without regard to case
+            out = [i for i in out if label.lower() in {x.lower() for x in i.labels}]
+        return sorted(out, key=lambda i: i.number)
+
+    def find_comment(self, number: int, marker: str) -> Comment | None:
+        """The earliest comment on the issue whose body holds ``marker`` (by ``runner_login`` when it is set)."""
+        for c in self.list_comments(number):
+            if marker in c.body and (self.runner_login is None or c.author == self.runner_login):
+                return c
+        return None
+
+    def find_pull(self, marker: str) -> PullRequest | None:
+        """The open pull request whose body holds ``marker`` (opened by ``runner_login`` when it is set)."""
+        rows = self._paged(f"list the open pull requests of {self.full_name}", "pulls.list",
+                           {"state": "open", "sort": "created", "direction": "asc"})
+        for r in rows:
+            if marker in (r.get("body") or "") and (
+                    self.runner_login is None or (r.get("user") or {}).get("login") == self.runner_login):
+                return _pull(r, marker)
+        return None
+
+    # writes ------------------------------------------------------------------------------
+
+    def add_labels(self, number: int, names: list[str]) -> None:
+        if not names:
+            return
+        self._send(f"add labels {', '.join(names)} to issue #{number}",
+                   self._op("issues", "add_labels", issue_number=number, labels=list(names)),
+                   missing=f"issue #{number} does not exist in {self.full_name}")
+
+    def remove_labels(self, number: int, names: list[str]) -> None:
+        """Remove each label; a label the issue does not carry is fine (GitHub answers 404)."""
+        for name in names:
+            url = self._repo_url("issues", str(int(number)), "labels", name)
+            self._send(f"remove label {name!r} from issue #{number}", functools.partial(self._raw, "DELETE", url),
+                       on404=lambda: None)
+
+    def post_comment(self, number: int, body: str) -> Comment:
+        """Post a comment; after a lost response it looks for the comment (by marker, else by body) before retrying."""
+        body = _fit(body)
+        markers = MARKER_RE.findall(body)
+
+        def recover() -> Comment | None:
+            for c in self.list_comments(number):
+                if (markers and all(m in c.body for m in markers)) or (not markers and c.body == body):
+                    return c
+            return None
+
+        result = self._send(f"post a comment on issue #{number}",
+                            self._op("issues", "create_comment", issue_number=number, body=body),
+                            missing=f"issue #{number} does not exist in {self.full_name}", recover=recover)
+        return result if isinstance(result, Comment) else _comment(self._json(result))
+
+    def delete_comment(self, number: int, comment_id: int) -> None:
+        """Delete a comment; one that is already gone is fine."""
+        self._send(f"delete comment {comment_id} on issue #{number}",
+                   self._op("issues", "delete_comment", comment_id=comment_id), on404=lambda: None)
+
+    def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
+                    head_sha: str, base_sha: str, marker: str) -> PullRequest:
+        """Open a DRAFT pull request, or return the one that already carries ``marker`` (never a second one).
+
+        orch never merges and never marks a pull request ready; a repository that does not allow
+        drafts gets an error, not a ready pull request.
+        """
+        existing = self.find_pull(marker)
+        if existing is not None:
+            return existing
+        if marker not in body:
+            body = f"{body}\n\n{marker}"
+        body = _fit(body)
+        title = title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
+        what = f"open a draft pull request from {head} into {base}"
+        try:
+            result = self._send(what, self._op("pulls", "create", title=title, head=head, base=base, body=body, draft=True),
+                                recover=lambda: self.find_pull(marker))
+        except GitHubValidationError as exc:
+            if "already exists" not in str(exc):
+                raise
+            for r in self._paged(f"list pull requests from {head}", "pulls.list",
+                                 {"state": "open", "head": f"{self.owner}:{head}"}, conditional=False):
+                if marker in (r.get("body") or ""):
+                    return _pull(r, marker, issue)
+            raise GitHubValidationError(f"a pull request from {head} into {base} is already open, but orch did not open it "
+                                        f"(it does not carry {marker})",
+                                        "close it or rename the branch template, then run the step again", 422) from None
+        if isinstance(result, PullRequest):
+            return result
+        return _pull(self._json(result), marker, issue)
+
+    # labels, people, the repository ------------------------------------------------------
+
+    def ensure_label(self, name: str, color: str, description: str = "", dry_run: bool = False) -> str:
+        """Make the repository's label ``name`` have ``color`` and ``description``: "created", "updated" or "unchanged".
+
+        With ``dry_run`` nothing is written and the answer says what would happen.
+        """
+        color = color.lstrip("#").lower()
+        if not re.fullmatch(r"[0-9a-f]{6}", color):
+            raise OrchError(f"label {name!r}: color {color!r} is not six hex digits", "write it like d73a4a")
+        url = self._repo_url("labels", name)
+        current = self._send(f"read label {name!r}", lambda: self._raw("GET", url), on404=lambda: None)
+        if current is None:
+            if not dry_run:
+                def recover() -> str | None:
+                    return "created" if self._send(f"read label {name!r}", lambda: self._raw("GET", url),
+                                                   on404=lambda: None) is not None else None
+                self._send(f"create label {name!r}", self._op("issues", "create_label", name=name, color=color,
+                                                             description=description), recover=recover)
+            return "created"
+        data = self._json(current) or {}
+        if str(data.get("color", "")).lower() == color and (data.get("description") or "") == (description or ""):
+            return "unchanged"
+        if not dry_run:
+            self._send(f"update label {name!r}", lambda: self._raw("PATCH", url, {"color": color, "description": description}))
+        return "updated"
+
+    def label_applied_by(self, number: int, label: str) -> str | None:
+        """Who applied ``label`` to the issue: the actor of its most recent ``labeled`` event, or None."""
+        actor: str | None = None
+        for e in self._paged(f"read the events of issue #{number}", "issues.list_events",
+                             {"issue_number": number}, missing=f"issue #{number} does not exist in {self.full_name}"):
+            if e.get("event") == "labeled" and (e.get("label") or {}).get("name") == label:
+                actor = str((e.get("actor") or {}).get("login") or "ghost")
+        return actor
+
+    def permission(self, login: str) -> str:
+        """``login``'s permission on the repository: admin, maintain, write, triage, read or none (cached 30 s)."""
+        cache = self.__dict__.setdefault("_permission_cache", {})
+        hit = cache.get(login)
+        if hit is not None and time.monotonic() - hit[1] < 30.0:
+            return str(hit[0])
+        value = self._permission(login)
+        cache[login] = (value, time.monotonic())
+        return value
+
+    def _permission(self, login: str) -> str:
+        resp = self._send(f"read the permission of {login}",
+                          self._op("repos", "get_collaborator_permission_level", username=login),
+                          on404=lambda: None)
+        if resp is None:
+            return "none"
+        data = self._json(resp) or {}
+        for key in ("role_name", "permission"):
+            value = str(data.get(key) or "")
+            if value in PERMISSIONS:
+                return value
+        return "none"
+
+    def label_authority(self, number: int, label: str) -> tuple[str | None, str]:
+        """Who applied ``label`` and their permission on the repository ((None, "none") when nobody did)."""
+        actor = self.label_applied_by(number, label)
+        if actor is None:
+            return None, "none"
+        return actor, self.permission(actor)
+
+    def whoami(self) -> str:
+        """The login the token acts as (asked once, then remembered)."""
+        if self._login is None:
+            resp = self._send("read the token's user", self._op("users", "get_authenticated"),
+                              repo_scoped=False)
+            self._login = str((self._json(resp) or {}).get("login") or "")
+        return self._login
+
+    def repo_info(self) -> dict[str, Any]:
+        """The repository's default branch and the token's permissions on it."""
+        data = self._json(self._send(f"read repository {self.full_name}", self._op("repos", "get"))) or {}
+        return {
+            "full_name": data.get("full_name", self.full_name),
+            "default_branch": data.get("default_branch"),
+            "private": bool(data.get("private")),
+            "archived": bool(data.get("archived")),
+            "has_issues": bool(data.get("has_issues", True)),
+            "permissions": dict(data.get("permissions") or {}),
+        }
+
+    def branch_exists(self, name: str) -> bool:
+        url = self._repo_url("branches", name)
+        found = self._send(f"read branch {name!r}", lambda: self._raw("GET", url), on404=lambda: None)
+        if found is None and not self._repo_visible():
+            raise self._not_found(f"read branch {name!r}", None) from None
+        return found is not None
+
+    def push_credential(self) -> tuple[str, str]:
+        """(user, token) for git over HTTPS: GitHub accepts any user name with a token as the password."""
+        return "x-access-token", self._token

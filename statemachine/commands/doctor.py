@@ -1,0 +1,128 @@
+"""`orch doctor`: is this repository ready? Policy, origin, token and its rights, labels, base branch, git, the agent CLI."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from statemachine.errors import EXIT_ERROR, EXIT_OK, OrchError
+from statemachine.output import Output
+
+
+def _check(results: list[dict[str, Any]], name: str, fn: Callable[[], str], fix: str) -> bool:
+    try:
+        detail = fn()
+        results.append({"check": name, "ok": True, "detail": detail, "fix": None})
+        return True
+    except OrchError as exc:
+        results.append({"check": name, "ok": False, "detail": exc.message, "fix": exc.hint or fix})
+        return False
+
+
+def main(args: argparse.Namespace, out: Output) -> int:
+    from statemachine import policy as policy_mod
+    from statemachine.runtime import find_repo, open_runtime
+
+    results: list[dict[str, Any]] = []
+    root = find_repo(args.repo)
+    state: dict[str, Any] = {}
+
+    def policy_ok() -> str:
+        path = policy_mod.resolve_path(root, args.policy)
+        try:
+            pol = policy_mod.load(path, str(path))
+        except OrchError as exc:
+            raise OrchError(str(exc).splitlines()[0], "run `orch lint` and fix what it lists") from None
+        state["policy"] = pol
+        return f"{path} is valid ({len(pol.transitions)} transitions, tracker {pol.data['tracker']['kind']})"
+
+    def git_ok() -> str:
+        if shutil.which("git") is None:
+            raise OrchError("git is not on PATH", "install git")
+        return "git found"
+
+    def agent_ok() -> str:
+        cfg = state["policy"].data["agent"]
+        from statemachine.adapters.agents import make_agent
+
+        agent = make_agent(cfg, root)
+        resolve = getattr(agent, "resolve", None)
+        found = resolve() if resolve else shutil.which(str(cfg.get("command") or cfg["kind"]))
+        if not found:
+            raise OrchError(f"the agent command {cfg.get('command')!r} is not installed", "install it or change agent.command")
+        return f"agent {cfg['kind']}: {found}"
+
+    if not _check(results, "policy", policy_ok, "run `orch lint`"):
+        return _finish(out, results)
+    _check(results, "git", git_ok, "install git")
+    _check(results, "agent", agent_ok, "install the agent CLI")
+    pol = state["policy"]
+    if pol.data["tracker"]["kind"] == "github":
+        from statemachine.commands.setup import origin_url, owner_repo_of, parse_github_url
+
+        tr = pol.data["tracker"]
+        enterprise = bool(tr.get("api_url")) and "api.github.com" not in str(tr.get("api_url"))
+
+        def origin_ok() -> str:
+            url = origin_url(root)
+            parsed = (owner_repo_of(url) if enterprise else parse_github_url(url)) if url else None
+            if parsed is None:
+                raise OrchError(f"origin ({url or 'missing'}) is not a GitHub repository", "git remote add origin git@github.com:OWNER/REPO.git")
+            if (parsed[0].lower(), parsed[1].lower()) != (tr["owner"].lower(), tr["repo"].lower()):
+                raise OrchError(f"origin is {parsed[0]}/{parsed[1]} but the policy names {tr['owner']}/{tr['repo']}",
+                                "fix tracker.owner / tracker.repo, or the origin remote")
+            return f"origin is {parsed[0]}/{parsed[1]}"
+
+        _check(results, "origin", origin_ok, "")
+        try:
+            rt = open_runtime(root, args.policy)
+        except OrchError as exc:
+            results.append({"check": "token", "ok": False, "detail": exc.message, "fix": exc.hint})
+            return _finish(out, results)
+        try:
+            tracker: Any = rt.tracker
+
+            def token_ok() -> str:
+                who = tracker.whoami()
+                info = tracker.repo_info()
+                perms = info.get("permissions") or {}
+                if not perms.get("push") and not perms.get("admin") and not perms.get("maintain"):
+                    raise OrchError(f"{who} cannot write to {tr['owner']}/{tr['repo']} (permissions: {perms})",
+                                    "use a token with issues, pull requests and contents write access")
+                state["default_branch"] = info.get("default_branch")
+                return f"authenticated as {who}; can write issues, pull requests and contents"
+
+            def labels_ok() -> str:
+                missing = []
+                for spec in pol.data["labels"].values():
+                    if tracker.ensure_label(spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=True) == "created":
+                        missing.append(spec["name"])
+                if missing:
+                    raise OrchError("missing labels: " + ", ".join(missing), "run `orch setup --prepare-labels`")
+                return f"all {len(pol.data['labels'])} labels exist"
+
+            def base_ok() -> str:
+                base = tr.get("base_branch") or state.get("default_branch") or "main"
+                if not tracker.branch_exists(base):
+                    raise OrchError(f"base branch {base!r} does not exist on GitHub", "push it or set tracker.base_branch")
+                return f"base branch {base} exists"
+
+            if _check(results, "token", token_ok, "set GH_TOKEN to a token with repo access"):
+                _check(results, "labels", labels_ok, "run `orch setup --prepare-labels`")
+                _check(results, "base branch", base_ok, "set tracker.base_branch")
+        finally:
+            rt.close()
+    return _finish(out, results)
+
+
+def _finish(out: Output, results: list[dict[str, Any]]) -> int:
+    ok = all(r["ok"] for r in results)
+    lines = []
+    for r in results:
+        lines.append(f"{'ok  ' if r['ok'] else 'FAIL'} {r['check']}: {r['detail']}")
+        if not r["ok"] and r["fix"]:
+            lines.append(f"     fix: {r['fix']}")
+    out.emit("doctor", {"ok": ok, "checks": results}, "\n".join(lines))
+    return EXIT_OK if ok else EXIT_ERROR

@@ -1,0 +1,48 @@
+"""`orch health`: orch's own version, Python, its dependencies and the agent CLIs it can find. Touches no repository."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+
+from statemachine import __version__
+from statemachine.errors import EXIT_ERROR, EXIT_OK
+from statemachine.output import Output
+
+DEPENDENCIES = ("transitions", "ruamel.yaml", "jsonschema", "ghapi", "rich", "playwright")
+REQUIRED = ("transitions", "ruamel.yaml", "jsonschema")
+TOOLS = ("git", "codex", "claude", "gh", "chromium")
+
+
+def _version(cmd: str) -> str | None:
+    path = shutil.which(cmd)
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else path
+    except (OSError, subprocess.TimeoutExpired):
+        return path
+
+
+def main(args: argparse.Namespace, out: Output) -> int:
+    deps = {}
+    for name in DEPENDENCIES:
+        try:
+            deps[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            deps[name] = None
+    tools = {name: _version(name) for name in TOOLS}
+    missing = [d for d in REQUIRED if deps[d] is None] + ([] if tools["git"] else ["git"])
+    lines = [f"orch {__version__}", f"python {platform.python_version()} ({sys.executable})"]
+    lines += [f"  {k}: {v or 'not installed'}" for k, v in deps.items()]
+    lines += [f"  {k}: {v or 'not found on PATH'}" for k, v in tools.items()]
+    if missing:
+        lines.append("missing: " + ", ".join(missing) + " (reinstall orch; install git)")
+    out.emit("health", {"orch": __version__, "python": platform.python_version(), "dependencies": deps,
+                        "tools": tools, "ok": not missing}, "\n".join(lines))
+    return EXIT_ERROR if missing else EXIT_OK

@@ -1,0 +1,338 @@
+"""The daemon: polls the tracker, starts eligible issues as `orch run` child processes (same lifecycle, no weaker
+path), up to K at once with non-overlapping ownership, reconciles them each tick and shuts down resumably."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from statemachine import scheduling
+from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
+from statemachine.model import REST_STATES
+from statemachine.runtime import Runtime
+
+ACTIVE_STATES = ("claimed", "implementing", "proving", "rework", "gating")
+
+
+@dataclass
+class Child:
+    issue: int
+    title: str
+    owns: tuple[str, ...]
+    proc: subprocess.Popen[bytes]
+    started: float
+    out_path: Path
+    resumed: bool = False
+    terminated: str | None = None
+
+
+@dataclass
+class Options:
+    concurrency: int = 1
+    interval: float = 30.0
+    once: bool = False
+    max_runs: int | None = None
+    shutdown_deadline: float = 60.0
+    policy: Path | None = None
+
+
+@dataclass
+class DaemonState:
+    """What the live view and the HTTP endpoint show; plain data."""
+
+    started_at: float = field(default_factory=time.time)
+    running: list[dict[str, Any]] = field(default_factory=list)
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    recent: list[dict[str, Any]] = field(default_factory=list)
+    stopping: bool = False
+    ticks: int = 0
+    runs_started: int = 0
+    last_poll: float | None = None
+    last_error: str | None = None
+
+
+class Daemon:
+    def __init__(self, rt: Runtime, options: Options, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.rt = rt
+        self.opt = options
+        self.emit_sink = emit
+        self.children: dict[int, Child] = {}
+        self.retry_at: dict[int, float] = {}
+        self.failures: dict[int, int] = {}
+        self.done_here: dict[int, str] = {}  # issue -> updated_at when it last rested here
+        self.state = DaemonState()
+        self.signals = 0
+        self.stop_deadline: float | None = None
+        cfg = rt.policy.data.get("daemon", {})
+        self.priority_labels = list(cfg.get("priority_labels", []))
+        self.unscoped_parallel = bool(cfg.get("unscoped_parallel", False))
+        self.retry_base = float(cfg.get("retry_base_seconds", 5))
+        self.retry_cap = float(cfg.get("retry_cap_seconds", 300))
+        if options.shutdown_deadline < 0:  # not given on the command line: the policy's, else 60 s
+            self.opt.shutdown_deadline = float(cfg.get("shutdown_deadline_seconds", 60.0))
+        self.state_dir = rt.repo / ".orch" / "state"
+        self.log_path = self.state_dir / "events.jsonl"
+        self.lock_fh: Any = None
+
+    # events ------------------------------------------------------------------------------
+
+    def emit(self, event: str, **data: Any) -> None:
+        record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **data}
+        try:
+            with open(self.log_path, "a") as fh:
+                fh.write(json.dumps(record, default=str) + "\n")
+        except OSError as exc:
+            self.state.last_error = f"cannot write {self.log_path}: {exc.strerror}"
+        self.emit_sink(record)
+
+    # lifecycle of the daemon ---------------------------------------------------------------
+
+    def acquire(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.lock_fh = open(self.state_dir / "daemon.lock", "a+")
+        try:
+            fcntl.flock(self.lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.lock_fh.seek(0)
+            holder = self.lock_fh.read().strip() or "another process"
+            raise BusyError(f"another orch daemon already serves {self.rt.repo} ({holder})",
+                            "run one daemon per clone; for more parallelism raise --concurrency, or use another clone") from None
+        self.lock_fh.seek(0)
+        self.lock_fh.truncate()
+        self.lock_fh.write(f"pid {os.getpid()}")
+        self.lock_fh.flush()
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.state.stopping = True
+            self.stop_deadline = time.monotonic() + self.opt.shutdown_deadline
+            self.emit("stopping", signal=signum, deadline_seconds=self.opt.shutdown_deadline,
+                      running=sorted(self.children))
+        else:
+            self.stop_deadline = time.monotonic()
+            self.emit("stopping-now", signal=signum, running=sorted(self.children))
+
+    def run(self, on_tick: Callable[[DaemonState], None] | None = None) -> int:
+        self.acquire()
+        old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.emit("started", repo=str(self.rt.repo), concurrency=self.opt.concurrency, once=self.opt.once)
+        next_poll = 0.0
+        polled_once = False
+        try:
+            while True:
+                now = time.monotonic()
+                self.reap()
+                if self.state.stopping:
+                    if not self.children:
+                        break
+                    if self.stop_deadline is not None and now >= self.stop_deadline:
+                        self.terminate_all("shutdown deadline reached")
+                elif now >= next_poll and not (self.opt.once and polled_once):
+                    self.poll()
+                    polled_once = True
+                    next_poll = now + self.opt.interval
+                    self.state.ticks += 1
+                if not self.state.stopping and self.finished():
+                    break
+                self.refresh()
+                if on_tick:
+                    on_tick(self.state)
+                time.sleep(0.2)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self.refresh()
+            if on_tick:
+                on_tick(self.state)
+            self.emit("stopped", runs_started=self.state.runs_started)
+        return EXIT_OK
+
+    def finished(self) -> bool:
+        if self.children:
+            return False
+        if self.opt.max_runs is not None and self.state.runs_started >= self.opt.max_runs:
+            return True
+        return self.opt.once and self.state.ticks >= 1
+
+    # one poll: reconcile, then start what is eligible -----------------------------------------
+
+    def poll(self) -> None:
+        tracker = self.rt.tracker
+        auto = self.rt.policy.label("auto")
+        try:
+            issues = tracker.list_issues(label=auto, state="open")
+            self.state.last_poll = time.time()
+            self.state.last_error = None
+        except OrchError as exc:
+            self.state.last_error = exc.message
+            self.emit("poll-failed", error=exc.message)
+            return
+        by_number = {i.number: i for i in issues}
+        self.reconcile(by_number)
+        if self.state.stopping:
+            return
+        slots = self.opt.concurrency - len(self.children)
+        if self.opt.max_runs is not None:
+            slots = min(slots, self.opt.max_runs - self.state.runs_started)
+        names = self.rt.policy.label_names
+        busy = {names["manual"], names["running"], names["blocked"], names["review"]}
+        known = self.rt.store.known_issues()
+        now = time.monotonic()
+        resumable, fresh = [], []
+        for issue in issues:
+            n = issue.number
+            if n in self.children or self.retry_at.get(n, 0) > now or self.done_here.get(n) == issue.updated_at:
+                continue
+            state, _run = known.get(n, ("queued", None))
+            if state in ACTIVE_STATES or self.rt.store.pending_step(n) is not None:
+                resumable.append(issue)  # ours, interrupted: resume it first
+            elif not busy.intersection(issue.labels):
+                fresh.append(issue)  # queued, or resting but a maintainer cleared the rest label: `orch run` requeues it
+        ordered = scheduling.order(resumable, self.priority_labels) + scheduling.order(fresh, self.priority_labels)
+        self.state.queue = [{"issue": c.issue.number, "title": c.issue.title, "owns": list(c.owns)} for c in ordered]
+        running = [c.owns for c in self.children.values()]
+        for cand in scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel):
+            self.spawn(cand, resumed=cand.issue in resumable)
+
+    def reconcile(self, open_auto: dict[int, Any]) -> None:
+        """Stop a child whose issue was closed or lost its authorizing label; its lifecycle then settles without publishing."""
+        for n, child in list(self.children.items()):
+            if n not in open_auto and child.terminated is None:
+                child.terminated = "issue closed or unlabelled"
+                self.emit("reconcile", issue=n, reason=child.terminated)
+                _terminate(child.proc)
+
+    def spawn(self, cand: scheduling.Candidate, resumed: bool) -> None:
+        n = cand.issue.number
+        out_dir = self.state_dir / "daemon-runs"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_path = out_dir / f"issue-{n}-{int(time.time() * 1000)}.json"
+        argv = [sys.executable, "-m", "statemachine", "run", "--repo", str(self.rt.repo), "--issue", str(n), "--json"]
+        if self.opt.policy is not None:
+            argv += ["--policy", str(self.opt.policy)]
+        with open(out_path, "wb") as out, open(out_path.with_suffix(".log"), "wb") as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    cwd=self.rt.repo)
+        self.children[n] = Child(n, cand.issue.title, cand.owns, proc, time.monotonic(), out_path, resumed)
+        self.state.runs_started += 1
+        self.emit("run-started", issue=n, title=cand.issue.title, owns=list(cand.owns), resumed=resumed, pid=proc.pid)
+
+    def reap(self) -> None:
+        for n, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            del self.children[n]
+            result = _read_result(child.out_path)
+            final = result.get("final_state")
+            elapsed = round(time.monotonic() - child.started, 3)
+            if child.terminated:
+                self._cleanup_after_stop(n, child.terminated)
+                outcome = "stopped"
+            elif code in (EXIT_OK, EXIT_BLOCKED):
+                outcome = final or ("review" if code == EXIT_OK else "blocked")
+                self._rested(n)
+                self.failures.pop(n, None)
+            elif code == EXIT_STUCK:
+                outcome = "skipped"
+                self._rested(n)
+            elif code in (130, 143, -signal.SIGTERM, -signal.SIGINT):
+                outcome = "interrupted"
+            else:
+                outcome = "failed"
+                fails = self.failures.get(n, 0) + 1
+                self.failures[n] = fails
+                wait = min(self.retry_cap, self.retry_base * 2 ** (fails - 1))
+                self.retry_at[n] = time.monotonic() + wait
+            entry = {"issue": n, "title": child.title, "outcome": outcome, "exit_code": code, "elapsed_seconds": elapsed,
+                     "error": result.get("error"), "pull_request": (result.get("pull_request") or {}).get("url")}
+            self.state.recent = ([entry] + self.state.recent)[:20]
+            self.emit("run-finished", **entry)
+
+    def _cleanup_after_stop(self, n: int, reason: str) -> None:
+        """After stopping a child for a closed/unlabelled issue: drop its pending step, clean labels, settle the lifecycle."""
+        from statemachine.engine import Engine
+
+        try:
+            self.rt.store.abort_pending(n)
+            self.rt.tracker.remove_labels(n, [self.rt.policy.label("running")])
+            for _ in Engine(self.rt).iter_run(n):
+                pass
+        except OrchError as exc:
+            self.emit("cleanup-failed", issue=n, error=exc.message)
+        self._rested(n)
+
+    def _rested(self, n: int) -> None:
+        """Remember the issue as it is now; it becomes eligible again only once it changes (labels, state)."""
+        try:
+            self.done_here[n] = self.rt.tracker.get_issue(n, comments=False).updated_at
+        except OrchError:
+            self.done_here[n] = ""
+
+    def terminate_all(self, reason: str) -> None:
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                _terminate(child.proc)
+        self.emit("terminated", reason=reason, issues=sorted(self.children))
+        self.stop_deadline = None
+
+    # the live state ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        rows = []
+        for n, child in sorted(self.children.items()):
+            step = None
+            try:
+                state, run_id = self.rt.store.state_of(n)
+                pending = self.rt.store.pending_step(n)
+                if pending is not None:  # show where the issue is going while the step's actions run
+                    state, step, run_id = pending.dest, pending.trigger, run_id or pending.run_id
+                facts = self.rt.store.facts(run_id)
+            except OrchError:
+                state, run_id, facts = "?", None, {}
+            agent = facts.get("agent") or {}
+            log = _latest_agent_log(self.rt.repo, run_id)
+            activity = None
+            if log is not None:
+                try:
+                    st = log.stat()
+                    activity = {"log_bytes": st.st_size, "idle_seconds": round(max(0.0, time.time() - st.st_mtime), 1)}
+                except OSError:
+                    pass
+            rows.append({"issue": n, "title": child.title, "state": state, "step": step, "run_id": run_id,
+                         "elapsed_seconds": round(time.monotonic() - child.started, 1), "agent": activity,
+                         "tokens": agent.get("tokens"), "owns": list(child.owns), "stopping": child.terminated})
+        self.state.running = rows
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group: `orch run` stops its agent and exits, leaving the issue resumable."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text() or "{}")
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _latest_agent_log(repo: Path, run_id: str | None) -> Path | None:
+    if not run_id:
+        return None
+    folder = repo / ".orch" / "runs" / run_id
+    logs = sorted(folder.glob("attempt-*/agent.log"))
+    return logs[-1] if logs else None

@@ -1,0 +1,145 @@
+"""Delivery gates: pure guards over what the runner observed about a candidate (scans, checks, TDD, review)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statemachine.globs import first_match
+from statemachine.model import Snapshot, Verdict
+
+DEFAULT_TEST_GLOBS = ("test_*.py", "*_test.py", "tests/**", "test/**", "**/__tests__/**", "*.test.*", "*.spec.*", "spec/**")
+
+
+def _inspection(snap: Snapshot) -> dict[str, Any] | None:
+    value = snap.run.extra.get("inspection")
+    return value if isinstance(value, dict) else None
+
+
+def _listed(snap: Snapshot, key: str, what: str, ok_reason: str, ignore: list[str] | None = None) -> Verdict:
+    inspection = _inspection(snap)
+    if inspection is None:
+        return Verdict.failed("the candidate was not inspected")
+    hits = [h for h in inspection.get(key, []) if h.get("kind") not in set(ignore or ())]
+    if hits:
+        lines = [f"{h['kind']} at {h['where']}" for h in hits]
+        return Verdict.failed(f"{len(hits)} {what}: {lines[0]}", *lines)
+    return Verdict.passed(ok_reason)
+
+
+def no_secrets(snap: Snapshot, ignore: list[str] | None = None) -> Verdict:
+    """No credentials in the diff, the report, the agent's output or its artifacts."""
+    return _listed(snap, "secrets", "possible secret(s)", "no secret found in the diff, report, agent log or artifacts", ignore)
+
+
+def no_destructive_actions(snap: Snapshot, allow: list[str] | None = None) -> Verdict:
+    """No destructive or production command (drop database, rm -rf outside, deploy, publish, push) in the log or diff."""
+    allowed = list(allow or []) + list(snap.settings.get("gates", {}).get("allow_actions", []))
+    return _listed(snap, "destructive", "destructive or production action(s)", "no destructive or production command found", allowed)
+
+
+def agent_left_git_alone(snap: Snapshot) -> Verdict:
+    """The agent did not commit, move HEAD, rewrite history, push, or touch .git."""
+    inspection = _inspection(snap)
+    if inspection is None:
+        return Verdict.failed("the candidate was not inspected")
+    tampering = inspection.get("git_tampering", [])
+    if tampering:
+        return Verdict.failed(f"the agent touched git: {tampering[0]}", *tampering)
+    return Verdict.passed("no commit, ref change or .git edit by the agent")
+
+
+def no_escaping_symlinks(snap: Snapshot) -> Verdict:
+    """No changed path is a symlink pointing outside the worktree."""
+    return _listed(snap, "symlinks", "symlink(s) leaving the worktree", "no changed path leads outside the worktree")
+
+
+def report_written_last(snap: Snapshot) -> Verdict:
+    """No file changed after the agent wrote its completion report."""
+    inspection = _inspection(snap)
+    if inspection is None:
+        return Verdict.failed("the candidate was not inspected")
+    late = inspection.get("edited_after_report", [])
+    if late:
+        return Verdict.failed(f"{len(late)} file(s) changed after the report was written: {', '.join(late[:5])}", *late)
+    return Verdict.passed("the report was written after the last edit")
+
+
+def _tests(snap: Snapshot) -> tuple[str, ...]:
+    return tuple(snap.settings.get("gates", {}).get("test_globs") or DEFAULT_TEST_GLOBS)
+
+
+def tests_not_deleted(snap: Snapshot) -> Verdict:
+    """The change deletes no test file."""
+    if snap.run.changes is None:
+        return Verdict.failed("the change set was not captured")
+    if snap.settings.get("gates", {}).get("allow_test_deletion"):
+        return Verdict.passed("gates.allow_test_deletion is true")
+    gone = [c.path for c in snap.run.changes if c.status == "D" and first_match(c.path, _tests(snap))]
+    if gone:
+        return Verdict.failed(f"the change deletes {len(gone)} test file(s): {', '.join(gone[:5])}", *gone)
+    return Verdict.passed("no test file deleted")
+
+
+def tests_changed_with_source(snap: Snapshot) -> Verdict:
+    """When gates.require_test_changes is on, a change to source files also changes tests."""
+    if not snap.settings.get("gates", {}).get("require_test_changes"):
+        return Verdict.passed("not required (gates.require_test_changes is off)")
+    if snap.run.changes is None:
+        return Verdict.failed("the change set was not captured")
+    globs = _tests(snap)
+    tests = [c.path for c in snap.run.changes if c.status != "D" and first_match(c.path, globs)]
+    source = [c.path for c in snap.run.changes if not first_match(c.path, globs)]
+    if source and not tests:
+        return Verdict.failed(f"source changed ({', '.join(source[:3])}) but no test did", *source)
+    return Verdict.passed(f"{len(tests)} test file(s) changed with {len(source)} other file(s)")
+
+
+def tdd_evidence(snap: Snapshot) -> Verdict:
+    """When gates.tdd is set, the added or changed tests fail on the base commit and pass on the candidate."""
+    if not snap.settings.get("gates", {}).get("tdd"):
+        return Verdict.passed("not required (gates.tdd is not set)")
+    tdd = snap.run.extra.get("tdd")
+    if not isinstance(tdd, dict):
+        return Verdict.failed("the TDD evidence was not collected")
+    if tdd.get("error"):
+        return Verdict.failed(f"no TDD evidence: {tdd['error']}")
+    base, cand = tdd.get("base_exit"), tdd.get("candidate_exit")
+    evidence = [f"tests: {', '.join(tdd.get('tests', []))}", f"base log: {tdd.get('base_log')}", f"candidate log: {tdd.get('candidate_log')}"]
+    if base == 0:
+        return Verdict.failed("the new or changed tests already pass on the base commit: they prove nothing", *evidence)
+    if cand != 0:
+        return Verdict.failed(f"the new or changed tests fail on the candidate (exit {cand})", *evidence)
+    return Verdict.passed(f"tests fail on base (exit {base}) and pass on the candidate", *evidence)
+
+
+def review_approved(snap: Snapshot) -> Verdict:
+    """When gates.review is on, a review run of the agent approved the candidate."""
+    if not snap.settings.get("gates", {}).get("review"):
+        return Verdict.passed("not required (gates.review is off)")
+    review = snap.run.extra.get("review")
+    if not isinstance(review, dict):
+        return Verdict.failed("the review has not run")
+    if review.get("error"):
+        return Verdict.failed(f"the review failed: {review['error']}")
+    if review.get("verdict") == "approved":
+        return Verdict.passed("the reviewer approved")
+    defects = [f"{d.get('severity', '?')}: {d.get('description', '')}" for d in review.get("defects", [])]
+    return Verdict.failed(f"the reviewer asks for work: {len(defects)} defect(s)", *defects)
+
+
+def rework_warranted(snap: Snapshot) -> Verdict:
+    """Something the agent can fix failed: checks, TDD evidence, missing test changes, or review defects."""
+    reasons = []
+    for name, fn in (("checks", _checks_failed), ("tdd", tdd_evidence), ("tests", tests_changed_with_source), ("review", review_approved)):
+        v = fn(snap)
+        if not v.ok:
+            reasons.append(f"{name}: {v.reason}")
+    if reasons:
+        return Verdict.passed(reasons[0], *reasons)
+    return Verdict.failed("nothing the agent could rework failed")
+
+
+def _checks_failed(snap: Snapshot) -> Verdict:
+    from statemachine.guards import checks_passed
+
+    return checks_passed(snap)

@@ -1,0 +1,101 @@
+"""Which eligible issues the daemon starts: ownership from the issue body, overlap between globs, priority order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from statemachine.model import Issue
+
+_HEADING = re.compile(r"^\s*(?:#{1,6}\s*)?ownership\s*:?\s*(.*)$", re.I)
+_ITEM = re.compile(r"^\s*(?:[-*+]\s+)?`?([^`\s]+)`?\s*$")
+_WILD = re.compile(r"[*?\[]")
+
+
+def ownership(body: str) -> tuple[str, ...]:
+    """Paths or globs listed in an `Ownership:` section (inline after the colon, or as list items below it)."""
+    lines = (body or "").splitlines()
+    for i, line in enumerate(lines):
+        m = _HEADING.match(line)
+        if not m:
+            continue
+        found = [p.strip("`") for p in re.split(r"[,\s]+", m.group(1)) if p.strip("`")]
+        for follow in lines[i + 1:]:
+            if not follow.strip():
+                if found:
+                    break
+                continue
+            if follow.lstrip().startswith("#"):
+                break
+            item = _ITEM.match(follow)
+            if not item:
+                break
+            found.append(item.group(1))
+        return tuple(dict.fromkeys(p.removeprefix("./") or p for p in found))
+    return ()
+
+
+def _prefix(glob: str) -> str:
+    """The literal folder prefix of a glob, up to its first wildcard."""
+    m = _WILD.search(glob)
+    literal = glob if m is None else glob[: m.start()]
+    return literal
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Conservative: two globs may name a common path when one's literal prefix starts the other's."""
+    from statemachine.globs import matches
+
+    if "/" not in a.rstrip("/") and _WILD.search(a) or "/" not in b.rstrip("/") and _WILD.search(b):
+        # basename patterns such as *.py can match anywhere
+        return True
+    if not _WILD.search(a) and not _WILD.search(b):
+        a2, b2 = a.rstrip("/"), b.rstrip("/")
+        return a2 == b2 or a2.startswith(b2 + "/") or b2.startswith(a2 + "/")
+    if not _WILD.search(a):
+        return matches(a, b) or _prefix(b).startswith(a.rstrip("/") + "/")
+    if not _WILD.search(b):
+        return matches(b, a) or _prefix(a).startswith(b.rstrip("/") + "/")
+    pa, pb = _prefix(a), _prefix(b)
+    return pa.startswith(pb) or pb.startswith(pa)
+
+
+def compatible(a: tuple[str, ...], b: tuple[str, ...], unscoped_parallel: bool = False) -> bool:
+    """Two issues may run at once when both declare ownership and no pair of globs overlaps."""
+    if not a or not b:
+        return unscoped_parallel
+    return not any(overlaps(x, y) for x in a for y in b)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    issue: Issue
+    owns: tuple[str, ...]
+    priority: int
+
+
+def priority(issue: Issue, priority_labels: list[str]) -> int:
+    for rank, label in enumerate(priority_labels):
+        if label in issue.labels:
+            return rank
+    return len(priority_labels)
+
+
+def order(issues: Iterable[Issue], priority_labels: list[str]) -> list[Candidate]:
+    """Highest priority first (by the policy's priority labels), then oldest (creation time, then number)."""
+    cands = [Candidate(i, ownership(i.body), priority(i, priority_labels)) for i in issues]
+    return sorted(cands, key=lambda c: (c.priority, c.issue.created_at or "", c.issue.number))
+
+
+def select(candidates: list[Candidate], running: list[tuple[str, ...]], slots: int, unscoped_parallel: bool = False) -> list[Candidate]:
+    """Pick up to ``slots`` candidates, in order, each compatible with everything running or already picked."""
+    picked: list[Candidate] = []
+    owned = list(running)
+    for cand in candidates:
+        if len(picked) >= slots:
+            break
+        if all(compatible(cand.owns, other, unscoped_parallel) for other in owned):
+            picked.append(cand)
+            owned.append(cand.owns)
+    return picked

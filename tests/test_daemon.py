@@ -1,0 +1,224 @@
+"""The daemon on the local tracker: --once, ownership, signals, reconciliation, one daemon per clone, the live view."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+
+SLOW = Path(__file__).parent / "agents" / "slow.py"
+
+
+def setup(cli, repo: Path, seconds: float = 0.2, extra: str = "") -> None:  # type: ignore[no-untyped-def]
+    (repo / ".orch").mkdir(exist_ok=True)
+    (repo / ".orch" / "policy.yaml").write_text(
+        f"""version: 1
+extends: default
+agent:
+  kind: command
+  command: {sys.executable}
+  args: ["{SLOW}", "{seconds}"]
+  timeout_seconds: 120
+  idle_timeout_seconds: 60
+{extra}""")
+    (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "policy")
+
+
+def new_issue(cli, repo: Path, title: str, owns: str | None = None, labels: tuple[str, ...] = ("agent:auto",)) -> int:  # type: ignore[no-untyped-def]
+    body = f"{title}\n\nOwnership:\n- {owns}\n" if owns else title
+    args = ["issue", "new", title, "--body", body, "--repo", repo]
+    for label in labels:
+        args += ["--label", label]
+    code, data = cli.json(*args)
+    assert code == 0
+    return int(data["number"])
+
+
+def events(repo: Path) -> list[dict]:
+    path = repo / ".orch" / "state" / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def daemon(repo: Path, *args: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    return subprocess.Popen([sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def state_of(cli, repo: Path, n: int) -> str:  # type: ignore[no-untyped-def]
+    code, data = cli.json("issue", "show", str(n), "--repo", repo)
+    return str(data["lifecycle_state"])
+
+
+def test_once_runs_disjoint_issues_together_and_overlapping_ones_apart(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    setup(cli, repo, seconds=1.0)
+    a = new_issue(cli, repo, "A", owns="src/a/**")
+    b = new_issue(cli, repo, "B", owns="src/b/**")
+    c = new_issue(cli, repo, "C", owns="src/a/deep/x.py")  # overlaps A
+    d = new_issue(cli, repo, "D")  # no ownership: runs alone
+    manual = new_issue(cli, repo, "M", labels=("agent:auto", "agent:manual"))
+    proc = daemon(repo, "--once", "--concurrency", "3", "--interval-seconds", "0.2")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert all(line["version"] == 1 for line in lines)
+    started = [e["issue"] for e in lines if e["event"] == "run-started"]
+    assert sorted(started) == [a, b], "C overlaps A and D declares no ownership: neither may join"
+    finished = {e["issue"]: e["outcome"] for e in lines if e["event"] == "run-finished"}
+    assert finished == {a: "review", b: "review"}
+    assert [e["event"] for e in events(repo)] == [e["event"] for e in lines], "every event also goes to the JSONL log"
+    # the next --once picks C (A is done); D must still wait because C runs
+    proc = daemon(repo, "--once", "--concurrency", "3", "--interval-seconds", "0.2")
+    out, _ = proc.communicate(timeout=120)
+    assert [json.loads(x)["issue"] for x in out.splitlines() if '"run-started"' in x] == [c]
+    proc = daemon(repo, "--once", "--concurrency", "3")
+    out, _ = proc.communicate(timeout=120)
+    assert [json.loads(x)["issue"] for x in out.splitlines() if '"run-started"' in x] == [d]
+    assert state_of(cli, repo, manual) == "queued"
+
+
+def test_priority_labels_go_first(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    setup(cli, repo, extra="daemon:\n  priority_labels: [urgent]\n")
+    first = new_issue(cli, repo, "old")
+    second = new_issue(cli, repo, "urgent one", labels=("agent:auto", "urgent"))
+    proc = daemon(repo, "--once", "--max-runs", "1")
+    out, _ = proc.communicate(timeout=60)
+    started = [json.loads(x)["issue"] for x in out.splitlines() if '"run-started"' in x]
+    assert started == [second] and first != second
+
+
+def test_sigterm_stops_cleanly_and_a_restart_resumes(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    setup(cli, repo, seconds=30)
+    n = new_issue(cli, repo, "long", owns="src/**")
+    counter = tmp_path / "agent-runs.txt"
+    env = {**os.environ, "AGENT_COUNTER": str(counter)}
+    proc = daemon(repo, "--interval-seconds", "0.2", "--shutdown-deadline", "0.5", env=env)
+    wait_for(lambda: counter.exists() and "start" in counter.read_text())
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    kinds = [json.loads(x)["event"] for x in out.splitlines()]
+    assert "stopping" in kinds and "terminated" in kinds and kinds[-1] == "stopped"
+    pid = int(counter.read_text().split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the agent's process group was stopped
+    assert state_of(cli, repo, n) in ("claimed", "implementing")  # resumable, nothing published
+    code, data = cli.json("issue", "show", str(n), "--repo", repo)
+    assert "agent:review" not in data["labels"]
+    # restart with a quick agent: the interrupted step resumes and the issue reaches review
+    setup(cli, repo, seconds=0.1)
+    proc = daemon(repo, "--once", env=env)
+    out, err = proc.communicate(timeout=60)
+    finished = [json.loads(x) for x in out.splitlines() if '"run-finished"' in x]
+    assert finished and finished[0]["outcome"] == "review", out + err
+    started = [json.loads(x) for x in out.splitlines() if '"run-started"' in x]
+    assert started[0]["resumed"] is True
+
+
+def test_an_issue_closed_mid_run_is_stopped_without_publication(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    setup(cli, repo, seconds=30)
+    n = new_issue(cli, repo, "will be closed", owns="x/**")
+    counter = tmp_path / "agent-runs.txt"
+    proc = daemon(repo, "--interval-seconds", "0.3", "--max-runs", "1", env={**os.environ, "AGENT_COUNTER": str(counter)})
+    wait_for(lambda: counter.exists())
+    assert cli("issue", "close", str(n), "--repo", repo)[0] == 0
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    recs = [json.loads(x) for x in out.splitlines()]
+    assert any(r["event"] == "reconcile" and r["issue"] == n for r in recs)
+    assert [r["outcome"] for r in recs if r["event"] == "run-finished"] == ["stopped"]
+    code, data = cli.json("issue", "show", str(n), "--repo", repo)
+    assert "agent:running" not in data["labels"] and "agent:review" not in data["labels"]
+    assert data["lifecycle_state"] == "blocked"
+    code, shown = cli.json("show", "--issue", str(n), "--repo", repo)
+    assert all(s["trigger"] not in ("approve",) for s in shown["steps"])
+
+
+def test_a_second_daemon_on_the_same_clone_is_refused(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    setup(cli, repo)
+    first = daemon(repo, "--interval-seconds", "5")
+    try:
+        wait_for(lambda: (repo / ".orch" / "state" / "daemon.lock").exists() and "pid" in (repo / ".orch" / "state" / "daemon.lock").read_text())
+        second = daemon(repo, "--once")
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 1
+        assert "another orch daemon already serves" in err and "Traceback" not in err
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+    assert first.returncode == 0
+
+
+def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    code, data = cli.json("setup", "--actions", "--repo", repo)
+    assert code == 0
+    wf = repo / ".github" / "workflows" / "orch.yml"
+    text = wf.read_text()
+    res = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(wf)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe").load(text)
+    assert doc["permissions"] == {"contents": "write", "issues": "write", "pull-requests": "write"}
+    assert doc["concurrency"]["cancel-in-progress"] is False
+    assert "github.event.issue.number" in doc["concurrency"]["group"]
+    on = doc.get("on", doc.get(True))  # YAML 1.1 loaders read `on` as true
+    assert on["issues"]["types"] == ["labeled"] and on["schedule"]
+    run_steps = [s.get("run", "") for s in doc["jobs"]["orch"]["steps"]]
+    assert any("orch daemon --once" in r for r in run_steps)
+    assert cli("setup", "--actions", "--repo", repo)[1].strip().startswith("nothing to do")
+
+
+def test_http_state_and_page_in_chromium(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    pw = pytest.importorskip("playwright.sync_api")
+    setup(cli, repo, seconds=30)
+    n = new_issue(cli, repo, "shown on the page", owns="web/**")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = daemon(repo, "--interval-seconds", "0.3", "--shutdown-deadline", "0", "--http", f"127.0.0.1:{port}")
+    try:
+        import urllib.request
+
+        def running() -> bool:
+            try:
+                data = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/state", timeout=2).read())
+            except OSError:
+                return False
+            return bool(data["running"]) and data["running"][0]["state"] == "implementing"
+
+        wait_for(running)
+        with pw.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector(f"#running tr[data-issue='{n}']")
+            row = page.inner_text(f"#running tr[data-issue='{n}']")
+            assert "implementing" in row and "shown on the page" in row
+            assert "serving" in page.inner_text("#status")
+            browser.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

@@ -1,0 +1,208 @@
+"""orch against the GitHub emulator, as a new user runs it: setup, labels, doctor, status, run, re-run, a race, authorization.
+
+Every orch command runs as its own process with GH_TOKEN set, exactly as on a user's machine; the emulator checks
+every request and response against GitHub's OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.github_emulator import GitHubEmulator
+
+AGENT = Path(__file__).parent / "agents" / "hostile.py"
+OWNER, REPO = "acme", "widgets"
+BOT, BOT_TOKEN = "orch-bot", "tok-orch-bot"
+
+
+@pytest.fixture
+def gh(tmp_path: Path) -> Iterator[GitHubEmulator]:
+    with GitHubEmulator(tmp_path / "github") as emu:
+        emu.add_user("alice", token="tok-alice")
+        emu.add_user("reader", token="tok-reader")
+        emu.add_user(BOT, token=BOT_TOKEN)
+        yield emu
+
+
+def orch(clone: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    full = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")}
+    full.update({"GH_TOKEN": BOT_TOKEN, **(env or {})})
+    proc = subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(clone)],
+                          capture_output=True, text=True, env=full, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def orch_json(clone: Path, *args: str) -> tuple[int, dict]:
+    code, out, err = orch(clone, *args, "--json")
+    return code, json.loads(out)
+
+
+def make_project(tmp_path: Path, gh: GitHubEmulator) -> Path:
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    git(seed, "init", "-q", "-b", "main")
+    (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    (seed / "test_app.py").write_text("import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
+                                      "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-qm", "init")
+    gh.add_repo(OWNER, REPO, default_branch="main", source=seed, default_labels=True)
+    gh.set_permission(OWNER, REPO, "alice", "admin")
+    gh.set_permission(OWNER, REPO, "reader", "read")
+    gh.set_permission(OWNER, REPO, BOT, "write")
+    return seed
+
+
+def clone(gh: GitHubEmulator, tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    git(tmp_path, "clone", "-q", gh.git_url(OWNER, REPO, token="tok-alice"), str(target))
+    git(target, "remote", "set-url", "origin", gh.git_url(OWNER, REPO))  # no credential in the clone: orch pushes with its own
+    return target
+
+
+def configure(clone_dir: Path, gh: GitHubEmulator) -> None:
+    code, out, err = orch(clone_dir, "setup", "--github-owner", OWNER, "--github-repo", REPO)
+    assert code == 0, err
+    policy = clone_dir / ".orch" / "policy.yaml"
+    text = policy.read_text()
+    text = text.replace("tracker:\n", f"tracker:\n  api_url: {gh.api_url}\n", 1)
+    import re
+
+    text = re.sub(r"\nagent:\n(?:  .*\n|\s*#.*\n)*", f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
+                  f"  args: [\"{AGENT}\", \"honest\"]\n\n", text, count=1)
+    text = text.replace("checks: {}", f"checks:\n  unit:\n    command: {sys.executable} -m unittest -q")
+    policy.write_text(text)
+    assert "kind: github" in text and sys.executable in text
+
+
+def labelled_issue(gh: GitHubEmulator, title: str, actor: str = "alice") -> int:
+    number = gh.create_issue(OWNER, REPO, title, body=f"{title}: add sub(a, b).", user="alice")
+    gh.add_label_event(OWNER, REPO, number, "agent:auto", actor)
+    return number
+
+
+def issue_state(gh: GitHubEmulator, number: int) -> dict:
+    code, data = 0, None
+    repo = gh.state.repo(OWNER, REPO)
+    issue = repo.issues[number]
+    comments = [c for c in repo.comments.values() if c.issue == number] if hasattr(repo, "comments") else []
+    return {"labels": sorted(l.name if hasattr(l, "name") else str(l) for l in issue.labels), "issue": issue,
+            "comments": comments}
+
+
+def api(gh: GitHubEmulator, path: str, token: str = "tok-alice") -> object:
+    import urllib.request
+
+    req = urllib.request.Request(gh.api_url + path, headers={"Authorization": f"token {token}",
+                                                            "Accept": "application/vnd.github+json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_a_new_user_delivers_an_issue_to_a_draft_pull_request(gh: GitHubEmulator, tmp_path: Path) -> None:
+    make_project(tmp_path, gh)
+    work = clone(gh, tmp_path, "machine-a")
+    configure(work, gh)
+
+    # labels: dry run changes nothing, then created, then unchanged
+    code, data = orch_json(work, "setup", "--prepare-labels", "--dry-run")
+    assert code == 0 and {lab["result"] for lab in data["labels"]} == {"created"}
+    assert "agent:auto" not in {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/labels?per_page=100")}  # type: ignore[union-attr]
+    code, data = orch_json(work, "setup", "--prepare-labels")
+    assert code == 0 and {lab["result"] for lab in data["labels"]} == {"created"} and len(data["labels"]) == 7
+    code, data = orch_json(work, "setup", "--prepare-labels")
+    assert {lab["result"] for lab in data["labels"]} == {"unchanged"} and data["writes"] == []
+
+    code, data = orch_json(work, "doctor")
+    assert code == 0, data
+    assert {c["check"] for c in data["checks"] if c["ok"]} >= {"policy", "git", "agent", "origin", "token", "labels", "base branch"}
+
+    number = labelled_issue(gh, "Add sub")
+    code, data = orch_json(work, "status")
+    assert code == 0
+    row = next(r for r in data["issues"] if r["number"] == number)
+    assert row["eligible"] and row["next"] == "claim"
+
+    gh.reset_counts()
+    code, data = orch_json(work, "run", "--issue", str(number))
+    assert code == 0, data
+    assert data["final_state"] == "review"
+    requests = len(gh.requests)
+    pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
+    assert len(pulls) == 1  # type: ignore[arg-type]
+    pr = pulls[0]  # type: ignore[index]
+    assert pr["draft"] is True and pr["head"]["ref"].startswith(f"orch/{number}-")
+    assert f"Closes #{number}" in pr["body"] and "<!-- orch:run=" in pr["body"] and "kind=pull-request" in pr["body"]
+    head = git(Path(gh.bare_path(OWNER, REPO)), "rev-parse", f"refs/heads/{pr['head']['ref']}").strip()
+    assert head == pr["head"]["sha"]
+    labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}  # type: ignore[union-attr]
+    assert labels == {"agent:auto", "agent:review"}
+    comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
+    reports = [c for c in comments if "kind=report-review" in c["body"]]  # type: ignore[union-attr]
+    claims = [c for c in comments if "<!-- orch:claim run=" in c["body"]]  # type: ignore[union-attr]
+    assert len(reports) == 1 and len(claims) == 1
+    print(f"happy-path delivery: {requests} REST requests")
+    assert requests <= 15, gh.requests
+    for entry in gh.requests:
+        print("   ", entry)
+
+    # a second run publishes nothing new
+    code, data = orch_json(work, "run", "--issue", str(number))
+    assert code == 0 and data["final_state"] == "review" and data["steps"][0]["fired"] is None
+    assert len(api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")) == 1  # type: ignore[arg-type]
+    assert len(api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")) == len(comments)  # type: ignore[arg-type]
+
+
+def test_a_label_from_a_read_only_user_does_not_authorize(gh: GitHubEmulator, tmp_path: Path) -> None:
+    make_project(tmp_path, gh)
+    work = clone(gh, tmp_path, "machine-a")
+    configure(work, gh)
+    orch(work, "setup", "--prepare-labels")
+    number = labelled_issue(gh, "Sneaky", actor="reader")
+    code, data = orch_json(work, "status")
+    row = next(r for r in data["issues"] if r["number"] == number)
+    assert not row["eligible"] and "reader" in row["reason"] and "read" in row["reason"]
+    code, data = orch_json(work, "run", "--issue", str(number))
+    assert code == 4 and data["final_state"] == "queued"
+    assert api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments") == []
+    code, out, _ = orch(work, "explain", "--issue", str(number))
+    assert "label_authorized(label=auto): FAIL agent:auto was applied by reader" in out
+
+
+def test_two_machines_racing_on_one_issue_claim_it_once(gh: GitHubEmulator, tmp_path: Path) -> None:
+    make_project(tmp_path, gh)
+    a, b = clone(gh, tmp_path, "machine-a"), clone(gh, tmp_path, "machine-b")
+    configure(a, gh)
+    configure(b, gh)
+    orch(a, "setup", "--prepare-labels")
+    number = labelled_issue(gh, "Contended")
+    results: dict[str, tuple[int, dict]] = {}
+    barrier = threading.Barrier(2)
+
+    def go(name: str, where: Path) -> None:
+        barrier.wait()
+        results[name] = orch_json(where, "run", "--issue", str(number))
+
+    threads = [threading.Thread(target=go, args=(n, w)) for n, w in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    finals = sorted(r[1]["final_state"] for r in results.values())
+    codes = sorted(r[0] for r in results.values())
+    why = {n: [g for ev in r[1]["steps"][-1]["evaluations"] for g in ev["guards"] if not g["verdict"]["ok"]]
+           for n, r in results.items() if r[1]["final_state"] == "blocked"}
+    assert codes == [0, 4] and finals == ["queued", "review"], (results, why)
+    comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
+    assert len([c for c in comments if "<!-- orch:claim run=" in c["body"]]) == 1  # type: ignore[union-attr]
+    assert len(api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")) == 1  # type: ignore[arg-type]
