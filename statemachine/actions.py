@@ -122,7 +122,7 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     """Claim across machines: post a claim marker bound to the run, read the issue back, the earliest active claim wins.
 
     A claim is active when no run-ending report follows it. The loser deletes its own marker and
-    raises ClaimLost, so the step is aborted and leaves no trace. Protocol: docs/claims.md.
+    raises ClaimLost, so the step is aborted and leaves no trace. Protocol: docs/github.md.
     """
     import time
 

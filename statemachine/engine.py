@@ -98,8 +98,9 @@ def take_snapshot(rt: Runtime, number: int) -> Snapshot:
     return snapshot_of(rt, issue, state, run_id)
 
 
-def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None) -> Snapshot:
-    """A snapshot of an issue already fetched (``orch status`` lists many at once)."""
+def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
+                known_actors: dict[str, dict[int, str]] | None = None) -> Snapshot:
+    """A snapshot of an issue already fetched (``orch status`` lists many at once, with who labelled what in bulk)."""
     from statemachine.prompting import acceptance_criteria
 
     number = issue.number
@@ -111,7 +112,12 @@ def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None) -> Snap
             if g.name == "label_authorized":
                 name = rt.policy.label(g.params["label"])
                 if name not in authority and name in issue.labels:
-                    actor, permission = rt.tracker.label_authority(number, name)
+                    bulk = (known_actors or {}).get(name)
+                    if bulk is not None and number in bulk and hasattr(rt.tracker, "permission"):
+                        actor: str | None = bulk[number]
+                        permission = rt.tracker.permission(actor)  # type: ignore[attr-defined]
+                    else:
+                        actor, permission = rt.tracker.label_authority(number, name)
                     authority[name] = {"actor": actor, "permission": permission}
     return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
                     settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -367,7 +367,7 @@ def semantic_problems(data: dict[str, Any], docs: list[Document]) -> list[Proble
         dest = t.get("dest")
         guards_sig = repr(sorted(repr((n, p, neg)) for n, p, neg, _ in _entries(t.get("guards"), True, ())))
         for s in srcs:
-            if s in edges and dest in edges:
+            if s in edges and isinstance(dest, str) and dest in edges:  # a malformed dest is a schema problem
                 edges[s].add(dest)
             trig = t.get("trigger")
             if isinstance(trig, str):

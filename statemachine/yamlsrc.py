@@ -42,7 +42,7 @@ class Document:
 def to_plain(node: Any) -> Any:
     """Turn ruamel round-trip containers and scalar subclasses into plain Python values."""
     if isinstance(node, dict):
-        return {str(k) if not isinstance(k, (int, float, bool)) or k is None else k: to_plain(v) for k, v in node.items()}
+        return {to_plain(str(k)) if not isinstance(k, (int, float, bool)) or k is None else k: to_plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [to_plain(v) for v in node]
     if isinstance(node, bool) or node is None:
@@ -51,8 +51,8 @@ def to_plain(node: Any) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
-    if isinstance(node, str):
-        return str(node)
+    if isinstance(node, str):  # "\ud83d\ude00" escapes (JSON style) arrive as surrogates: pair them, replace strays
+        return str(node).encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return str(node)
 
 
@@ -74,7 +74,8 @@ def load_text(text: str, file: str) -> Document:
         raise PolicyError([Problem(file, line, col, (), f"YAML syntax error: {what}", "fix the YAML syntax at that position")]) from None
     except YAMLError as exc:
         raise PolicyError([Problem(file, 1, 1, (), f"YAML error: {exc}", "fix the YAML syntax")]) from None
-    except (ValueError, RecursionError) as exc:  # e.g. bad unicode escapes, absurd nesting
+    except (ValueError, RecursionError, TypeError, AttributeError) as exc:  # e.g. bad unicode escapes, absurd nesting,
+        # and ruamel's own failures on a recursive merge key (&a {<<: *a}) or a sequence inside a key ([[a]]: 1)
         raise PolicyError([Problem(file, 1, 1, (), f"cannot read YAML: {exc}", "fix the YAML syntax")]) from None
     try:
         data = to_plain(tree)

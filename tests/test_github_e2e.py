@@ -206,3 +206,48 @@ def test_two_machines_racing_on_one_issue_claim_it_once(gh: GitHubEmulator, tmp_
     comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
     assert len([c for c in comments if "<!-- orch:claim run=" in c["body"]]) == 1  # type: ignore[union-attr]
     assert len(api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")) == 1  # type: ignore[arg-type]
+
+
+def test_status_lists_many_issues_in_few_requests(gh: GitHubEmulator, tmp_path: Path) -> None:
+    make_project(tmp_path, gh)
+    work = clone(gh, tmp_path, "machine-a")
+    configure(work, gh)
+    orch(work, "setup", "--prepare-labels")
+    numbers = [labelled_issue(gh, f"issue {i}") for i in range(250)]
+    gh.reset_counts()
+    code, data = orch_json(work, "status")
+    assert code == 0 and sorted(r["number"] for r in data["issues"]) == numbers
+    assert all(r["eligible"] for r in data["issues"])
+    lists = [p for m, p, _s in gh.requests if m == "GET" and p.rstrip("/").endswith("/issues")]
+    events = [p for m, p, _s in gh.requests if p.endswith("/issues/events")]
+    # ceil(250/100) pages of agent:auto issues (pages after the first use /repositories/{id}/...), plus one page of
+    # agent:plan-auto issues, and one pass over the repository's events instead of one request per issue
+    assert len(gh.requests) <= 3 + 1 + 6 + 2, gh.requests
+    assert len(lists) >= 1 and len(events) >= 1
+
+
+def test_an_api_that_keeps_failing_gets_a_clear_message(gh: GitHubEmulator, tmp_path: Path) -> None:
+    make_project(tmp_path, gh)
+    work = clone(gh, tmp_path, "machine-a")
+    configure(work, gh)
+    orch(work, "setup", "--prepare-labels")
+    number = labelled_issue(gh, "Unlucky")
+    gh.inject("GET", rf"/repos/{OWNER}/{REPO}/issues/{number}$", "status", times=None, status=502)
+    code, out, err = orch(work, "run", "--issue", str(number))
+    assert code == 1
+    assert "502" in err or "unavailable" in err.lower() or "failed" in err.lower()
+    assert "Traceback" not in err and BOT_TOKEN not in err
+    assert api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments") == []
+
+
+def test_a_wrong_token_is_named_without_leaking_it(gh: GitHubEmulator, tmp_path: Path) -> None:
+    make_project(tmp_path, gh)
+    work = clone(gh, tmp_path, "machine-a")
+    configure(work, gh)
+    code, out, err = orch(work, "status", env={"GH_TOKEN": "tok-wrong"})
+    assert code == 1 and "GH_TOKEN" in err and "tok-wrong" not in err + out
+    orch(work, "setup", "--prepare-labels")
+    code, data = orch_json(work, "doctor")
+    assert code == 0, data
+    code, out, err = orch(work, "doctor", env={"GH_TOKEN": "tok-wrong"})
+    assert code == 1 and "FAIL token" in out

@@ -700,6 +700,19 @@ class GitHubTracker:
                 actor = str((e.get("actor") or {}).get("login") or "ghost")
         return actor
 
+    def label_actors(self, labels: list[str]) -> dict[str, dict[int, str]]:
+        """For every issue and each of ``labels``, who applied it most recently: one paginated pass over the
+        repository's issue events (ceil(events/100) requests instead of one per issue)."""
+        actors: dict[str, dict[int, str]] = {label: {} for label in labels}
+        for e in self._paged(f"read the issue events of {self.full_name}", "issues.list_events_for_repo", {}):
+            name = (e.get("label") or {}).get("name")
+            if e.get("event") != "labeled" or name not in actors:
+                continue
+            number = (e.get("issue") or {}).get("number")
+            if isinstance(number, int) and number not in actors[name]:  # newest first: the first seen is the latest
+                actors[name][number] = str((e.get("actor") or {}).get("login") or "ghost")
+        return actors
+
     def permission(self, login: str) -> str:
         """``login``'s permission on the repository: admin, maintain, write, triage, read or none (cached 30 s)."""
         cache = self.__dict__.setdefault("_permission_cache", {})

@@ -24,10 +24,14 @@ def main(args: argparse.Namespace, out: Output) -> int:
             for issue in rt.tracker.list_issues(label=rt.policy.label(role), state="open"):
                 seen.setdefault(issue.number, issue)
         rows = []
+        bulk: dict[str, dict[int, str]] = {}
+        label_actors = getattr(rt.tracker, "label_actors", None)
+        if label_actors is not None and len(seen) > 3:  # one pass over the repository's events beats one per issue
+            bulk = label_actors([rt.policy.label("auto"), rt.policy.label("plan_auto")])
         for number in sorted(seen):
             issue = seen[number]
             state, run_id = states.get(number, ("queued", None))
-            snap = snapshot_of(rt, issue, state, run_id)
+            snap = snapshot_of(rt, issue, state, run_id, bulk)
             evs = evaluate(rt.policy, snap)
             ready = next((e for e in evs if e.ok), None)
             reason = None

@@ -1026,6 +1026,20 @@ def _list_events(c: Ctx) -> Reply:
                   f"/repos/{repo.full_name}/issues/{issue.number}/events")
 
 
+@route("issues/list-events-for-repo")
+def _list_events_for_repo(c: Ctx) -> Reply:
+    """Every issue event of the repository, newest first, each with its issue (as GitHub's repo-level list does)."""
+    repo = c.repo()
+    items = []
+    for e in sorted(repo.events, key=lambda e: e.id, reverse=True):
+        issue = repo.issues.get(e.issue_number)
+        data = c.render.event(repo, e)
+        if issue is not None:
+            data["issue"] = c.render.issue(repo, issue, listing=True)
+        items.append(data)
+    return c.page(items, f"/repos/{repo.full_name}/issues/events")
+
+
 # pulls
 
 @route("pulls/list")

@@ -1,0 +1,47 @@
+"""REST requests of one happy-path delivery (claim to draft pull request and review label) against the GitHub emulator.
+
+Usage (from the repository root, after `bash .ci/run` installed GitHub's OpenAPI description):
+    python bench/github_requests.py
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from _github import OWNER, REPO, GitHubEmulator, clone, configure, make_project, run_orch
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, GitHubEmulator(Path(tmp) / "gh") as gh:
+        gh.add_user("alice", token="tok-alice")
+        from _github import BOT, BOT_TOKEN
+
+        gh.add_user(BOT, token=BOT_TOKEN)
+        make_project(Path(tmp), gh)
+        work = clone(gh, Path(tmp), "machine")
+        configure(work, gh)
+        run_orch(work, "setup", "--prepare-labels")
+        number = gh.create_issue(OWNER, REPO, "Add sub", body="Add sub(a, b).", user="alice")
+        gh.add_label_event(OWNER, REPO, number, "agent:auto", "alice")
+        gh.reset_counts()
+        proc = run_orch(work, "run", "--issue", str(number))
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        requests = list(gh.requests)
+        again = len(gh.requests)
+        run_orch(work, "run", "--issue", str(number))
+        rerun = len(gh.requests) - again
+    by_kind = Counter(f"{m} {p.split('/repos/' + OWNER + '/' + REPO)[-1]}" for m, p, _s in requests)
+    print(f"happy-path delivery against the emulator: {len(requests)} REST requests (target: at most 15)")
+    for (method, path, status) in requests:
+        print(f"  {method:6} {path} -> {status}")
+    print("by endpoint:")
+    for key, n in sorted(by_kind.items()):
+        print(f"  {n} x {key}")
+    print(f"a second `orch run` on the issue (now in review): {rerun} requests, nothing published")
+
+
+if __name__ == "__main__":
+    main()
