@@ -153,8 +153,8 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
         ctx.tracker.delete_comment(ctx.issue, existing.id)
         raise ClaimLost(f"issue #{ctx.issue} was claimed first by run {winner}; this runner backs off",
                         "nothing to do: the other runner owns the issue")
-    ctx.set_fact("issue_comments", [{"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at}
-                                    for c in comments if "<!-- orch:" not in c.body])
+    ctx.set_fact("issue_comments", [{"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at,
+                                     "trusted": c.trusted} for c in comments if "<!-- orch:" not in c.body])
     return {"comment": existing.id, "run_id": run_id}
 
 
@@ -213,6 +213,8 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     if report_path.exists():
         report_path.unlink()
     worktree = Path(facts["worktree"])
+    if not (worktree / ".git").exists():  # deleted by hand, or a fresh machine: make it again from the base commit
+        ctx.git.ensure_worktree(worktree, facts["branch"], facts["base_sha"])
     issue = ctx.snapshot.issue
     values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
     values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
@@ -243,6 +245,13 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     """Capture the whole change set (committed, staged, unstaged, untracked), inspect it, and freeze it as the candidate commit."""
     facts = ctx.facts()
     worktree = Path(facts["worktree"])
+    if not (worktree / ".git").exists():
+        error = f"the worktree {worktree} disappeared before the runner could capture the agent's work"
+        for key in ("changes", "inspection", "candidate_sha"):
+            ctx.set_fact(key, None)
+        ctx.set_fact("capture_error", error)
+        return {"error": error}
+    ctx.set_fact("capture_error", None)
     cap = ctx.git.capture(worktree, facts["base_sha"])
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
     attempt_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}"
@@ -506,6 +515,28 @@ def remove_worktree(ctx: ActionContext) -> dict[str, Any]:
     if worktree and Path(worktree).exists():
         ctx.git.remove_worktree(Path(worktree))
     return {"worktree": worktree}  # the same result whether or not an interrupted attempt already removed it
+
+
+def publish_proof(ctx: ActionContext) -> dict[str, Any]:
+    """On GitHub, push the publishable proof screenshots to a dedicated branch so the pull request can show them."""
+    from statemachine.proof import proof_branch_files
+
+    facts = ctx.facts()
+    proof = facts.get("proof")
+    if ctx.tracker.kind == "local" or not proof or not proof.get("dir"):
+        return {"skipped": "no proof screenshots to publish" if ctx.tracker.kind != "local" else "local tracker: kept locally"}
+    tr = ctx.policy.data["tracker"]
+    api = str(tr.get("api_url") or "https://api.github.com")
+    server = "https://github.com" if "api.github.com" in api else api.split("/api/")[0]
+    plan = proof_branch_files(proof, owner=tr["owner"], repo=tr["repo"], run_id=ctx.require_run(), server=server)
+    if not plan.files:
+        ctx.set_fact("proof_published", {"branch": None, "markdown": [], "skipped": plan.skipped})
+        return {"published": 0, "skipped": plan.skipped}
+    sha = ctx.git.orphan_commit(plan.files, f"Proof screenshots for run {ctx.require_run()}")
+    credential = getattr(ctx.tracker, "push_credential")
+    ctx.git.push(tr.get("remote", "origin"), sha, plan.branch, credential())
+    ctx.set_fact("proof_published", {"branch": plan.branch, "markdown": plan.markdown, "skipped": plan.skipped})
+    return {"published": len(plan.files), "branch": plan.branch}
 
 
 def open_draft_pr(ctx: ActionContext) -> dict[str, Any]:

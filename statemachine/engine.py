@@ -86,6 +86,7 @@ def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
             "changed_lines": facts.get("changed_lines", 0),
             "acceptance_criteria": facts.get("acceptance_criteria", []),
             "inspection": facts.get("inspection"),
+            "capture_error": facts.get("capture_error"),
             "tdd": facts.get("tdd"),
             "review": facts.get("review"),
         },

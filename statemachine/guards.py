@@ -106,7 +106,7 @@ def has_changes(snap: Snapshot) -> Verdict:
     """The change set is not empty (unless gates.require_changes is false)."""
     changes = snap.run.changes
     if changes is None:
-        return Verdict.failed("the change set was not captured")
+        return Verdict.failed(str(snap.run.extra.get("capture_error") or "the change set was not captured"))
     if changes:
         return Verdict.passed(f"{len(changes)} file(s) changed")
     if not snap.settings.get("gates", {}).get("require_changes", True):

@@ -28,6 +28,7 @@ class Comment:
     author: str
     body: str
     created_at: str
+    trusted: bool = True  # written by someone with a say in the repository (owner, member, collaborator)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,9 @@ def _read_optional(path: Path, limit: int = 20000) -> str:
 
 def issue_values(issue: Issue, repo: Path, rules: str, findings: list[str], runner_names: tuple[str, ...] = ("orch",)) -> dict[str, Any]:
     criteria = acceptance_criteria(issue.body)
-    comments = [c for c in issue.comments if c.author not in runner_names and "<!-- orch:" not in c.body]
+    # only maintainers' words reach the agent: a comment from anyone else could carry instructions
+    comments = [c for c in issue.comments
+                if c.trusted and c.author not in runner_names and "<!-- orch:" not in c.body]
     memory_dir = repo / "docs" / "agents" / "memory"
     memory = ""
     if memory_dir.is_dir():

@@ -618,7 +618,11 @@ def pull_section(facts: dict[str, Any]) -> list[str]:
         lines.append(f"- `{c['id']}` {c['status']} ({c['confidence']} confidence{', UI' if c.get('ui') else ''}): "
                      f"{first[0] if first else ''} Evidence: {', '.join(f'`{e}`' for e in c.get('evidence', [])) or 'none'}.")
     shots = screenshots(proof)
-    if shots:
+    published = facts.get("proof_published") or {}
+    if published.get("markdown"):
+        lines += ["", "### Screenshots", f"Published on the proof branch `{published['branch']}`:", ""]
+        lines += list(published["markdown"])
+    elif shots:
         lines += ["", "### Screenshots", f"Kept with the run's evidence under `{proof.get('dir_rel')}/`:"]
         for a in shots:
             lines.append(f"- `{a['id']}` ({a.get('viewport', '?')}): `{proof.get('dir_rel')}/{a['path']}` (sha256 {a['sha256'][:12]})")

@@ -83,6 +83,7 @@ ACTIONS: dict[str, Entry] = _table(
     (actions.record_findings, NO_PARAMS),
     (actions.commit_changes, NO_PARAMS),
     (actions.push_branch, NO_PARAMS),
+    (actions.publish_proof, NO_PARAMS),
     (actions.remove_worktree, NO_PARAMS),
     (actions.open_draft_pr, NO_PARAMS),
     (actions.post_report, params(["outcome"], outcome={"enum": ["review", "blocked"]})),

@@ -180,6 +180,16 @@ class CliGit:
                 raise GitError(str(exc.message).replace(token, "***"), "check that the token may push to the repository "
                                "(contents: write) and that the remote exists") from None
 
+    def orphan_commit(self, files: dict[str, Path], message: str) -> str:
+        """A parentless commit holding exactly ``files`` (path in the commit -> file on disk), built without a checkout."""
+        with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            for dest, source in sorted(files.items()):
+                blob = run_git(["hash-object", "-w", "--", str(source)], self.root).strip()
+                run_git(["update-index", "--add", "--cacheinfo", f"100644,{blob},{dest}"], self.root, env)
+            tree = run_git(["write-tree"], self.root, env).strip()
+        return run_git(["commit-tree", tree, "-m", message], self.root, RUNNER_IDENT).strip()
+
     def diff_text(self, base: str, tree: str) -> str:
         return run_git(["diff", "--no-color", "--no-renames", "--no-ext-diff", base, tree], self.root)
 

@@ -166,8 +166,9 @@ def _issue_from_marker(body: str) -> int:
 
 def _comment(d: Mapping[str, Any]) -> Comment:
     user = d.get("user") or {}
+    association = str(d.get("author_association") or "NONE")
     return Comment(id=int(d["id"]), author=str(user.get("login") or "ghost"), body=str(d.get("body") or ""),
-                   created_at=str(d.get("created_at") or ""))
+                   created_at=str(d.get("created_at") or ""), trusted=association in ("OWNER", "MEMBER", "COLLABORATOR"))
 
 
 def _label_names(labels: Any) -> tuple[str, ...]:

@@ -32,15 +32,15 @@ class LocalTracker:
             raise NotFoundError(f"issue #{number} does not exist in the local tracker", "`orch issue list` shows the issues")
         r = rows[0]
         labels = tuple(x[0] for x in self.store.query("SELECT name FROM tracker_labels WHERE issue=? ORDER BY name", (number,)))
-        comments = tuple(
+        found = tuple(
             Comment(id=c[0], author=c[1], body=c[2], created_at=c[3])
             for c in self.store.query("SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? ORDER BY id", (number,))
-        )
-        return Issue(number=r[0], title=r[1], body=r[2], state=r[3], labels=labels, comments=comments,
+        ) if comments else ()
+        return Issue(number=r[0], title=r[1], body=r[2], state=r[3], labels=labels, comments=found,
                      author=r[4], created_at=r[5], updated_at=r[6])
 
     def list_comments(self, number: int) -> list[Comment]:
-        return list(self.get_issue(number).comments)
+        return list(self.get_issue(number, comments=True).comments)
 
     def label_authority(self, number: int, label: str) -> tuple[str | None, str]:
         """Who applied ``label`` and their permission; on the local tracker the local user owns everything."""

@@ -1,0 +1,134 @@
+"""One contract for the Tracker port, run against the embedded local tracker and the GitHub adapter (on the emulator)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+import pytest
+
+from statemachine.errors import NotFoundError
+from statemachine.ports import Tracker
+from tests.conftest import git
+
+
+@dataclass
+class Subject:
+    tracker: Tracker
+    new_issue: Callable[[str, str, list[str]], int]
+    branch: Callable[[str], str]  # push/make a branch, return its head sha
+    maintainer: str
+
+
+@pytest.fixture(params=["local", "github"])
+def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
+    if request.param == "local":
+        from statemachine.adapters.local import LocalTracker, _user
+        from statemachine.store import Store
+
+        store = Store(tmp_path / "state" / "orch.db")
+        local = LocalTracker(store)
+        yield Subject(local, lambda t, b, labels: local.create_issue(t, b, labels).number, lambda name: "0" * 40, _user())
+        store.close()
+        return
+    from statemachine.adapters.github import GitHubTracker
+    from tests.github_emulator import GitHubEmulator
+
+    with GitHubEmulator(tmp_path / "gh") as gh:
+        gh.add_user("alice", token="tok-alice")
+        gh.add_user("bot", token="tok-bot")
+        seed = tmp_path / "seed"
+        seed.mkdir()
+        git(seed, "init", "-q", "-b", "main")
+        (seed / "a.txt").write_text("a\n")
+        git(seed, "add", "-A")
+        git(seed, "commit", "-qm", "init")
+        gh.add_repo("acme", "widgets", default_branch="main", source=seed)
+        gh.set_permission("acme", "widgets", "alice", "admin")
+        gh.set_permission("acme", "widgets", "bot", "write")
+        tracker = GitHubTracker("acme", "widgets", "tok-bot", api_url=gh.api_url, token_source="test")
+
+        def new_issue(title: str, body: str, labels: list[str]) -> int:
+            n = gh.create_issue("acme", "widgets", title, body=body, user="alice")
+            for label in labels:
+                gh.add_label_event("acme", "widgets", n, label, "alice")
+            return n
+
+        def branch(name: str) -> str:
+            git(seed, "checkout", "-q", "-B", name, "main")
+            (seed / f"{name.replace('/', '_')}.txt").write_text(name)
+            git(seed, "add", "-A")
+            git(seed, "commit", "-qm", name)
+            git(seed, "push", "-q", gh.git_url("acme", "widgets", token="tok-alice"), f"{name}:refs/heads/{name}")
+            return git(seed, "rev-parse", "HEAD").strip()
+
+        yield Subject(tracker, new_issue, branch, "alice")
+        assert gh.violations == []
+
+
+def test_issues_are_read_with_and_without_comments(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("First", "the body", ["agent:auto"])
+    t.post_comment(n, "hello")
+    full, bare = t.get_issue(n), t.get_issue(n, comments=False)
+    assert (full.title, full.body, full.state, full.labels) == ("First", "the body", "open", ("agent:auto",))
+    assert [c.body for c in full.comments] == ["hello"]
+    assert bare.comments == () and bare.labels == full.labels
+    with pytest.raises(NotFoundError):
+        t.get_issue(n + 999)
+
+
+def test_listing_filters_by_label(subject: Subject) -> None:
+    t = subject.tracker
+    a = subject.new_issue("A", "", ["agent:auto"])
+    subject.new_issue("B", "", [])
+    c = subject.new_issue("C", "", ["agent:auto", "other"])
+    assert [i.number for i in t.list_issues(label="agent:auto")] == [a, c]
+    assert len(t.list_issues()) >= 3
+
+
+def test_labels_are_idempotent(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("L", "", [])
+    t.add_labels(n, ["agent:running"])
+    t.add_labels(n, ["agent:running", "agent:review"])
+    assert set(t.get_issue(n, comments=False).labels) == {"agent:running", "agent:review"}
+    t.remove_labels(n, ["agent:running", "never-there"])
+    assert t.get_issue(n, comments=False).labels == ("agent:review",)
+
+
+def test_comments_are_found_by_marker_and_deleted(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("C", "", [])
+    first = t.post_comment(n, "claim\n\n<!-- orch:claim run=r1 -->")
+    t.post_comment(n, "other")
+    found = t.find_comment(n, "<!-- orch:claim run=r1 -->")
+    assert found is not None and found.id == first.id
+    assert t.find_comment(n, "<!-- orch:claim run=r2 -->") is None
+    t.delete_comment(n, first.id)
+    assert [c.body for c in t.list_comments(n)] == ["other"]
+
+
+def test_pull_requests_are_drafts_found_or_created_by_marker(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("P", "", [])
+    sha = subject.branch("orch/p-1")
+    marker = "<!-- orch:run=r1 kind=pull-request -->"
+    first = t.create_pull(n, "P (#1)", f"Closes #{n}\n\n{marker}", "orch/p-1", "main", sha, "0" * 40, marker)
+    again = t.create_pull(n, "P (#1)", f"Closes #{n}\n\n{marker}", "orch/p-1", "main", sha, "0" * 40, marker)
+    assert first.number == again.number and first.draft
+    found = t.find_pull(marker)
+    assert found is not None and found.number == first.number and found.head == "orch/p-1"
+    assert t.find_pull("<!-- orch:run=other kind=pull-request -->") is None
+
+
+def test_label_authority_names_who_applied_a_label(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("A", "", ["agent:auto"])
+    actor, permission = t.label_authority(n, "agent:auto")
+    assert actor == subject.maintainer and permission in ("admin", "maintain", "write")
+    assert t.label_authority(n, "agent:never") == (None, "none")
+
+
