@@ -533,7 +533,7 @@ def publish_proof(ctx: ActionContext) -> dict[str, Any]:
         ctx.set_fact("proof_published", {"branch": None, "markdown": [], "skipped": plan.skipped})
         return {"published": 0, "skipped": plan.skipped}
     sha = ctx.git.orphan_commit(plan.files, f"Proof screenshots for run {ctx.require_run()}")
-    credential = getattr(ctx.tracker, "push_credential")
+    credential = ctx.tracker.push_credential
     ctx.git.push(tr.get("remote", "origin"), sha, plan.branch, credential())
     ctx.set_fact("proof_published", {"branch": plan.branch, "markdown": plan.markdown, "skipped": plan.skipped})
     return {"published": len(plan.files), "branch": plan.branch}

@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 from statemachine import scheduling
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
-from statemachine.model import REST_STATES
 from statemachine.runtime import Runtime
 
 ACTIVE_STATES = ("claimed", "implementing", "proving", "rework", "gating")

@@ -116,7 +116,7 @@ def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
                     bulk = (known_actors or {}).get(name)
                     if bulk is not None and number in bulk and hasattr(rt.tracker, "permission"):
                         actor: str | None = bulk[number]
-                        permission = rt.tracker.permission(actor)  # type: ignore[attr-defined]
+                        permission = rt.tracker.permission(actor)
                     else:
                         actor, permission = rt.tracker.label_authority(number, name)
                     authority[name] = {"actor": actor, "permission": permission}

@@ -110,8 +110,6 @@ def resolve_path(repo: Path, policy: Path | None) -> Path:
 
 def load(path: Path, display: str | None = None) -> Policy:
     """Load and check the policy at ``path``; raise PolicyError listing every problem."""
-    from statemachine import resources
-
     doc = load_file(path, display)
     docs = [doc]
     data = doc.data
@@ -248,7 +246,7 @@ def _expected(t: Any) -> str:
     names = {"object": "a mapping", "array": "a list", "string": "a string", "boolean": "true or false",
              "integer": "an integer", "number": "a number", "null": "null"}
     if isinstance(t, list):
-        return " or ".join(names.get(x, x) for x in t)
+        return " or ".join(names.get(x) or str(x) for x in t)
     return names.get(t, str(t))
 
 
@@ -256,7 +254,7 @@ def _expected(t: Any) -> str:
 
 def _entries(raw: Any, guards: bool, base: tuple[str | int, ...]) -> list[tuple[str, Any, bool, tuple[str | int, ...]]]:
     """Yield (name, params, negate, path) for well-formed guard/action entries, skipping malformed ones."""
-    out = []
+    out: list[tuple[str, Any, bool, tuple[str | int, ...]]] = []
     if not isinstance(raw, list):
         return out
     for i, entry in enumerate(raw):

@@ -28,7 +28,7 @@ def acceptance_criteria(body: str) -> list[dict[str, str]]:
     match = _AC_HEADING.search(body or "")
     if not match:
         return []
-    out = []
+    out: list[dict[str, str]] = []
     for line in body[match.end():].splitlines():
         if line.lstrip().startswith("#"):
             break

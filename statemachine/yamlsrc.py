@@ -25,11 +25,11 @@ class Document:
         best: tuple[int, int, int] | None = (0, 1, 1)
         for depth, part in enumerate(path, start=1):
             try:
-                if isinstance(part, int) and isinstance(node, list):
-                    line, col = node.lc.item(part)
+                if isinstance(part, int) and isinstance(node, list):  # ruamel's CommentedSeq keeps .lc
+                    line, col = node.lc.item(part)  # type: ignore[attr-defined]
                     node = node[part]
                 elif isinstance(node, dict) and part in node:
-                    line, col = node.lc.key(part)
+                    line, col = node.lc.key(part)  # type: ignore[attr-defined]
                     node = node[part]
                 else:
                     return best

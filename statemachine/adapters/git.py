@@ -101,7 +101,7 @@ class CliGit:
             tree = run_git(["write-tree"], worktree, env).strip()
         changes = []
         fields = run_git(["diff-tree", "-r", "-z", "--no-renames", "--name-status", base_sha, tree], worktree).split("\0")
-        for status, path in zip(fields[0::2], fields[1::2]):
+        for status, path in zip(fields[0::2], fields[1::2], strict=False):  # a trailing NUL leaves one extra field
             if status:
                 changes.append(Change(path=path, status=status))
         lines = 0

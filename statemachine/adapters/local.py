@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from typing import Any
 
 from statemachine.errors import NotFoundError, OrchError
 from statemachine.model import Comment, Issue, PullRequest
@@ -135,9 +136,9 @@ class LocalTracker:
         return pull
 
 
-def _pull(r: tuple[object, ...]) -> PullRequest:
-    number = int(r[0])  # type: ignore[call-overload]
+def _pull(r: Any) -> PullRequest:
+    number = int(r[0])
     return PullRequest(
-        number=number, issue=int(r[1]), title=str(r[2]), body=str(r[3]), head=str(r[4]), base=str(r[5]),  # type: ignore[call-overload]
+        number=number, issue=int(r[1]), title=str(r[2]), body=str(r[3]), head=str(r[4]), base=str(r[5]),
         head_sha=str(r[6]), base_sha=str(r[7]), draft=bool(r[8]), url=f"local:pull/{number}", marker=str(r[9]),
     )

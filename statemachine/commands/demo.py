@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from statemachine.adapters.git import run_git
 from statemachine.engine import Engine
@@ -103,7 +104,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
             facts = rt.store.facts(run_id)
             pulls = rt.tracker.pulls(issue.number)
             diff = rt.git.diff(pulls[0].base_sha, pulls[0].head_sha) if pulls else ""
-            pr = None
+            pr: dict[str, Any] | None = None
             if pulls:
                 p = pulls[0]
                 pr = {"number": p.number, "title": p.title, "head": p.head, "base": p.base, "draft": p.draft,

@@ -7,12 +7,12 @@ import argparse
 from statemachine.errors import EXIT_OK
 from statemachine.model import INITIAL_STATE, REST_STATES, STATES
 from statemachine.output import Output
-from statemachine.policy import Policy
+from statemachine.policy import Policy, Transition
 
 
-def _edge_label(t) -> str:  # type: ignore[no-untyped-def]
+def _edge_label(t: Transition) -> str:
     guards = ", ".join(g.label() for g in t.guards)
-    label = t.trigger + (f" [{guards}]" if guards else "")
+    label = str(t.trigger) + (f" [{guards}]" if guards else "")
     return label + (" (human)" if t.human else "")
 
 

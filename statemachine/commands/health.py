@@ -30,7 +30,7 @@ def _version(cmd: str) -> str | None:
 
 
 def main(args: argparse.Namespace, out: Output) -> int:
-    deps = {}
+    deps: dict[str, str | None] = {}
     for name in DEPENDENCIES:
         try:
             deps[name] = metadata.version(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from statemachine.engine import evaluate, snapshot_of
+from statemachine.model import Issue
 from statemachine.errors import EXIT_OK
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
@@ -19,7 +20,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
     try:
         states = rt.store.known_issues()
-        seen: dict[int, object] = {}
+        seen: dict[int, Issue] = {}
         for role in ("auto", "plan_auto"):
             for issue in rt.tracker.list_issues(label=rt.policy.label(role), state="open"):
                 seen.setdefault(issue.number, issue)
