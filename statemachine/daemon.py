@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -68,6 +69,8 @@ class Daemon:
         self.failures: dict[int, int] = {}
         self.done_here: dict[int, str] = {}  # issue -> updated_at when it last rested here
         self.state = DaemonState()
+        self.contended = False
+        self.rng = random.Random()
         self.signals = 0
         self.stop_deadline: float | None = None
         cfg = rt.policy.data.get("daemon", {})
@@ -196,7 +199,10 @@ class Daemon:
                 resumable.append(issue)  # ours, interrupted: resume it first
             elif not busy.intersection(issue.labels):
                 fresh.append(issue)  # queued, or resting but a maintainer cleared the rest label: `orch run` requeues it
-        ordered = scheduling.order(resumable, self.priority_labels) + scheduling.order(fresh, self.priority_labels)
+        fresh_order = scheduling.order(fresh, self.priority_labels)
+        if self.contended:  # spread a fleet over the queue: same priority order, but each daemon starts elsewhere
+            fresh_order = scheduling.spread(fresh_order, self.rng)
+        ordered = scheduling.order(resumable, self.priority_labels) + fresh_order
         self.state.queue = [{"issue": c.issue.number, "title": c.issue.title, "owns": list(c.owns)} for c in ordered]
         running = [c.owns for c in self.children.values()]
         for cand in scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel):
@@ -244,6 +250,9 @@ class Daemon:
             elif code == EXIT_STUCK:
                 outcome = "skipped"
                 self._rested(n)
+                notes = " ".join(str(s.get("note") or "") for s in result.get("steps", []))
+                if "claimed first" in notes:
+                    self.contended = True  # other runners serve this repository too
             elif code in (130, 143, -signal.SIGTERM, -signal.SIGINT):
                 outcome = "interrupted"
             else:

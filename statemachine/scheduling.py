@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,6 +87,22 @@ def order(issues: Iterable[Issue], priority_labels: list[str]) -> list[Candidate
     """Highest priority first (by the policy's priority labels), then oldest (creation time, then number)."""
     cands = [Candidate(i, ownership(i.body), priority(i, priority_labels)) for i in issues]
     return sorted(cands, key=lambda c: (c.priority, c.issue.created_at or "", c.issue.number))
+
+
+def spread(candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """Rotate each priority class by a random offset, so that daemons sharing a repository start on different issues;
+    the classes keep their order, and within a class the age order is kept from the offset on."""
+    out: list[Candidate] = []
+    i = 0
+    while i < len(candidates):
+        j = i
+        while j < len(candidates) and candidates[j].priority == candidates[i].priority:
+            j += 1
+        group = candidates[i:j]
+        k = rng.randrange(len(group))
+        out += group[k:] + group[:k]
+        i = j
+    return out
 
 
 def select(candidates: list[Candidate], running: list[tuple[str, ...]], slots: int, unscoped_parallel: bool = False) -> list[Candidate]:

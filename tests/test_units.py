@@ -431,3 +431,22 @@ def test_report_matches_changes_accepts_a_leading_dot_slash_only() -> None:
     assert not verdict.ok
     assert verdict.evidence == ("changed but not reported: new.py", "reported but not changed: gone.py")
     assert not report_matches_changes(_snap([".hidden"], ["hidden"])).ok  # a leading dot is part of the name
+
+
+def test_spread_keeps_priority_classes_in_order() -> None:
+    import random
+
+    from statemachine.model import Issue
+    from statemachine.scheduling import Candidate, spread
+
+    cands = [Candidate(Issue(i, "t", "", "open", ()), (), 0 if i < 4 else 1) for i in range(10)]
+    seen_first = set()
+    for seed in range(20):
+        out = spread(cands, random.Random(seed))
+        assert sorted(c.issue.number for c in out) == list(range(10))
+        assert [c.priority for c in out] == sorted(c.priority for c in out)
+        first = [c.issue.number for c in out[:4]]
+        k = first.index(0)
+        assert first[k:] + first[:k] == [0, 1, 2, 3]  # a rotation: the age order is kept from the offset on
+        seen_first.add(first[0])
+    assert len(seen_first) > 1
