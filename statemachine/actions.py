@@ -308,8 +308,12 @@ def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any
         own = f"refs/heads/{facts['branch']}"
 
         def refs(text: str) -> set[str]:
+            # branches and tags only: remote-tracking refs move when the runner pushes other runs' branches, and
+            # other runs' branches (and proof branches) move under concurrent runs in this clone
             return {line for line in text.splitlines()
-                    if not (prefix and line.startswith(f"refs/heads/{prefix}") and not line.startswith(own + " "))}
+                    if line.startswith(("refs/heads/", "refs/tags/"))
+                    and not line.startswith("refs/heads/orch-proof/")
+                    and not (prefix and line.startswith(f"refs/heads/{prefix}") and not line.startswith(own + " "))}
 
         changed_refs = sorted(refs(before["refs"]) ^ refs(after["refs"]))
         if changed_refs:

@@ -43,6 +43,8 @@ elif BEHAVIOUR == "secret-in-diff":
 elif BEHAVIOUR == "commits":
     subprocess.run(["git", "add", "-A"], check=True)
     subprocess.run(["git", "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "agent commit"], check=True)
+elif BEHAVIOUR == "makes-tag":
+    subprocess.run(["git", "tag", "v9.9.9"], check=True)
 elif BEHAVIOUR == "git-config":
     subprocess.run(["git", "config", "core.hooksPath", "/tmp/evil-hooks"], check=True)
 elif BEHAVIOUR == "symlink-out":
