@@ -251,3 +251,28 @@ def test_a_wrong_token_is_named_without_leaking_it(gh: GitHubEmulator, tmp_path:
     assert code == 0, data
     code, out, err = orch(work, "doctor", env={"GH_TOKEN": "tok-wrong"})
     assert code == 1 and "FAIL token" in out
+
+
+def test_a_requeued_issue_takes_over_its_open_draft_pull_request(gh: GitHubEmulator, tmp_path: Path) -> None:
+    make_project(tmp_path, gh)
+    work = clone(gh, tmp_path, "machine-a")
+    configure(work, gh)
+    orch(work, "setup", "--prepare-labels")
+    number = labelled_issue(gh, "Twice")
+    code, first = orch_json(work, "run", "--issue", str(number))
+    assert code == 0 and first["final_state"] == "review"
+    # a maintainer asks for another run: removes agent:review, keeps agent:auto
+    gh.state.repo(OWNER, REPO)  # the repository exists
+    import urllib.request
+
+    req = urllib.request.Request(f"{gh.api_url}/repos/{OWNER}/{REPO}/issues/{number}/labels/agent%3Areview",
+                                 method="DELETE", headers={"Authorization": "token tok-alice"})
+    urllib.request.urlopen(req, timeout=10).close()
+    code, second = orch_json(work, "run", "--issue", str(number))
+    assert code == 0 and second["final_state"] == "review", second
+    assert [s["fired"]["trigger"] for s in second["steps"]][:2] == ["requeue", "claim"]
+    pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
+    assert len(pulls) == 1  # type: ignore[arg-type]
+    body = pulls[0]["body"]  # type: ignore[index]
+    assert f"<!-- orch:run={second['steps'][-1]['run_id']} kind=pull-request -->" in body
+    assert first["steps"][-1]["run_id"] not in body

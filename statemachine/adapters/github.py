@@ -654,10 +654,16 @@ class GitHubTracker:
         except GitHubValidationError as exc:
             if "already exists" not in str(exc):
                 raise
+            earlier = re.compile(rf"<!-- orch:run={issue}-\S+ kind=pull-request -->")
             for r in self._paged(f"list pull requests from {head}", "pulls.list",
                                  {"state": "open", "head": f"{self.owner}:{head}"}, conditional=False):
                 if marker in (r.get("body") or ""):
                     return _pull(r, marker, issue)
+                if earlier.search(r.get("body") or ""):  # an earlier run of this issue opened it: the new run takes it over
+                    url = self._repo_url("pulls", str(r["number"]))
+                    updated = self._send(f"update pull request #{r['number']}",
+                                         lambda: self._raw("PATCH", url, {"title": title, "body": body}))
+                    return _pull(self._json(updated), marker, issue)
             raise GitHubValidationError(f"a pull request from {head} into {base} is already open, but orch did not open it "
                                         f"(it does not carry {marker})",
                                         "close it or rename the branch template, then run the step again", 422) from None

@@ -1109,6 +1109,25 @@ def _create_pull(c: Ctx) -> Reply:
     return Reply(201, out, {"location": out["url"]})
 
 
+@route("pulls/update")
+def _update_pull(c: Ctx) -> Reply:
+    repo = c.repo("write")
+    issue = repo.issues.get(int(c.params["pull_number"]))
+    if issue is None or issue.pull is None:
+        raise ApiError(404)
+    d = c.obj()
+    if "title" in d:
+        if not d["title"]:
+            raise _validation_failed("PullRequest", "title", "missing_field")
+        issue.title = str(d["title"])
+    if "body" in d:
+        issue.body = d["body"]
+    if d.get("state") in ("open", "closed"):
+        issue.state = str(d["state"])
+    issue.updated_at = c.state.tick()
+    return Reply(200, c.render.pull(repo, issue, full=True))
+
+
 # --- git -------------------------------------------------------------------------------------
 
 
