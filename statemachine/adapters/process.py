@@ -81,9 +81,14 @@ def run_process(
     state = {"last": time.monotonic(), "bytes": 0, "truncated": False}
 
     def pump() -> None:
+        """Drain the child's output into the log; if the log cannot be written (a full disk), keep draining."""
         assert proc.stdout is not None
-        with open(log_path, "wb") as log:
-            fd = proc.stdout.fileno()
+        fd = proc.stdout.fileno()
+        try:
+            log = open(log_path, "wb")
+        except OSError:
+            log = None
+        try:
             while True:
                 try:
                     chunk = os.read(fd, 65536)
@@ -92,14 +97,29 @@ def run_process(
                 if not chunk:
                     break
                 state["last"] = time.monotonic()
-                if state["bytes"] < max_log_bytes:
+                if log is not None and state["bytes"] < max_log_bytes:
                     room = max_log_bytes - int(state["bytes"])
-                    log.write(chunk[:room])
-                    log.flush()
-                    if len(chunk) > room:
+                    try:
+                        log.write(chunk[:room])
+                        log.flush()
+                        if len(chunk) > room:
+                            state["truncated"] = True
+                            log.write(b"\n[orch: output truncated]\n")
+                            log.flush()
+                    except OSError:  # no space left: stop logging, never stop draining (the child would block)
                         state["truncated"] = True
-                        log.write(b"\n[orch: output truncated]\n")
+                        try:
+                            log.close()
+                        except OSError:
+                            pass
+                        log = None
                 state["bytes"] = int(state["bytes"]) + len(chunk)
+        finally:
+            if log is not None:
+                try:
+                    log.close()
+                except OSError:
+                    pass
 
     def feed() -> None:
         assert proc.stdin is not None
