@@ -10,19 +10,12 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from _github import OWNER, REPO, GitHubEmulator, clone, configure, make_project, run_orch
+from _github import OWNER, REPO, GitHubEmulator, prepared_clone, run_orch
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, GitHubEmulator(Path(tmp) / "gh") as gh:
-        gh.add_user("alice", token="tok-alice")
-        from _github import BOT, BOT_TOKEN
-
-        gh.add_user(BOT, token=BOT_TOKEN)
-        make_project(Path(tmp), gh)
-        work = clone(gh, Path(tmp), "machine")
-        configure(work, gh)
-        run_orch(work, "setup", "--prepare-labels")
+        work = prepared_clone(gh, Path(tmp))
         number = gh.create_issue(OWNER, REPO, "Add sub", body="Add sub(a, b).", user="alice")
         gh.add_label_event(OWNER, REPO, number, "agent:auto", "alice")
         gh.reset_counts()

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _github import BOT, BOT_TOKEN, OWNER, REPO, GitHubEmulator, clone, configure, make_project, orch_env, run_orch
+from _github import OWNER, REPO, GitHubEmulator, orch_env, prepared_clone
 
 
 def main() -> None:
@@ -22,12 +22,7 @@ def main() -> None:
     parser.add_argument("--issues", type=int, default=50, help="open issues that are not eligible (no label)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, GitHubEmulator(Path(tmp) / "gh") as gh:
-        gh.add_user("alice", token="tok-alice")
-        gh.add_user(BOT, token=BOT_TOKEN)
-        make_project(Path(tmp), gh)
-        work = clone(gh, Path(tmp), "machine")
-        configure(work, gh)
-        run_orch(work, "setup", "--prepare-labels")
+        work = prepared_clone(gh, Path(tmp))
         for i in range(args.issues):
             gh.create_issue(OWNER, REPO, f"idle {i}", body="not for orch", user="alice")
         interval = 0.5

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _github import BOT, BOT_TOKEN, OWNER, REPO, GitHubEmulator, clone, configure, make_project, run_orch
+from _github import OWNER, REPO, GitHubEmulator, prepared_clone, run_orch
 
 
 def main() -> None:
@@ -19,12 +19,7 @@ def main() -> None:
     parser.add_argument("--issues", type=int, default=5000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, GitHubEmulator(Path(tmp) / "gh") as gh:
-        gh.add_user("alice", token="tok-alice")
-        gh.add_user(BOT, token=BOT_TOKEN)
-        make_project(Path(tmp), gh)
-        work = clone(gh, Path(tmp), "machine")
-        configure(work, gh)
-        run_orch(work, "setup", "--prepare-labels")
+        work = prepared_clone(gh, Path(tmp))
         t0 = time.perf_counter()
         for i in range(args.issues):
             n = gh.create_issue(OWNER, REPO, f"issue {i}", body="x", user="alice")

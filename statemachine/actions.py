@@ -537,7 +537,9 @@ def publish_proof(ctx: ActionContext) -> dict[str, Any]:
         ctx.set_fact("proof_published", {"branch": None, "markdown": [], "skipped": plan.skipped})
         return {"published": 0, "skipped": plan.skipped}
     sha = ctx.git.orphan_commit(plan.files, f"Proof screenshots for run {ctx.require_run()}")
-    credential = ctx.tracker.push_credential
+    credential = getattr(ctx.tracker, "push_credential", None)
+    if credential is None:
+        raise OrchError(f"the {ctx.tracker.kind} tracker cannot receive branches")
     ctx.git.push(tr.get("remote", "origin"), sha, plan.branch, credential())
     ctx.set_fact("proof_published", {"branch": plan.branch, "markdown": plan.markdown, "skipped": plan.skipped})
     return {"published": len(plan.files), "branch": plan.branch}

@@ -23,13 +23,13 @@ arguments), ``env`` (extra non-secret variables), ``timeout_seconds`` and ``idle
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters.events import parse_events
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
@@ -49,22 +49,6 @@ QUIET_ENV = {
     "DISABLE_BUG_COMMAND": "1",
 }
 _TOOL_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\(.*\))?$", re.DOTALL)
-
-
-def parse_events(text: str) -> list[dict[str, Any]]:
-    """The JSON events of a ``--output-format stream-json`` log; other lines (claude's stderr) are skipped."""
-    events = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            events.append(event)
-    return events
 
 
 def _usage_into(total: dict[str, int], usage: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters.events import parse_events
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
@@ -50,22 +51,6 @@ def _toml(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     raise TypeError(f"no TOML form for {value!r}")
-
-
-def parse_events(text: str) -> list[dict[str, Any]]:
-    """The JSON events of a ``codex exec --json`` log; other lines (codex's stderr) are skipped."""
-    events = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            events.append(event)
-    return events
 
 
 def token_usage(events: list[dict[str, Any]]) -> dict[str, int] | None:
