@@ -66,7 +66,8 @@ def _with_comments(ctx: ActionContext, issue: Any) -> Any:
     """The snapshot's issue with its comments, fetched when a prompt needs them."""
     from dataclasses import replace
 
-    cached = ctx.facts().get("issue_comments") if int(ctx.facts().get("attempt", 0)) == 0 else None
+    facts = ctx.facts()
+    cached = facts.get("issue_comments") if int(facts.get("attempt", 0)) == 0 else None
     if cached is not None:  # the first attempt reuses what the claim read back seconds ago
         return replace(issue, comments=tuple(Comment(**c) for c in cached))
     return replace(issue, comments=tuple(ctx.tracker.list_comments(issue.number)))
@@ -505,12 +506,18 @@ def push_branch(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     if ctx.tracker.kind == "local":
         return {"skipped": "the local tracker reads branches from this repository"}
-    remote = ctx.policy.data["tracker"].get("remote", "origin")
+    remote = _push(ctx, facts["candidate_sha"], facts["branch"])
+    return {"pushed": facts["branch"], "sha": facts["candidate_sha"], "remote": remote}
+
+
+def _push(ctx: ActionContext, sha: str, branch: str) -> str:
+    """Push ``sha`` to ``branch`` on the tracker's remote with the tracker's credential, given to the runner's git alone."""
+    remote = str(ctx.policy.data["tracker"].get("remote", "origin"))
     credential = getattr(ctx.tracker, "push_credential", None)
     if credential is None:
         raise OrchError(f"the {ctx.tracker.kind} tracker cannot receive branches")
-    ctx.git.push(remote, facts["candidate_sha"], facts["branch"], credential())
-    return {"pushed": facts["branch"], "sha": facts["candidate_sha"], "remote": remote}
+    ctx.git.push(remote, sha, branch, credential())
+    return remote
 
 
 def remove_worktree(ctx: ActionContext) -> dict[str, Any]:
@@ -537,10 +544,7 @@ def publish_proof(ctx: ActionContext) -> dict[str, Any]:
         ctx.set_fact("proof_published", {"branch": None, "markdown": [], "skipped": plan.skipped})
         return {"published": 0, "skipped": plan.skipped}
     sha = ctx.git.orphan_commit(plan.files, f"Proof screenshots for run {ctx.require_run()}")
-    credential = getattr(ctx.tracker, "push_credential", None)
-    if credential is None:
-        raise OrchError(f"the {ctx.tracker.kind} tracker cannot receive branches")
-    ctx.git.push(tr.get("remote", "origin"), sha, plan.branch, credential())
+    _push(ctx, sha, plan.branch)
     ctx.set_fact("proof_published", {"branch": plan.branch, "markdown": plan.markdown, "skipped": plan.skipped})
     return {"published": len(plan.files), "branch": plan.branch}
 

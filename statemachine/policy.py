@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.errors import PolicyError, Problem
-from statemachine.model import INITIAL_STATE, LABEL_ROLES, REST_STATES, STATES
+from statemachine.model import INITIAL_STATE, REST_STATES, STATES
 from statemachine.yamlsrc import Document, load_file
 
 DEFAULT_POLICY_PATH = Path(".orch") / "policy.yaml"
@@ -427,6 +427,3 @@ def parse_transitions(data: dict[str, Any]) -> list[Transition]:
                               bool(t.get("human", False)), str(t.get("description", ""))))
     return out
 
-
-def label_roles() -> tuple[str, ...]:
-    return LABEL_ROLES

@@ -9,7 +9,6 @@ wrong); `judge` combines them into the `proof` fact that the pure guards `proof_
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from statemachine.adapters import browser
+from statemachine.adapters.browser import sha256_file
 
 UI_WORDS = re.compile(r"\b(?:page|pages|button|buttons|screen|screens|ui)\b", re.I)
 REQUIRED_VIEWPORTS = tuple(f"{w}x{h}" for _, w, h in browser.VIEWPORTS)
@@ -141,13 +141,6 @@ def check_evidence_refs(report: dict[str, Any], artifacts: list[dict[str, Any]])
             reasons.append(f"{c['id']} cites missing artifacts: " + ", ".join(unknown))
     return reasons
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def inspect_artifact(proof_dir: Path, artifact: dict[str, Any], started_ns: int) -> tuple[dict[str, Any], list[str]]:

@@ -11,6 +11,23 @@ from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
 
 
+def resolve_command(command: str, repo_root: Path | None) -> str | None:
+    """The agent's executable: a path (relative ones from the repository root) or a name on PATH; None if absent."""
+    if "/" in command:
+        path = Path(command)
+        if not path.is_absolute() and repo_root is not None:
+            path = repo_root / path
+        return str(path) if path.exists() else None
+    return shutil.which(command)
+
+
+def refuse(log: Path, message: str, hint: str) -> AgentResult:
+    """An agent run that could not start: the reason goes to its log and into the result."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"orch: {message}\norch: {hint}\n")
+    return AgentResult(None, False, False, 0.0, str(log), 0, error=f"{message} ({hint})")
+
+
 class CommandAgent:
     """Runs ``command args...`` in the worktree; the prompt arrives on stdin and in $ORCH_PROMPT_FILE."""
 
@@ -23,12 +40,7 @@ class CommandAgent:
         self.repo_root = repo_root
 
     def resolve(self) -> str | None:
-        if "/" in self.command:
-            path = Path(self.command)
-            if not path.is_absolute() and self.repo_root is not None:
-                path = self.repo_root / path
-            return str(path) if path.exists() else None
-        return shutil.which(self.command)
+        return resolve_command(self.command, self.repo_root)
 
     def run(self, request: AgentRequest) -> AgentResult:
         exe = self.resolve()
@@ -71,5 +83,3 @@ def make_agent(config: dict[str, Any], repo_root: Path) -> CommandAgent:
         return ClaudeAgent(config, repo_root)  # type: ignore[return-value]
     raise OrchError(f"agent kind {kind!r} is not known", "use command, codex or claude")
 
-
-AGENT_KINDS = ("command", "codex", "claude")

@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters.agents import refuse, resolve_command
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
 from statemachine.errors import OrchError
@@ -147,12 +148,7 @@ class ClaudeAgent:
     # -- pieces ---------------------------------------------------------------------------------------
 
     def resolve(self) -> str | None:
-        if "/" in self.command:
-            path = Path(self.command)
-            if not path.is_absolute():
-                path = self.repo_root / path
-            return str(path) if path.exists() else None
-        return shutil.which(self.command)
+        return resolve_command(self.command, self.repo_root)
 
     def tool_names(self) -> list[str]:
         """The tools offered to the model: the names of the allowed tools and rules, once each."""
@@ -212,10 +208,10 @@ class ClaudeAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return self._refuse(log, f"claude command {self.command!r} not found",
+            return refuse(log, f"claude command {self.command!r} not found",
                                 "install it with `npm install -g @anthropic-ai/claude-code` or set agent.command to its path")
         if not os.environ.get(self.api_key_env):
-            return self._refuse(log, f"the model API key variable {self.api_key_env} is not set",
+            return refuse(log, f"the model API key variable {self.api_key_env} is not set",
                                 "export it in orch's environment, or set agent.api_key_env to the variable that holds it")
         config_dir = evidence / CONFIG_NAME
         if config_dir.exists():
@@ -240,8 +236,3 @@ class ClaudeAgent:
         return AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
                            str(log), result.output_bytes, error=error, tokens=token_usage(events))
 
-    @staticmethod
-    def _refuse(log: Path, message: str, hint: str) -> AgentResult:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(f"orch: {message}\norch: {hint}\n")
-        return AgentResult(None, False, False, 0.0, str(log), 0, error=f"{message} ({hint})")

@@ -25,6 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters.agents import refuse, resolve_command
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
 from statemachine.errors import OrchError
@@ -159,12 +160,7 @@ class CodexAgent:
     # -- pieces ---------------------------------------------------------------------------------------
 
     def resolve(self) -> str | None:
-        if "/" in self.command:
-            path = Path(self.command)
-            if not path.is_absolute():
-                path = self.repo_root / path
-            return str(path) if path.exists() else None
-        return shutil.which(self.command)
+        return resolve_command(self.command, self.repo_root)
 
     def config_toml(self, report_dir: Path) -> str:
         """The whole Codex configuration for one run; nothing else is read from a config home."""
@@ -231,10 +227,10 @@ class CodexAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return self._refuse(log, f"codex command {self.command!r} not found",
+            return refuse(log, f"codex command {self.command!r} not found",
                                 "install it with `npm install -g @openai/codex` or set agent.command to its path")
         if self.api_key_env and not os.environ.get(self.api_key_env):
-            return self._refuse(log, f"the model API key variable {self.api_key_env} is not set",
+            return refuse(log, f"the model API key variable {self.api_key_env} is not set",
                                 "export it in orch's environment, or set agent.api_key_env (null for a server without auth)")
         home = evidence / HOME_NAME
         if home.exists():  # a fresh home per run, even when an interrupted attempt is retried
@@ -252,7 +248,7 @@ class CodexAgent:
         if self.sandbox == "workspace-write":
             problem = self._sandbox_problem(exe, request.workdir, env, evidence / SANDBOX_CHECK_LOG)
             if problem:
-                return self._refuse(log, f"codex's sandbox cannot run on this machine: {problem}",
+                return refuse(log, f"codex's sandbox cannot run on this machine: {problem}",
                                     "run orch where unprivileged user namespaces work (bubblewrap), or set "
                                     "agent.sandbox: danger-full-access only if this machine is itself a disposable sandbox")
 
@@ -287,8 +283,3 @@ class CodexAgent:
             lines = []
         return (lines[-1] if lines else res.error or f"exit code {res.exit_code}")[:500]
 
-    @staticmethod
-    def _refuse(log: Path, message: str, hint: str) -> AgentResult:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(f"orch: {message}\norch: {hint}\n")
-        return AgentResult(None, False, False, 0.0, str(log), 0, error=f"{message} ({hint})")

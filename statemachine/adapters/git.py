@@ -129,9 +129,6 @@ class CliGit:
     def diff(self, base: str, head: str) -> str:
         return run_git(["diff", "--stat", "--patch", base, head], self.root)
 
-    def commit_message(self, sha: str) -> str:
-        return run_git(["log", "-1", "--format=%B", sha], self.root)
-
     def fingerprint(self, worktree: Path) -> dict[str, str]:
         """What an agent must leave alone: every ref, the worktree's HEAD, its .git file, the repo config and hooks."""
         import hashlib
@@ -193,8 +190,6 @@ class CliGit:
     def diff_text(self, base: str, tree: str) -> str:
         return run_git(["diff", "--no-color", "--no-renames", "--no-ext-diff", base, tree], self.root)
 
-    def tree_of(self, sha: str) -> str:
-        return run_git(["rev-parse", f"{sha}^{{tree}}"], self.root).strip()
 
 
 def _names(out: str) -> list[str]:
