@@ -1,4 +1,4 @@
-"""Requests per idle daemon tick against the GitHub emulator (the aim: one conditional request).
+"""Requests per idle daemon tick against the GitHub emulator (the aim: one conditional request per authorizing label).
 
 Usage: python bench/idle_poll.py [--ticks 10]
 """

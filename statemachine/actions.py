@@ -90,6 +90,8 @@ def start_run(ctx: ActionContext) -> dict[str, Any]:
     ctx.store.set_run(ctx.issue, run_id)
     ctx.run_id = run_id
     ctx.set_fact("issue", {"number": ctx.issue, "title": ctx.snapshot.issue.title})
+    if ctx.snapshot.parent is not None:  # a child: remember which run of its parent dispatched it
+        ctx.set_fact("parent", ctx.snapshot.parent)
     ctx.evidence_dir()
     return {"run_id": run_id}
 
@@ -154,6 +156,7 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
         ctx.tracker.delete_comment(ctx.issue, existing.id)
         raise ClaimLost(f"issue #{ctx.issue} was claimed first by run {winner}; this runner backs off",
                         "nothing to do: the other runner owns the issue")
+    ctx.set_fact("claimed_at", existing.created_at)  # review feedback older than this run is not this run's to handle
     ctx.set_fact("issue_comments", [{"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at,
                                      "trusted": c.trusted} for c in comments if "<!-- orch:" not in c.body])
     return {"comment": existing.id, "run_id": run_id}
@@ -165,8 +168,12 @@ def create_worktree(ctx: ActionContext) -> dict[str, Any]:
     """Make a git worktree on the run's branch, from the base branch's exact commit."""
     facts = ctx.facts()
     run_id = ctx.require_run()
-    base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.data["tracker"].get("base_branch", ""))
-    base_sha = facts.get("base_sha") or ctx.git.head_sha(base_branch)
+    parent = facts.get("parent")
+    if parent:  # a child starts from its parent's integration branch as it stood when its wave began
+        base_branch, base_sha = facts.get("base_branch") or parent["integration_branch"], facts.get("base_sha") or parent["base_sha"]
+    else:
+        base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.data["tracker"].get("base_branch", ""))
+        base_sha = facts.get("base_sha") or ctx.git.head_sha(base_branch)
     issue = ctx.snapshot.issue
     branch = facts.get("branch") or ctx.policy.data["branch_template"].format(
         number=issue.number, slug=slugify(issue.title), run_id=run_id)
@@ -214,8 +221,9 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     if report_path.exists():
         report_path.unlink()
     worktree = Path(facts["worktree"])
-    if not (worktree / ".git").exists():  # deleted by hand, or a fresh machine: make it again from the base commit
-        ctx.git.ensure_worktree(worktree, facts["branch"], facts["base_sha"])
+    if not (worktree / ".git").exists():  # removed after publication, deleted by hand, or a fresh machine
+        # work resumes where the run's branch was published (review feedback), else from the base commit
+        ctx.git.ensure_worktree(worktree, facts["branch"], facts.get("head_sha") or facts["base_sha"])
     issue = ctx.snapshot.issue
     values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
     values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
@@ -253,7 +261,8 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
         ctx.set_fact("capture_error", error)
         return {"error": error}
     ctx.set_fact("capture_error", None)
-    cap = ctx.git.capture(worktree, facts["base_sha"])
+    published = facts.get("head_sha")  # set once the branch was published: new work stacks on it, never rewrites it
+    cap = ctx.git.capture(worktree, facts["base_sha"], start=published)
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
     attempt_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}"
     attempt_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +272,7 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     issue = ctx.snapshot.issue
     report = facts.get("report") or {}
     message = f"{issue.title} (#{issue.number})\n\n{str(report.get('summary', '')).strip()}\n\nOrch-Run: {ctx.require_run()}\n"
-    candidate = ctx.git.commit_tree(cap.tree, facts["base_sha"], message)
+    candidate = ctx.git.commit_tree(cap.tree, published or facts["base_sha"], message)
     ctx.set_fact("changes", changes)
     ctx.set_fact("changes_by_kind", cap.by_kind)
     ctx.set_fact("changed_lines", cap.changed_lines)
@@ -483,6 +492,31 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
     return {"findings": len(findings)}
 
 
+def record_review_feedback(ctx: ActionContext) -> dict[str, Any]:
+    """Turn new review feedback from users with write permission into findings for the rework prompt; count one rework."""
+    from statemachine.guards import WRITE_PERMISSIONS
+
+    facts = ctx.facts()
+    if facts.get("feedback_step") == ctx.step_id:
+        return {"resumed": True}
+    handled = list(facts.get("feedback_handled") or [])
+    new = [f for f in ctx.snapshot.feedback if f["key"] not in handled]
+    findings = []
+    for f in new:
+        if f.get("permission") not in WRITE_PERMISSIONS:
+            continue  # never reaches the agent: anyone can review a public pull request
+        where = f" on {f['path']}:{f.get('line') or '?'}" if f.get("path") else ""
+        what = "requested changes" if f.get("state") == "CHANGES_REQUESTED" else "commented"
+        findings.append(f"review: {f['author']} {what}{where}: {str(f.get('body', '')).strip() or '(no text)'}")
+    pr = facts.get("pull_request") or {}
+    ctx.set_fact("findings", findings)
+    ctx.set_fact("feedback_handled", handled + [f["key"] for f in new])
+    ctx.set_fact("rework_count", int(facts.get("rework_count", 0)) + 1)
+    ctx.set_fact("review_rounds", int(facts.get("review_rounds", 0)) + 1)
+    ctx.set_fact("feedback_step", ctx.step_id)
+    return {"findings": len(findings), "ignored": len(new) - len(findings), "pull_request": pr.get("number")}
+
+
 # publication -----------------------------------------------------------------------------
 
 def commit_changes(ctx: ActionContext) -> dict[str, Any]:
@@ -506,17 +540,20 @@ def push_branch(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     if ctx.tracker.kind == "local":
         return {"skipped": "the local tracker reads branches from this repository"}
-    remote = _push(ctx, facts["candidate_sha"], facts["branch"])
-    return {"pushed": facts["branch"], "sha": facts["candidate_sha"], "remote": remote}
+    # the first push of a run may replace an earlier run's branch; later ones (review rounds) only fast-forward
+    force = not facts.get("pushed_sha")
+    remote = _push(ctx, facts["candidate_sha"], facts["branch"], force=force)
+    ctx.set_fact("pushed_sha", facts["candidate_sha"])
+    return {"pushed": facts["branch"], "sha": facts["candidate_sha"], "remote": remote, "force": force}
 
 
-def _push(ctx: ActionContext, sha: str, branch: str) -> str:
+def _push(ctx: ActionContext, sha: str, branch: str, force: bool = True) -> str:
     """Push ``sha`` to ``branch`` on the tracker's remote with the tracker's credential, given to the runner's git alone."""
     remote = str(ctx.policy.data["tracker"].get("remote", "origin"))
     credential = getattr(ctx.tracker, "push_credential", None)
     if credential is None:
         raise OrchError(f"the {ctx.tracker.kind} tracker cannot receive branches")
-    ctx.git.push(remote, sha, branch, credential())
+    ctx.git.push(remote, sha, branch, credential(), force=force)
     return remote
 
 
@@ -551,11 +588,13 @@ def publish_proof(ctx: ActionContext) -> dict[str, Any]:
 
 def open_draft_pr(ctx: ActionContext) -> dict[str, Any]:
     """Open a draft pull request for the run's branch, found by its marker if it already exists."""
+    from statemachine.parent_actions import pull_body
+
     facts = ctx.facts()
     marker = ctx.marker("pull-request")
     issue = ctx.snapshot.issue
     title = ctx.policy.data["pr_title_template"].format(number=issue.number, title=issue.title)
-    body = reporting.pull_body(ctx, facts) + "\n\n" + marker
+    body = (pull_body(ctx, facts) if facts.get("plan") else reporting.pull_body(ctx, facts)) + "\n\n" + marker
     # create_pull is find-or-create by the marker on every tracker: a retry never opens a second one
     existing = ctx.tracker.create_pull(issue.number, title, body, facts["branch"], facts["base_branch"],
                                        facts["head_sha"], facts["base_sha"], marker)

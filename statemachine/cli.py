@@ -83,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the temporary repository (its path is printed)")
     p.add_argument("--dir", type=Path, default=None, help="make the demo repository here instead of a temp folder")
 
+    p = sub.add_parser("plan", parents=[common], help="a parent's plan and the state of its child issues")
+    p.add_argument("--issue", type=int, required=True, metavar="N")
+
+    p = sub.add_parser("review", parents=[common], help="review an issue's draft pull request on the local tracker")
+    p.add_argument("--issue", type=int, required=True, metavar="N")
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--request-changes", default=None, metavar="TEXT", help="request changes: the issue goes back to rework")
+    kind.add_argument("--comment", default=None, metavar="TEXT", help="a review comment (with --file: on a line of the diff)")
+    kind.add_argument("--approve", action="store_true", help="approve (orch still never merges)")
+    p.add_argument("--file", default=None, metavar="PATH", help="attach the text as an inline comment on this file")
+    p.add_argument("--line", type=int, default=None, metavar="L", help="the line of --file")
+    p.add_argument("--as", dest="author", default=None, metavar="LOGIN", help="reviewer (default: the local user)")
+
     p = sub.add_parser("proof", help="rerun acceptance proof on an issue's candidate, outside the lifecycle")
     psub = p.add_subparsers(dest="proof_command", metavar="TARGET")
     psub.required = True

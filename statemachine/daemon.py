@@ -68,6 +68,7 @@ class Daemon:
         self.retry_at: dict[int, float] = {}
         self.failures: dict[int, int] = {}
         self.done_here: dict[int, str] = {}  # issue -> updated_at when it last rested here
+        self.skipped: dict[int, str] = {}  # issue -> why it is not served (said once)
         self.state = DaemonState()
         self.contended = False
         self.rng = random.Random()
@@ -169,9 +170,10 @@ class Daemon:
 
     def poll(self) -> None:
         tracker = self.rt.tracker
-        auto = self.rt.policy.label("auto")
         try:
-            issues = tracker.list_issues(label=auto, state="open")
+            issues = tracker.list_issues(label=self.rt.policy.label("auto"), state="open")
+            seen = {i.number for i in issues}  # parents (plan_auto) run as one `orch run`, which runs their children
+            issues += [i for i in tracker.list_issues(label=self.rt.policy.label("plan_auto"), state="open") if i.number not in seen]
             self.state.last_poll = time.time()
             self.state.last_error = None
         except OrchError as exc:
@@ -192,11 +194,19 @@ class Daemon:
         resumable, fresh = [], []
         for issue in issues:
             n = issue.number
-            if n in self.children or self.retry_at.get(n, 0) > now or self.done_here.get(n) == issue.updated_at:
+            if n in self.children or self.retry_at.get(n, 0) > now:
                 continue
-            state, _run = known.get(n, ("queued", None))
+            state, run_id = known.get(n, ("queued", None))
+            if state == "review" and names["review"] in issue.labels:
+                if self._feedback_ready(issue, run_id):  # a review does not touch the issue: ask the pull request
+                    fresh.append(issue)
+                continue
+            if self.done_here.get(n) == issue.updated_at:
+                continue
             if state in ACTIVE_STATES or self.rt.store.pending_step(n) is not None:
                 resumable.append(issue)  # ours, interrupted: resume it first
+            elif names["child"] in issue.labels:
+                self._skip(n, "agent:child never authorizes standalone work: its parent's run dispatches it")
             elif not busy.intersection(issue.labels):
                 fresh.append(issue)  # queued, or resting but a maintainer cleared the rest label: `orch run` requeues it
         fresh_order = scheduling.order(fresh, self.priority_labels)
@@ -207,6 +217,23 @@ class Daemon:
         running = [c.owns for c in self.children.values()]
         for cand in scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel):
             self.spawn(cand, resumed=cand.issue in resumable)
+
+    def _feedback_ready(self, issue: Any, run_id: str | None) -> bool:
+        """An issue resting in review whose pull request got feedback that sends it back to rework."""
+        from statemachine.engine import evaluate, snapshot_of
+
+        try:
+            snap = snapshot_of(self.rt, issue, "review", run_id)
+        except OrchError as exc:
+            self.emit("poll-failed", issue=issue.number, error=exc.message)
+            return False
+        ready = next((e for e in evaluate(self.rt.policy, snap) if e.ok), None)
+        return ready is not None and ready.transition.dest != "queued"
+
+    def _skip(self, n: int, reason: str) -> None:
+        if self.skipped.get(n) != reason:
+            self.skipped[n] = reason
+            self.emit("skipped", issue=n, reason=reason)
 
     def reconcile(self, open_auto: dict[int, Any]) -> None:
         """Stop a child whose issue was closed or lost its authorizing label; its lifecycle then settles without publishing."""

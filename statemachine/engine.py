@@ -89,6 +89,15 @@ def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
             "capture_error": facts.get("capture_error"),
             "tdd": facts.get("tdd"),
             "review": facts.get("review"),
+            "feedback_handled": facts.get("feedback_handled") or [],
+            "plan": facts.get("plan"),
+            "plan_error": facts.get("plan_error"),
+            "plan_problems": facts.get("plan_problems") or [],
+            "planning_changes": facts.get("planning_changes"),
+            "plan_digest": facts.get("plan_digest"),
+            "plan_tree": facts.get("plan_tree"),
+            "integration_branch": facts.get("integration_branch"),
+            "review_rounds": facts.get("review_rounds", 0),
         },
     )
 
@@ -114,15 +123,63 @@ def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
                 name = rt.policy.label(g.params["label"])
                 if name not in authority and name in issue.labels:
                     bulk = (known_actors or {}).get(name)
-                    if bulk is not None and number in bulk and hasattr(rt.tracker, "permission"):
-                        actor: str | None = bulk[number]
-                        permission = rt.tracker.permission(actor)
+                    actor: str | None
+                    if bulk is not None and number in bulk:
+                        actor = bulk[number]
+                        permission = rt.tracker.permission(bulk[number])
                     else:
                         actor, permission = rt.tracker.label_authority(number, name)
                     authority[name] = {"actor": actor, "permission": permission}
+    wanted = {g.name for t in rt.policy.outgoing(state) for g in t.guards}
+    feedback = review_feedback_of(rt, facts) if "review_feedback" in wanted else ()
     return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
                     settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    authority=authority)
+                    authority=authority, feedback=feedback, parent=parent_of(rt, issue, facts))
+
+
+def parent_of(rt: Runtime, issue: Any, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """For a child issue (orch's marker and the child label): its parent's run, and whether that run dispatched it now."""
+    from statemachine.planning import RUNNING, parse_child_marker
+
+    bound = parse_child_marker(issue.body)
+    if bound is None or rt.policy.label("child") not in issue.labels:
+        return None
+    number, key = bound
+    state, run_id = rt.store.state_of(number)
+    parent_facts = rt.store.facts(run_id) if run_id else {}
+    node = (parent_facts.get("plan_tree") or {}).get(key) or {}
+    return {"number": number, "key": key, "state": state, "run_id": run_id,
+            "dispatched": node.get("issue") == issue.number and node.get("status") == RUNNING,
+            "base_sha": node.get("base_sha"), "wave": node.get("wave"),
+            "integration_branch": parent_facts.get("integration_branch"),
+            "child_parent_run": (facts.get("parent") or {}).get("run_id")}
+
+
+def review_feedback_of(rt: Runtime, facts: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The reviews and review comments on the run's pull request, each with its author's permission (read at most once)."""
+    pr = facts.get("pull_request") or {}
+    if not pr.get("number"):
+        return ()
+    number = int(pr["number"])
+    permissions: dict[str, str] = {}
+
+    def permission(login: str | None) -> str:
+        if not login:
+            return "none"  # a deleted account (ghost)
+        if login not in permissions:
+            permissions[login] = rt.tracker.permission(login)
+        return permissions[login]
+
+    items: list[dict[str, Any]] = []
+    for r in rt.tracker.list_reviews(number):
+        if r.state == "CHANGES_REQUESTED" or (r.state == "COMMENTED" and r.body.strip()):
+            items.append({"key": f"review-{r.id}", "kind": "review", "author": r.author, "permission": permission(r.author),
+                          "state": r.state, "body": r.body, "path": None, "line": None, "at": r.submitted_at})
+    for c in rt.tracker.list_review_comments(number):
+        items.append({"key": f"comment-{c.id}", "kind": "review comment", "author": c.author, "permission": permission(c.author),
+                      "state": "COMMENTED", "body": c.body, "path": c.path, "line": c.line, "at": c.created_at})
+    since = str(facts.get("claimed_at") or "")  # a requeued run that took over an earlier run's pull request
+    return tuple(i for i in items if not (since and i["at"] and str(i["at"]) < since))
 
 
 def _append_evidence(repo: Any, run_id: str, record: dict[str, Any]) -> None:

@@ -204,3 +204,24 @@ def within_rework_limit(snap: Snapshot) -> Verdict:
     if used < limit:
         return Verdict.passed(f"rework {used + 1} of at most {limit}")
     return Verdict.failed(f"rework budget spent: {used} of {limit} iteration(s) used")
+
+
+WRITE_PERMISSIONS = ("admin", "maintain", "write")
+
+
+def review_feedback(snap: Snapshot) -> Verdict:
+    """The run's pull request has new review feedback (changes requested, or review comments) from a user with write permission."""
+    handled = set(snap.run.extra.get("feedback_handled") or ())
+    new = [f for f in snap.feedback if f["key"] not in handled]
+    trusted = [f for f in new if f.get("permission") in WRITE_PERMISSIONS]
+    ignored = [f"ignored {f['kind']} by {f['author']} (permission {f.get('permission')}): only write, maintain or admin counts"
+               for f in new if f.get("permission") not in WRITE_PERMISSIONS]
+    if trusted:
+        who = sorted({f["author"] for f in trusted})
+        return Verdict.passed(f"{len(trusted)} new review item(s) from {', '.join(who)}",
+                              *[f"{f['kind']} by {f['author']}: {str(f.get('body', ''))[:200]}" for f in trusted], *ignored)
+    if snap.run.pull_request is None:
+        return Verdict.failed("the run has no pull request to review")
+    if ignored:
+        return Verdict.failed("no new review feedback from a user with write permission", *ignored)
+    return Verdict.failed("no new review feedback on the pull request")

@@ -14,7 +14,12 @@ STATES: tuple[str, ...] = (
     "gating",
     "blocked",
     "review",
+    # a parent issue labelled agent:plan-auto: the agent plans it into children, their waves run, the result is integrated
+    "planning",
+    "delegating",
+    "integrating",
 )
+PLAN_STATES: frozenset[str] = frozenset({"planning", "delegating", "integrating"})  # optional in a lifecycle table
 INITIAL_STATE = "queued"
 # Where an issue comes to rest: the runner stops stepping; only a transition declared
 # `human: true` (whose guards observe a maintainer's change) may leave them.
@@ -61,6 +66,30 @@ class PullRequest:
     draft: bool
     url: str
     marker: str
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    """One inline comment of a pull-request review (a line of the diff)."""
+
+    id: int
+    author: str
+    body: str
+    path: str
+    line: int | None
+    created_at: str
+    review_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Review:
+    """One submitted pull-request review; ``state`` is GitHub's: CHANGES_REQUESTED, COMMENTED, APPROVED, DISMISSED."""
+
+    id: int
+    author: str
+    state: str
+    body: str
+    submitted_at: str
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,10 @@ class Snapshot:
     settings: dict[str, Any]  # the policy's gates/limits/proof sections
     taken_at: str
     authority: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> {actor, permission}
+    # review feedback on the run's pull request: {id, kind, author, permission, state, body, path, line, at}
+    feedback: tuple[dict[str, Any], ...] = ()
+    # for a child issue: its parent binding and whether the parent's current run dispatched it
+    parent: dict[str, Any] | None = None
 
     def label(self, role_or_name: str) -> str:
         return self.labels.get(role_or_name, role_or_name)
@@ -145,4 +178,5 @@ def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
         run["changes"] = tuple(Change(**c) for c in run["changes"])
     run["findings"] = tuple(run.get("findings", ()))
     return Snapshot(issue=Issue(**issue), state=data["state"], run=RunFacts(**run), labels=data["labels"],
-                    settings=data["settings"], taken_at=data["taken_at"], authority=data.get("authority", {}))
+                    settings=data["settings"], taken_at=data["taken_at"], authority=data.get("authority", {}),
+                    feedback=tuple(data.get("feedback", ())), parent=data.get("parent"))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.errors import PolicyError, Problem
-from statemachine.model import INITIAL_STATE, REST_STATES, STATES
+from statemachine.model import INITIAL_STATE, PLAN_STATES, REST_STATES, STATES
 from statemachine.yamlsrc import Document, load_file
 
 DEFAULT_POLICY_PATH = Path(".orch") / "policy.yaml"
@@ -62,6 +62,7 @@ class Policy:
     data: dict[str, Any]
     files: list[str]
     transitions: list[Transition] = field(default_factory=list)
+    path: Path | None = None  # the repository policy file it was loaded from (child runs load the same one)
 
     def label(self, role: str) -> str:
         return str(self.data["labels"][role]["name"])
@@ -80,6 +81,7 @@ class Policy:
             "limits": self.data.get("limits", {}),
             "proof": self.data.get("proof", {}),
             "checks": sorted(self.data.get("checks", {})),
+            "plan": self.data.get("plan", {}),
         }
 
 
@@ -391,7 +393,10 @@ def semantic_problems(data: dict[str, Any], docs: list[Document]) -> list[Proble
                 reached.add(nxt)
                 frontier.append(nxt)
     where = ("lifecycle", "transitions")
+    used = {s for s, dests in edges.items() if dests} | {d for dests in edges.values() for d in dests}
     for s in STATES:
+        if s in PLAN_STATES and s not in used:
+            continue  # a lifecycle without parent planning leaves these states out
         if s not in reached:
             out.append(_at(docs, where, f"state {s!r} cannot be reached from {INITIAL_STATE!r}", f"add a transition with dest: {s}"))
         elif s not in REST_STATES and not edges[s]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from statemachine import actions, gates, guards
+from statemachine import actions, gates, guards, parent_actions, planning
 from statemachine.inspect_candidate import DESTRUCTIVE_PATTERNS, SECRET_PATTERNS
 from statemachine.model import LABEL_ROLES
 
@@ -65,6 +65,16 @@ GUARDS: dict[str, Entry] = _table(
     (gates.tdd_evidence, NO_PARAMS),
     (gates.review_approved, NO_PARAMS),
     (gates.rework_warranted, NO_PARAMS),
+    (guards.review_feedback, NO_PARAMS),
+    (planning.has_any_label, params(["labels"], labels=ROLES)),
+    (planning.not_a_child, NO_PARAMS),
+    (planning.dispatched_by_parent, NO_PARAMS),
+    (planning.redispatched_by_parent, NO_PARAMS),
+    (planning.plan_valid, NO_PARAMS),
+    (planning.planning_changed_nothing, NO_PARAMS),
+    (planning.parent_unchanged, NO_PARAMS),
+    (planning.children_runnable, NO_PARAMS),
+    (planning.children_merged, NO_PARAMS),
 )
 
 ACTIONS: dict[str, Entry] = _table(
@@ -81,10 +91,18 @@ ACTIONS: dict[str, Entry] = _table(
     (actions.run_review, NO_PARAMS),
     (actions.run_proof, NO_PARAMS),
     (actions.record_findings, NO_PARAMS),
+    (actions.record_review_feedback, NO_PARAMS),
     (actions.commit_changes, NO_PARAMS),
     (actions.push_branch, NO_PARAMS),
     (actions.publish_proof, NO_PARAMS),
     (actions.remove_worktree, NO_PARAMS),
     (actions.open_draft_pr, NO_PARAMS),
-    (actions.post_report, params(["outcome"], outcome={"enum": ["review", "blocked"]})),
+    (actions.post_report, params(["outcome"], outcome={"enum": ["review", "blocked", "passed"]})),
+    (parent_actions.run_planner, NO_PARAMS),
+    (parent_actions.sync_children, NO_PARAMS),
+    (parent_actions.start_integration, NO_PARAMS),
+    (parent_actions.post_plan, NO_PARAMS),
+    (parent_actions.run_wave, NO_PARAMS),
+    (parent_actions.integrate, NO_PARAMS),
+    (parent_actions.hand_over_children, NO_PARAMS),
 )

@@ -72,12 +72,19 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
     if outcome == "review":
         pr = facts.get("pull_request") or {}
         head = [f"orch finished run `{run_id}`: draft pull request #{pr.get('number', '?')} ({pr.get('url', '')}) is ready for review."]
+    elif outcome == "passed":
+        parent = facts.get("parent") or {}
+        head = [f"orch finished run `{run_id}`: every gate passed. Parent #{parent.get('number', '?')} merges this commit "
+                f"(`{str(facts.get('head_sha', '?'))[:12]}`) into `{parent.get('integration_branch', '?')}`; "
+                "one draft pull request for the parent follows."]
     else:
         head = [f"orch stopped run `{run_id}` and marked this issue blocked. Evidence is kept under `.orch/runs/{run_id}/`.",
                 "", "## Why", *(_failed_verdicts(ctx.evaluations) or ["- (no guard recorded a reason)"])]
         report_error = facts.get("report_error")
         if report_error:
             head.append(f"- completion report: {report_error}")
+        if facts.get("plan_error"):
+            head.append(f"- plan report: {facts['plan_error']}")
         questions = (facts.get("report") or {}).get("questions") or []
         if questions:
             head += ["", "## Questions from the agent", *[f"- {q}" for q in questions]]
@@ -85,7 +92,14 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
         if rework:
             head += ["", f"## History: {rework} rework iteration(s); the last findings were",
                      *[f"- {f.splitlines()[0] if f else f}" for f in facts.get("findings", [])]]
-    report = facts.get("report") or {}
+    plan = facts.get("plan")
+    if plan and facts.get("plan_tree"):
+        from statemachine.planning import checklist
+
+        head += ["", "## The tree", *checklist(plan, facts["plan_tree"])]
+    elif facts.get("plan_problems"):
+        head += ["", "## The plan", *[f"- {p}" for p in facts["plan_problems"]]]
+    report = facts.get("report") or ({"summary": plan.get("summary", "")} if plan else {})
     return "\n".join([
         *head,
         "",

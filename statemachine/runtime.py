@@ -62,6 +62,7 @@ def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
     except ValueError:
         display = str(path)
     pol = policy_mod.load(path, display)
+    pol.path = path
     store = open_store(root)
     kind = pol.data["tracker"]["kind"]
     if kind == "local":

@@ -7,11 +7,16 @@ from statemachine import __version__
 WORKFLOW_PATH = ".github/workflows/orch.yml"
 
 
-def render(auto_label: str, cron: str = "*/30 * * * *", python: str = "3.12", package: str | None = None) -> str:
+def render(labels: tuple[str, ...] = ("agent:auto", "agent:plan-auto"), cron: str = "*/30 * * * *", python: str = "3.12",
+           package: str | None = None) -> str:
     """A workflow running `orch daemon --once` on `issues: labeled` and on a schedule, with the least permissions it needs."""
+    import json
+
     pkg = package or f"orch=={__version__}"
+    wanted = json.dumps(list(labels))  # a JSON array in a single-quoted expression string
+    names = " or ".join(labels)
     return f"""# Written by `orch setup --actions`. It runs orch on GitHub's runners: when an issue gets
-# the {auto_label} label, and on a schedule to pick up anything missed or interrupted.
+# the {names} label, and on a schedule to pick up anything missed or interrupted.
 name: orch
 
 on:
@@ -34,7 +39,7 @@ concurrency:
 
 jobs:
   orch:
-    if: github.event_name != 'issues' || github.event.label.name == '{auto_label}'
+    if: github.event_name != 'issues' || contains(fromJSON('{wanted}'), github.event.label.name)
     runs-on: ubuntu-latest
     timeout-minutes: 120
     steps:

@@ -183,6 +183,7 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path) 
     assert "github.event.issue.number" in doc["concurrency"]["group"]
     on = doc.get("on", doc.get(True))  # YAML 1.1 loaders read `on` as true
     assert on["issues"]["types"] == ["labeled"] and on["schedule"]
+    assert "agent:auto" in doc["jobs"]["orch"]["if"] and "agent:plan-auto" in doc["jobs"]["orch"]["if"]
     run_steps = [s.get("run", "") for s in doc["jobs"]["orch"]["steps"]]
     assert any("orch daemon --once" in r for r in run_steps)
     assert cli("setup", "--actions", "--repo", repo)[1].strip().startswith("nothing to do")

@@ -62,7 +62,11 @@ from statemachine.runtime import Runtime
 from statemachine.store import Store
 
 # Guards whose inputs this test controls for real (tracker state, the run's rework counter).
-REAL_GUARDS = frozenset({"issue_open", "has_label", "label_authorized", "lacks_labels", "within_rework_limit"})
+REAL_GUARDS = frozenset({"issue_open", "has_label", "label_authorized", "lacks_labels", "within_rework_limit",
+                         "has_any_label", "not_a_child"})
+# The parent flow (planning, waves of child runs as processes, integration) and the child-only transitions are
+# covered end to end by tests/test_plan_auto.py and test_plan_recovery.py; here the issue lifecycle runs alone.
+PARENT_GUARDS = frozenset({"dispatched_by_parent", "redispatched_by_parent"})
 # Left out when two worlds are compared: wall-clock times (any ISO timestamp, durations, nanosecond
 # clocks), the flag saying a step was resumed, and the digest of a worktree's .git file (it names the
 # world's own folder).
@@ -73,7 +77,17 @@ ISSUE = 1
 
 
 def default_policy() -> Policy:
-    return policy_mod.load(resources.bundled_policy("default"))
+    """The bundled default policy without the parent flow and the child-only transitions."""
+    from statemachine.model import PLAN_STATES
+
+    full = policy_mod.load(resources.bundled_policy("default"))
+    keep = [t for t in full.transitions
+            if not (set(t.sources) | {t.dest}) & PLAN_STATES and not {g.name for g in t.guards} & PARENT_GUARDS]
+    data = dict(full.data)
+    data["lifecycle"] = {"transitions": [full.data["lifecycle"]["transitions"][t.index] for t in keep]}
+    from statemachine.yamlsrc import Document
+
+    return policy_mod.check(data, [Document("<test: default without the parent flow>", None, data)])
 
 
 POLICY = default_policy()
@@ -109,6 +123,10 @@ def model_guard(spec: GuardSpec, issue: Issue, rework: int) -> bool:
         ok = LABELS[spec.params["label"]] in issue.labels
     elif spec.name == "lacks_labels":
         ok = not any(LABELS[r] in issue.labels for r in spec.params["labels"])
+    elif spec.name == "has_any_label":
+        ok = any(LABELS[r] in issue.labels for r in spec.params["labels"])
+    elif spec.name == "not_a_child":
+        ok = LABELS["child"] not in issue.labels
     elif spec.name == "within_rework_limit":
         ok = rework < LIMIT
     else:

@@ -345,12 +345,13 @@ def test_local_tracker_pull_requests_are_found_by_marker(local: LocalTracker) ->
     local.create_issue("First", "", [])
     pr = local.create_pull(1, "T", "body", "orch/1-first", "main", "a" * 40, "b" * 40, "<!-- m1 -->")
     again = local.create_pull(1, "T2", "other", "orch/1-first", "main", "c" * 40, "b" * 40, "<!-- m1 -->")
-    assert again == pr and pr.draft and pr.url == f"local:pull/{pr.number}" and pr.head_sha == "a" * 40
+    assert again.number == pr.number and pr.draft and pr.url == f"local:pull/{pr.number}" and pr.head_sha == "a" * 40
+    assert again.head_sha == "c" * 40  # new commits on the same branch: the record follows its head
     other = local.create_pull(1, "T", "body", "orch/1-first", "main", "d" * 40, "b" * 40, "<!-- m2 -->")
     assert other.number == pr.number + 1
     assert [p.number for p in local.pulls()] == [pr.number, other.number]
     assert [p.number for p in local.pulls(1)] == [pr.number, other.number] and local.pulls(2) == []
-    assert local.find_pull("<!-- m1 -->") == pr and local.find_pull("<!-- nope -->") is None
+    assert local.find_pull("<!-- m1 -->") == again and local.find_pull("<!-- nope -->") is None
 
 
 # change-set capture ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ RUNNER_IDENT = {
 def run_git(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> str:
     git = shutil.which("git")
     if git is None:
-        raise GitError("git is not installed or not on PATH", "install git (2.30 or newer)")
+        raise GitError("git is not installed or not on PATH", "install git (2.38 or newer)")
     full_env = dict(os.environ)
     full_env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
     if env:
@@ -86,7 +86,7 @@ class CliGit:
     def remove_worktree(self, path: Path) -> None:
         run_git(["worktree", "remove", "--force", str(path)], self.root, check=False)
 
-    def capture(self, worktree: Path, base_sha: str) -> Capture:
+    def capture(self, worktree: Path, base_sha: str, start: str | None = None) -> Capture:
         """Freeze everything in the worktree (committed, staged, unstaged, untracked) into a tree."""
         index = Path(run_git(["rev-parse", "--path-format=absolute", "--git-path", "index"], worktree).strip())
         with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
@@ -109,7 +109,8 @@ class CliGit:
             added, removed, _ = row.split("\t", 2)
             lines += (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
         by_kind = {
-            "committed": _names(run_git(["diff", "--name-only", "-z", base_sha, "HEAD"], worktree)),
+            # commits made in the worktree since it started (``start``: the published head when work resumes on it)
+            "committed": _names(run_git(["diff", "--name-only", "-z", start or base_sha, "HEAD"], worktree)),
             "staged": _names(run_git(["diff", "--cached", "--name-only", "-z"], worktree)),
             "unstaged": _names(run_git(["diff", "--name-only", "-z"], worktree)),
             "untracked": _names(run_git(["ls-files", "--others", "--exclude-standard", "-z"], worktree)),
@@ -161,8 +162,11 @@ class CliGit:
         path.parent.mkdir(parents=True, exist_ok=True)
         run_git(["worktree", "add", "--force", "--detach", str(path), sha], self.root)
 
-    def push(self, remote: str, sha: str, branch: str, credential: tuple[str, str]) -> None:
-        """Push ``sha`` to ``branch`` on ``remote`` with a credential only this git process sees (never the agent)."""
+    def push(self, remote: str, sha: str, branch: str, credential: tuple[str, str], force: bool = True) -> None:
+        """Push ``sha`` to ``branch`` on ``remote`` with a credential only this git process sees (never the agent).
+
+        ``force`` replaces what an earlier run left on the branch; without it the push only fast-forwards.
+        """
         user, token = credential
         with tempfile.TemporaryDirectory(prefix="orch-askpass-") as tmp:
             askpass = Path(tmp) / "askpass.sh"
@@ -172,10 +176,36 @@ class CliGit:
                    "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
                    "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": ""}
             try:
-                run_git(["push", "--porcelain", remote, f"+{sha}:refs/heads/{branch}"], self.root, env)
+                run_git(["push", "--porcelain", remote, f"{'+' if force else ''}{sha}:refs/heads/{branch}"], self.root, env)
             except GitError as exc:
                 raise GitError(str(exc.message).replace(token, "***"), "check that the token may push to the repository "
                                "(contents: write) and that the remote exists") from None
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, descendant], cwd=self.root,
+                              capture_output=True).returncode == 0
+
+    def merge_into(self, branch: str, sha: str, message: str) -> tuple[str | None, list[str]]:
+        """Merge ``sha`` into ``branch`` without a checkout (a merge commit by the runner).
+
+        Returns (the branch's new head, []) or (None, the conflicting paths) and leaves the branch alone.
+        A commit already in the branch is not merged again.
+        """
+        head = self.branch_head(branch)
+        if head is None:
+            raise GitError(f"branch {branch!r} does not exist", "the parent's run creates it before its first wave")
+        if self.is_ancestor(sha, head):
+            return head, []
+        proc = subprocess.run(["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", head, sha],
+                              cwd=self.root, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+        lines = proc.stdout.splitlines()
+        if proc.returncode == 1:
+            return None, [line for line in lines[1:] if line.strip()]
+        if proc.returncode != 0:
+            raise GitError(f"git merge-tree failed for {branch}: {proc.stderr.strip()}", "git 2.38 or newer is needed")
+        merged = run_git(["commit-tree", lines[0].strip(), "-p", head, "-p", sha, "-m", message], self.root, RUNNER_IDENT).strip()
+        run_git(["update-ref", f"refs/heads/{branch}", merged, head], self.root)
+        return merged, []
 
     def orphan_commit(self, files: dict[str, Path], message: str) -> str:
         """A parentless commit holding exactly ``files`` (path in the commit -> file on disk), built without a checkout."""

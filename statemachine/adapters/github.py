@@ -24,13 +24,15 @@ What the adapter adds around ghapi:
   exist or the token cannot see it"; 422 -> GitHub's validation messages.
 - Network errors, timeouts and 5xx are retried with jittered exponential backoff
   (``backoff_base * 2**attempt``, capped at ``backoff_cap``, at most ``max_retries`` retries).
-  Writes that create something (a comment, a pull request, a label) look for what they were
-  creating (by its hidden marker) before each retry, so a lost response never duplicates it.
+  Writes that create something (a comment, a pull request, a label, an issue) look for what they
+  were creating (by its hidden marker) before each retry, so a lost response never duplicates it.
 - Conditional requests: every paged read (issues, comments, events, pulls) and ``get_issue`` keep
   the ETag of what they read and send ``If-None-Match`` next time; a 304 returns the cached data
   (GitHub does not count a 304 against the rate limit).
 - GitHub's issue list includes pull requests: they are skipped, and ``get_issue`` on a pull request
   number raises ``GitHubNotFound("#N is a pull request ...")``.
+- Pull-request reviews and their inline comments are read (``list_reviews``, ``list_review_comments``);
+  a pending review (visible only to its author) is not a review yet and is left out.
 - Bodies GitHub would refuse (more than 65,536 characters) are shortened before posting, keeping
   every ``<!-- orch:... -->`` marker; reading a body of any size (10 MB) works.
 
@@ -55,7 +57,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from statemachine.errors import NotFoundError, OrchError, TrackerError
-from statemachine.model import Comment, Issue, PullRequest
+from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment
 
 log = logging.getLogger("orch.github")
 
@@ -192,6 +194,26 @@ def _pull(d: Mapping[str, Any], marker: str, issue: int | None = None) -> PullRe
                        base=str(base.get("ref") or ""), head_sha=str(head.get("sha") or ""),
                        base_sha=str(base.get("sha") or ""), draft=bool(d.get("draft")),
                        url=str(d.get("html_url") or d.get("url") or ""), marker=marker)
+
+
+def _review(d: Mapping[str, Any]) -> Review:
+    user = d.get("user") or {}
+    return Review(id=int(d["id"]), author=str(user.get("login") or "ghost"), state=str(d.get("state") or ""),
+                  body=str(d.get("body") or ""), submitted_at=str(d.get("submitted_at") or ""))
+
+
+def _review_comment(d: Mapping[str, Any]) -> ReviewComment:
+    user = d.get("user") or {}
+    line = d.get("line") if d.get("line") is not None else d.get("original_line")
+    review = d.get("pull_request_review_id")
+    return ReviewComment(id=int(d["id"]), author=str(user.get("login") or "ghost"), body=str(d.get("body") or ""),
+                         path=str(d.get("path") or ""), line=int(line) if isinstance(line, int) else None,
+                         created_at=str(d.get("created_at") or ""),
+                         review_id=int(review) if isinstance(review, int) else None)
+
+
+def _title(title: str) -> str:
+    return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -596,6 +618,29 @@ class GitHubTracker:
                 return _pull(r, marker)
         return None
 
+    def find_issue(self, marker: str, label: str | None = None) -> Issue | None:
+        """The earliest issue, open or closed, whose body holds ``marker`` (carrying ``label`` when given; opened by
+        ``runner_login`` when it is set); pull requests are not issues."""
+        for i in self.list_issues(label, state="all"):
+            if marker in i.body and (self.runner_login is None or i.author == self.runner_login):
+                return i
+        return None
+
+    def list_reviews(self, pull: int) -> list[Review]:
+        """The submitted reviews of pull request ``pull``, oldest first (a pending review, visible only to its
+        author, is not a review yet and is left out)."""
+        rows = self._paged(f"list the reviews of pull request #{pull}", "pulls.list_reviews", {"pull_number": pull},
+                           missing=f"pull request #{pull} does not exist in {self.full_name}")
+        return [_review(r) for r in rows if str(r.get("state") or "").upper() != "PENDING"]
+
+    def list_review_comments(self, pull: int) -> list[ReviewComment]:
+        """The inline review comments of pull request ``pull``, oldest first; ``line`` is the line in the
+        file (the original line when the comment is outdated, None when GitHub gives neither)."""
+        rows = self._paged(f"list the review comments of pull request #{pull}", "pulls.list_review_comments",
+                           {"pull_number": pull, "sort": "created", "direction": "asc"},
+                           missing=f"pull request #{pull} does not exist in {self.full_name}")
+        return [_review_comment(r) for r in rows]
+
     # writes ------------------------------------------------------------------------------
 
     def add_labels(self, number: int, names: list[str]) -> None:
@@ -633,6 +678,55 @@ class GitHubTracker:
         self._send(f"delete comment {comment_id} on issue #{number}",
                    self._op("issues", "delete_comment", comment_id=comment_id), on404=lambda: None)
 
+    def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Issue:
+        """Open an issue with ``labels``; with ``marker``, return the issue that already carries it instead of
+        opening a second one (found among the issues labelled ``labels[0]`` before creating, and among all
+        issues after a lost response). The marker is appended to the body when the body lacks it.
+
+        GitHub silently drops the labels of a new issue when the token cannot push; they are then added
+        with a second request (which needs triage) so that the issue never goes unlabelled unnoticed.
+        """
+        if not title.strip():
+            raise GitHubValidationError(f"cannot open an issue without a title in {self.full_name}",
+                                        "give the issue a title", 422)
+        labels = list(dict.fromkeys(labels))
+        if marker is not None:
+            existing = self.find_issue(marker, labels[0] if labels else None)
+            if existing is not None:
+                return existing
+            if marker not in body:
+                body = f"{body}\n\n{marker}" if body else marker
+        body = _fit(body)
+        title = _title(title)
+        what = f"open issue {title!r} in {self.full_name}"
+        params: dict[str, Any] = {"title": title, "body": body}
+        if labels:
+            params["labels"] = labels
+        result = self._send(what, self._op("issues", "create", **params),
+                            recover=(lambda: self.find_issue(marker)) if marker is not None else None)
+        issue = result if isinstance(result, Issue) else _issue(self._json(result))
+        dropped = [name for name in labels if name.lower() not in {x.lower() for x in issue.labels}]
+        if dropped:
+            self.add_labels(issue.number, dropped)
+            issue = self.get_issue(issue.number, comments=False)
+        return issue
+
+    def update_issue(self, number: int, title: str | None = None, body: str | None = None) -> Issue:
+        """Change the title and/or the body of issue ``number``; only what differs from the issue is sent, and
+        nothing is written when nothing differs (the read is conditional: a 304 is free)."""
+        current = self.get_issue(number, comments=False)
+        changes: dict[str, Any] = {}
+        if title is not None and _title(title) != current.title:
+            changes["title"] = _title(title)
+        if body is not None and _fit(body) != current.body:
+            changes["body"] = _fit(body)
+        if not changes:
+            return current
+        resp = self._send(f"update issue #{number} ({', '.join(changes)})",
+                          self._op("issues", "update", issue_number=number, **changes),
+                          missing=f"issue #{number} does not exist in {self.full_name}")
+        return _issue(self._json(resp))
+
     def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
                     head_sha: str, base_sha: str, marker: str) -> PullRequest:
         """Open a DRAFT pull request, or return the one that already carries ``marker`` (never a second one).
@@ -646,7 +740,7 @@ class GitHubTracker:
         if marker not in body:
             body = f"{body}\n\n{marker}"
         body = _fit(body)
-        title = title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
+        title = _title(title)
         what = f"open a draft pull request from {head} into {base}"
         try:
             result = self._send(what, self._op("pulls", "create", title=title, head=head, base=base, body=body, draft=True),

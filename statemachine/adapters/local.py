@@ -6,7 +6,7 @@ import getpass
 from typing import Any
 
 from statemachine.errors import NotFoundError, OrchError
-from statemachine.model import Comment, Issue, PullRequest
+from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment
 from statemachine.store import Store, now
 
 
@@ -49,6 +49,27 @@ class LocalTracker:
             return _user(), "admin"
         return None, "none"
 
+    def permission(self, login: str) -> str:
+        """The local user owns the repository; anyone else has the permission recorded for them, else read."""
+        rows = self.store.query("SELECT permission FROM tracker_permissions WHERE login=?", (login,))
+        if rows:
+            return str(rows[0][0])
+        return "admin" if login == _user() else "read"
+
+    def set_permission(self, login: str, permission: str) -> None:
+        if permission not in ("read", "triage", "write", "maintain", "admin"):
+            raise OrchError(f"unknown permission {permission!r}", "use read, triage, write, maintain or admin")
+        with self.store.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO tracker_permissions VALUES (?, ?)", (login, permission))
+
+    def list_reviews(self, pull: int) -> list[Review]:
+        return [Review(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in self.store.query(
+            "SELECT id, author, state, body, submitted_at FROM tracker_reviews WHERE pull=? ORDER BY id", (pull,))]
+
+    def list_review_comments(self, pull: int) -> list[ReviewComment]:
+        return [ReviewComment(int(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], str(r[5]), int(r[6])) for r in self.store.query(
+            "SELECT id, author, body, path, line, created_at, review FROM tracker_review_comments WHERE pull=? ORDER BY id", (pull,))]
+
     def list_issues(self, label: str | None = None, state: str = "open") -> list[Issue]:
         sql = "SELECT number FROM tracker_issues WHERE (? = 'all' OR state = ?)"
         args: tuple[object, ...] = (state, state)
@@ -75,9 +96,13 @@ class LocalTracker:
 
     # writes -----------------------------------------------------------------------------
 
-    def create_issue(self, title: str, body: str, labels: list[str]) -> Issue:
+    def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Issue:
         if not title.strip():
             raise OrchError("an issue needs a title", "orch issue new 'Fix the parser' --body '...'")
+        if marker:
+            rows = self.store.query("SELECT number FROM tracker_issues WHERE instr(body, ?) > 0 ORDER BY number LIMIT 1", (marker,))
+            if rows:
+                return self.get_issue(int(rows[0][0]))
         with self.store.transaction() as c:
             cur = c.execute(
                 "INSERT INTO tracker_issues (title, body, state, author, created_at, updated_at) VALUES (?, ?, 'open', ?, ?, ?)",
@@ -87,6 +112,31 @@ class LocalTracker:
             for name in labels:
                 c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name))
         return self.get_issue(number)
+
+    def update_issue(self, number: int, title: str | None = None, body: str | None = None) -> Issue:
+        current = self.get_issue(number, comments=False)
+        if (title is None or title == current.title) and (body is None or body == current.body):
+            return current
+        with self.store.transaction() as c:
+            c.execute("UPDATE tracker_issues SET title=?, body=?, updated_at=? WHERE number=?",
+                      (title if title is not None else current.title, body if body is not None else current.body, now(), number))
+        return self.get_issue(number)
+
+    def submit_review(self, pull: int, author: str, state: str, body: str,
+                      comments: tuple[tuple[str, int | None, str], ...] = ()) -> Review:
+        """Record a review of a local pull request (``orch review``); comments are (path, line, body)."""
+        if state not in ("CHANGES_REQUESTED", "COMMENTED", "APPROVED"):
+            raise OrchError(f"unknown review state {state!r}", "use CHANGES_REQUESTED, COMMENTED or APPROVED")
+        if not self.store.query("SELECT 1 FROM tracker_pulls WHERE number=?", (pull,)):
+            raise NotFoundError(f"pull request {pull} does not exist in the local tracker", "`orch show --issue N` names the run's pull request")
+        with self.store.transaction() as c:
+            cur = c.execute("INSERT INTO tracker_reviews (pull, author, state, body, submitted_at) VALUES (?, ?, ?, ?, ?)",
+                            (pull, author, state, body, now()))
+            rid = int(cur.lastrowid or 0)
+            for path, line, text in comments:
+                c.execute("INSERT INTO tracker_review_comments (review, pull, author, body, path, line, created_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (rid, pull, author, text, path, line, now()))
+        return Review(rid, author, state, body, now())
 
     def set_state(self, number: int, state: str) -> None:
         self.get_issue(number)
@@ -124,6 +174,10 @@ class LocalTracker:
                     head_sha: str, base_sha: str, marker: str) -> PullRequest:
         existing = self.find_pull(marker)
         if existing is not None:
+            if existing.head_sha != head_sha:  # new commits on the same branch: the record follows the branch head
+                with self.store.transaction() as c:
+                    c.execute("UPDATE tracker_pulls SET head_sha=?, body=? WHERE number=?", (head_sha, body, existing.number))
+                return self.find_pull(marker) or existing
             return existing
         with self.store.transaction() as c:
             c.execute(

@@ -12,6 +12,7 @@ COMMANDS = {
     "lint": "lint", "step": "step", "run": "step", "explain": "explain", "graph": "graph", "setup": "setup",
     "status": "status", "show": "show", "prompt": "prompt", "demo": "demo", "issue": "issue",
     "doctor": "doctor", "health": "health", "proof": "proof", "daemon": "daemon",
+    "review": "review", "plan": "plan",
 }
 
 

@@ -84,7 +84,7 @@ def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False)
 
         target = root / workflow.WORKFLOW_PATH
         if not target.exists():
-            writes.append((target, workflow.render("agent:auto"), "write the GitHub Actions workflow"))
+            writes.append((target, workflow.render(), "write the GitHub Actions workflow"))
     policy = root / ".orch" / "policy.yaml"
     if not policy.exists():
         writes.append((policy, STARTER.format(tracker=tracker_block(owner, repo, base_branch(root))), "write the starter policy"))

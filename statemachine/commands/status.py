@@ -8,9 +8,10 @@ cached per user).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from statemachine.engine import evaluate, snapshot_of
-from statemachine.model import Issue
+from statemachine.model import REST_STATES, Issue
 from statemachine.errors import EXIT_OK
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
@@ -21,10 +22,10 @@ def main(args: argparse.Namespace, out: Output) -> int:
     try:
         states = rt.store.known_issues()
         seen: dict[int, Issue] = {}
-        for role in ("auto", "plan_auto"):
+        for role in ("auto", "plan_auto", "child"):
             for issue in rt.tracker.list_issues(label=rt.policy.label(role), state="open"):
                 seen.setdefault(issue.number, issue)
-        rows = []
+        rows: list[dict[str, Any]] = []
         bulk: dict[str, dict[int, str]] = {}
         label_actors = getattr(rt.tracker, "label_actors", None)
         if label_actors is not None and len(seen) > 3:  # one pass over the repository's events beats one per issue
@@ -37,13 +38,36 @@ def main(args: argparse.Namespace, out: Output) -> int:
             ready = next((e for e in evs if e.ok), None)
             reason = None
             if ready is None:
-                failed = [f"{n}: {v.reason}" for e in evs[:1] for n, v in e.verdicts if not v.ok]
+                if state in REST_STATES:  # each way out, and the first thing that keeps it shut
+                    failed = [f"{e.transition.trigger}: " + next(v.reason for _n, v in e.verdicts if not v.ok)
+                              for e in evs if any(not v.ok for _n, v in e.verdicts)]
+                else:
+                    failed = [f"{n}: {v.reason}" for e in evs[:1] for n, v in e.verdicts if not v.ok]
                 reason = "; ".join(failed) or "no transition leaves this state"
+            parent = snap.parent["number"] if snap.parent else None
+            if snap.parent is not None and ready is None:
+                reason = (f"{rt.policy.label('child')} never authorizes standalone work: "
+                          f"child {snap.parent['key']!r} of #{parent} runs when its parent dispatches it")
             rows.append({"number": number, "title": snap.issue.title, "state": state, "run_id": run_id,
                          "labels": list(snap.issue.labels), "eligible": ready is not None,
-                         "next": ready.transition.trigger if ready else None, "reason": reason})
-        lines = [f"#{r['number']:<5} {r['state']:<12} " + (f"next: {r['next']}" if r["next"] else f"waiting: {r['reason']}")
-                 + f"  {r['title']}" for r in rows] or ["no open issue carries an authorizing label"]
+                         "next": ready.transition.trigger if ready else None, "reason": reason, "parent": parent,
+                         "children": []})
+        by_number = {r["number"]: r for r in rows}
+        for r in rows:
+            if r["parent"] in by_number:
+                by_number[r["parent"]]["children"].append(r["number"])
+
+        def line(r: dict[str, Any], indent: str = "") -> str:
+            return (f"{indent}#{r['number']:<5} {r['state']:<12} " + (f"next: {r['next']}" if r["next"] else f"waiting: {r['reason']}")
+                    + f"  {r['title']}")
+
+        lines = []
+        for r in rows:
+            if r["parent"] in by_number:
+                continue  # shown under its parent
+            lines.append(line(r))
+            lines += [line(by_number[c], "  └ ") for c in r["children"]]
+        lines = lines or ["no open issue carries an authorizing label"]
         requests = getattr(rt.tracker, "request_count", None)
         out.emit("status", {"issues": rows, "tracker": rt.tracker.kind, "requests": requests}, "\n".join(lines))
         return EXIT_OK

@@ -5,6 +5,7 @@
         gh.add_user("alice", token="tok-alice")
         gh.add_repo("acme", "widgets", default_branch="main", source=repo_path)
         gh.set_permission("acme", "widgets", "alice", "write")
+        gh.submit_review("acme", "widgets", 2, "alice", "COMMENT", "looks fine")  # a review of pull #2, no HTTP
         ...  # point a client at gh.api_url, push to gh.git_url("acme", "widgets")
     # leaving the block raises OpenAPIViolation if any request or response broke the description
 
@@ -40,12 +41,12 @@ from .server import (
     LogEntry,
     OpenAPIViolation,
 )
-from .state import ROLES, State
+from .state import REVIEW_STATES, ROLES, State
 
 __all__ = [
-    "DEFAULT_SPEC", "FAULT_KINDS", "ROLES", "SPEC_ENV", "SPEC_VERSION", "ApiError", "Fault", "GitHubEmulator",
-    "LogEntry", "OpenAPISpec", "OpenAPIViolation", "SpecMissing", "State", "github_emulator", "load_spec",
-    "spec_path",
+    "DEFAULT_SPEC", "FAULT_KINDS", "REVIEW_STATES", "ROLES", "SPEC_ENV", "SPEC_VERSION", "ApiError", "Fault",
+    "GitHubEmulator", "LogEntry", "OpenAPISpec", "OpenAPIViolation", "SpecMissing", "State", "github_emulator",
+    "load_spec", "spec_path",
 ]
 
 

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from .openapi import OpenAPISpec, Operation, load_spec
 from .state import (
     DOCS,
+    REVIEW_STATES,
     ROLES,
     Comment,
     Event,
@@ -37,6 +38,8 @@ from .state import (
     Pull,
     Render,
     Repo,
+    Review,
+    ReviewComment,
     State,
     parse_iso,
     rank,
@@ -70,7 +73,7 @@ class OpenAPIViolation(AssertionError):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str | None = None, errors: list[dict[str, Any]] | None = None,
+    def __init__(self, status: int, message: str | None = None, errors: list[Any] | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -285,6 +288,27 @@ class GitHubEmulator:
             self._apply_label(repo, issue, label, actor)
             issue.updated_at = self.state.tick()
 
+    def submit_review(self, owner: str, name: str, number: int, login: str, event: str, body: str = "",
+                      comments: Any = ()) -> int:
+        """Record a review of pull NUMBER by LOGIN without HTTP; returns the review's id.
+
+        EVENT is APPROVE, REQUEST_CHANGES, COMMENT or PENDING. Each of COMMENTS is a dict like the API's
+        (``path``, ``line`` or ``position``, ``body``, optional ``side``) or a tuple (path, line, body).
+        A comment whose line or position is not in the pull request's diff is recorded the way GitHub
+        shows an outdated one: without ``line`` and ``position``.
+        """
+        if event not in REVIEW_STATES:
+            raise ValueError(f"event must be one of {tuple(REVIEW_STATES)}")
+        with self.state.lock:
+            repo = self.state.repo(owner, name)
+            issue = repo.issues.get(number)
+            if issue is None or issue.pull is None:
+                raise ValueError(f"{owner}/{name}#{number} is not a pull request")
+            self.state.account(login)
+            items = [c if isinstance(c, dict) else {"path": c[0], "line": c[1], "body": c[2]} for c in comments]
+            return self._record_review(repo, issue, login, REVIEW_STATES[event], body, issue.pull.head_sha,
+                                       items, strict=False).id
+
     def reset_counts(self) -> None:
         with self.state.lock:
             self.requests.clear()
@@ -359,6 +383,42 @@ class GitHubEmulator:
                                          self.state.account(actor).login, label.name, label.color, self.state.tick()))
                 return True
         return False
+
+    def _record_review(self, repo: Repo, issue: Issue, login: str, state: str, body: str, commit_id: str,
+                       comments: list[dict[str, Any]], *, strict: bool) -> Review:
+        """Store a review and its inline comments. STRICT (the API): a comment GitHub could not place in the
+        pull request's diff fails the whole review with 422; else it is kept without a line (outdated)."""
+        assert issue.pull is not None
+        placed: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        for c in comments:
+            path = str(c.get("path", ""))
+            entries = _diff_entries(repo.bare, issue.pull.base_sha, issue.pull.head_sha, path)
+            if c.get("line") is not None:
+                side = str(c.get("side") or "RIGHT").upper()
+                where = next((e for e in entries or [] if e["side"] == side and e["line"] == c["line"]), None)
+            elif c.get("position") is not None:
+                where = next((e for e in entries or [] if e["position"] == c["position"]), None)
+            else:
+                where = None
+            if strict and where is None:
+                raise ApiError(422, "Unprocessable Entity", [
+                    "Path could not be resolved" if not entries else
+                    "Pull request review thread line must be part of the diff" if c.get("line") is not None else
+                    "Pull request review thread position is invalid" if c.get("position") is not None else
+                    "Pull request review thread line or position is required"])
+            placed.append((c, where))
+        now = self.state.tick()
+        review = Review(self.state.next_id(), issue.number, self.state.account(login).login, state, body, commit_id,
+                        None if state == "PENDING" else now)
+        repo.reviews[review.id] = review
+        for c, where in placed:
+            comment = ReviewComment(self.state.next_id(), issue.number, review.id, review.user, str(c.get("body", "")),
+                                    str(c.get("path", "")), commit_id, where["hunk"] if where else "", now, now,
+                                    line=where["line"] if where else None, side=where["side"] if where else "RIGHT",
+                                    position=where["position"] if where else None)
+            repo.review_comments[comment.id] = comment
+        issue.updated_at = self.state.tick()
+        return review
 
     # -- rate limit
 
@@ -1126,6 +1186,127 @@ def _update_pull(c: Ctx) -> Reply:
         issue.state = str(d["state"])
     issue.updated_at = c.state.tick()
     return Reply(200, c.render.pull(repo, issue, full=True))
+
+
+# reviews
+
+REVIEW_BODY_LIMIT = 65536
+
+
+def _pull_issue(c: Ctx, repo: Repo) -> Issue:
+    issue = repo.issues.get(int(c.params["pull_number"]))
+    if issue is None or issue.pull is None:
+        raise ApiError(404)
+    return issue
+
+
+def _unprocessable(message: str) -> ApiError:
+    """GitHub's review endpoints answer 422 with a list of messages (validation-error-simple)."""
+    return ApiError(422, "Unprocessable Entity", [message])
+
+
+@route("pulls/list-reviews")
+def _list_reviews(c: Ctx) -> Reply:
+    repo = c.repo()
+    issue = _pull_issue(c, repo)
+    return c.page([c.render.review(repo, r) for r in repo.reviews_of(issue.number, c.login)],
+                  f"/repos/{repo.full_name}/pulls/{issue.number}/reviews")
+
+
+@route("pulls/create-review")
+def _create_review(c: Ctx) -> Reply:
+    """Anyone who can read the repository may review; a review without ``event`` stays PENDING."""
+    repo = c.repo("read")
+    issue = _pull_issue(c, repo)
+    assert c.login is not None and issue.pull is not None
+    d = c.obj()
+    event = d.get("event")
+    if event is not None and event not in ("APPROVE", "REQUEST_CHANGES", "COMMENT"):
+        raise _unprocessable(f"Unknown review event {event!r}")
+    body = d.get("body") or ""
+    if not isinstance(body, str):
+        raise _unprocessable("Body must be a string")
+    if len(body) > REVIEW_BODY_LIMIT:
+        raise _unprocessable("Body is too long (maximum is 65536 characters)")
+    comments = d.get("comments") or []
+    if not isinstance(comments, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("path"), str) and isinstance(x.get("body"), str) for x in comments):
+        raise _unprocessable("Comments must each have a path and a body")
+    if event == "REQUEST_CHANGES" and not body:
+        raise _unprocessable("Review body is required when requesting changes")
+    if event == "COMMENT" and not body and not comments:
+        raise _unprocessable("Review body is required when commenting without inline comments")
+    if issue.user.lower() == c.login.lower():
+        if event == "APPROVE":
+            raise _unprocessable("Review Can not approve your own pull request")
+        if event == "REQUEST_CHANGES":
+            raise _unprocessable("Review Can not request changes on your own pull request")
+    if event is None and any(r.state == "PENDING" and r.user.lower() == c.login.lower()
+                             for r in repo.reviews_of(issue.number, c.login)):
+        raise _unprocessable("User can only have one pending review per pull request")
+    commit_id = d.get("commit_id") or issue.pull.head_sha
+    if not _git_ok(repo.bare, "cat-file", "-e", f"{commit_id}^{{commit}}"):
+        raise _unprocessable("Commit ID could not be resolved")
+    review = c.gh._record_review(repo, issue, c.login, REVIEW_STATES[event or "PENDING"], body, str(commit_id),
+                                 comments, strict=True)
+    return Reply(200, c.render.review(repo, review))
+
+
+@route("pulls/list-review-comments")
+def _list_review_comments(c: Ctx) -> Reply:
+    repo = c.repo()
+    issue = _pull_issue(c, repo)
+    items = repo.review_comments_of(issue.number, c.login)
+    if c.query.get("since"):
+        try:
+            since = parse_iso(c.query["since"])
+        except ValueError:
+            raise _validation_failed("PullRequestReviewComment", "since", "invalid") from None
+        items = [x for x in items if x.updated_at >= since]
+    if c.query.get("sort") == "updated":
+        items = sorted(items, key=lambda x: (x.updated_at, x.id))
+    if c.query.get("sort") and c.query.get("direction") == "desc":  # GitHub: direction is ignored without sort
+        items = list(reversed(items))
+    return c.page([c.render.review_comment(repo, x) for x in items],
+                  f"/repos/{repo.full_name}/pulls/{issue.number}/comments")
+
+
+def _diff_entries(bare: Path, base_sha: str, head_sha: str, path: str) -> list[dict[str, Any]] | None:
+    """The lines of PATH's diff in a pull request (base...head), as GitHub numbers them for review comments:
+    ``position`` counts lines below the file's first @@ header (later headers count too), ``side`` is
+    RIGHT for added and context lines (``line`` in the new file) and LEFT for removed ones (``line`` in
+    the old file), ``hunk`` is the diff from the enclosing @@ header down to the line. None: PATH is not
+    in the diff."""
+    if not path or not base_sha or not head_sha:
+        return None
+    res = subprocess.run(["git", "diff", "--no-color", "--no-ext-diff", f"{base_sha}...{head_sha}", "--", path],
+                         cwd=bare, capture_output=True, text=True, env={**os.environ, **GIT_ENV}, check=False)
+    if res.returncode != 0 or "@@" not in res.stdout:
+        return None
+    entries: list[dict[str, Any]] = []
+    position = -1
+    old = new = 0
+    hunk: list[str] = []
+    for text in res.stdout.splitlines():
+        m = re.match(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@", text)
+        if m:
+            old, new = int(m[1]), int(m[2])
+            position += 1
+            hunk = [text]
+            continue
+        if position < 0 or text.startswith("\\"):
+            continue
+        position += 1
+        hunk.append(text)
+        if text.startswith("-"):
+            entries.append({"position": position, "side": "LEFT", "line": old, "hunk": "\n".join(hunk)})
+            old += 1
+        else:
+            entries.append({"position": position, "side": "RIGHT", "line": new, "hunk": "\n".join(hunk)})
+            if not text.startswith("+"):
+                old += 1
+            new += 1
+    return entries
 
 
 # --- git -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The emulator's in-memory GitHub: accounts, repositories, labels, issues, comments, events, pulls.
+"""The emulator's in-memory GitHub: accounts, repositories, labels, issues, comments, events, pulls,
+pull-request reviews and their inline comments.
 
 Objects hold facts only; ``Render`` turns them into the JSON shapes GitHub sends (every field
 the OpenAPI description requires), with URLs rooted at the emulator's address.
@@ -90,6 +91,38 @@ class Pull:
     merged: bool = False
 
 
+REVIEW_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED",
+                 "PENDING": "PENDING"}
+
+
+@dataclass
+class Review:
+    id: int
+    pull_number: int
+    user: str
+    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | PENDING | DISMISSED
+    body: str
+    commit_id: str
+    submitted_at: int | None  # None while PENDING
+
+
+@dataclass
+class ReviewComment:
+    id: int
+    pull_number: int
+    review_id: int | None
+    user: str
+    body: str
+    path: str
+    commit_id: str
+    diff_hunk: str
+    created_at: int
+    updated_at: int
+    line: int | None = None  # the line in the file (None: GitHub could not place it)
+    side: str = "RIGHT"
+    position: int | None = None  # the line's position in the file's diff
+
+
 @dataclass
 class Issue:
     number: int
@@ -126,6 +159,8 @@ class Repo:
     comments: dict[int, Comment] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)  # login -> role
+    reviews: dict[int, Review] = field(default_factory=dict)
+    review_comments: dict[int, ReviewComment] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -139,6 +174,20 @@ class Repo:
 
     def events_of(self, number: int) -> list[Event]:
         return [e for e in self.events if e.issue_number == number]
+
+    def reviews_of(self, number: int, viewer: str | None = None) -> list[Review]:
+        """The reviews of pull NUMBER, oldest first; a pending review only when VIEWER wrote it (like GitHub)."""
+        return sorted((r for r in self.reviews.values() if r.pull_number == number and (
+            r.state != "PENDING" or (viewer is not None and r.user.lower() == viewer.lower()))), key=lambda r: r.id)
+
+    def review_comments_of(self, number: int, viewer: str | None = None) -> list[ReviewComment]:
+        """The inline comments of pull NUMBER, oldest first; a pending review's only when VIEWER wrote it."""
+        def visible(c: ReviewComment) -> bool:
+            review = self.reviews.get(c.review_id) if c.review_id is not None else None
+            return review is None or review.state != "PENDING" or (
+                viewer is not None and review.user.lower() == viewer.lower())
+        return sorted((c for c in self.review_comments.values() if c.pull_number == number and visible(c)),
+                      key=lambda c: c.id)
 
     @property
     def pulls(self) -> list[Issue]:
@@ -352,6 +401,42 @@ class Render:
                 "event": e.event, "commit_id": None, "commit_url": None, "created_at": iso(e.created_at),
                 "performed_via_github_app": None, "label": {"name": e.label, "color": e.color}}
 
+    # -- reviews
+
+    def review(self, repo: Repo, r: Review) -> dict[str, Any]:
+        pu = f"{self.api}/repos/{repo.full_name}/pulls/{r.pull_number}"
+        html = f"{self.web}/{repo.full_name}/pull/{r.pull_number}#pullrequestreview-{r.id}"
+        data: dict[str, Any] = {
+            "id": r.id, "node_id": node_id("PullRequestReview", r.id), "user": self.user(r.user), "body": r.body,
+            "state": r.state, "html_url": html, "pull_request_url": pu,
+            "_links": {"html": {"href": html}, "pull_request": {"href": pu}},
+            "commit_id": r.commit_id, "author_association": self.association(repo, r.user),
+        }
+        if r.submitted_at is not None:  # GitHub leaves it out of a pending review
+            data["submitted_at"] = iso(r.submitted_at)
+        return data
+
+    def review_comment(self, repo: Repo, c: ReviewComment) -> dict[str, Any]:
+        u = f"{self.api}/repos/{repo.full_name}/pulls/comments/{c.id}"
+        pu = f"{self.api}/repos/{repo.full_name}/pulls/{c.pull_number}"
+        html = f"{self.web}/{repo.full_name}/pull/{c.pull_number}#discussion_r{c.id}"
+        data: dict[str, Any] = {
+            "url": u, "pull_request_review_id": c.review_id, "id": c.id,
+            "node_id": node_id("PullRequestReviewComment", c.id), "diff_hunk": c.diff_hunk, "path": c.path,
+            "commit_id": c.commit_id, "original_commit_id": c.commit_id, "user": self.user(c.user), "body": c.body,
+            "created_at": iso(c.created_at), "updated_at": iso(c.updated_at), "html_url": html,
+            "pull_request_url": pu, "author_association": self.association(repo, c.user),
+            "_links": {"self": {"href": u}, "html": {"href": html}, "pull_request": {"href": pu}},
+            "start_line": None, "original_start_line": None, "start_side": None, "side": c.side,
+            "subject_type": "line", "reactions": self.reactions(u),
+        }
+        # GitHub's description types these as integers (not nullable): a comment it cannot place leaves them out.
+        if c.position is not None:
+            data["position"] = data["original_position"] = c.position
+        if c.line is not None:
+            data["line"] = data["original_line"] = c.line
+        return data
+
     # -- pulls, branches
 
     def pull(self, repo: Repo, issue: Issue, full: bool) -> dict[str, Any]:
@@ -390,7 +475,7 @@ class Render:
         if full:
             data.update({"merged": p.merged, "mergeable": None, "rebaseable": None, "mergeable_state": "unknown",
                          "merged_by": None, "comments": len(repo.comments_of(issue.number)),
-                         "review_comments": 0, "maintainer_can_modify": p.maintainer_can_modify,
+                         "review_comments": len(repo.review_comments_of(issue.number)), "maintainer_can_modify": p.maintainer_can_modify,
                          "commits": 1, "additions": 0, "deletions": 0, "changed_files": 0})
         return data
 
