@@ -58,6 +58,15 @@ class ActionContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def fresh_report(self, folder: str, name: str) -> Path:
+        """The report path in the evidence folder ``folder`` of this run, with no stale report left in it."""
+        evidence = self.evidence_dir() / folder
+        evidence.mkdir(parents=True, exist_ok=True)
+        report_path = evidence / name
+        if report_path.exists():
+            report_path.unlink()
+        return report_path
+
     def marker(self, kind: str) -> str:
         return f"<!-- orch:run={self.require_run()} kind={kind} -->"
 
@@ -215,11 +224,8 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     if previous and previous.get("step") == ctx.step_id:
         return {"attempt": previous["attempt"], "resumed": True}  # it finished before a crash: never rerun
     attempt = int(facts.get("attempt", 0)) + 1
-    evidence = ctx.evidence_dir() / f"attempt-{attempt}"
-    evidence.mkdir(parents=True, exist_ok=True)
-    report_path = evidence / "report.json"
-    if report_path.exists():
-        report_path.unlink()
+    report_path = ctx.fresh_report(f"attempt-{attempt}", "report.json")
+    evidence = report_path.parent
     worktree = Path(facts["worktree"])
     if not (worktree / ".git").exists():  # removed after publication, deleted by hand, or a fresh machine
         # work resumes where the run's branch was published (review feedback), else from the base commit
@@ -426,11 +432,8 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
         return {"skipped": "gates.review is off"}
     facts = ctx.facts()
     attempt = int(facts.get("attempt", 0))
-    evidence = ctx.evidence_dir() / f"attempt-{attempt}" / "review"
-    evidence.mkdir(parents=True, exist_ok=True)
-    report_path = evidence / "review-report.json"
-    if report_path.exists():
-        report_path.unlink()
+    report_path = ctx.fresh_report(f"attempt-{attempt}/review", "review-report.json")
+    evidence = report_path.parent
     worktree = _check_worktree(ctx, facts, "review", facts["candidate_sha"])
     try:
         values = prompting.issue_values(_with_comments(ctx, ctx.snapshot.issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))

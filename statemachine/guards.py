@@ -36,13 +36,18 @@ def label_authorized(snap: Snapshot, label: str) -> Verdict:
                           "only write, maintain or admin counts", f"actor: {actor}", f"permission: {permission}")
 
 
-def lacks_labels(snap: Snapshot, labels: list[str]) -> Verdict:
-    """The issue carries none of the labels of these roles."""
+def has_any_label(snap: Snapshot, labels: list[str]) -> Verdict:
+    """The issue carries at least one of the labels of these roles."""
     names = [snap.label(role) for role in labels]
     present = [n for n in names if n in snap.issue.labels]
     if present:
-        return Verdict.failed("issue carries " + ", ".join(present))
-    return Verdict.passed("issue carries none of " + ", ".join(names))
+        return Verdict.passed("issue carries " + ", ".join(present))
+    return Verdict.failed("issue carries none of " + ", ".join(names))
+
+
+def lacks_labels(snap: Snapshot, labels: list[str]) -> Verdict:
+    """The issue carries none of the labels of these roles."""
+    return has_any_label(snap, labels).negated()
 
 
 def agent_succeeded(snap: Snapshot) -> Verdict:

@@ -56,11 +56,8 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     ctx.set_fact("base_branch", base_branch)
     ctx.set_fact("base_sha", base_sha)
     attempt = int(facts.get("attempt", 0)) + 1
-    evidence = ctx.evidence_dir() / f"plan-{attempt}"
-    evidence.mkdir(parents=True, exist_ok=True)
-    report_path = evidence / "plan.json"
-    if report_path.exists():
-        report_path.unlink()
+    report_path = ctx.fresh_report(f"plan-{attempt}", "plan.json")
+    evidence = report_path.parent
     worktree = ctx.orch_dir / "worktrees" / f"plan-{ctx.issue}-{ctx.require_run()}"
     ctx.git.add_detached_worktree(worktree, base_sha)
     cfg = ctx.policy.data["agent"]

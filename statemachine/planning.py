@@ -288,11 +288,3 @@ def redispatched_by_parent(snap: Snapshot) -> Verdict:
         return Verdict.failed("this child already ran for the parent's current run")
     return Verdict.passed(f"parent run {snap.parent['run_id']} dispatched it again")
 
-
-def has_any_label(snap: Snapshot, labels: list[str]) -> Verdict:
-    """The issue carries at least one of the labels of these roles."""
-    names = [snap.label(r) for r in labels]
-    present = [n for n in names if n in snap.issue.labels]
-    if present:
-        return Verdict.passed("issue carries " + ", ".join(present))
-    return Verdict.failed("issue carries none of " + ", ".join(names))

@@ -66,7 +66,7 @@ GUARDS: dict[str, Entry] = _table(
     (gates.review_approved, NO_PARAMS),
     (gates.rework_warranted, NO_PARAMS),
     (guards.review_feedback, NO_PARAMS),
-    (planning.has_any_label, params(["labels"], labels=ROLES)),
+    (guards.has_any_label, params(["labels"], labels=ROLES)),
     (planning.not_a_child, NO_PARAMS),
     (planning.dispatched_by_parent, NO_PARAMS),
     (planning.redispatched_by_parent, NO_PARAMS),

@@ -8,26 +8,16 @@ child merged once, one pull request, one claim, one plan comment and one report.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.agentkit import STATE_DB, comments_of_kind, git_out, tracker
+from tests.test_crash_recovery import orch
 from tests.conftest import git
 from tests.plankit import DIAMOND, PlanAgent, write_policy
 
 from statemachine.store import Store
-
-
-def orch(repo: Path, *args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ORCH_TEST_KILL_AFTER_EFFECT"}
-    if kill_after is not None:
-        env["ORCH_TEST_KILL_AFTER_EFFECT"] = str(kill_after)
-    return subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
-                          env=env, capture_output=True, text=True, timeout=300)
 
 
 def template(root: Path) -> Path:

@@ -9,7 +9,7 @@ from statemachine.adapters.local import LocalTracker
 from statemachine.errors import EXIT_OK, OrchError
 from statemachine.model import Issue
 from statemachine.output import Output
-from statemachine.runtime import open_runtime
+from statemachine.runtime import Runtime, open_runtime
 
 
 def issue_json(issue: Issue, state: str | None = None) -> dict[str, Any]:
@@ -20,13 +20,17 @@ def issue_json(issue: Issue, state: str | None = None) -> dict[str, Any]:
     }
 
 
+def local_tracker(rt: Runtime, what: str, hint: str) -> LocalTracker:
+    """The runtime's tracker when it is the embedded one; ``what`` says which command needs it."""
+    if not isinstance(rt.tracker, LocalTracker):
+        raise OrchError(f"{what} the embedded local tracker, and this policy uses another one", hint)
+    return rt.tracker
+
+
 def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
     try:
-        tracker = rt.tracker
-        if not isinstance(tracker, LocalTracker):
-            raise OrchError("`orch issue` manages the embedded local tracker, and this policy uses another one",
-                            "file issues on the tracker itself")
+        tracker = local_tracker(rt, "`orch issue` manages", "file issues on the tracker itself")
         cmd = args.issue_command
         if cmd == "new":
             body = args.body if args.body is not None else ""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from statemachine.adapters.local import LocalTracker, _user
+from statemachine.adapters.local import _user
+from statemachine.commands.issue import local_tracker
 from statemachine.errors import EXIT_OK, NotFoundError, OrchError
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
@@ -17,10 +18,7 @@ from statemachine.runtime import open_runtime
 def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
     try:
-        tracker = rt.tracker
-        if not isinstance(tracker, LocalTracker):
-            raise OrchError("`orch review` records reviews on the embedded local tracker, and this policy uses another one",
-                            "review the pull request on the tracker itself")
+        tracker = local_tracker(rt, "`orch review` records reviews on", "review the pull request on the tracker itself")
         tracker.get_issue(args.issue, comments=False)
         pulls = tracker.pulls(args.issue)
         if not pulls:
