@@ -219,6 +219,16 @@ def test_a_child_never_runs_on_its_own(cli: Any, repo: Path, agent: PlanAgent) -
     row = next(r for r in status["issues"] if r["number"] == b)
     assert row["parent"] == n and "never authorizes standalone work" in row["reason"]
     assert b in next(r for r in status["issues"] if r["number"] == n)["children"]
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--once", "--repo", str(repo)],
+                          capture_output=True, text=True, timeout=120)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 0 and not [e for e in events if e["event"] == "run-started"]
+    skipped = [e for e in events if e["event"] == "skipped"]
+    assert [e["issue"] for e in skipped] == [b] and "never authorizes standalone work" in skipped[0]["reason"]
     assert [r["key"] for r in agent.runs()[1:]] == ["a"]
 
 
