@@ -11,6 +11,7 @@ from typing import Any, Callable
 from statemachine import reporting
 from statemachine.adapters.process import run_process, scrubbed_env
 from statemachine.errors import ClaimLost, OrchError
+from statemachine.reports import load_report
 from statemachine.model import Comment, Snapshot
 from statemachine.ports import AgentRequest, Agent, Git, Tracker
 from statemachine.store import Store
@@ -52,6 +53,10 @@ class ActionContext:
 
     def set_fact(self, key: str, value: Any) -> None:
         self.store.set_fact(self.require_run(), key, value)
+
+    def set_facts(self, values: dict[str, Any]) -> None:
+        """Several facts in one transaction: a crash leaves all of them or none."""
+        self.store.set_facts(self.require_run(), values)
 
     def evidence_dir(self) -> Path:
         path = self.orch_dir / "runs" / self.require_run()
@@ -194,27 +199,6 @@ def create_worktree(ctx: ActionContext) -> dict[str, Any]:
     return {"worktree": str(worktree), "branch": branch, "base_sha": base_sha}
 
 
-def _validate_report(path: Path, schema_name: str) -> tuple[dict[str, Any] | None, str | None]:
-    import jsonschema
-
-    from statemachine import resources
-
-    if not path.exists():
-        return None, f"no report: the agent did not write {path.name}"
-    if path.is_symlink() or not path.is_file():
-        return None, f"the report at {path} is not a regular file"
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"the report is not valid JSON: {exc}"
-    errors = sorted(jsonschema.Draft202012Validator(resources.schema(schema_name)).iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-        return None, f"the report does not match schemas/{schema_name}.schema.json at {where}: {first.message}"
-    return data, None
-
-
 def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     """Render the prompt and run the agent once in the worktree; keep its log and report as evidence."""
     from statemachine import prompting
@@ -240,19 +224,16 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
         prompt=text, workdir=worktree, evidence_dir=evidence, report_path=report_path,
         timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
     ))
-    report, error = _validate_report(report_path, "completion-report")
+    report, error = load_report(report_path, "completion-report")
     agent_fact = {
         "step": ctx.step_id, "attempt": attempt, "exit_code": result.exit_code, "timed_out": result.timed_out,
         "idle_timed_out": result.idle_timed_out, "duration_seconds": round(result.duration_seconds, 3), "log": result.log,
         "output_bytes": result.output_bytes, "error": result.error, "tokens": result.tokens,
         "timeout_seconds": cfg.get("timeout_seconds"), "idle_timeout_seconds": cfg.get("idle_timeout_seconds"),
     }
-    ctx.set_fact("attempt", attempt)
-    ctx.set_fact("report", report)
-    ctx.set_fact("report_error", error)
-    ctx.set_fact("checks", None)
-    ctx.set_fact("proof", None)
-    ctx.set_fact("agent", agent_fact)  # last: its presence means the attempt finished
+    # together: the agent fact's presence means the attempt finished, with everything it observed
+    ctx.set_facts({"attempt": attempt, "report": report, "report_error": error, "checks": None, "proof": None,
+                   "agent": agent_fact})
     return {"attempt": attempt, "exit_code": result.exit_code, "report": error or "valid"}
 
 
@@ -262,11 +243,8 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     worktree = Path(facts["worktree"])
     if not (worktree / ".git").exists():
         error = f"the worktree {worktree} disappeared before the runner could capture the agent's work"
-        for key in ("changes", "inspection", "candidate_sha"):
-            ctx.set_fact(key, None)
-        ctx.set_fact("capture_error", error)
+        ctx.set_facts({"changes": None, "inspection": None, "candidate_sha": None, "capture_error": error})
         return {"error": error}
-    ctx.set_fact("capture_error", None)
     published = facts.get("head_sha")  # set once the branch was published: new work stacks on it, never rewrites it
     cap = ctx.git.capture(worktree, facts["base_sha"], start=published)
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
@@ -279,12 +257,8 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     report = facts.get("report") or {}
     message = f"{issue.title} (#{issue.number})\n\n{str(report.get('summary', '')).strip()}\n\nOrch-Run: {ctx.require_run()}\n"
     candidate = ctx.git.commit_tree(cap.tree, published or facts["base_sha"], message)
-    ctx.set_fact("changes", changes)
-    ctx.set_fact("changes_by_kind", cap.by_kind)
-    ctx.set_fact("changed_lines", cap.changed_lines)
-    ctx.set_fact("tree", cap.tree)
-    ctx.set_fact("candidate_sha", candidate)
-    ctx.set_fact("inspection", inspection)
+    ctx.set_facts({"capture_error": None, "changes": changes, "changes_by_kind": cap.by_kind, "changed_lines": cap.changed_lines,
+                   "tree": cap.tree, "candidate_sha": candidate, "inspection": inspection})
     (attempt_dir / "changes.json").write_text(json.dumps(
         {"tree": cap.tree, "candidate": candidate, "changes": changes, "by_kind": cap.by_kind, "inspection": inspection}, indent=2))
     return {"tree": cap.tree, "candidate": candidate, "files": len(changes), "lines": cap.changed_lines}
@@ -446,7 +420,7 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
         ))
     finally:
         ctx.git.remove_worktree(worktree)
-    report, error = _validate_report(report_path, "review-report")
+    report, error = load_report(report_path, "review-report", "review report")
     if error is None and result.exit_code != 0:
         error = f"the review run exited with {result.exit_code}"
     review = {"error": error, "verdict": (report or {}).get("verdict"), "defects": (report or {}).get("defects", []),
@@ -489,9 +463,7 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
     for d in review.get("defects", []):
         where = f" ({d['file']}:{d.get('line', '?')})" if d.get("file") else ""
         findings.append(f"review {d.get('severity', '?')}{where}: {d.get('description', '')}")
-    ctx.set_fact("findings", findings)
-    ctx.set_fact("rework_count", int(facts.get("rework_count", 0)) + 1)
-    ctx.set_fact("findings_step", ctx.step_id)
+    ctx.set_facts({"findings": findings, "rework_count": int(facts.get("rework_count", 0)) + 1, "findings_step": ctx.step_id})
     return {"findings": len(findings)}
 
 
@@ -512,11 +484,9 @@ def record_review_feedback(ctx: ActionContext) -> dict[str, Any]:
         what = "requested changes" if f.get("state") == "CHANGES_REQUESTED" else "commented"
         findings.append(f"review: {f['author']} {what}{where}: {str(f.get('body', '')).strip() or '(no text)'}")
     pr = facts.get("pull_request") or {}
-    ctx.set_fact("findings", findings)
-    ctx.set_fact("feedback_handled", handled + [f["key"] for f in new])
-    ctx.set_fact("rework_count", int(facts.get("rework_count", 0)) + 1)
-    ctx.set_fact("review_rounds", int(facts.get("review_rounds", 0)) + 1)
-    ctx.set_fact("feedback_step", ctx.step_id)
+    ctx.set_facts({"findings": findings, "feedback_handled": handled + [f["key"] for f in new],
+                   "rework_count": int(facts.get("rework_count", 0)) + 1,
+                   "review_rounds": int(facts.get("review_rounds", 0)) + 1, "feedback_step": ctx.step_id})
     return {"findings": len(findings), "ignored": len(new) - len(findings), "pull_request": pr.get("number")}
 
 

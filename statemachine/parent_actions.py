@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from statemachine import planning, reporting
-from statemachine.actions import ActionContext, _validate_report, _with_comments, slugify
+from statemachine.actions import ActionContext, _with_comments, slugify
 from statemachine.errors import OrchError
 from statemachine.planning import BLOCKED, CLOSED, CONFLICT, MERGED, PASSED, PENDING, RUNNING
 from statemachine.ports import AgentRequest
+from statemachine.reports import load_report
 
 DEFAULTS = {"max_children": 8, "child_concurrency": 2, "integration_branch_template": "orch/plan-{number}"}
 
@@ -53,8 +54,7 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
         return {"attempt": previous["attempt"], "resumed": True}  # it finished before a crash: never rerun
     base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.data["tracker"].get("base_branch", ""))
     base_sha = facts.get("base_sha") or ctx.git.head_sha(base_branch)
-    ctx.set_fact("base_branch", base_branch)
-    ctx.set_fact("base_sha", base_sha)
+    ctx.set_facts({"base_branch": base_branch, "base_sha": base_sha})
     attempt = int(facts.get("attempt", 0)) + 1
     report_path = ctx.fresh_report(f"plan-{attempt}", "plan.json")
     evidence = report_path.parent
@@ -80,24 +80,19 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     finally:
         _read_only(worktree, False)
         ctx.git.remove_worktree(worktree)
-    plan, error = _validate_report(report_path, "plan-report")
+    plan, error = load_report(report_path, "plan-report", "plan report")
     problems: list[str] = []
     if plan is not None:
         blocked = tuple(ctx.policy.data.get("gates", {}).get("blocked_paths", []))
         problems = planning.validate_plan(plan, int(settings["max_children"]), blocked)
         if problems:
             error = f"the plan cannot run: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-    ctx.set_fact("attempt", attempt)
-    ctx.set_fact("plan", None if error else plan)
-    ctx.set_fact("plan_report", plan)
-    ctx.set_fact("plan_error", error)
-    ctx.set_fact("plan_problems", problems)
-    ctx.set_fact("planning_changes", changed)
-    ctx.set_fact("plan_digest", planning.issue_digest(issue.title, issue.body))
-    ctx.set_fact("agent", {"step": ctx.step_id, "attempt": attempt, "exit_code": result.exit_code, "timed_out": result.timed_out,
+    ctx.set_facts({"attempt": attempt, "plan": None if error else plan, "plan_report": plan, "plan_error": error,
+                   "plan_problems": problems, "planning_changes": changed,
+                   "plan_digest": planning.issue_digest(issue.title, issue.body), "agent": {"step": ctx.step_id, "attempt": attempt, "exit_code": result.exit_code, "timed_out": result.timed_out,
                            "idle_timed_out": result.idle_timed_out, "duration_seconds": round(result.duration_seconds, 3),
                            "log": result.log, "error": result.error, "timeout_seconds": cfg.get("timeout_seconds"),
-                           "idle_timeout_seconds": cfg.get("idle_timeout_seconds")})
+                           "idle_timeout_seconds": cfg.get("idle_timeout_seconds")}})
     return {"attempt": attempt, "children": len((plan or {}).get("children", [])), "error": error, "changed": len(changed)}
 
 
@@ -133,9 +128,8 @@ def sync_children(ctx: ActionContext) -> dict[str, Any]:
         if not issue.is_open:
             tree[key].update(status=CLOSED, reason="the child issue is closed; reopen it to run it")
     dropped = sorted(k for k in existing if k not in numbers)
-    ctx.set_fact("children", numbers)
-    ctx.set_fact("dropped_children", {k: existing[k].number for k in dropped})
-    ctx.set_fact("plan_tree", planning.propagate(plan, tree))
+    ctx.set_facts({"children": numbers, "dropped_children": {k: existing[k].number for k in dropped},
+                   "plan_tree": planning.propagate(plan, tree)})
     return {"created": created, "updated": updated, "children": numbers, "dropped": dropped}
 
 
@@ -195,8 +189,7 @@ def run_wave(ctx: ActionContext) -> dict[str, Any]:
         layer_base.setdefault(wave, ctx.git.branch_head(facts["integration_branch"]))
         for key in batch:
             tree[key].update(status=RUNNING, base_sha=layer_base[wave], wave=depth[key] + 1, reason=None)
-        ctx.set_fact("layer_base", layer_base)
-        ctx.set_fact("plan_tree", tree)  # the dispatch: each child's snapshot reads it
+        ctx.set_facts({"layer_base": layer_base, "plan_tree": tree})  # the dispatch: each child's snapshot reads it
     to_run = [k for k in batch if tree[k]["status"] == RUNNING]
     exits = _run_children(ctx, {k: tree[k]["issue"] for k in to_run})
     for key in to_run:
@@ -301,11 +294,10 @@ def integrate(ctx: ActionContext) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "diff.patch").write_text(diff)
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
-    for key, value in (("branch", branch), ("candidate_sha", head), ("head_sha", head), ("tree", cap.tree),
-                       ("changes", changes), ("changed_lines", cap.changed_lines), ("checks", None),
-                       ("inspection", {"secrets": [f.as_json() for f in secrets], "destructive": [f.as_json() for f in destructive],
-                                       "git_tampering": [], "symlinks": [f.as_json() for f in symlinks], "edited_after_report": []})):
-        ctx.set_fact(key, value)
+    ctx.set_facts({"branch": branch, "candidate_sha": head, "head_sha": head, "tree": cap.tree, "changes": changes,
+                   "changed_lines": cap.changed_lines, "checks": None,
+                   "inspection": {"secrets": [f.as_json() for f in secrets], "destructive": [f.as_json() for f in destructive],
+                                  "git_tampering": [], "symlinks": [f.as_json() for f in symlinks], "edited_after_report": []}})
     return {"head": head, "files": len(changes), "lines": cap.changed_lines}
 
 

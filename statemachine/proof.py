@@ -53,25 +53,10 @@ def is_ui(criterion: dict[str, Any] | None, answer: dict[str, Any] | None) -> bo
 
 def validate_report(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """The parsed proof report, or the reason it is missing or malformed."""
-    import jsonschema
+    from statemachine.reports import load_report
 
-    from statemachine import resources
-
-    if not path.exists() and not path.is_symlink():
-        return None, [f"no proof report: the agent did not write {path.name}"]
-    if path.is_symlink() or not path.is_file():
-        return None, [f"the proof report {path.name} is not a regular file"]
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, [f"the proof report is not valid JSON: {exc}"]
-    errors = sorted(jsonschema.Draft202012Validator(resources.schema("proof-report")).iter_errors(data),
-                    key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-        return None, [f"the proof report is malformed: it does not match schemas/proof-report.schema.json at {where}: {first.message}"]
-    return data, []
+    data, error = load_report(path, "proof-report", "proof report")
+    return data, [error] if error else []
 
 
 def check_answers(wanted: list[dict[str, Any]], report: dict[str, Any]) -> list[str]:

@@ -175,11 +175,14 @@ class Store:
         return {k: json.loads(v) for k, v in self.query("SELECT key, value FROM facts WHERE run_id=?", (run_id,))}
 
     def set_fact(self, run_id: str, key: str, value: Any) -> None:
+        self.set_facts(run_id, {key: value})
+
+    def set_facts(self, run_id: str, values: dict[str, Any]) -> None:
+        """Record several facts of a run at once: all of them or, after a crash, none."""
+        rows = [(run_id, key, json.dumps(value, sort_keys=True)) for key, value in values.items()]
         with self.transaction() as c:
-            c.execute(
-                "INSERT INTO facts VALUES (?, ?, ?) ON CONFLICT(run_id, key) DO UPDATE SET value=excluded.value",
-                (run_id, key, json.dumps(value, sort_keys=True)),
-            )
+            c.executemany(
+                "INSERT INTO facts VALUES (?, ?, ?) ON CONFLICT(run_id, key) DO UPDATE SET value=excluded.value", rows)
 
     # steps and the journal -----------------------------------------------------------------
 

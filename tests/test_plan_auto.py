@@ -123,7 +123,7 @@ def test_overlapping_children_of_one_wave_never_run_together(cli: Any, repo: Pat
 BAD_PLANS = {
     "cycle": ([child("a", ("b",)), child("b", ("a",))], "the dependencies form a cycle: a → b → a"),
     "unknown dependency": ([child("a", ("zz",))], "child 'a' depends on unknown key(s): zz"),
-    "no children": ([], "the report does not match schemas/plan-report.schema.json at children"),
+    "no children": ([], "the plan report does not match schemas/plan-report.schema.json at children"),
     "too many": ([child(k) for k in "abc"], "the plan has 3 children, more than plan.max_children=2"),
     "blocked path": ([child("a", owns=(".github/workflows/**",))], "child 'a' owns '.github/workflows/**', which reaches the blocked path"),
     "duplicate keys": ([child("a"), child("a")], "child keys must be unique; repeated: a"),

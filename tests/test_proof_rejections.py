@@ -29,7 +29,7 @@ def _run(cli, tmp_path: Path, behaviour: str, body: str = kit.PLAIN_BODY, **poli
         ("edits-product", "the proof run changed the product (the worktree's tree differs before and after): server.py"),
         ("credential-in-log", "credential (github-token) in artifact cmd-ac-1, line 4"),
         ("host-path", "host path (a path of this checkout) in publishable artifact cmd-ac-1"),
-        ("malformed", "the proof report is malformed"),
+        ("malformed", "the proof report does not match schemas/proof-report.schema.json"),
     ],
 )
 def test_a_bad_proof_blocks_with_its_reason(cli, tmp_path: Path, behaviour: str, reason: str) -> None:  # type: ignore[no-untyped-def]
