@@ -178,6 +178,11 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
 
 # git and the agent -----------------------------------------------------------------------
 
+def _worktree_path(ctx: ActionContext, facts: dict[str, Any]) -> Path:
+    """The run's worktree: where the agent works on the run's branch."""
+    return Path(facts.get("worktree") or ctx.orch_dir / "worktrees" / f"issue-{ctx.issue}-{ctx.require_run()}")
+
+
 def create_worktree(ctx: ActionContext) -> dict[str, Any]:
     """Make a git worktree on the run's branch, from the base branch's exact commit."""
     facts = ctx.facts()
@@ -191,7 +196,7 @@ def create_worktree(ctx: ActionContext) -> dict[str, Any]:
     issue = ctx.snapshot.issue
     branch = facts.get("branch") or ctx.policy.data["branch_template"].format(
         number=issue.number, slug=slugify(issue.title), run_id=run_id)
-    worktree = Path(facts.get("worktree") or ctx.orch_dir / "worktrees" / f"issue-{issue.number}-{run_id}")
+    worktree = _worktree_path(ctx, facts)
     for key, value in (("base_branch", base_branch), ("base_sha", base_sha), ("branch", branch), ("worktree", str(worktree))):
         if key not in facts:
             ctx.set_fact(key, value)
@@ -210,7 +215,9 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     attempt = int(facts.get("attempt", 0)) + 1
     report_path = ctx.fresh_report(f"attempt-{attempt}", "report.json")
     evidence = report_path.parent
-    worktree = Path(facts["worktree"])
+    worktree = _worktree_path(ctx, facts)
+    if "worktree" not in facts:  # a parent's integration branch, reworked after review feedback
+        ctx.set_fact("worktree", str(worktree))
     if not (worktree / ".git").exists():  # removed after publication, deleted by hand, or a fresh machine
         # work resumes where the run's branch was published (review feedback), else from the base commit
         ctx.git.ensure_worktree(worktree, facts["branch"], facts.get("head_sha") or facts["base_sha"])

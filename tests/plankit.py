@@ -32,6 +32,16 @@ if mode == "planning":
         Path(rel).write_text(text)
     report.write_text((here / "PLAN.json").read_text())
     sys.exit(0)
+if m is None:  # the parent's integration branch, sent back by a review: answer it on that branch
+    import subprocess
+    base = re.search(r"base commit `([0-9a-f]{40})`", prompt).group(1)
+    Path("docs").mkdir(exist_ok=True)
+    Path("docs/notes.md").write_text("\n".join(re.findall(r"^- review: .*$", prompt, re.M)) + "\n")
+    changed = subprocess.run(["git", "diff", "--name-only", base], capture_output=True, text=True).stdout.split()
+    changed += subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], capture_output=True, text=True).stdout.split()
+    report.write_text(json.dumps({"status": "completed", "summary": "answered the review", "changed_files": sorted(set(changed)),
+                                  "validation": []}))
+    sys.exit(0)
 key = m.group(1)
 edits = json.loads((here / "EDITS.json").read_text()).get(key, {}) if (here / "EDITS.json").exists() else {}
 changed = []

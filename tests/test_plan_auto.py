@@ -247,3 +247,22 @@ def test_the_daemon_serves_a_parent_and_never_a_child_on_its_own(cli: Any, repo:
     assert [e["issue"] for e in events if e["event"] == "run-started"] == [n]  # the parent runs its children itself
     assert [e["outcome"] for e in events if e["event"] == "run-finished"] == ["review"]
     assert sorted(r["key"] for r in agent.runs()[1:]) == ["a", "b"]
+
+
+def test_requested_changes_on_the_parent_pull_request_add_a_commit_to_the_integration_branch(
+        cli: Any, repo: Path, agent: PlanAgent) -> None:
+    agent.plan([child("a"), child("b", ("a",))])
+    write_policy(repo, agent)
+    n = parent(cli, repo)
+    assert cli.json("run", "--issue", str(n), "--repo", repo)[0] == 0
+    branch = f"orch/plan-{n}"
+    head1 = git(repo, "rev-parse", branch).strip()
+    assert cli("review", "--issue", str(n), "--request-changes", "please write release notes", "--repo", repo)[0] == 0
+    code, data = cli.json("run", "--issue", str(n), "--repo", repo)
+    assert code == 0 and data["final_state"] == "review", data
+    assert fired(data) == ["revise", "retry", "gate", "approve"]
+    head2 = git(repo, "rev-parse", branch).strip()
+    assert git(repo, "rev-parse", f"{head2}^").strip() == head1  # one new commit on the same branch
+    assert "please write release notes" in git(repo, "show", f"{head2}:docs/notes.md")
+    assert [p.issue for p in pulls(repo)] == [n] and pulls(repo)[0].head_sha == head2
+    assert [r["mode"] for r in agent.runs()].count("planning") == 1 and len(agent.runs()) == 4  # plan, a, b, the rework
