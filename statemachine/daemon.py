@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -212,11 +212,25 @@ class Daemon:
         fresh_order = scheduling.order(fresh, self.priority_labels)
         if self.contended:  # spread a fleet over the queue: same priority order, but each daemon starts elsewhere
             fresh_order = scheduling.spread(fresh_order, self.rng)
-        ordered = scheduling.order(resumable, self.priority_labels) + fresh_order
+        ordered = [self._planned(c) for c in scheduling.order(resumable, self.priority_labels) + fresh_order]
         self.state.queue = [{"issue": c.issue.number, "title": c.issue.title, "owns": list(c.owns)} for c in ordered]
+        for child in self.children.values():  # a parent that has planned since it started owns what its children own
+            child.owns = self._plan_ownership(child.issue) or child.owns
         running = [c.owns for c in self.children.values()]
         for cand in scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel):
             self.spawn(cand, resumed=cand.issue in resumable)
+
+    def _plan_ownership(self, n: int) -> tuple[str, ...]:
+        """A parent's ownership once it has a plan: every path its children may change (else nothing known)."""
+        _state, run_id = self.rt.store.state_of(n)
+        plan = self.rt.store.facts(run_id).get("plan") if run_id else None
+        if not plan:
+            return ()
+        return tuple(dict.fromkeys(g for c in plan["children"] for g in c["ownership"]))
+
+    def _planned(self, cand: scheduling.Candidate) -> scheduling.Candidate:
+        owns = self._plan_ownership(cand.issue.number) if self.rt.policy.label("plan_auto") in cand.issue.labels else ()
+        return replace(cand, owns=owns) if owns else cand
 
     def _feedback_ready(self, issue: Any, run_id: str | None) -> bool:
         """An issue resting in review whose pull request got feedback that sends it back to rework."""

@@ -43,6 +43,9 @@ if m is None:  # the parent's integration branch, sent back by a review: answer 
                                   "validation": []}))
     sys.exit(0)
 key = m.group(1)
+if (here / "SLEEP").exists():  # a slow child: it takes this long
+    import time
+    time.sleep(float((here / "SLEEP").read_text()))
 edits = json.loads((here / "EDITS.json").read_text()).get(key, {}) if (here / "EDITS.json").exists() else {}
 changed = []
 Path("pkg").mkdir(exist_ok=True)

@@ -266,3 +266,26 @@ def test_requested_changes_on_the_parent_pull_request_add_a_commit_to_the_integr
     assert "please write release notes" in git(repo, "show", f"{head2}:docs/notes.md")
     assert [p.issue for p in pulls(repo)] == [n] and pulls(repo)[0].head_sha == head2
     assert [r["mode"] for r in agent.runs()].count("planning") == 1 and len(agent.runs()) == 4  # plan, a, b, the rework
+
+
+def test_the_daemon_runs_other_work_beside_a_parent_once_its_plan_says_what_it_owns(
+        cli: Any, repo: Path, agent: PlanAgent) -> None:
+    import json
+    import subprocess
+    import sys
+
+    agent.plan([child("a", owns=("pkg/**",)), child("b", ("a",), owns=("pkg/**",))])
+    (agent.folder / "SLEEP").write_text("2")
+    write_policy(repo, agent)
+    n = parent(cli, repo)
+    code, data = cli.json("issue", "new", "Notes", "--body", "Write notes.\n\nOwnership:\n- docs/**\n",
+                          "--label", "agent:auto", "--repo", repo)
+    other = int(data["number"])
+    proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--max-runs", "2", "--concurrency", "2",
+                           "--interval-seconds", "0.3", "--repo", str(repo)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    order = [(e["event"], e["issue"]) for e in events if e["event"] in ("run-started", "run-finished")]
+    assert order[0] == ("run-started", n)  # unplanned, the parent owns everything: it starts alone
+    assert order.index(("run-started", other)) < order.index(("run-finished", n)), order  # then docs/** runs beside it
+    assert {e["issue"]: e["outcome"] for e in events if e["event"] == "run-finished"} == {n: "review", other: "review"}
