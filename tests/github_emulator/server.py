@@ -866,12 +866,7 @@ def _list_issues(c: Ctx) -> Reply:
     if c.query.get("labels"):
         wanted = {n.strip().lower() for n in c.query["labels"].split(",") if n.strip()}
         items = [i for i in items if wanted <= {n.lower() for n in i.labels}]
-    if c.query.get("since"):
-        try:
-            since = parse_iso(c.query["since"])
-        except ValueError:
-            raise _validation_failed("Issue", "since", "invalid") from None
-        items = [i for i in items if i.updated_at >= since]
+    items = _since(c, items, "Issue")
     if c.query.get("creator"):
         items = [i for i in items if i.user.lower() == c.query["creator"].lower()]
     pairs = sorted(((repo, i) for i in items), key=_issue_sort_key(sort), reverse=direction != "asc")
@@ -1252,17 +1247,23 @@ def _create_review(c: Ctx) -> Reply:
     return Reply(200, c.render.review(repo, review))
 
 
+def _since(c: Ctx, items: list[Any], resource: str) -> list[Any]:
+    """The items updated at or after the `since` query parameter, when it is given."""
+    if not c.query.get("since"):
+        return items
+    try:
+        since = parse_iso(c.query["since"])
+    except ValueError:
+        raise _validation_failed(resource, "since", "invalid") from None
+    return [x for x in items if x.updated_at >= since]
+
+
 @route("pulls/list-review-comments")
 def _list_review_comments(c: Ctx) -> Reply:
     repo = c.repo()
     issue = _pull_issue(c, repo)
     items = repo.review_comments_of(issue.number, c.login)
-    if c.query.get("since"):
-        try:
-            since = parse_iso(c.query["since"])
-        except ValueError:
-            raise _validation_failed("PullRequestReviewComment", "since", "invalid") from None
-        items = [x for x in items if x.updated_at >= since]
+    items = _since(c, items, "PullRequestReviewComment")
     if c.query.get("sort") == "updated":
         items = sorted(items, key=lambda x: (x.updated_at, x.id))
     if c.query.get("sort") and c.query.get("direction") == "desc":  # GitHub: direction is ignored without sort
