@@ -39,8 +39,11 @@ def main(args: argparse.Namespace, out: Output) -> int:
             reason = None
             if ready is None:
                 if state in REST_STATES:  # each way out, and the first thing that keeps it shut
+                    # (a child's way back is not one for any other issue: leave it out of their reasons)
+                    ways = [e for e in evs if snap.parent is not None
+                            or not {g.name for g in e.transition.guards} & {"dispatched_by_parent", "redispatched_by_parent"}]
                     failed = [f"{e.transition.trigger}: " + next(v.reason for _n, v in e.verdicts if not v.ok)
-                              for e in evs if any(not v.ok for _n, v in e.verdicts)]
+                              for e in ways if any(not v.ok for _n, v in e.verdicts)]
                 else:
                     failed = [f"{n}: {v.reason}" for e in evs[:1] for n, v in e.verdicts if not v.ok]
                 reason = "; ".join(failed) or "no transition leaves this state"
