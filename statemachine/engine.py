@@ -220,6 +220,9 @@ class _Runner:
         store.journal_intent(ctx.step_id, idx, spec.name, spec.params)
         result = registry.ACTIONS[spec.name].fn(ctx, **spec.params)
         store.journal_done(ctx.step_id, idx, result)
+        only = os.environ.get("ORCH_TEST_KILL_ISSUE")  # with it, the harness counts that issue's effects alone
+        if only and only != str(ctx.issue):
+            return
         _Runner.effects_done += 1
         kill_at = os.environ.get("ORCH_TEST_KILL_AFTER_EFFECT")
         if kill_at and int(kill_at) == _Runner.effects_done:

@@ -116,3 +116,60 @@ def test_requested_changes_on_github_add_a_commit_to_the_same_pull_request(gh: G
     code, data = orch_json(work, "explain", "--issue", str(number))
     verdict = next(g["verdict"] for t in data["transitions"] for g in t["guards"] if g["guard"] == "review_feedback")
     assert verdict == {"ok": False, "reason": "no new review feedback on the pull request", "evidence": []}
+
+
+def test_a_planted_conflict_on_github_blocks_one_branch_and_publishes_nothing(gh: GitHubEmulator, tmp_path: Path) -> None:  # noqa: F811
+    agent = PlanAgent(tmp_path / "agent")
+    agent.plan([child("a"), child("b", ("a",)), child("c", ("a",)), child("e", ("c",))])
+    agent.edits({"b": {"shared.txt": "from b\n"}, "c": {"shared.txt": "from c\n"}})
+    work = plan_project(tmp_path, gh, agent)
+    parent = gh.create_issue(OWNER, REPO, "Big feature", body="Build it in parts.", user="alice")
+    gh.add_label_event(OWNER, REPO, parent, "agent:plan-auto", "alice")
+    code, data = orch_json(work, "run", "--issue", str(parent))
+    assert code == 5 and data["final_state"] == "blocked", data
+    code, view = orch_json(work, "plan", "--issue", str(parent))
+    assert {c["key"]: c["status"] for c in view["children"]} == {"a": "merged", "b": "merged", "c": "conflict", "e": "skipped"}
+    repo = gh.state.repo(OWNER, REPO)
+    assert repo.pulls == []  # nothing published: no pull request, no integration branch on the remote
+    assert git(gh.bare_path(OWNER, REPO), "branch", "--list", "orch/*").strip() == ""
+    assert "agent:blocked" in repo.issues[parent].labels
+
+
+def test_a_kill_at_each_publication_effect_on_github_duplicates_nothing(gh: GitHubEmulator, tmp_path: Path) -> None:  # noqa: F811
+    """The kill harness of tests/test_plan_recovery.py at the parent's effects that write to GitHub, on the emulator."""
+    import os
+    import signal
+    import subprocess
+
+    agent = PlanAgent(tmp_path / "agent")
+    agent.plan(DIAMOND)
+    work = plan_project(tmp_path, gh, agent)
+    parent = gh.create_issue(OWNER, REPO, "Big feature", body="Build it in parts.", user="alice")
+    gh.add_label_event(OWNER, REPO, parent, "agent:plan-auto", "alice")
+
+    def run(kill: int | None) -> int:
+        env = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN", "ORCH_TEST_KILL_AFTER_EFFECT")}
+        env.update({"GH_TOKEN": "tok-orch-bot", "ORCH_TEST_KILL_ISSUE": str(parent)})
+        if kill is not None:
+            env["ORCH_TEST_KILL_AFTER_EFFECT"] = str(kill)
+        return subprocess.run([sys.executable, "-m", "statemachine", "run", "--issue", str(parent), "--repo", str(work)],
+                              env=env, capture_output=True, text=True, timeout=300).returncode
+
+    # The parent's 18 effects: start_run, claim_issue, add_labels, run_planner, sync_children (5: files the children),
+    # start_integration, post_plan, run_wave x3, integrate, run_checks, push_branch (13), open_draft_pr (14),
+    # hand_over_children (15), remove_labels, add_labels, post_report (18). Each process counts from its own start.
+    for kill, total in ((5, 5), (8, 13), (1, 14), (1, 15), (3, 18)):
+        assert run(kill) == -signal.SIGKILL, f"no kill after effect {total}"
+    assert run(None) == 0
+    repo = gh.state.repo(OWNER, REPO)
+    children = [i for i in repo.issues.values() if not i.is_pull and "agent:child" in i.labels]
+    assert len(children) == 4 and len(repo.pulls) == 1
+    assert all("agent:review" in c.labels for c in children)
+    assert sorted(str(r["key"]) for r in agent.runs() if r["mode"] == "implement") == ["a", "b", "c", "d"]
+    bodies = [c.body for c in repo.comments_of(parent)]
+    assert sum("kind=plan -->" in b for b in bodies) == 1 and sum("kind=report-review" in b for b in bodies) == 1
+    assert sum("orch:claim" in b for b in bodies) == 1
+    for c in children:
+        assert sum("kind=handover-" in x.body for x in repo.comments_of(c.number)) == 1
+    code, view = orch_json(work, "plan", "--issue", str(parent))
+    assert {c["status"] for c in view["children"]} == {"merged"}
