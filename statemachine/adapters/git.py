@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from statemachine.errors import GitError
@@ -48,6 +50,7 @@ class CliGit:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._admin_lock: Path | None = None
 
     def head_sha(self, ref: str = "HEAD") -> str:
         try:
@@ -65,7 +68,27 @@ class CliGit:
                            "set tracker.base_branch in .orch/policy.yaml")
         return out
 
+    @contextmanager
+    def _worktree_admin(self) -> Iterator[None]:
+        """One worktree add, remove or prune at a time across processes (concurrent runs share .git/worktrees:
+        a `git worktree list` beside a half-made `git worktree add` fails)."""
+        import fcntl
+
+        if self._admin_lock is None:
+            common = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], self.root).strip()
+            self._admin_lock = Path(common) / "orch-worktrees.lock"
+        with open(self._admin_lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def ensure_worktree(self, path: Path, branch: str, base_sha: str) -> None:
+        with self._worktree_admin():
+            self._ensure_worktree(path, branch, base_sha)
+
+    def _ensure_worktree(self, path: Path, branch: str, base_sha: str) -> None:
         if (path / ".git").exists():
             current = run_git(["rev-parse", "--abbrev-ref", "HEAD"], path, check=False).strip()
             if current == branch:
@@ -84,7 +107,8 @@ class CliGit:
         run_git(["worktree", "add", "--force", "-B", branch, str(path), base_sha], self.root)
 
     def remove_worktree(self, path: Path) -> None:
-        run_git(["worktree", "remove", "--force", str(path)], self.root, check=False)
+        with self._worktree_admin():
+            run_git(["worktree", "remove", "--force", str(path)], self.root, check=False)
 
     def capture(self, worktree: Path, base_sha: str, start: str | None = None) -> Capture:
         """Freeze everything in the worktree (committed, staged, unstaged, untracked) into a tree."""
@@ -155,12 +179,13 @@ class CliGit:
         }
 
     def add_detached_worktree(self, path: Path, sha: str) -> None:
-        run_git(["worktree", "prune"], self.root, check=False)
         if path.exists():
             self.remove_worktree(path)
             shutil.rmtree(path, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        run_git(["worktree", "add", "--force", "--detach", str(path), sha], self.root)
+        with self._worktree_admin():
+            run_git(["worktree", "prune"], self.root, check=False)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            run_git(["worktree", "add", "--force", "--detach", str(path), sha], self.root)
 
     def push(self, remote: str, sha: str, branch: str, credential: tuple[str, str], force: bool = True) -> None:
         """Push ``sha`` to ``branch`` on ``remote`` with a credential only this git process sees (never the agent).
