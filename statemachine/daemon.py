@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any, Callable
 
 from statemachine import scheduling
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
-from statemachine.runtime import Runtime
+from statemachine.planning import standalone_refusal
+from statemachine.runtime import Runtime, run_argv
 
 ACTIVE_STATES = ("claimed", "implementing", "proving", "rework", "gating")
 
@@ -206,7 +206,7 @@ class Daemon:
             if state in ACTIVE_STATES or self.rt.store.pending_step(n) is not None:
                 resumable.append(issue)  # ours, interrupted: resume it first
             elif names["child"] in issue.labels:
-                self._skip(n, "agent:child never authorizes standalone work: its parent's run dispatches it")
+                self._skip(n, standalone_refusal(names["child"], issue.body))
             elif not busy.intersection(issue.labels):
                 fresh.append(issue)  # queued, or resting but a maintainer cleared the rest label: `orch run` requeues it
         fresh_order = scheduling.order(fresh, self.priority_labels)
@@ -262,9 +262,7 @@ class Daemon:
         out_dir = self.state_dir / "daemon-runs"
         out_dir.mkdir(parents=True, exist_ok=True)
         out_path = out_dir / f"issue-{n}-{int(time.time() * 1000)}.json"
-        argv = [sys.executable, "-m", "statemachine", "run", "--repo", str(self.rt.repo), "--issue", str(n), "--json"]
-        if self.opt.policy is not None:
-            argv += ["--policy", str(self.opt.policy)]
+        argv = run_argv(self.rt.repo, n, self.opt.policy)
         with open(out_path, "wb") as out, open(out_path.with_suffix(".log"), "wb") as err:
             proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
                                     cwd=self.rt.repo)

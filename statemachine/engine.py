@@ -170,16 +170,21 @@ def review_feedback_of(rt: Runtime, facts: dict[str, Any]) -> tuple[dict[str, An
             permissions[login] = rt.tracker.permission(login)
         return permissions[login]
 
+    since = str(facts.get("claimed_at") or "")  # a requeued run that took over an earlier run's pull request
+
+    def this_run(at: str) -> bool:  # older feedback was for an earlier run: not even its author's permission is read
+        return not (since and at and at < since)
+
     items: list[dict[str, Any]] = []
     for r in rt.tracker.list_reviews(number):
-        if r.state == "CHANGES_REQUESTED" or (r.state == "COMMENTED" and r.body.strip()):
+        if (r.state == "CHANGES_REQUESTED" or (r.state == "COMMENTED" and r.body.strip())) and this_run(r.submitted_at):
             items.append({"key": f"review-{r.id}", "kind": "review", "author": r.author, "permission": permission(r.author),
                           "state": r.state, "body": r.body, "path": None, "line": None, "at": r.submitted_at})
     for c in rt.tracker.list_review_comments(number):
-        items.append({"key": f"comment-{c.id}", "kind": "review comment", "author": c.author, "permission": permission(c.author),
-                      "state": "COMMENTED", "body": c.body, "path": c.path, "line": c.line, "at": c.created_at})
-    since = str(facts.get("claimed_at") or "")  # a requeued run that took over an earlier run's pull request
-    return tuple(i for i in items if not (since and i["at"] and str(i["at"]) < since))
+        if this_run(c.created_at):
+            items.append({"key": f"comment-{c.id}", "kind": "review comment", "author": c.author, "permission": permission(c.author),
+                          "state": "COMMENTED", "body": c.body, "path": c.path, "line": c.line, "at": c.created_at})
+    return tuple(items)
 
 
 def _append_evidence(repo: Any, run_id: str, record: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from statemachine.errors import OrchError
 from statemachine.planning import BLOCKED, CLOSED, CONFLICT, MERGED, PASSED, PENDING, RUNNING
 from statemachine.ports import AgentRequest
 from statemachine.reports import load_report
+from statemachine.runtime import run_argv
 
 DEFAULTS = {"max_children": 8, "child_concurrency": 2, "integration_branch_template": "orch/plan-{number}"}
 
@@ -219,9 +219,7 @@ def _run_children(ctx: ActionContext, issues: dict[str, int]) -> dict[str, int]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for key, number in issues.items():
-            argv = [sys.executable, "-m", "statemachine", "run", "--repo", str(ctx.repo), "--issue", str(number), "--json"]
-            if getattr(ctx.policy, "path", None) is not None:
-                argv += ["--policy", str(ctx.policy.path)]
+            argv = run_argv(ctx.repo, number, ctx.policy.path)
             with open(out_dir / f"{key}-step{ctx.step_id}.json", "ab") as out, open(out_dir / f"{key}-step{ctx.step_id}.log", "ab") as err:
                 procs[key] = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ctx.repo,
                                               preexec_fn=_die_with_parent)

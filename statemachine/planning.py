@@ -256,13 +256,18 @@ def children_merged(snap: Snapshot) -> Verdict:
     return Verdict.passed(f"all {len(tree)} child(ren) merged into {snap.run.extra.get('integration_branch')}")
 
 
+def standalone_refusal(child_label: str, body: str) -> str:
+    """Why a child issue does not run on its own: the guards, `orch status` and the daemon all say it so."""
+    bound = parse_child_marker(body)
+    whose = f"child {bound[1]!r} of #{bound[0]}" if bound else "this child issue"
+    return f"{child_label} never authorizes standalone work: {whose} runs only when its parent's run dispatches it"
+
+
 def not_a_child(snap: Snapshot) -> Verdict:
     """The issue is not a child of a parent run (agent:child never authorizes standalone work)."""
     name = snap.label("child")
     if name in snap.issue.labels or parse_child_marker(snap.issue.body):
-        where = f" of #{snap.parent['number']}" if snap.parent else ""
-        return Verdict.failed(f"{name} never authorizes standalone work: this issue is a child{where} and runs only when "
-                              "its parent's run dispatches it")
+        return Verdict.failed(standalone_refusal(name, snap.issue.body))
     return Verdict.passed("the issue is not a child of a parent run")
 
 
@@ -272,9 +277,7 @@ def dispatched_by_parent(snap: Snapshot) -> Verdict:
     if parent is None:
         return Verdict.failed(f"the issue is not a child of a parent run (it needs {snap.label('child')} and orch's marker)")
     if parent.get("state") != "delegating" or not parent.get("dispatched"):
-        return Verdict.failed(f"{snap.label('child')} never authorizes standalone work: child {parent['key']!r} of "
-                              f"#{parent['number']} runs only when its parent's run dispatches it "
-                              f"(the parent is {parent.get('state')})")
+        return Verdict.failed(standalone_refusal(snap.label("child"), snap.issue.body) + f" (the parent is {parent.get('state')})")
     return Verdict.passed(f"dispatched by parent #{parent['number']} (run {parent['run_id']}, wave {parent.get('wave')})")
 
 

@@ -32,6 +32,14 @@ class Runtime:
         self.store.close()
 
 
+def run_argv(repo: Path, issue: int, policy: Path | None) -> list[str]:
+    """The command line of an `orch run --json` process for one issue (the daemon's runs, a parent's children)."""
+    import sys
+
+    argv = [sys.executable, "-m", "statemachine", "run", "--repo", str(repo), "--issue", str(issue), "--json"]
+    return argv + ["--policy", str(policy)] if policy is not None else argv
+
+
 def find_repo(repo: Path | None) -> Path:
     start = (repo or Path.cwd()).resolve()
     if not start.exists():

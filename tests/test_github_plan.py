@@ -113,9 +113,12 @@ def test_requested_changes_on_github_add_a_commit_to_the_same_pull_request(gh: G
     assert code == 0 and third["final_state"] == "review", third
     assert "requeue" in [s["fired"]["trigger"] for s in third["steps"] if s["fired"]]
     assert len(repo.pulls) == 1
+    gh.reset_counts()
     code, data = orch_json(work, "explain", "--issue", str(number))
     verdict = next(g["verdict"] for t in data["transitions"] for g in t["guards"] if g["guard"] == "review_feedback")
     assert verdict == {"ok": False, "reason": "no new review feedback on the pull request", "evidence": []}
+    # the earlier run's reviewers are not looked up: their feedback is not this run's
+    assert not [path for _method, path, _status in gh.requests if "/permission" in path]
 
 
 def test_a_planted_conflict_on_github_blocks_one_branch_and_publishes_nothing(gh: GitHubEmulator, tmp_path: Path) -> None:  # noqa: F811

@@ -14,6 +14,7 @@ from statemachine.engine import evaluate, snapshot_of
 from statemachine.model import REST_STATES, Issue
 from statemachine.errors import EXIT_OK
 from statemachine.output import Output
+from statemachine.planning import standalone_refusal
 from statemachine.runtime import open_runtime
 
 
@@ -49,8 +50,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 reason = "; ".join(failed) or "no transition leaves this state"
             parent = snap.parent["number"] if snap.parent else None
             if snap.parent is not None and ready is None:
-                reason = (f"{rt.policy.label('child')} never authorizes standalone work: "
-                          f"child {snap.parent['key']!r} of #{parent} runs when its parent dispatches it")
+                reason = standalone_refusal(rt.policy.label("child"), snap.issue.body)
             rows.append({"number": number, "title": snap.issue.title, "state": state, "run_id": run_id,
                          "labels": list(snap.issue.labels), "eligible": ready is not None,
                          "next": ready.transition.trigger if ready else None, "reason": reason, "parent": parent,
