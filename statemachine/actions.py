@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from statemachine import reporting
-from statemachine.adapters.process import run_process, scrubbed_env
+from statemachine import limits, reporting
+from statemachine.adapters.jail import Jail, Spec, workspace_lock
 from statemachine.errors import ClaimLost, OrchError
 from statemachine.reports import load_report
 from statemachine.model import Comment, Snapshot
 from statemachine.ports import AgentRequest, Agent, Git, Tracker
+from statemachine.secrets import SecretSet
 from statemachine.store import Store
 
 
@@ -52,11 +53,24 @@ class ActionContext:
         return self.store.facts(self.run_id)
 
     def set_fact(self, key: str, value: Any) -> None:
-        self.store.set_fact(self.require_run(), key, value)
+        self.set_facts({key: value})
 
     def set_facts(self, values: dict[str, Any]) -> None:
-        """Several facts in one transaction: a crash leaves all of them or none."""
-        self.store.set_facts(self.require_run(), values)
+        """Several facts in one transaction: a crash leaves all of them or none. Secret values are stored redacted."""
+        self.store.set_facts(self.require_run(), self.secrets.redact_json(values))
+
+    @property
+    def secrets(self) -> SecretSet:
+        """The run's secret values (statemachine/secrets.py): refused in results, redacted in whatever leaves the runner."""
+        from statemachine import secrets
+
+        return secrets.for_run(self.policy.data, self.tracker)
+
+    def __post_init__(self) -> None:
+        from statemachine.secrets import RedactingTracker
+
+        if not isinstance(self.tracker, RedactingTracker):  # every comment, issue and pull request goes out redacted
+            self.tracker = RedactingTracker(self.tracker, lambda: self.secrets)
 
     def evidence_dir(self) -> Path:
         path = self.orch_dir / "runs" / self.require_run()
@@ -74,6 +88,58 @@ class ActionContext:
 
     def marker(self, kind: str) -> str:
         return f"<!-- orch:run={self.require_run()} kind={kind} -->"
+
+    @property
+    def jail(self) -> Jail:
+        return Jail.for_policy(self.policy.data, self.repo)
+
+
+def agent_workspace(ctx: ActionContext, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
+    return workspace_extras(ctx.repo, ctx.jail, worktree, evidence, base, branch)
+
+
+def workspace_extras(repo: Path, jail: Jail, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
+    """What an agent run in ``worktree`` gets besides it: a git directory of its own (in its evidence folder, bound
+    over the worktree's .git inside the jail, so nothing it does to hooks, config, refs or remotes reaches this
+    repository) and the workspace's jail lock (outside anything the agent can write)."""
+    from statemachine.adapters.agent_git import make_private_gitdir
+    from statemachine.adapters.git import run_git
+
+    out: dict[str, Path] = {"lock": workspace_lock(repo / ".orch", worktree)}
+    if jail.enabled:
+        objects = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip()) / "objects"
+        gitdir = evidence / "git"
+        if gitdir.exists():
+            import shutil
+
+            shutil.rmtree(gitdir)
+        out["gitdir"] = make_private_gitdir(worktree, gitdir, base, branch, objects)
+    return out
+
+
+def jailed(ctx: ActionContext, command: str, worktree: Path, log: Path, timeout: float, base: str) -> Any:
+    """A check's or a TDD run's shell command in the jail: its worktree writable, a git directory of its own,
+    no credential, and network only to the policy's ``sandbox.network.checks`` hosts."""
+    jail = ctx.jail
+    spec = Spec(workdir=worktree, hosts=jail.settings.check_hosts or None, label="check")
+    scratch = None
+    if jail.enabled:
+        import tempfile
+
+        from statemachine.adapters.agent_git import make_private_gitdir
+        from statemachine.adapters.git import run_git
+
+        objects = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], ctx.repo).strip()) / "objects"
+        scratch = Path(tempfile.mkdtemp(prefix="orch-checkgit-"))
+        spec.gitdir = make_private_gitdir(worktree, scratch / "git", base, None, objects)
+        spec.writable = (scratch,)
+    try:
+        return jail.run(["/bin/sh", "-c", command], spec, {}, log, timeout).result
+    finally:
+        if scratch is not None:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _with_comments(ctx: ActionContext, issue: Any) -> Any:
@@ -224,24 +290,39 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     issue = ctx.snapshot.issue
     values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
     values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
-    text = prompting.render(prompt, ctx.repo, values)
+    text = ctx.secrets.redact(prompting.render(prompt, ctx.repo, values))
     cfg = ctx.policy.data["agent"]
     ctx.set_fact("git_before", ctx.git.fingerprint(worktree))
+    extra = agent_workspace(ctx, worktree, evidence, facts.get("head_sha") or facts["base_sha"], facts["branch"])
     result = ctx.make_agent().run(AgentRequest(
         prompt=text, workdir=worktree, evidence_dir=evidence, report_path=report_path,
         timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
+        gitdir=extra.get("gitdir"), lock=extra["lock"],
     ))
+    leaks = seal_evidence(ctx, evidence)  # before anything reads the report or the log
     report, error = load_report(report_path, "completion-report")
     agent_fact = {
         "step": ctx.step_id, "attempt": attempt, "exit_code": result.exit_code, "timed_out": result.timed_out,
         "idle_timed_out": result.idle_timed_out, "duration_seconds": round(result.duration_seconds, 3), "log": result.log,
         "output_bytes": result.output_bytes, "error": result.error, "tokens": result.tokens,
         "timeout_seconds": cfg.get("timeout_seconds"), "idle_timeout_seconds": cfg.get("idle_timeout_seconds"),
+        "secret_values": leaks,
     }
     # together: the agent fact's presence means the attempt finished, with everything it observed
     ctx.set_facts({"attempt": attempt, "report": report, "report_error": error, "checks": None, "proof": None,
                    "agent": agent_fact})
     return {"attempt": attempt, "exit_code": result.exit_code, "report": error or "valid"}
+
+
+def seal_evidence(ctx: ActionContext, folder: Path) -> list[dict[str, str]]:
+    """Rewrite every file an agent run left in its evidence folder (log, report, its own state) with each secret value
+    redacted; the findings (kind secret-value, naming the file, the variable and the encoding) for the inspection."""
+    from statemachine import inspect_candidate as insp
+
+    found: list[dict[str, str]] = []
+    for rel, hits in sorted(insp.redact_tree(folder, ctx.secrets).items()):
+        found += [f.as_json() for f in insp.value_findings(hits, rel)]
+    return found
 
 
 def capture_changes(ctx: ActionContext) -> dict[str, Any]:
@@ -255,27 +336,36 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     published = facts.get("head_sha")  # set once the branch was published: new work stacks on it, never rewrites it
     cap = ctx.git.capture(worktree, facts["base_sha"], start=published)
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
+    sizes = limits.changed_sizes(ctx.repo, facts["base_sha"], cap.tree)  # the runner's measure, for within_byte_limits
+    changed_bytes = limits.size_summary(sizes)
     attempt_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}"
     attempt_dir.mkdir(parents=True, exist_ok=True)
     diff = ctx.git.diff_text(facts["base_sha"], cap.tree)
-    (attempt_dir / "diff.patch").write_text(diff)
+    (attempt_dir / "diff.patch").write_text(ctx.secrets.redact(diff))
     inspection = _inspect(ctx, facts, worktree, cap, diff, attempt_dir)
     issue = ctx.snapshot.issue
     report = facts.get("report") or {}
     message = f"{issue.title} (#{issue.number})\n\n{str(report.get('summary', '')).strip()}\n\nOrch-Run: {ctx.require_run()}\n"
     candidate = ctx.git.commit_tree(cap.tree, published or facts["base_sha"], message)
     ctx.set_facts({"capture_error": None, "changes": changes, "changes_by_kind": cap.by_kind, "changed_lines": cap.changed_lines,
-                   "tree": cap.tree, "candidate_sha": candidate, "inspection": inspection})
+                   "changed_bytes": changed_bytes, "tree": cap.tree, "candidate_sha": candidate, "inspection": inspection})
     (attempt_dir / "changes.json").write_text(json.dumps(
-        {"tree": cap.tree, "candidate": candidate, "changes": changes, "by_kind": cap.by_kind, "inspection": inspection}, indent=2))
-    return {"tree": cap.tree, "candidate": candidate, "files": len(changes), "lines": cap.changed_lines}
+        {"tree": cap.tree, "candidate": candidate, "changes": changes, "by_kind": cap.by_kind, "sizes": sizes,
+         "inspection": inspection}, indent=2))
+    return {"tree": cap.tree, "candidate": candidate, "files": len(changes), "lines": cap.changed_lines,
+            "bytes": changed_bytes["total"]}
 
 
 def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any, diff: str, attempt_dir: Path) -> dict[str, Any]:
     """Scan the candidate for secrets, destructive commands, git tampering, escaping symlinks and late edits."""
     from statemachine import inspect_candidate as insp
 
-    secrets: list[insp.Finding] = []
+    values = ctx.secrets
+    # the values the runner holds first, so the headline names one: every changed file's bytes as git stores them,
+    # then what the agent's run left in its evidence folder (its log, its report; seal_evidence found them there)
+    secrets: list[insp.Finding] = insp.scan_tree_values(ctx.repo, facts["base_sha"], cap.tree, values)
+    agent = facts.get("agent") or {}
+    secrets += [insp.Finding(**f) for f in agent.get("secret_values") or []]
     destructive: list[insp.Finding] = []
     for path, added in insp.added_lines(diff).items():
         secrets += insp.scan_secrets(added, f"diff:{path}")
@@ -284,7 +374,6 @@ def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any
     report_text = insp.read_text(report_path) if report_path.is_file() else None
     if report_text:
         secrets += insp.scan_secrets(report_text, "report.json")
-    agent = facts.get("agent") or {}
     if agent.get("log"):
         log_text = insp.read_text(Path(agent["log"]))
         if log_text:
@@ -295,9 +384,15 @@ def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any
         text = insp.read_text(candidate) if candidate.is_file() and not candidate.is_symlink() else None
         if text:
             secrets += insp.scan_secrets(text, f"artifact:{artifact}")
+        secrets += insp.scan_file_values(candidate, f"artifact {artifact}", values)  # its raw bytes, binary too
     tampering: list[str] = []
     if cap.by_kind.get("committed"):
         tampering.append("the agent made commits: " + ", ".join(cap.by_kind["committed"][:5]))
+    own_git = attempt_dir / "git"  # the jail's git directory for this attempt: what the agent did there, named
+    if own_git.is_dir():
+        from statemachine.adapters.agent_git import inspect_private_gitdir
+
+        tampering += inspect_private_gitdir(own_git, facts.get("head_sha") or facts["base_sha"], facts["branch"])
     before = facts.get("git_before")
     if before:
         after = ctx.git.fingerprint(worktree)
@@ -351,11 +446,12 @@ def run_checks(ctx: ActionContext) -> dict[str, Any]:
         try:
             for name, spec in checks:
                 log = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.log"
-                res = run_process(["/bin/sh", "-c", spec["command"]], worktree, scrubbed_env(), log,
-                                  float(spec.get("timeout_seconds", 900)))
+                res = jailed(ctx, spec["command"], worktree, log, float(spec.get("timeout_seconds", 900)), facts["candidate_sha"])
+                leaked = _redact_log(ctx, log)  # a check runs the agent's code, which may print what it can find
                 results[name] = {"exit_code": res.exit_code, "timed_out": res.timed_out,
                                  "duration_seconds": round(res.duration_seconds, 3), "log": str(log),
-                                 "command": spec["command"], "error": res.error, "commit": facts["candidate_sha"]}
+                                 "command": spec["command"], "error": res.error, "commit": facts["candidate_sha"],
+                                 "redacted": leaked}
         finally:
             ctx.git.remove_worktree(worktree)
     ctx.set_fact("checks", results)
@@ -388,7 +484,8 @@ def run_tdd_check(ctx: ActionContext) -> dict[str, Any]:
                 from statemachine.adapters.git import run_git
 
                 run_git(["checkout", facts["candidate_sha"], "--", *tests], worktree)
-            res = run_process(["/bin/sh", "-c", command], worktree, scrubbed_env(), out_dir / f"{side}.log", timeout)
+            res = jailed(ctx, command, worktree, out_dir / f"{side}.log", timeout, sha)
+            _redact_log(ctx, out_dir / f"{side}.log")
             exits[side] = res.exit_code if not res.timed_out else -1
         finally:
             ctx.git.remove_worktree(worktree)
@@ -396,6 +493,13 @@ def run_tdd_check(ctx: ActionContext) -> dict[str, Any]:
            "base_log": str(out_dir / "base.log"), "candidate_log": str(out_dir / "candidate.log"), "error": None}
     ctx.set_fact("tdd", tdd)
     return {"base_exit": exits["base"], "candidate_exit": exits["candidate"]}
+
+
+def _redact_log(ctx: ActionContext, log: Path) -> list[str]:
+    """Rewrite a check's log with every secret value redacted; the names of the variables it held."""
+    from statemachine.inspect_candidate import redact_file
+
+    return sorted({hit.name for hit in redact_file(log, ctx.secrets)})
 
 
 def _shquote(text: str) -> str:
@@ -420,13 +524,16 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
         values = prompting.issue_values(_with_comments(ctx, ctx.snapshot.issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
         values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
         cfg = ctx.policy.data["agent"]
+        extra = agent_workspace(ctx, worktree, evidence, facts["candidate_sha"], None)
         result = ctx.make_agent().run(AgentRequest(
-            prompt=prompting.render("review", ctx.repo, values), workdir=worktree, evidence_dir=evidence, report_path=report_path,
-            timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-            extra_env={"ORCH_MODE": "review"},
+            prompt=ctx.secrets.redact(prompting.render("review", ctx.repo, values)), workdir=worktree, evidence_dir=evidence,
+            report_path=report_path, timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
+            idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
+            extra_env={"ORCH_MODE": "review"}, gitdir=extra.get("gitdir"), lock=extra["lock"],
         ))
     finally:
         ctx.git.remove_worktree(worktree)
+    seal_evidence(ctx, evidence)  # the review's findings reach the rework prompt: they are stored redacted
     report, error = load_report(report_path, "review-report", "review report")
     if error is None and result.exit_code != 0:
         error = f"the review run exited with {result.exit_code}"
@@ -452,11 +559,7 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
     findings: list[str] = []
     for name, r in sorted((facts.get("checks") or {}).items()):
         if r.get("exit_code") != 0:
-            tail = ""
-            try:
-                tail = Path(r["log"]).read_text(errors="replace")[-2000:]
-            except OSError:
-                pass
+            tail = limits.read_tail(Path(r["log"]), limits.FINDING_LOG_TAIL)  # the check ran the agent's code: any size
             findings.append(f"check {name!r} ({r.get('command')}) " + ("timed out" if r.get("timed_out") else f"exited {r.get('exit_code')}") + f"; output tail:\n{tail}")
     proof = facts.get("proof") or {}
     findings += [f"proof: {f}" for f in proof.get("findings", [])]
@@ -591,7 +694,7 @@ def post_report(ctx: ActionContext, outcome: str) -> dict[str, Any]:
     existing = ctx.find_comment(marker)
     if existing is not None:
         return {"comment": existing.id, "reused": True}
-    body = reporting.report_comment(ctx, ctx.facts(), outcome) + "\n\n" + marker
+    body = ctx.secrets.redact(reporting.report_comment(ctx, ctx.facts(), outcome) + "\n\n" + marker)
     (ctx.evidence_dir() / "summary.md").write_text(body)  # first: a crash after posting must not lose it
     comment = ctx.tracker.post_comment(ctx.issue, body)
     return {"comment": comment.id, "reused": False}

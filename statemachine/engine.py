@@ -84,6 +84,7 @@ def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
         pull_request=facts.get("pull_request"),
         extra={
             "changed_lines": facts.get("changed_lines", 0),
+            "changed_bytes": facts.get("changed_bytes"),
             "acceptance_criteria": facts.get("acceptance_criteria", []),
             "inspection": facts.get("inspection"),
             "capture_error": facts.get("capture_error"),
@@ -224,7 +225,7 @@ class _Runner:
         ctx.first_try = entry is None  # no intent recorded before: no earlier attempt can have had an effect
         store.journal_intent(ctx.step_id, idx, spec.name, spec.params)
         result = registry.ACTIONS[spec.name].fn(ctx, **spec.params)
-        store.journal_done(ctx.step_id, idx, result)
+        store.journal_done(ctx.step_id, idx, ctx.secrets.redact_json(result))  # results may quote what an agent wrote
         only = os.environ.get("ORCH_TEST_KILL_ISSUE")  # with it, the harness counts that issue's effects alone
         if only and only != str(ctx.issue):
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from statemachine.globs import first_match
+from statemachine.limits import KiB, human
 from statemachine.model import Snapshot, Verdict
 
 DEFAULT_TEST_GLOBS = ("test_*.py", "*_test.py", "tests/**", "test/**", "**/__tests__/**", "*.test.*", "*.spec.*", "spec/**")
@@ -21,13 +22,14 @@ def _listed(snap: Snapshot, key: str, what: str, ok_reason: str, ignore: list[st
         return Verdict.failed("the candidate was not inspected")
     hits = [h for h in inspection.get(key, []) if h.get("kind") not in set(ignore or ())]
     if hits:
-        lines = [f"{h['kind']} at {h['where']}" for h in hits]
+        lines = [h.get("reason") or f"{h['kind']} at {h['where']}" for h in hits]
         return Verdict.failed(f"{len(hits)} {what}: {lines[0]}", *lines)
     return Verdict.passed(ok_reason)
 
 
 def no_secrets(snap: Snapshot, ignore: list[str] | None = None) -> Verdict:
-    """No credentials in the diff, the report, the agent's output or its artifacts."""
+    """No credentials in the diff, the report, the agent's output or its artifacts: by pattern, and any secret value the
+    runner holds (kind secret-value, which ``ignore`` cannot skip) in the changed files' bytes, verbatim or encoded."""
     return _listed(snap, "secrets", "possible secret(s)", "no secret found in the diff, report, agent log or artifacts", ignore)
 
 
@@ -62,6 +64,46 @@ def report_written_last(snap: Snapshot) -> Verdict:
     if late:
         return Verdict.failed(f"{len(late)} file(s) changed after the report was written: {', '.join(late[:5])}", *late)
     return Verdict.passed("the report was written after the last edit")
+
+
+def within_byte_limits(snap: Snapshot) -> Verdict:
+    """No added or changed binary file is larger than gates.max_binary_file_bytes, and the added or changed files together
+    hold at most gates.max_changed_bytes; the sizes are the runner's own, measured in the captured tree."""
+    if snap.run.changes is None:
+        return Verdict.failed("the change set was not captured")
+    measured = snap.run.extra.get("changed_bytes")
+    if not isinstance(measured, dict):
+        return Verdict.failed("the sizes of the changed files were not measured")
+    gates = snap.settings.get("gates", {})
+    max_binary, max_total = gates.get("max_binary_file_bytes"), gates.get("max_changed_bytes")
+    problems = []
+    if max_binary is not None:
+        big = [f for f in measured.get("binaries", []) if int(f["size"]) > max_binary]
+        problems += [f"{f['path']} is a {_sized(int(f['size']))} binary file{_exact(int(f['size']))}; "
+                     f"gates.max_binary_file_bytes is {human(max_binary)}" for f in big]
+        if big and len(big) == len(measured.get("binaries", [])) < int(measured.get("binary_count", 0)):
+            problems.append(f"{int(measured['binary_count']) - len(big)} smaller binary file(s): see changes.json in the attempt's evidence")
+    total, count = int(measured.get("total", 0)), int(measured.get("count", 0))
+    if max_total is not None and total > max_total:
+        largest = ", ".join(f"{f['path']} ({human(int(f['size']))})" for f in measured.get("largest", [])[:3])
+        problems.append(f"the change adds or changes {human(total)}{_exact(total)} in {count} file(s); "
+                        f"gates.max_changed_bytes is {human(max_total)} (largest: {largest})")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Verdict.failed(problems[0] + more, *problems)
+    limits = [f"{key} ({human(value)})" for key, value in (("gates.max_binary_file_bytes", max_binary),
+                                                          ("gates.max_changed_bytes", max_total)) if value is not None]
+    within = ("within " + " and ".join(limits)) if limits else "no byte limit is set"
+    return Verdict.passed(f"{count} added or changed file(s), {human(total)} in all; {within}")
+
+
+def _sized(n: int) -> str:
+    """A size as an adjective: ``100-byte``, ``60 MiB``."""
+    return f"{n:,}-byte" if n < KiB else human(n)
+
+
+def _exact(n: int) -> str:
+    return f" ({n:,} bytes)" if n >= KiB else ""
 
 
 def _tests(snap: Snapshot) -> tuple[str, ...]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from statemachine.secrets import Hit, SecretSet
 
 # name -> pattern; each hit is reported by name and location, never with the secret itself.
 SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -49,9 +54,10 @@ TEXT_LIMIT = 2 * 1024 * 1024  # bytes scanned per file
 class Finding:
     kind: str
     where: str
+    reason: str | None = None  # a sentence for people, when "kind at where" says too little
 
     def as_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "where": self.where}
+        return {"kind": self.kind, "where": self.where, **({"reason": self.reason} if self.reason else {})}
 
 
 def scan_secrets(text: str, where: str) -> list[Finding]:
@@ -128,3 +134,149 @@ def edited_after(worktree: Path, paths: list[str], moment: float) -> list[str]:
         except OSError:
             continue
     return late
+
+
+# secret values (statemachine/secrets.py): found in raw bytes, redacted in the evidence -----------
+
+VALUE_KIND = "secret-value"  # not a pattern kind: no_secrets' `ignore` cannot skip it
+CHUNK = 1024 * 1024
+
+
+def value_findings(hits: Iterable[Hit], where: str) -> list[Finding]:
+    """One finding per variable and encoding found at ``where``, naming the variable, never the value."""
+    first: dict[tuple[str, str], Hit] = {}
+    for hit in hits:
+        first.setdefault((hit.name, hit.encoding), hit)
+    return [Finding(VALUE_KIND, where, hit.reason(where)) for hit in first.values()]
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    """The bytes of the regular file at ``path``, a chunk at a time (no symlink followed, no FIFO waited on)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def find_values(chunks: Iterable[bytes], values: SecretSet) -> list[Hit]:
+    """Every secret value in a stream of bytes (one split across two chunks too)."""
+    hits: list[Hit] = []
+    for _piece, found in values.redact_chunks(chunks):
+        hits += found
+    return hits
+
+
+def scan_file_values(path: Path, where: str, values: SecretSet) -> list[Finding]:
+    """Secret values in a file's raw bytes, text or binary; an unreadable or non-regular file has none."""
+    if not values:
+        return []
+    try:
+        return value_findings(find_values(file_chunks(path), values), where)
+    except OSError:
+        return []
+
+
+def changed_blobs(repo: Path, base: str, tree: str) -> list[tuple[str, str]]:
+    """``(path, blob sha)`` of every file ``tree`` adds or changes against ``base`` (symlinks too: their target)."""
+    from statemachine.adapters.git import run_git
+
+    fields = run_git(["diff-tree", "-r", "-z", "--no-renames", base, tree], repo).split("\0")
+    out = []
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        parts = meta.lstrip(":").split()
+        if len(parts) == 5 and not parts[4].startswith("D") and parts[1] != "160000" and parts[3].strip("0"):
+            out.append((path, parts[3]))
+    return out
+
+
+def scan_tree_values(repo: Path, base: str, tree: str, values: SecretSet) -> list[Finding]:
+    """Secret values in the raw bytes of every file the captured tree adds or changes, read from git (what would be
+    published, whatever the worktree shows), one blob at a time and a chunk at a time."""
+    import shutil
+    import subprocess
+
+    if not values:
+        return []
+    blobs = changed_blobs(repo, base, tree)
+    if not blobs:
+        return []
+    found: list[Finding] = []
+    git = shutil.which("git") or "git"
+    proc = subprocess.Popen([git, "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"})
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for path, sha in blobs:
+            proc.stdin.write(sha.encode() + b"\n")
+            proc.stdin.flush()
+            header = proc.stdout.readline().split()
+            if len(header) != 3 or not header[2].isdigit():
+                continue  # "<sha> missing": nothing to read
+            size = int(header[2])
+
+            def body(left: int = size) -> Iterator[bytes]:
+                while left > 0:
+                    chunk = proc.stdout.read(min(CHUNK, left))  # type: ignore[union-attr]
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+                    yield chunk
+
+            found += value_findings(find_values(body(), values), path)
+            proc.stdout.read(1)  # the newline after each object
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.wait()
+    return found
+
+
+def redact_file(path: Path, values: SecretSet) -> list[Hit]:
+    """Rewrite a regular file with every secret value replaced by ``[redacted:NAME]``, streaming (never the whole file
+    in memory); its mode and times are kept. Returns the hits; a file without any is left untouched."""
+    import tempfile
+
+    if not values:
+        return []
+    try:
+        hits = find_values(file_chunks(path), values)
+    except OSError:
+        return []
+    if not hits:
+        return hits
+    try:
+        st = path.lstat()
+        fd, tmp = tempfile.mkstemp(prefix=".redact-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for piece, _found in values.redact_chunks(file_chunks(path)):
+                    out.write(piece)
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:  # a full disk: the file cannot stay, so it goes (the hits are still reported)
+        logging.getLogger("orch").warning("could not redact %s (%s); removing it", path, exc)
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    return hits
+
+
+def redact_tree(folder: Path, values: SecretSet) -> dict[str, list[Hit]]:
+    """Redact every regular file under ``folder`` (symlinks are not followed); the hits by relative path."""
+    out: dict[str, list[Hit]] = {}
+    if not values or not folder.is_dir():
+        return out
+    for root, _dirs, files in os.walk(folder):
+        for name in sorted(files):
+            path = Path(root) / name
+            hits = redact_file(path, values) if not path.is_symlink() else []
+            if hits:
+                out[str(path.relative_to(folder))] = hits
+    return out

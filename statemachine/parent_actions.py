@@ -68,25 +68,32 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
         values.update(report_path=report_path, worktree=worktree, base_sha=base_sha, attempt=attempt,
                       branch=settings["integration_branch_template"].format(number=issue.number, slug=slugify(issue.title)),
                       report_schema=json.dumps(resources.schema("plan-report"), indent=2))
-        text = prompting.render("planning", ctx.repo, values)
+        text = ctx.secrets.redact(prompting.render("planning", ctx.repo, values))
         _read_only(worktree, True)
+        from statemachine.actions import agent_workspace
+
+        extra = agent_workspace(ctx, worktree, evidence, base_sha, None)
         result = ctx.make_agent().run(AgentRequest(
             prompt=text, workdir=worktree, evidence_dir=evidence, report_path=report_path,
             timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-            extra_env={"ORCH_MODE": "planning"}))
+            extra_env={"ORCH_MODE": "planning"}, gitdir=extra.get("gitdir"), lock=extra["lock"], read_only=True))
         _read_only(worktree, False)
         cap = ctx.git.capture(worktree, base_sha)
         changed = sorted({c.path for c in cap.changes} | set(cap.by_kind.get("committed", [])))
     finally:
         _read_only(worktree, False)
         ctx.git.remove_worktree(worktree)
+    from statemachine.actions import seal_evidence
+
+    leaks = seal_evidence(ctx, evidence)  # nothing of a planner's output that holds a secret value may become an issue
     plan, error = load_report(report_path, "plan-report", "plan report")
     problems: list[str] = []
     if plan is not None:
         blocked = tuple(ctx.policy.data.get("gates", {}).get("blocked_paths", []))
         problems = planning.validate_plan(plan, int(settings["max_children"]), blocked)
-        if problems:
-            error = f"the plan cannot run: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+    problems = [str(f["reason"]) for f in leaks] + problems
+    if plan is not None and problems:
+        error = f"the plan cannot run: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
     ctx.set_facts({"attempt": attempt, "plan": None if error else plan, "plan_report": plan, "plan_error": error,
                    "plan_problems": problems, "planning_changes": changed,
                    "plan_digest": planning.issue_digest(issue.title, issue.body), "agent": {"step": ctx.step_id, "attempt": attempt, "exit_code": result.exit_code, "timed_out": result.timed_out,
@@ -283,14 +290,14 @@ def integrate(ctx: ActionContext) -> dict[str, Any]:
         symlinks = insp.escaping_symlinks(worktree, [c.path for c in cap.changes if c.status != "D"])
     finally:
         ctx.git.remove_worktree(worktree)
-    secrets: list[Any] = []
+    secrets: list[Any] = insp.scan_tree_values(ctx.repo, base, cap.tree, ctx.secrets)  # the values the runner holds
     destructive: list[Any] = []
     for path, added in insp.added_lines(diff).items():
         secrets += insp.scan_secrets(added, f"diff:{path}")
         destructive += insp.scan_destructive(added, f"diff:{path}")
     folder = ctx.evidence_dir() / "integration"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "diff.patch").write_text(diff)
+    (folder / "diff.patch").write_text(ctx.secrets.redact(diff))
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
     ctx.set_facts({"branch": branch, "candidate_sha": head, "head_sha": head, "tree": cap.tree, "changes": changes,
                    "changed_lines": cap.changed_lines, "checks": None,

@@ -329,6 +329,19 @@ def semantic_problems(data: dict[str, Any], docs: list[Document]) -> list[Proble
             if is_secret_name(str(k)):
                 out.append(_at(docs, ("agent", "env", k), f"{k!r} looks like a secret; the agent never receives credentials",
                                "remove it from agent.env"))
+    sandbox = data.get("sandbox")
+    if isinstance(sandbox, dict):
+        from statemachine.adapters.process import is_secret_name
+
+        for i, name in enumerate(sandbox.get("env") or []):
+            if isinstance(name, str) and is_secret_name(name):
+                out.append(_at(docs, ("sandbox", "env", i), f"{name!r} looks like a secret; agents and checks never receive credentials",
+                               "remove it from sandbox.env (a model key reaches codex or claude through agent.api_key_env)"))
+        for key in ("read_only", "writable"):
+            for i, raw in enumerate(sandbox.get(key) or []):
+                if isinstance(raw, str) and not raw.startswith(("/", "~")):
+                    out.append(_at(docs, ("sandbox", key, i), f"sandbox.{key}: {raw!r} is not an absolute path",
+                                   "name the folder by its full path"))
     # the lifecycle table
     lifecycle = data.get("lifecycle")
     transitions = lifecycle.get("transitions") if isinstance(lifecycle, dict) else None

@@ -73,6 +73,9 @@ class AgentRequest:
     timeout_seconds: float
     idle_timeout_seconds: float
     extra_env: dict[str, str] = field(default_factory=dict)
+    gitdir: Path | None = None   # the workspace's own git directory, bound over its .git inside the jail
+    lock: Path | None = None     # the workspace's jail lock (statemachine/adapters/jail.py workspace_lock)
+    read_only: bool = False      # the workspace is mounted read-only (planning): only the report folder is writable
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class AgentResult:
 
 
 class Agent(Protocol):
-    """Runs a coding agent once, in its own process group, with a scrubbed environment."""
+    """Runs a coding agent once, in the jail, with an environment built from an allowlist."""
 
     kind: str
 

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from statemachine import images, limits
 from statemachine.adapters import browser
 from statemachine.adapters.browser import sha256_file
 
@@ -30,6 +31,8 @@ REQUIRED_VIEWPORTS = tuple(f"{w}x{h}" for _, w, h in browser.VIEWPORTS)
 HOST_PATH = re.compile(r"(?<![\w.~-])/(?:home|root|tmp|Users|var/folders|private/var)/")
 RUNNER_FOLDER = "browser"
 MAX_REASONS = 40
+# kinds whose bytes must be text (a NUL byte or an image is refused); a screenshot must be a PNG or JPEG image
+TEXT_KINDS = ("command-output", "dom-snapshot", "console-log", "network-log")
 
 
 # criteria --------------------------------------------------------------------------------
@@ -150,6 +153,9 @@ def inspect_artifact(proof_dir: Path, artifact: dict[str, Any], started_ns: int)
     root = proof_dir.resolve()
     if root not in probe.resolve().parents:
         return detail, [f"artifact {aid}: {rel} resolves outside the proof folder"]
+    detail["size"] = st.st_size
+    if st.st_size > limits.ARTIFACT.bytes:  # neither hashed nor read
+        return detail, [f"artifact {aid}: " + limits.over_cap(rel, st.st_size, limits.ARTIFACT)]
     digest = sha256_file(probe)
     detail.update(sha256=digest, size=st.st_size, mtime_ns=st.st_mtime_ns)
     reasons = []
@@ -157,8 +163,46 @@ def inspect_artifact(proof_dir: Path, artifact: dict[str, Any], started_ns: int)
         reasons.append(f"artifact {aid}: hash mismatch: {rel} has sha256 {digest[:12]}..., the list says {artifact['sha256'][:12]}...")
     if st.st_mtime_ns < started_ns:
         reasons.append(f"artifact {aid}: {rel} is stale: it was last modified before the proof started")
+    content, kind_reasons = check_kind(probe, artifact)
+    detail["content"] = content
+    reasons += kind_reasons
     detail["ok"] = not reasons
     return detail, reasons
+
+
+def check_kind(path: Path, artifact: dict[str, Any]) -> tuple[str, list[str]]:
+    """The file's bytes match its declared kind: a screenshot is a PNG or JPEG image (of the stated viewport or width and
+    height, when stated), a log, an output or a DOM snapshot is text. Returns what the bytes are, and the reasons."""
+    aid, rel, kind = artifact["id"], artifact["path"], artifact["kind"]
+    if kind == "screenshot":
+        return screenshot_problems(path, artifact, f"artifact {aid}: {rel}")
+    if kind not in TEXT_KINDS:
+        return "not checked", []
+    try:
+        head = limits.read_head(path, limits.BINARY_SNIFF)
+    except (OSError, limits.NotRegular):
+        return "unreadable", [f"artifact {aid}: {rel} cannot be read"]
+    what = images.describe(head)
+    if what not in ("text", "empty") and (b"\0" in head or not what.startswith("binary data")):
+        return what, [f"artifact {aid}: {rel} is declared {kind} but its bytes are {what}, not text"]
+    return "text", []
+
+
+def screenshot_problems(path: Path, artifact: dict[str, Any], where: str) -> tuple[str, list[str]]:
+    """A screenshot is a PNG or JPEG image by its magic bytes, and its header's width and height match the viewport or
+    the width and height stated for it (by the agent's report, or the runner's browser record)."""
+    image, what = images.sniff(path)
+    if image is None:
+        return what, [f"{where} is declared a screenshot but its bytes are {what}, not a PNG or JPEG image"]
+    by = "the runner's browser record" if artifact.get("source") == "runner" else "the report"
+    stated = []
+    if artifact.get("viewport") is not None:
+        stated.append(("viewport", str(artifact["viewport"])))
+    if artifact.get("width") is not None or artifact.get("height") is not None:
+        stated.append(("size", f"{artifact.get('width', '?')}x{artifact.get('height', '?')}"))
+    reasons = [f"{where} is a {image.size} {image.format} image, but {by} states {name} {value}"
+               for name, value in stated if value != image.size]
+    return f"{image.format} {image.size}", reasons
 
 
 def check_artifacts(proof_dir: Path, artifacts: list[dict[str, Any]], started_ns: int) -> tuple[list[dict[str, Any]], list[str]]:
@@ -167,6 +211,10 @@ def check_artifacts(proof_dir: Path, artifacts: list[dict[str, Any]], started_ns
         d, r = inspect_artifact(proof_dir, a, started_ns)
         details.append(d)
         reasons += r
+    total = sum(int(d.get("size") or 0) for d in details)
+    if total > limits.ARTIFACTS_TOTAL.bytes:
+        reasons.append(f"the proof's {len(details)} artifacts are {total:,} bytes together; the cap is "
+                       f"{limits.human(limits.ARTIFACTS_TOTAL.bytes)} ({limits.ARTIFACTS_TOTAL.reason})")
     return details, reasons
 
 
@@ -176,15 +224,19 @@ def _read_text(path: Path) -> str | None:
     return read_text(path) if path.is_file() and not path.is_symlink() else None
 
 
-def check_secrets(proof_dir: Path, artifacts: list[dict[str, Any]], extra: dict[str, Path]) -> tuple[list[str], list[str]]:
-    """No credentials in any text artifact (publishable or not), the report, the scenario or the proof run's logs."""
-    from statemachine.inspect_candidate import scan_secrets
+def check_secrets(proof_dir: Path, artifacts: list[dict[str, Any]], extra: dict[str, Path],
+                  values: Any = None) -> tuple[list[str], list[str]]:
+    """No credentials in any text artifact (publishable or not), the report, the scenario or the proof run's logs; and
+    no secret value the runner holds (``values``, a SecretSet) in the bytes of any of them, binary ones too."""
+    from statemachine.inspect_candidate import scan_file_values, scan_secrets
 
     scanned, reasons = [], []
     targets = [(f"artifact {a['id']}", proof_dir / a["path"]) for a in artifacts if ".." not in PurePosixPath(a["path"]).parts
                and not PurePosixPath(a["path"]).is_absolute()]
     targets += sorted(extra.items())
     for where, path in targets:
+        if values:
+            reasons += [str(f.reason) for f in scan_file_values(path, where, values)]
         text = _read_text(path)
         if text is None:
             continue
@@ -349,6 +401,7 @@ class ProofInputs:
     run_id: str
     proof_dir: Path
     findings: list[str] = field(default_factory=list)
+    secrets: Any = None  # statemachine.secrets.SecretSet: refused in artifacts, redacted in prompts and the agent's logs
 
 
 def candidate_time_ns(repo: Path, sha: str) -> int:
@@ -369,7 +422,10 @@ def runner_prompt(phase: str, proof_dir: Path, criteria: list[dict[str, Any]], a
         "with its path relative to the folder, its kind and its sha256. Artifacts must be regular files written",
         "during this run (no symlinks, no copies of older files). No artifact may contain credentials; mark an",
         "artifact publishable only when it names no host path. Do not edit product files: the runner compares the",
-        "worktree before and after. `passed` needs high confidence on every criterion.",
+        "worktree before and after. `passed` needs high confidence on every criterion. Each artifact is at most",
+        f"{limits.human(limits.ARTIFACT.bytes)} ({limits.human(limits.ARTIFACTS_TOTAL.bytes)} in all) and its bytes must match its kind: "
+        "a screenshot is a PNG or JPEG image (of the viewport, width and height you state, if you state them);",
+        "command output, DOM snapshots and logs are text.",
         "",
         "Criteria (ids are stable):",
         *[f"- {c['id']}{' [UI]' if c['ui'] else ''}: {c['text']}" for c in criteria],
@@ -410,17 +466,31 @@ def _agent_run(inp: ProofInputs, phase: str, criteria: list[dict[str, Any]], rep
     values = prompting.issue_values(inp.issue, inp.repo, inp.policy_data.get("rules", ""), list(inp.findings))
     values.update(report_path=report_path, worktree=inp.worktree, branch=inp.branch, base_sha=inp.base_sha, attempt=inp.attempt)
     text = prompting.render("proof", inp.repo, values) + "\n\n" + runner_prompt(phase, inp.proof_dir, criteria, app, browser_file)
+    text = inp.secrets.redact(text) if inp.secrets else text
     cfg = inp.policy_data["agent"]
     evidence = inp.proof_dir / f"agent-{phase}"
     evidence.mkdir(parents=True, exist_ok=True)
+    from statemachine.actions import workspace_extras
+    from statemachine.adapters.jail import Jail
+
+    extra = workspace_extras(inp.repo, Jail.for_policy(inp.policy_data, inp.repo), inp.worktree, evidence,
+                             inp.candidate_sha, inp.branch)
     result = inp.make_agent().run(AgentRequest(
         prompt=text, workdir=inp.worktree, evidence_dir=evidence, report_path=report_path,
+        gitdir=extra.get("gitdir"), lock=extra["lock"],
         timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
         extra_env={"ORCH_MODE": "proof", "ORCH_PROOF_PHASE": phase, "ORCH_PROOF_DIR": str(inp.proof_dir),
                    "ORCH_PROOF_CRITERIA": json.dumps(criteria), "ORCH_PROOF_BROWSER_RESULT": str(browser_file or ""),
                    "PYTHONDONTWRITEBYTECODE": "1"},
     ))
+    leaks: list[dict[str, str]] = []
+    if inp.secrets:  # the agent's own folder (its log) is kept redacted; what it held blocks the proof
+        from statemachine.inspect_candidate import redact_tree, value_findings
+
+        for rel, hits in sorted(redact_tree(evidence, inp.secrets).items()):
+            leaks += [f.as_json() for f in value_findings(hits, f"the proof agent's {rel} ({phase} phase)")]
     return {"phase": phase, "exit_code": result.exit_code, "timed_out": result.timed_out, "idle_timed_out": result.idle_timed_out,
+            "secret_values": leaks,
             "error": result.error, "log": result.log, "duration_seconds": round(result.duration_seconds, 3)}
 
 
@@ -435,7 +505,10 @@ def run_browser(inp: ProofInputs, scenario: dict[str, Any], out_dir: Path, app: 
             return browser.browser_proof(scenario, out_dir, inp.proof_dir)
         app_tree = inp.repo / ".orch" / "worktrees" / f"proof-app-{inp.run_id}-{inp.attempt}"
         inp.git.add_detached_worktree(app_tree, inp.candidate_sha)
-        return browser.browser_proof(scenario, out_dir, inp.proof_dir, spec=app, app_cwd=app_tree)
+        from statemachine.adapters.jail import Jail
+
+        return browser.browser_proof(scenario, out_dir, inp.proof_dir, spec=app, app_cwd=app_tree,
+                                     jail=Jail.for_policy(inp.policy_data, inp.repo))
     except browser.BrowserError as exc:
         return {"ran": False, "ok": False, "error": str(exc), "steps": [], "artifacts": []}
     except Exception as exc:  # Playwright could not launch or drive Chromium: recorded, so the proof is blocked
@@ -511,7 +584,8 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
             extra["scenario.json"] = scenario_path
         for r in runs:
             extra[f"the proof agent's log ({r['phase']} phase)"] = Path(r["log"])
-        secrets_scanned, secret_reasons = check_secrets(inp.proof_dir, artifacts, extra)
+        secrets_scanned, secret_reasons = check_secrets(inp.proof_dir, artifacts, extra, inp.secrets)
+        secret_reasons += [str(f["reason"]) for r in runs for f in r.get("secret_values", [])]  # found before redaction
         paths_scanned, path_reasons = check_host_paths(inp.proof_dir, artifacts, host_paths(inp.repo, inp.worktree, inp.proof_dir))
         candidate_ns = candidate_time_ns(inp.repo, inp.candidate_sha)
         ui_details: dict[str, Any] = {}
@@ -554,7 +628,8 @@ def run_proof_action(ctx: Any) -> dict[str, Any]:
     inp = ProofInputs(repo=ctx.repo, policy_data=ctx.policy.data, git=ctx.git, make_agent=ctx.make_agent, issue=issue,
                       worktree=Path(facts["worktree"]), base_sha=facts["base_sha"], candidate_sha=facts["candidate_sha"],
                       branch=facts["branch"], attempt=attempt, run_id=ctx.require_run(),
-                      proof_dir=ctx.evidence_dir() / f"attempt-{attempt}" / "proof", findings=list(facts.get("findings", [])))
+                      proof_dir=ctx.evidence_dir() / f"attempt-{attempt}" / "proof", findings=list(facts.get("findings", [])),
+                      secrets=ctx.secrets)
     fact = prove(inp)
     ctx.set_fact("proof", fact)
     return {"status": fact["status"], "error": fact["error"], "criteria": len(fact["criteria"]), "artifacts": len(fact["artifacts"])}
@@ -627,8 +702,15 @@ def proof_branch_files(proof: dict[str, Any], *, owner: str, repo: str, run_id: 
     skipped: list[str] = []
     for a in screenshots(proof):
         source = folder / a["path"]
+        if not source.is_symlink() and source.is_file() and source.stat().st_size > limits.ARTIFACT.bytes:
+            skipped.append(f"{a['id']}: " + limits.over_cap(a["path"], source.stat().st_size, limits.ARTIFACT))
+            continue
         if source.is_symlink() or not source.is_file() or sha256_file(source) != a["sha256"]:
             skipped.append(f"{a['id']}: the file is missing or no longer matches its sha256")
+            continue
+        _content, problems = screenshot_problems(source, a, a["path"])
+        if problems:
+            skipped.append(f"{a['id']}: {problems[0]}")
             continue
         dest = f"proof/{run_id}/{PurePosixPath(a['path']).name}"
         files[dest] = source
@@ -678,7 +760,7 @@ def prove_browser(inp: ProofInputs, scenario_file: Path, base_url: str | None = 
             if not result.get("ok"):
                 reasons.append(f"the browser run did not pass: {result.get('error')}")
             details, artifact_reasons = check_artifacts(inp.proof_dir, result.get("artifacts", []), started_ns)
-            secrets_scanned, secret_reasons = check_secrets(inp.proof_dir, result.get("artifacts", []), {})
+            secrets_scanned, secret_reasons = check_secrets(inp.proof_dir, result.get("artifacts", []), {}, inp.secrets)
             paths_scanned, path_reasons = check_host_paths(inp.proof_dir, result.get("artifacts", []),
                                                            host_paths(inp.repo, inp.worktree, inp.proof_dir))
             shot_reasons = check_runner_shots(result, candidate_time_ns(inp.repo, inp.candidate_sha)) if result.get("ran") else []

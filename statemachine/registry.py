@@ -60,6 +60,7 @@ GUARDS: dict[str, Entry] = _table(
     (gates.agent_left_git_alone, NO_PARAMS),
     (gates.no_escaping_symlinks, NO_PARAMS),
     (gates.report_written_last, NO_PARAMS),
+    (gates.within_byte_limits, NO_PARAMS),
     (gates.tests_not_deleted, NO_PARAMS),
     (gates.tests_changed_with_source, NO_PARAMS),
     (gates.tdd_evidence, NO_PARAMS),

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from statemachine import limits
+
 
 def load_report(path: Path, schema_name: str, noun: str = "report") -> tuple[dict[str, Any] | None, str | None]:
     """The parsed report, or why it is missing or malformed (the reason names ``noun``, the file and the schema path)."""
@@ -17,12 +19,25 @@ def load_report(path: Path, schema_name: str, noun: str = "report") -> tuple[dic
         return None, f"no {noun}: the agent did not write {path.name}"
     if path.is_symlink() or not path.is_file():
         return None, f"the {noun} {path.name} is not a regular file"
+    try:  # the size is checked before anything is read: the agent may have written gigabytes, or a sparse file
+        raw = limits.read_capped(path, limits.REPORT)
+    except limits.TooLarge as exc:
+        return None, limits.over_cap(f"the {schema_name.replace('-', ' ')}", exc.size, limits.REPORT)
+    except limits.NotRegular:
+        return None, f"the {noun} {path.name} is not a regular file"
+    except OSError as exc:
+        return None, f"the {noun} {path.name} cannot be read: {exc.strerror or exc}"
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, f"the {noun} is not valid JSON: {exc}"
+    except RecursionError:
+        return None, f"the {noun} is not valid JSON: it nests too deeply"
     validator = jsonschema.Draft202012Validator(resources.schema(schema_name))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    except RecursionError:
+        return None, f"the {noun} does not match schemas/{schema_name}.schema.json: it nests too deeply"
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(top level)"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from statemachine import policy as policy_mod
 from statemachine.adapters.git import CliGit, repo_root
+from statemachine.adapters.jail import Jail
 from statemachine.errors import OrchError
 from statemachine.policy import Policy
 from statemachine.ports import Agent, Tracker
@@ -26,7 +27,11 @@ class Runtime:
     def make_agent(self) -> Agent:
         from statemachine.adapters.agents import make_agent
 
-        return make_agent(self.policy.data["agent"], self.repo)
+        return make_agent(self.policy.data["agent"], self.repo, self.jail)
+
+    @property
+    def jail(self) -> Jail:
+        return Jail.for_policy(self.policy.data, self.repo)
 
     def close(self) -> None:
         self.store.close()

@@ -68,6 +68,7 @@ class Agent:
 def make_agent(tmp: Path, body: str, name: str = "agent") -> Agent:
     """Write an agent script ``tmp/name.py`` whose behaviour is ``body`` (after PRELUDE)."""
     state = tmp / f"{name}-state"
+    state.mkdir(parents=True, exist_ok=True)  # the jail lets the agent write here (policy_text's sandbox.writable)
     script = tmp / f"{name}.py"
     script.write_text(PRELUDE.format(state=str(state)) + textwrap.dedent(body))
     return Agent(script, state)
@@ -99,6 +100,8 @@ def policy_text(agent: Agent | None, *, agent_cfg: dict[str, Any] | None = None,
                            "args": [str(agent.script)] if agent else [], "timeout_seconds": 60, "idle_timeout_seconds": 30}
     cfg.update(agent_cfg or {})
     data: dict[str, Any] = {"version": 1, "extends": "default", "tracker": {"kind": "local"}, "agent": cfg}
+    if agent is not None:  # the test's instrumentation: the agent counts its runs in a folder outside the repository
+        data["sandbox"] = {"writable": [str(agent.state)]}
     data.update(sections)
     return "".join(f"{key}: {json.dumps(value)}\n" for key, value in data.items())
 
@@ -156,3 +159,30 @@ def alive(pid: int) -> bool:
         return True
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")
+
+
+def processes_with(needle: str) -> list[int]:
+    """Live processes (on this machine, whatever PID namespace they run in) whose command line contains ``needle``:
+    a jailed agent's own PIDs mean nothing outside its jail, so tests find its processes by what they run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle.encode() in (entry / "cmdline").read_bytes() and alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Live processes whose working directory is inside ``folder`` (a repository's worktrees): an agent's, jailed or not."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if os.readlink(entry / "cwd").startswith(str(folder)) and alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

@@ -28,8 +28,14 @@ report = Path(os.environ["ORCH_REPORT_PATH"])
 if mode == "planning":
     extra = json.loads((here / "PLANNING_EDITS.json").read_text()) if (here / "PLANNING_EDITS.json").exists() else {}
     for rel, text in extra.items():
-        Path(rel).parent.mkdir(parents=True, exist_ok=True)
-        Path(rel).write_text(text)
+        try:
+            Path(rel).parent.mkdir(parents=True, exist_ok=True)
+            Path(rel).write_text(text)
+            outcome = "written"
+        except OSError as exc:  # the jail mounts the planning worktree read-only
+            outcome = f"refused: errno {exc.errno}"
+        with open(here / "planning-edits.log", "a") as fh:
+            fh.write(f"{rel} {outcome}\n")
     report.write_text((here / "PLAN.json").read_text())
     sys.exit(0)
 if m is None:  # the parent's integration branch, sent back by a review: answer it on that branch
@@ -99,7 +105,8 @@ def write_policy(repo: Path, agent: PlanAgent, extra: str = "", tracker: str = "
         "version: 1\nextends: default\n" + tracker +
         f"agent:\n  kind: command\n  command: {sys.executable}\n  args: ['{agent.script}']\n"
         "  timeout_seconds: 120\n  idle_timeout_seconds: 60\n"
-        f"checks:\n  unit: {{command: '{sys.executable} -m unittest -q', timeout_seconds: 120}}\n" + extra)
+        f"checks:\n  unit: {{command: '{sys.executable} -m unittest -q', timeout_seconds: 120}}\n"
+        + ("" if "sandbox:" in extra else f"sandbox:\n  writable: ['{agent.folder}']\n") + extra)  # its plan, its run log
     (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "policy")

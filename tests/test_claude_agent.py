@@ -206,14 +206,15 @@ def test_the_agent_environment_has_no_tokens_and_no_inherited_claude_settings(
     monkeypatch.setenv("ANTHROPIC_MODEL", "poison-model-from-env")
     monkeypatch.setenv("CLAUDE_CODE_USE_BEDROCK", "1")  # would send every request to AWS if it got through
     monkeypatch.setenv("ORCH_TEST_CANARY", "inherited")
-    env_dump = tmp_path / "agent-env.txt"
     req = request_for(repo, worktree)
+    env_dump = req.evidence_dir / "agent-env.txt"  # the jail lets the agent write there and in its worktree only
     with ScriptedAnthropic(turns=edit_script(worktree, env_dump)) as srv:
-        result = agent_for(srv, repo).run(req)
+        result = agent_for(srv, repo, env={"ORCH_TEST_CANARY": "from-the-policy"}).run(req)
     assert (result.exit_code, result.error) == (0, None), Path(result.log).read_text()[-3000:]
 
     env = dict(line.split("=", 1) for line in env_dump.read_text().splitlines() if "=" in line)
-    assert env.get("ORCH_TEST_CANARY") == "inherited"  # the tools do inherit the agent's environment...
+    # the environment is an allowlist: orch's own variables are not inherited, the policy's agent.env is passed
+    assert env.get("ORCH_TEST_CANARY") == "from-the-policy"  # the tools do inherit the agent's environment...
     for name in ("GH_TOKEN", "GITHUB_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK"):
         assert name not in env, name                   # ...but never these
     assert GH_SECRET not in env_dump.read_text()
@@ -281,11 +282,11 @@ def test_the_users_home_claude_folder_has_no_effect_on_an_orch_run(repo: Path, w
 @pytest.mark.parametrize("sources, applies", [([], False), (["project"], True)])
 def test_repository_claude_settings_apply_only_when_the_policy_names_them(
         repo: Path, worktree: Path, api_key: str, home: Path, tmp_path: Path, sources: list[str], applies: bool) -> None:
-    marker = tmp_path / "PROJECT-HOOK-RAN"
+    req = request_for(repo, worktree)
+    marker = req.evidence_dir / "PROJECT-HOOK-RAN"  # where the jail lets a hook write
     (worktree / ".claude").mkdir()
     (worktree / ".claude" / "settings.json").write_text(json.dumps({
         "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": f"touch '{marker}'"}]}]}}))
-    req = request_for(repo, worktree)
     with ScriptedAnthropic(turns=edit_script(worktree)) as srv:
         result = agent_for(srv, repo, setting_sources=sources).run(req)
     assert (result.exit_code, result.error) == (0, None), Path(result.log).read_text()[-3000:]

@@ -71,6 +71,7 @@ def _use_agent(repo: Path, script: Path) -> None:
     data["agent"] = {"kind": "command", "command": sys.executable, "args": [str(script)],
                      "timeout_seconds": 120, "idle_timeout_seconds": 60}
     data["checks"] = {"unit": {"command": f"{sys.executable} -m unittest -q", "timeout_seconds": 120}}
+    data["sandbox"] = {"writable": [str(script.parent / f"{script.stem}-state")]}  # where the test agent counts its runs
     with path.open("w") as fh:
         yaml.dump(data, fh)
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from statemachine.adapters.codex import (
     parse_events,
     token_usage,
 )
+from statemachine.adapters.jail import Jail, Settings, probe
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest
 
@@ -64,29 +66,16 @@ needs_codex = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def sandbox_works(tmp_path_factory: pytest.TempPathFactory) -> tuple[bool, str]:
-    """Whether codex's Linux sandbox (bubblewrap, user namespaces) can run here, and why not."""
-    if CODEX is None:
-        return False, "no codex"
-    tmp = tmp_path_factory.mktemp("sandbox-probe")
-    env = {**os.environ, "CODEX_HOME": str(tmp / ".codex")}
-    (tmp / ".codex").mkdir()
-    proc = subprocess.run([CODEX, "sandbox", "-P", ":workspace", "-C", str(tmp), "--", "true"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
-    return proc.returncode == 0, (proc.stderr or proc.stdout).strip()[-300:]
+@pytest.fixture
+def sandbox_mode() -> str:
+    """The policy's codex sandbox; inside orch's jail codex runs its commands directly (danger-full-access)."""
+    return "workspace-write"
 
 
 @pytest.fixture
-def sandbox_mode(sandbox_works: tuple[bool, str]) -> str:
-    """The sandbox the functional tests use: codex's own where it works, else none (reported, not hidden)."""
-    return "workspace-write" if sandbox_works[0] else "danger-full-access"
-
-
-@pytest.fixture
-def needs_sandbox(sandbox_works: tuple[bool, str]) -> None:
-    if not sandbox_works[0]:
-        pytest.skip(f"codex's sandbox cannot run on this machine: {sandbox_works[1]}")
+def needs_jail() -> None:
+    if not probe().ok:
+        pytest.skip(f"orch's jail cannot run on this machine: {probe().reason}")
 
 
 @pytest.fixture
@@ -113,11 +102,11 @@ def request_for(repo: Path, worktree: Path, prompt: str = "", idle: float = 60, 
                         timeout_seconds=120, idle_timeout_seconds=idle)
 
 
-def agent_for(srv: ModelServer, sandbox: str, repo: Path, **extra: Any) -> CodexAgent:
+def agent_for(srv: ModelServer, sandbox: str, repo: Path, jail: Jail | None = None, **extra: Any) -> CodexAgent:
     config: dict[str, Any] = {"kind": "codex", "command": CODEX, "model": srv.model, "base_url": srv.base_url,
                               "api_key_env": API_KEY_ENV, "sandbox": sandbox}
     config.update(extra)
-    return CodexAgent(config, repo)
+    return CodexAgent(config, repo, jail)
 
 
 def edit_and_report(req: Recorded) -> str:
@@ -193,7 +182,7 @@ def test_codex_edits_the_worktree_and_writes_a_valid_report(repo: Path, worktree
     # codex ran with the home orch wrote for this run
     config = tomllib.loads((req.evidence_dir / ".codex" / "config.toml").read_text())
     assert config["model_providers"]["orch"]["base_url"] == srv.base_url
-    assert config["sandbox_mode"] == sandbox_mode and config["approval_policy"] == "never"
+    assert config["sandbox_mode"] == "danger-full-access" and config["approval_policy"] == "never"  # the jail confines it
     assert codex_processes_using(req.evidence_dir / ".codex") == []
 
 
@@ -207,17 +196,20 @@ def test_no_github_token_reaches_codex_its_commands_or_the_model(repo: Path, wor
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-orch-test-other-service")
     monkeypatch.setenv("DEPLOY_SIGNING_KEY", "signing-key-orch-test")  # not a secret name to orch; codex filters *KEY*
     # the command is a wrapper that records the environment codex itself starts with
-    process_env = tmp_path / "codex-process-env.txt"
-    wrapper = tmp_path / "codex-wrapper"
+    req = request_for(repo, worktree)
+    process_env = req.evidence_dir / "codex-process-env.txt"  # the jail lets it write only there and in the worktree
+    (tmp_path / "bin").mkdir()
+    wrapper = tmp_path / "bin" / "codex-wrapper"
     wrapper.write_text(f"#!/bin/sh\nenv > '{process_env}'\nexec '{CODEX}' \"$@\"\n")
     wrapper.chmod(0o755)
+    codex_install = next(p for p in Path(os.path.realpath(str(CODEX))).parents if p.name == "node_modules")
+    jail = Jail(Settings(read_only=(str(codex_install),)), repo)
 
     def dump_env(req: Recorded) -> str:
         return f"env > '{Path(report_path_in(req)).parent / 'command-env.txt'}'; echo dumped"
 
     with ModelServer([Shell(dump_env), Shell(edit_and_report), Message("done")]) as srv:
-        req = request_for(repo, worktree)
-        result = agent_for(srv, sandbox_mode, repo, command=str(wrapper)).run(req)
+        result = agent_for(srv, sandbox_mode, repo, jail, command=str(wrapper)).run(req)
 
     assert result.exit_code == 0 and result.error is None, Path(result.log).read_text()
     codex_env = dict(line.split("=", 1) for line in process_env.read_text().splitlines() if "=" in line)
@@ -230,7 +222,8 @@ def test_no_github_token_reaches_codex_its_commands_or_the_model(repo: Path, wor
     assert codex_env["CODEX_HOME"] == str(req.evidence_dir / ".codex")
     assert api_key not in command_env and API_KEY_ENV not in command_env
     assert "PATH=" in command_env
-    assert codex_env["DEPLOY_SIGNING_KEY"] == "signing-key-orch-test" and "signing-key-orch-test" not in command_env
+    # the jail's environment is an allowlist: a variable orch does not know is not passed at all
+    assert "DEPLOY_SIGNING_KEY" not in codex_env and "signing-key-orch-test" not in command_env
     # nothing secret went to the model server or into the evidence
     assert GH_SECRET not in all_text(srv) and "aws-secret-orch-test" not in all_text(srv)
     assert GH_SECRET not in Path(result.log).read_text()
@@ -304,9 +297,9 @@ def test_processes_codex_starts_outside_its_group_are_stopped(repo: Path, worktr
         req = request_for(repo, worktree, idle=3)
         result = agent_for(srv, "danger-full-access", repo).run(req)
     home = req.evidence_dir / ".codex"
-    assert codex_processes_using(home) == []
+    assert codex_processes_using(home) == []  # the jail's PID namespace ended with the run, daemons included
     log = Path(result.log).read_text()
-    assert "orch: stopped" in log and "still running" not in log, log
+    assert "still running" not in log, log
     if scenario == "idle-while-a-command-runs":
         assert result.idle_timed_out and "sleep 300" in log
     else:
@@ -324,7 +317,7 @@ def test_a_model_error_fails_the_run_with_codexs_message(repo: Path, worktree: P
 
 
 @needs_codex
-def test_the_sandbox_confines_writes_and_git(repo: Path, worktree: Path, api_key: str, needs_sandbox: None) -> None:
+def test_the_sandbox_confines_writes_and_git(repo: Path, worktree: Path, api_key: str, needs_jail: None) -> None:
     head = git(repo, "rev-parse", "HEAD").strip()
 
     def probe(req: Recorded) -> str:
@@ -355,7 +348,7 @@ def test_the_sandbox_confines_writes_and_git(repo: Path, worktree: Path, api_key
 
 
 @needs_codex
-def test_the_model_cannot_escalate_out_of_the_sandbox(repo: Path, worktree: Path, api_key: str, needs_sandbox: None) -> None:
+def test_the_model_cannot_escalate_out_of_the_sandbox(repo: Path, worktree: Path, api_key: str, needs_jail: None) -> None:
     outside = repo / "escalated.txt"  # the main checkout: outside the worktree and the report folder
     with ModelServer([Shell(f"echo x > '{outside}'; echo wrote=$?",
                             extra={"sandbox_permissions": "require_escalated", "justification": "needs it"}),
@@ -369,19 +362,35 @@ def test_the_model_cannot_escalate_out_of_the_sandbox(repo: Path, worktree: Path
 
 
 @needs_codex
-@pytest.mark.parametrize("network", [False, True])
-def test_network_is_off_unless_the_policy_turns_it_on(repo: Path, worktree: Path, api_key: str, needs_sandbox: None,
-                                                      network: bool) -> None:
-    def connect(req: Recorded) -> str:  # to the model server itself, whose port the request names
-        port = int(req.headers["host"].rsplit(":", 1)[1])
-        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), 5).close()"
-        return f"{sys.executable} -c \"{code}\"; echo connect=$?"
+@pytest.mark.parametrize("allowed", [False, True])
+def test_the_jail_reaches_the_model_and_only_the_hosts_the_policy_names(repo: Path, worktree: Path, api_key: str,
+                                                                         needs_jail: None, allowed: bool) -> None:
+    import socket
+    import threading
 
-    with ModelServer([Shell(connect), Message("done")]) as srv:
-        result = agent_for(srv, "workspace-write", repo, network=network).run(request_for(repo, worktree))
+    other = socket.socket()  # a service on orch's loopback that is not the model
+    other.bind(("127.0.0.1", 0))
+    other.listen(4)
+    hits: list[int] = []
+    def serve() -> None:
+        try:
+            other.accept()
+            hits.append(1)
+        except OSError:  # closed at the end of the test
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+    port = other.getsockname()[1]
+    code = f"import socket; socket.create_connection(('127.0.0.1', {port}), 5).close()"
+    script = [Shell(f"{sys.executable} -c \"{code}\"; echo connect=$?"), Message("done")]
+    jail = Jail(Settings(agent_hosts=(f"127.0.0.1:{port}",) if allowed else ()), repo)
+    with ModelServer(script) as srv:
+        result = agent_for(srv, "workspace-write", repo, jail).run(request_for(repo, worktree))
     assert result.exit_code == 0 and result.error is None, Path(result.log).read_text()
-    out = srv.responses[1].tool_outputs()[0]
-    assert ("connect=0" in out) is network, out
+    out = srv.responses[1].tool_outputs()[0]  # codex reached its model both times, through the jail
+    assert ("connect=0" in out) is allowed, out
+    time.sleep(0.1)
+    assert bool(hits) is allowed
+    other.close()
 
 
 @needs_codex
@@ -398,10 +407,11 @@ def test_without_user_namespaces_the_run_stops_unless_the_policy_drops_the_sandb
                        f"'echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\"' '{CODEX}' \"$@\"\n")
     wrapper.chmod(0o755)
 
+    unjailed = Jail(Settings(mode="none"), repo)  # `sandbox: none`: codex falls back on its own sandbox
     with ModelServer([Shell(edit_and_report), Message("done")]) as srv:
-        refused = agent_for(srv, "workspace-write", repo, command=str(wrapper)).run(request_for(repo, worktree))
+        refused = agent_for(srv, "workspace-write", repo, unjailed, command=str(wrapper)).run(request_for(repo, worktree))
         assert srv.requests == []  # the agent never started
-        ran = agent_for(srv, "danger-full-access", repo, command=str(wrapper)).run(request_for(repo, worktree, attempt=2))
+        ran = agent_for(srv, "danger-full-access", repo, unjailed, command=str(wrapper)).run(request_for(repo, worktree, attempt=2))
 
     assert refused.exit_code is None and refused.error is not None
     assert "sandbox cannot run on this machine" in refused.error and "agent.sandbox: danger-full-access" in refused.error
@@ -476,8 +486,12 @@ def test_events_tokens_and_failures_from_a_recorded_stream() -> None:
 
 
 def test_config_toml_pins_sandbox_network_provider_and_secrets(tmp_path: Path) -> None:
-    agent = CodexAgent({"kind": "codex", "model": "m1", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_MODEL_KEY"},
-                       tmp_path)
+    config = {"kind": "codex", "model": "m1", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_MODEL_KEY"}
+    jailed = tomllib.loads(CodexAgent(config, tmp_path).config_toml(tmp_path / "evidence"))
+    assert jailed["sandbox_mode"] == "danger-full-access"  # orch's jail confines it; codex's own cannot nest in it
+    assert CodexAgent(config, tmp_path).endpoint() == ((), (9,))  # a model on orch's loopback: that port, nothing else
+    assert CodexAgent({**config, "base_url": "https://llm.example:8443/v1"}, tmp_path).endpoint() == (("llm.example:8443",), ())
+    agent = CodexAgent(config, tmp_path, Jail(Settings(mode="none"), tmp_path))  # `sandbox: none`: codex's own sandbox
     cfg = tomllib.loads(agent.config_toml(tmp_path / "evidence"))
     assert cfg["model"] == "m1" and cfg["model_provider"] == "orch"
     assert cfg["approval_policy"] == "never" and cfg["sandbox_mode"] == "workspace-write"

@@ -34,8 +34,10 @@ Path(os.environ["ORCH_REPORT_PATH"]).write_text(json.dumps({"status": "completed
 
 
 def test_a_worktree_deleted_during_the_run_blocks_with_the_reason(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # in the jail an agent cannot remove its own workspace (a mount point); this is the runner's robustness when the
+    # worktree vanishes under it (a maintainer's `rm -rf`), so the agent runs unjailed here
     policy(repo, "import json, os, shutil\nfrom pathlib import Path\n" + HONEST_TAIL +
-           "shutil.rmtree(os.environ['ORCH_WORKTREE'])\n", tmp_path)
+           "shutil.rmtree(os.environ['ORCH_WORKTREE'])\n", tmp_path, extra="sandbox: none\n")
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     code, data = cli.json("run", "--issue", "1", "--repo", repo)
     assert code == 5 and data["final_state"] == "blocked"

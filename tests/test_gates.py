@@ -52,9 +52,9 @@ def explain_text(cli, repo: Path) -> str:  # type: ignore[no-untyped-def]
     [
         ("prints-token", "no_secrets", "github-token at agent.log"),
         ("secret-in-diff", "no_secrets", "openai-key at diff:settings.py"),
-        ("commits", "agent_left_git_alone", "the agent made commits"),
-        ("git-config", "agent_left_git_alone", "git config changed"),
-        ("makes-tag", "agent_left_git_alone", "refs changed: refs/tags/v9.9.9"),
+        ("commits", "agent_left_git_alone", "made 1 commit(s) (the runner commits, not the agent)"),
+        ("git-config", "agent_left_git_alone", "changed config: core.hookspath"),
+        ("makes-tag", "agent_left_git_alone", "created ref(s): refs/tags/v9.9.9"),
         ("deletes-tests", "tests_not_deleted", "deletes 1 test file"),
         ("destructive", "no_destructive_actions", "terraform-apply at agent.log"),
         ("edits-after-report", "report_written_last", "changed after the report was written"),
@@ -89,11 +89,12 @@ def test_symlink_leading_outside_the_worktree_blocks(cli, repo: Path, tmp_path: 
     outside = tmp_path / "outside"
     outside.mkdir()
     monkeypatch.setenv("OUTSIDE_DIR", str(outside))
-    write_policy(repo, "symlink-out")
+    write_policy(repo, "symlink-out", extra="sandbox:\n  env: [OUTSIDE_DIR]\n")
     code, data = run_issue(cli, repo)
     assert code == 5 and data["final_state"] == "blocked"
     text = json.dumps(data["steps"][-1]["evaluations"])
     assert "symlink-outside-worktree" in text
+    assert list(outside.iterdir()) == []  # nothing was written through it
 
 
 def test_checks_run_in_a_fresh_worktree_of_the_candidate(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
@@ -130,8 +131,11 @@ def test_tdd_evidence_rejects_tests_that_already_pass_on_base(cli, repo: Path) -
 
 
 def test_review_needs_work_goes_to_rework_then_approves(cli, repo: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("REVIEW_VERDICT_FILE", str(tmp_path / "reviewed-once"))
-    write_policy(repo, "review-needs-work-once", extra="gates:\n  review: true\n")
+    state = tmp_path / "review-state"
+    state.mkdir()
+    monkeypatch.setenv("REVIEW_VERDICT_FILE", str(state / "reviewed-once"))
+    write_policy(repo, "review-needs-work-once",
+                 extra=f"gates:\n  review: true\nsandbox:\n  env: [REVIEW_VERDICT_FILE]\n  writable: ['{state}']\n")
     code, data = run_issue(cli, repo)
     assert code == 0 and data["final_state"] == "review", data
     triggers = [s["fired"]["trigger"] for s in data["steps"]]

@@ -39,7 +39,8 @@ def test_four_daemons_forty_issues_each_runs_exactly_once(tmp_path: Path) -> Non
         gh.add_user(BOT, token=BOT_TOKEN)
         make_project(tmp_path, gh)
         machines = [clone(gh, tmp_path, f"machine-{i}") for i in range(4)]
-        counter = tmp_path / "agent-runs.txt"
+        (tmp_path / "agent-counter").mkdir()
+        counter = tmp_path / "agent-counter" / "agent-runs.txt"  # a folder the jail lets the agents write
         for m in machines:
             configure(m, gh)
             policy = m / ".orch" / "policy.yaml"
@@ -48,7 +49,8 @@ def test_four_daemons_forty_issues_each_runs_exactly_once(tmp_path: Path) -> Non
             end = text.index("\nchecks:")
             policy.write_text(text[:start] + f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
                               f"  args: [\"{QUICK}\", \"0.05\"]\n" + text[end:].replace(
-                                  text[end:].split("\n\n")[0], "\nchecks: {}"))
+                                  text[end:].split("\n\n")[0], "\nchecks: {}")
+                              + f"\nsandbox:\n  env: [AGENT_COUNTER]\n  writable: ['{counter.parent}']\n")
         env = {**{k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")},
                "GH_TOKEN": BOT_TOKEN, "AGENT_COUNTER": str(counter)}
         subprocess.run([sys.executable, "-m", "statemachine", "setup", "--prepare-labels", "--repo", str(machines[0])],

@@ -21,7 +21,7 @@ def plan_project(tmp_path: Path, gh: GitHubEmulator, agent: PlanAgent) -> Path: 
     policy = work / ".orch" / "policy.yaml"
     text = re.sub(r"\nagent:\n(?:  .*\n)*", f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
                   f"  args: [\"{agent.script}\"]\n\n", policy.read_text(), count=1)
-    policy.write_text(text)
+    policy.write_text(text + f"sandbox:\n  writable: ['{agent.folder}']\n")  # the agent's plan and its run log
     code, _out, err = orch(work, "setup", "--prepare-labels")
     assert code == 0, err
     return work

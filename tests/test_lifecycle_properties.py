@@ -307,7 +307,8 @@ class World:
         out: dict[str, Any] = {}
         for path in sorted((self.root / ".orch").rglob("*")):
             rel = path.relative_to(self.root)
-            if rel.parts[:2] == (".orch", "state") or ".git" in rel.parts or not path.is_file():
+            # skip: the database, git's metadata, and the agent's own git directory (its index holds stat times)
+            if rel.parts[:2] == (".orch", "state") or ".git" in rel.parts or "git" in rel.parts[2:] or not path.is_file():
                 continue
             text = path.read_text(errors="replace")
             if path.suffix == ".jsonl":

@@ -145,13 +145,26 @@ def test_a_bad_plan_blocks_the_parent_with_the_reason(cli: Any, repo: Path, agen
     assert pulls(repo) == [] and git(repo, "branch", "--list", "orch/plan-*") == ""
 
 
-def test_a_planning_run_that_edits_files_blocks(cli: Any, repo: Path, agent: PlanAgent) -> None:
+def test_a_planning_run_cannot_edit_files_in_the_jail(cli: Any, repo: Path, agent: PlanAgent) -> None:
     agent.plan(DIAMOND)
     agent.planning_edits({"notes.md": "sneaky\n"})
     write_policy(repo, agent)
     n = parent(cli, repo)
+    assert cli("step", "--issue", str(n), "--repo", repo)[0] == 0  # claim
+    assert cli("step", "--issue", str(n), "--repo", repo)[0] == 0  # plan: the worktree is mounted read-only
+    code, data = cli.json("step", "--issue", str(n), "--repo", repo)  # the plan is good and nothing changed
+    assert code == 0 and data["final_state"] == "delegating", data
+    assert (agent.folder / "planning-edits.log").read_text() == "notes.md refused: errno 30\n"
+
+
+def test_a_planning_run_that_edits_files_blocks(cli: Any, repo: Path, agent: PlanAgent) -> None:
+    agent.plan(DIAMOND)
+    agent.planning_edits({"notes.md": "sneaky\n"})
+    write_policy(repo, agent, extra="sandbox: none\n")  # without the jail, the runner's capture is what catches it
+    n = parent(cli, repo)
     code, data = cli.json("run", "--issue", str(n), "--repo", repo)
     assert code == 5
+    assert (agent.folder / "planning-edits.log").read_text() == "notes.md written\n"
     verdicts = {g["guard"]: g["verdict"] for ev in data["steps"][-1]["evaluations"] for g in ev["guards"]}
     assert verdicts["planning_changed_nothing"]["ok"] is False
     assert "notes.md" in verdicts["planning_changed_nothing"]["evidence"]

@@ -12,6 +12,7 @@ import pytest
 from statemachine import proof
 from statemachine.adapters import browser
 from statemachine.proof import proof_branch_files
+from tests.fixtures.webapp.kit import png_bytes
 
 BASE = "http://127.0.0.1:8123"
 
@@ -180,7 +181,7 @@ def test_proof_branch_files_publish_only_checked_publishable_screenshots(tmp_pat
     arts = []
     for name, publishable, tamper in (("final-desktop.png", True, False), ("final-mobile.png", True, True),
                                       ("secret-mobile.png", False, False)):
-        data = b"\x89PNG\r\n\x1a\n" + name.encode()
+        data = png_bytes(*((390, 844) if "mobile" in name else (1280, 800))) + name.encode()  # a real PNG header
         (folder / "browser" / name).write_bytes(data)
         arts.append({"id": f"browser-{name[:-4]}", "kind": "screenshot", "path": f"browser/{name}", "sha256": _sha(data),
                      "publishable": publishable, "viewport": "390x844" if "mobile" in name else "1280x800"})

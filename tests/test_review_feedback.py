@@ -30,15 +30,19 @@ Path(os.environ["ORCH_REPORT_PATH"]).write_text(json.dumps({"status": "completed
 
 
 def setup(repo: Path, tmp_path: Path, rework: int = 2) -> Path:
-    agent = tmp_path / "agent.py"
+    folder, state = tmp_path / "agent", tmp_path / "agent-state"
+    folder.mkdir()
+    state.mkdir()
+    agent = folder / "agent.py"
     agent.write_text(AGENT)
-    log = tmp_path / "agent-runs.jsonl"
-    wrapper = tmp_path / "agent.sh"
+    log = state / "agent-runs.jsonl"
+    wrapper = folder / "agent.sh"
     wrapper.write_text(f"#!/bin/sh\nORCH_STATE_LOG={log} exec {sys.executable} {agent}\n")
     wrapper.chmod(0o755)
     (repo / ".orch").mkdir(exist_ok=True)
     (repo / ".orch" / "policy.yaml").write_text(
         HEAD + f"agent:\n  kind: command\n  command: {wrapper}\n  timeout_seconds: 60\n  idle_timeout_seconds: 30\n"
+        f"sandbox:\n  read_only: ['{folder}']\n  writable: ['{state}']\n"
         f"checks:\n  unit: {{command: '{sys.executable} -c \"import app; assert app.sub(3, 1) == 2\"'}}\n"
         f"limits:\n  rework_iterations: {rework}\n")
     git(repo, "add", "-A")

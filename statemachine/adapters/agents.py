@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
+from statemachine.adapters.jail import Jail, Outcome, Spec
+from statemachine.adapters.process import is_secret_name
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
 
@@ -21,6 +23,20 @@ def resolve_command(command: str, repo_root: Path | None) -> str | None:
     return shutil.which(command)
 
 
+def jail_spec(request: AgentRequest, exe: str, hosts: tuple[str, ...] | None, loopback: tuple[int, ...] = (),
+              writable: tuple[Path, ...] = ()) -> Spec:
+    """The jail of one agent run: its workspace, its attempt's evidence folder, its own git directory and lock."""
+    return Spec(workdir=request.workdir, writable=(request.evidence_dir, request.report_path.parent, *writable),
+                executable=exe, hosts=hosts, loopback=loopback, gitdir=request.gitdir, lock=request.lock, label="agent",
+                workdir_writable=not request.read_only)
+
+
+def agent_result(outcome: Outcome, log: Path, error: str | None = None, tokens: dict[str, int] | None = None) -> AgentResult:
+    r = outcome.result
+    return AgentResult(r.exit_code, r.timed_out, r.idle_timed_out, r.duration_seconds, str(log), r.output_bytes,
+                       error=error if error is not None else r.error, tokens=tokens)
+
+
 def refuse(log: Path, message: str, hint: str) -> AgentResult:
     """An agent run that could not start: the reason goes to its log and into the result."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -33,11 +49,13 @@ class CommandAgent:
 
     kind = "command"
 
-    def __init__(self, command: str, args: list[str], env: dict[str, str] | None = None, repo_root: Path | None = None) -> None:
+    def __init__(self, command: str, args: list[str], env: dict[str, str] | None = None, repo_root: Path | None = None,
+                 jail: Jail | None = None) -> None:
         self.command = command
         self.args = list(args)
         self.env = dict(env or {})
         self.repo_root = repo_root
+        self.jail = jail or Jail.for_policy({}, repo_root)
 
     def resolve(self) -> str | None:
         return resolve_command(self.command, self.repo_root)
@@ -51,20 +69,23 @@ class CommandAgent:
             return AgentResult(None, False, False, 0.0, str(log), 0, error=f"agent command {self.command!r} not found on PATH")
         prompt_file = request.evidence_dir / "prompt.md"
         prompt_file.write_text(request.prompt)
-        env = scrubbed_env({
+        env = {
             **self.env,
             **request.extra_env,
             "ORCH_PROMPT_FILE": str(prompt_file),
             "ORCH_REPORT_PATH": str(request.report_path),
             "ORCH_WORKTREE": str(request.workdir),
-        })
-        result = run_process([exe, *self.args], request.workdir, env, log, request.timeout_seconds,
-                             request.idle_timeout_seconds, stdin_text=request.prompt)
-        return AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
-                           str(log), result.output_bytes, error=result.error)
+        }
+        hosts = self.jail.settings.agent_hosts or None  # a command agent has no network unless the policy names hosts
+        spec = jail_spec(request, exe, hosts)
+        # a script the policy names by its full path (`command: python`, `args: [/opt/agents/run.py]`) is shown read-only
+        spec.read_only = tuple(Path(a) for a in self.args if os.path.isabs(a) and os.path.isfile(a))
+        outcome = self.jail.run([exe, *self.args], spec, env, log, request.timeout_seconds,
+                                request.idle_timeout_seconds, stdin_text=request.prompt)
+        return agent_result(outcome, log)
 
 
-def make_agent(config: dict[str, Any], repo_root: Path) -> CommandAgent:
+def make_agent(config: dict[str, Any], repo_root: Path, jail: Jail | None = None) -> CommandAgent:
     kind = config.get("kind", "command")
     env = dict(config.get("env") or {})
     bad = [k for k in env if is_secret_name(k)]
@@ -72,14 +93,14 @@ def make_agent(config: dict[str, Any], repo_root: Path) -> CommandAgent:
         raise OrchError(f"agent.env names secret-looking variables: {', '.join(bad)}",
                         "the agent never receives credentials; remove them from the policy")
     if kind == "command":
-        return CommandAgent(config["command"], config.get("args", []), env, repo_root)
+        return CommandAgent(config["command"], config.get("args", []), env, repo_root, jail)
     if kind == "codex":
         from statemachine.adapters.codex import CodexAgent
 
-        return CodexAgent(config, repo_root)  # type: ignore[return-value]
+        return CodexAgent(config, repo_root, jail)  # type: ignore[return-value]
     if kind == "claude":
         from statemachine.adapters.claude import ClaudeAgent
 
-        return ClaudeAgent(config, repo_root)  # type: ignore[return-value]
+        return ClaudeAgent(config, repo_root, jail)  # type: ignore[return-value]
     raise OrchError(f"agent kind {kind!r} is not known", "use command, codex or claude")
 

@@ -112,11 +112,17 @@ def validate_scenario(data: Any, base_url: str | None = None) -> list[str]:
 
 
 def load_scenario(path: Path, base_url: str | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+    from statemachine import limits
+
     if path.is_symlink() or not path.is_file():
         return None, [f"the scenario {path.name} is not a regular file"]
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    try:  # written by the proof agent: its size is checked before it is read
+        data = json.loads(limits.read_capped(path, limits.SCENARIO).decode("utf-8"))
+    except limits.TooLarge as exc:
+        return None, [limits.over_cap(f"the scenario {path.name}", exc.size, limits.SCENARIO)]
+    except (limits.NotRegular, OSError):
+        return None, [f"the scenario {path.name} is not a regular file"]
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         return None, [f"the scenario is not valid JSON: {exc}"]
     reasons = validate_scenario(data, base_url)
     return (data if not reasons else None), reasons
@@ -144,10 +150,12 @@ def _probe(url: str, timeout: float = 2.0) -> int | None:
 class RunningApp:
     """The app started from `proof.app` in its own process group; stopped (the whole group) on exit."""
 
-    def __init__(self, spec: AppSpec, cwd: Path, log_path: Path) -> None:
+    def __init__(self, spec: AppSpec, cwd: Path, log_path: Path, jail: Any = None) -> None:
         self.spec = spec
         self.cwd = cwd
         self.log_path = log_path
+        self.jail = jail  # statemachine.adapters.jail.Jail: the app is the agent's code, so it runs jailed
+        self.started: Any = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url = ""
         self.error: str | None = None
@@ -157,13 +165,24 @@ class RunningApp:
         command = self.spec.command.replace("{port}", str(port))
         self.base_url = self.spec.url.replace("{port}", str(port))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")
-        try:
-            self.proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         env=scrubbed_env({"PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}))
-        finally:
-            log.close()
+        env = {"PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}
+        if self.jail is not None:
+            from statemachine.adapters.jail import Spec, Started
+
+            hosts = self.jail.settings.check_hosts or None
+            self.started = Started(self.jail, ["/bin/sh", "-c", command],
+                                   Spec(workdir=self.cwd, hosts=hosts, ingress_port=port if self.jail.enabled else None,
+                                        label="proof app"), env, self.log_path) if self.jail.enabled else None
+        if self.started is not None:
+            self.proc = self.started.proc
+        else:
+            log = open(self.log_path, "wb")
+            try:
+                self.proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True,
+                                             env=scrubbed_env(env))
+            finally:
+                log.close()
         probe = self.base_url.rstrip("/") + self.spec.ready_path
         deadline = time.monotonic() + self.spec.timeout_seconds
         last: int | None = None
@@ -189,6 +208,14 @@ class RunningApp:
         if proc is None:
             return
         self.proc = None
+        try:
+            self._stop(proc)
+        finally:
+            if self.started is not None:
+                self.started.close()
+                self.started = None
+
+    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
         for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
             try:
                 os.killpg(proc.pid, sig)
@@ -405,7 +432,7 @@ def _do_step(page: Any, step: dict[str, Any], base_url: str) -> None:
 
 
 def browser_proof(scenario: dict[str, Any], out_dir: Path, rel_root: Path, *, spec: AppSpec | None = None,
-                  app_cwd: Path | None = None, base_url: str | None = None) -> dict[str, Any]:
+                  app_cwd: Path | None = None, base_url: str | None = None, jail: Any = None) -> dict[str, Any]:
     """Start the app (unless ``base_url`` names one already running), run the scenario, stop the app."""
     if base_url is not None:
         result = run_scenario(scenario, base_url, out_dir, rel_root)
@@ -415,7 +442,7 @@ def browser_proof(scenario: dict[str, Any], out_dir: Path, rel_root: Path, *, sp
         return {"ran": False, "ok": False, "error": "no app to run the scenario against: the policy sets no proof.app",
                 "steps": [], "artifacts": []}
     log = out_dir / "app.log"
-    with RunningApp(spec, app_cwd, log) as app:
+    with RunningApp(spec, app_cwd, log, jail) as app:
         if app.error:
             result = {"ran": False, "ok": False, "error": app.error, "steps": [], "artifacts": [], "base_url": app.base_url}
         else:

@@ -29,8 +29,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agents import refuse, resolve_command
+from statemachine.adapters.agents import jail_spec, refuse, resolve_command
+from statemachine.adapters.egress import LOOPBACK_HOSTS, parse_host
 from statemachine.adapters.events import parse_events
+from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
@@ -103,9 +105,10 @@ class ClaudeAgent:
 
     kind = "claude"
 
-    def __init__(self, config: dict[str, Any], repo_root: Path) -> None:
+    def __init__(self, config: dict[str, Any], repo_root: Path, jail: Jail | None = None) -> None:
         self.config = dict(config)
         self.repo_root = repo_root
+        self.jail = jail or Jail.for_policy({}, repo_root)
         self.command = str(config.get("command") or "claude")
         self.model = str(config["model"]) if config.get("model") else None
         self.base_url = str(config["base_url"]) if config.get("base_url") else None
@@ -177,6 +180,28 @@ class ClaudeAgent:
             argv += ["--max-turns", str(self.max_turns)]
         return argv + self.args
 
+    def endpoint(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """Whom the jail lets Claude Code reach: its model endpoint and the policy's ``sandbox.network.agent`` hosts."""
+        host, port = parse_host(self.base_url or "https://api.anthropic.com")
+        hosts = tuple(self.jail.settings.agent_hosts)
+        if host in LOOPBACK_HOSTS:
+            return hosts, (port,)
+        return (f"{host}:{port}", *hosts), ()
+
+    def jail_env(self, config_dir: Path, request: AgentRequest) -> dict[str, str]:
+        """What Claude Code gets besides the jail's allowlist: quiet settings, its config folder, its model key."""
+        env = {**self.env, **request.extra_env, **QUIET_ENV,
+               "CLAUDE_CONFIG_DIR": str(config_dir),
+               "ANTHROPIC_API_KEY": os.environ.get(self.api_key_env, ""),
+               "ORCH_REPORT_PATH": str(request.report_path),
+               "ORCH_WORKTREE": str(request.workdir),
+               "ORCH_PROMPT_FILE": str(request.evidence_dir / "prompt.md")}
+        if self.base_url:
+            env["ANTHROPIC_BASE_URL"] = self.base_url
+        if self.scrub_subprocess_env:
+            env["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
+        return env
+
     def environment(self, config_dir: Path, request: AgentRequest) -> dict[str, str]:
         ours = {
             **QUIET_ENV,
@@ -222,8 +247,14 @@ class ClaudeAgent:
         (evidence / "prompt.md").write_text(request.prompt)
         timeout = float(request.timeout_seconds or self.timeout_seconds or 1800)
         idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
-        result = run_process(self.argv(exe, report_dir), request.workdir, self.environment(config_dir, request), log,
-                             timeout, idle, stdin_text=request.prompt)
+        if self.jail.enabled:
+            hosts, loopback = self.endpoint()
+            outcome = self.jail.run(self.argv(exe, report_dir), jail_spec(request, exe, hosts, loopback),
+                                    self.jail_env(config_dir, request), log, timeout, idle, stdin_text=request.prompt)
+            result = outcome.result
+        else:
+            result = run_process(self.argv(exe, report_dir), request.workdir, self.environment(config_dir, request), log,
+                                 timeout, idle, stdin_text=request.prompt)
         try:
             events = parse_events(log.read_text(errors="replace"))
         except OSError:

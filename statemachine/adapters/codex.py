@@ -25,8 +25,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agents import refuse, resolve_command
+from statemachine.adapters.agents import agent_result, jail_spec, refuse, resolve_command
+from statemachine.adapters.egress import LOOPBACK_HOSTS, parse_host
 from statemachine.adapters.events import parse_events
+from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
@@ -130,9 +132,10 @@ class CodexAgent:
 
     kind = "codex"
 
-    def __init__(self, config: dict[str, Any], repo_root: Path) -> None:
+    def __init__(self, config: dict[str, Any], repo_root: Path, jail: Jail | None = None) -> None:
         self.config = dict(config)
         self.repo_root = repo_root
+        self.jail = jail or Jail.for_policy({}, repo_root)
         self.command = str(config.get("command") or "codex")
         self.model = config.get("model")
         self.base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
@@ -170,7 +173,7 @@ class CodexAgent:
         root.update({
             "model_provider": PROVIDER_ID,
             "approval_policy": "never",
-            "sandbox_mode": self.sandbox,
+            "sandbox_mode": self.effective_sandbox,
             "check_for_update_on_startup": False,
         })
         if not self.network:
@@ -202,9 +205,31 @@ class CodexAgent:
     def argv(self, exe: str, workdir: Path, evidence_dir: Path) -> list[str]:
         return [
             exe, "exec", "--json", "--color", "never", "--strict-config", "--ignore-rules", "--skip-git-repo-check",
-            "--sandbox", self.sandbox, "-C", str(workdir), "-o", str(evidence_dir / LAST_MESSAGE_NAME),
+            "--sandbox", self.effective_sandbox, "-C", str(workdir), "-o", str(evidence_dir / LAST_MESSAGE_NAME),
             *self.args, "-",
         ]
+
+    @property
+    def effective_sandbox(self) -> str:
+        """Inside orch's jail, codex's own sandbox is redundant (and cannot nest: the jail forbids new user
+        namespaces), so codex runs its commands directly, confined by the jail."""
+        return "danger-full-access" if self.jail.enabled else self.sandbox
+
+    def endpoint(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """Whom the jail lets codex reach: its model endpoint (a port on orch's loopback, or a host through the
+        egress proxy) and the policy's ``sandbox.network.agent`` hosts."""
+        host, port = parse_host(self.base_url)
+        hosts = tuple(self.jail.settings.agent_hosts)
+        if host in LOOPBACK_HOSTS:
+            return hosts, (port,)
+        return (f"{host}:{port}", *hosts), ()
+
+    def jail_env(self, home: Path) -> dict[str, str]:
+        """What codex gets besides the jail's allowlist: its home, its model key, the policy's variables."""
+        env = {**self.env, "CODEX_HOME": str(home)}
+        if self.api_key_env and self.api_key_env in os.environ:
+            env[self.api_key_env] = os.environ[self.api_key_env]
+        return env
 
     def environment(self, home: Path) -> dict[str, str]:
         extra = {**self.env, "CODEX_HOME": str(home)}
@@ -245,6 +270,12 @@ class CodexAgent:
         timeout = float(request.timeout_seconds or self.timeout_seconds or 1800)
         idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
 
+        if self.jail.enabled:
+            hosts, loopback = self.endpoint()
+            outcome = self.jail.run(self.argv(exe, request.workdir, evidence), jail_spec(request, exe, hosts, loopback),
+                                    self.jail_env(home), log, timeout, idle, stdin_text=request.prompt)
+            return self._result(agent_result(outcome, log), log)
+
         if self.sandbox == "workspace-write":
             problem = self._sandbox_problem(exe, request.workdir, env, evidence / SANDBOX_CHECK_LOG)
             if problem:
@@ -260,6 +291,11 @@ class CodexAgent:
             with open(log, "a") as fh:
                 fh.write(f"orch: stopped {len(strays)} process(es) the agent left running: {strays}"
                          + (f"; still running: {left}" if left else "") + "\n")
+        return self._result(AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
+                                        str(log), result.output_bytes, error=result.error), log)
+
+    def _result(self, result: AgentResult, log: Path) -> AgentResult:
+        """The run's outcome read from codex's event stream: the error it reported, the tokens it used."""
         try:
             events = parse_events(log.read_text(errors="replace"))
         except OSError:
@@ -270,7 +306,7 @@ class CodexAgent:
             if result.exit_code != 0 or any(e.get("type") == "turn.failed" for e in events):
                 error = failed or f"codex exited with code {result.exit_code}"
         return AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
-                           str(log), result.output_bytes, error=error, tokens=token_usage(events))
+                           result.log, result.output_bytes, error=error, tokens=token_usage(events))
 
     def _sandbox_problem(self, exe: str, workdir: Path, env: dict[str, str], log: Path) -> str | None:
         """Run `true` in codex's own workspace sandbox; the reason it failed, or None when it works."""

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from statemachine.adapters.gitrun import run_git, run_git_result
 from statemachine.errors import GitError
 from statemachine.model import Change
 from statemachine.ports import Capture
+
+__all__ = ["RUNNER_IDENT", "CliGit", "repo_root", "run_git", "run_git_result"]
 
 RUNNER_IDENT = {
     "GIT_AUTHOR_NAME": "orch",
@@ -20,21 +22,6 @@ RUNNER_IDENT = {
     "GIT_COMMITTER_NAME": "orch",
     "GIT_COMMITTER_EMAIL": "orch@localhost",
 }
-
-
-def run_git(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> str:
-    git = shutil.which("git")
-    if git is None:
-        raise GitError("git is not installed or not on PATH", "install git (2.38 or newer)")
-    full_env = dict(os.environ)
-    full_env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-    if env:
-        full_env.update(env)
-    proc = subprocess.run([git, *args], cwd=cwd, env=full_env, capture_output=True, text=True, errors="replace")
-    if check and proc.returncode != 0:
-        raise GitError(f"git {' '.join(args[:3])} failed in {cwd}: {proc.stderr.strip() or proc.stdout.strip()}",
-                       "check the repository's state with `git status`")
-    return proc.stdout
 
 
 def repo_root(path: Path) -> Path:
@@ -197,18 +184,17 @@ class CliGit:
             askpass = Path(tmp) / "askpass.sh"
             askpass.write_text('#!/bin/sh\ncase "$1" in\n  Username*) printf %s "$ORCH_PUSH_USER" ;;\n  *) printf %s "$ORCH_PUSH_TOKEN" ;;\nesac\n')
             askpass.chmod(0o700)
-            env = {"GIT_ASKPASS": str(askpass), "ORCH_PUSH_USER": user, "ORCH_PUSH_TOKEN": token,
-                   "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
-                   "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": ""}
+            # the only askpass and the only credential: every helper the repository names is cleared (run_git)
+            env = {"GIT_ASKPASS": str(askpass), "ORCH_PUSH_USER": user, "ORCH_PUSH_TOKEN": token}
             try:
-                run_git(["push", "--porcelain", remote, f"{'+' if force else ''}{sha}:refs/heads/{branch}"], self.root, env)
+                run_git(["push", "--porcelain", remote, f"{'+' if force else ''}{sha}:refs/heads/{branch}"], self.root, env,
+                        network=True)
             except GitError as exc:
                 raise GitError(str(exc.message).replace(token, "***"), "check that the token may push to the repository "
                                "(contents: write) and that the remote exists") from None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        return subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, descendant], cwd=self.root,
-                              capture_output=True).returncode == 0
+        return run_git_result(["merge-base", "--is-ancestor", ancestor, descendant], self.root).returncode == 0
 
     def merge_into(self, branch: str, sha: str, message: str) -> tuple[str | None, list[str]]:
         """Merge ``sha`` into ``branch`` without a checkout (a merge commit by the runner).
@@ -221,8 +207,7 @@ class CliGit:
             raise GitError(f"branch {branch!r} does not exist", "the parent's run creates it before its first wave")
         if self.is_ancestor(sha, head):
             return head, []
-        proc = subprocess.run(["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", head, sha],
-                              cwd=self.root, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+        proc = run_git_result(["merge-tree", "--write-tree", "--name-only", "--no-messages", head, sha], self.root)
         lines = proc.stdout.splitlines()
         if proc.returncode == 1:
             return None, [line for line in lines[1:] if line.strip()]
@@ -237,7 +222,7 @@ class CliGit:
         with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             for dest, source in sorted(files.items()):
-                blob = run_git(["hash-object", "-w", "--", str(source)], self.root).strip()
+                blob = run_git(["hash-object", "-w", "--no-filters", "--", str(source)], self.root).strip()
                 run_git(["update-index", "--add", "--cacheinfo", f"100644,{blob},{dest}"], self.root, env)
             tree = run_git(["write-tree"], self.root, env).strip()
         return run_git(["commit-tree", tree, "-m", message], self.root, RUNNER_IDENT).strip()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def run_process(
     stdin_text: str | None = None,
     max_log_bytes: int = 20 * 1024 * 1024,
     shell: bool = False,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv``; stop its whole process group on timeout, idle timeout, or when it exits."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +80,8 @@ def run_process(
         log_path.write_text(f"orch: cannot start {argv[0]!r}: {exc.strerror}\n")
         return ProcessResult(None, False, False, 0.0, 0, False, error=f"cannot start {argv[0]!r}: {exc.strerror}")
 
+    if on_start is not None:
+        on_start(proc.pid)
     state = {"last": time.monotonic(), "bytes": 0, "truncated": False}
 
     def pump() -> None:

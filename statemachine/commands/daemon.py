@@ -23,6 +23,11 @@ def main(args: argparse.Namespace, out: Output) -> int:
         raise OrchError("--concurrency must be at least 1", "for example --concurrency 4")
     http = _parse_http(args.http) if args.http else None
     rt = open_runtime(args.repo, args.policy)
+    try:
+        rt.jail.require()
+    except BaseException:
+        rt.close()
+        raise
     from statemachine import liveview
 
     view = liveview.RichTable() if sys.stdout.isatty() and not args.json else liveview.JsonLines()

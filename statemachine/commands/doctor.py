@@ -47,16 +47,27 @@ def main(args: argparse.Namespace, out: Output) -> int:
         cfg = state["policy"].data["agent"]
         from statemachine.adapters.agents import make_agent
 
-        agent = make_agent(cfg, root)
+        agent = make_agent(cfg, root, None)
         resolve = getattr(agent, "resolve", None)
         found = resolve() if resolve else shutil.which(str(cfg.get("command") or cfg["kind"]))
         if not found:
             raise OrchError(f"the agent command {cfg.get('command')!r} is not installed", "install it or change agent.command")
         return f"agent {cfg['kind']}: {found}"
 
+    def jail_ok() -> str:
+        from statemachine.adapters.jail import Jail
+
+        jail = Jail.for_policy(state["policy"].data, root)
+        if not jail.enabled:
+            return "sandbox: none: agents and checks run unjailed, with your user's rights (only for a disposable machine)"
+        jail.require()
+        p = jail.status()
+        return f"{p.version or 'bubblewrap'} ({p.bwrap}): agents, checks and the proof app run jailed"
+
     if not _check(results, "policy", policy_ok, "run `orch lint`"):
         return _finish(out, results)
     _check(results, "git", git_ok, "install git")
+    _check(results, "jail", jail_ok, "install bubblewrap (apt-get install bubblewrap)")
     _check(results, "agent", agent_ok, "install the agent CLI")
     pol = state["policy"]
     if pol.data["tracker"]["kind"] == "github":

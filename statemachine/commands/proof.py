@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from statemachine import proof
+from statemachine import proof, secrets
 from statemachine.adapters import browser
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, OrchError
 from statemachine.output import Output
@@ -84,7 +84,8 @@ def _prove(args: argparse.Namespace, out: Output, rt: Runtime, target: str) -> i
         inp = proof.ProofInputs(
             repo=rt.repo, policy_data=rt.policy.data, git=rt.git, make_agent=rt.make_agent, issue=issue, worktree=worktree,
             base_sha=facts["base_sha"], candidate_sha=facts["candidate_sha"], branch=facts.get("branch", ""),
-            attempt=int(facts.get("attempt", 0)), run_id=run_id, proof_dir=proof_dir, findings=list(facts.get("findings", [])))
+            attempt=int(facts.get("attempt", 0)), run_id=run_id, proof_dir=proof_dir, findings=list(facts.get("findings", [])),
+            secrets=secrets.for_run(rt.policy.data, rt.tracker))
         if target == "auto":
             fact = proof.prove(inp)
         else:

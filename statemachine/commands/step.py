@@ -25,6 +25,7 @@ def describe(o: StepOutcome) -> str:
 def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
     try:
+        rt.jail.require()  # before anything is claimed: never run an agent unjailed where the policy wants the jail
         engine = Engine(rt)
         if args.command == "step":
             outcomes = [engine.step(args.issue)]

@@ -50,7 +50,10 @@ elif BEHAVIOUR == "git-config":
 elif BEHAVIOUR == "symlink-out":
     outside = Path(os.environ["OUTSIDE_DIR"])
     (root / "data").symlink_to(outside)
-    (root / "data" / "stolen.txt").write_text("written through a symlink\n")
+    try:
+        (root / "data" / "stolen.txt").write_text("written through a symlink\n")
+    except OSError:
+        pass  # the jail does not show the target: the symlink itself is what the gate must catch
     changed.append("data")
 elif BEHAVIOUR == "deletes-tests":
     (root / "test_app.py").unlink()
