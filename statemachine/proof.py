@@ -24,6 +24,7 @@ from urllib.parse import quote
 from statemachine import images, limits
 from statemachine.adapters import browser
 from statemachine.adapters.browser import sha256_file
+from statemachine.adapters.jail import REMOVED_SUFFIX
 
 UI_WORDS = re.compile(r"\b(?:page|pages|button|buttons|screen|screens|ui)\b", re.I)
 REQUIRED_VIEWPORTS = tuple(f"{w}x{h}" for _, w, h in browser.VIEWPORTS)
@@ -145,6 +146,8 @@ def inspect_artifact(proof_dir: Path, artifact: dict[str, Any], started_ns: int)
         try:
             st = probe.lstat()
         except OSError:
+            if probe.with_name(probe.name + REMOVED_SUFFIX).is_file():  # the jail removed a symlink the agent left here
+                return detail, [f"artifact {aid}: {probe.relative_to(proof_dir).as_posix()} is a symlink (the runner removed it)"]
             return detail, [f"artifact {aid}: {rel} is missing"]
         if stat.S_ISLNK(st.st_mode):
             return detail, [f"artifact {aid}: {probe.relative_to(proof_dir).as_posix()} is a symlink"]

@@ -100,6 +100,12 @@ def test_a_hostile_agent_escapes_nothing_and_is_blocked_for_its_push(cli, repo: 
     assert not (repo / ".orch" / "evil.txt").exists()
     assert (repo / "app.py").read_text() == readme_before
     assert not (repo / "README.md").exists()
+    # the symlink it planted where the runner writes next was removed before the runner wrote there
+    assert found["plant"] == "planted"
+    assert not (repo / ".git" / "hooks" / "post-commit").exists()
+    patch = run_dir / "attempt-1" / "diff.patch"
+    assert patch.is_file() and not patch.is_symlink() and "def sub" in patch.read_text()
+    assert "orch removed a symlink" in (run_dir / "attempt-1" / "diff.patch.orch-removed").read_text()
     # no network: the loopback server outside saw nothing; the push failed and the remote has no new branch
     assert str(found["connect"]).startswith("failed"), found
     assert listener.accepted == 0

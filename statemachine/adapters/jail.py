@@ -44,6 +44,7 @@ TMP_BYTES = 2 * 1024 ** 3            # /tmp and HOME are memory: a cap keeps a r
 # Variables an agent or check receives from orch's environment, by name (never by "all but secrets").
 ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "SOURCE_DATE_EPOCH")
 ENV_ALLOW_PREFIX = ("LC_",)
+REMOVED_SUFFIX = ".orch-removed"     # beside what ``disarm`` removed from an evidence folder
 
 
 class JailError(OrchError):
@@ -374,10 +375,13 @@ class Jail:
             result = run_process(command, spec.workdir, {"PATH": os.environ.get("PATH", os.defpath)}, log, timeout,
                                  idle_timeout, stdin_text=stdin_text, on_start=_recorder(spec.lock))
             denied = net.denied()
-        if denied:
+        removed = [item for folder in spec.writable for item in disarm(folder)]
+        notes = (["orch: the jail's egress proxy refused: " + ", ".join(denied)] if denied else []) + \
+                [f"orch: removed what the jailed process left in {item}" for item in removed]
+        if notes:
             try:
                 with open(log, "a") as fh:
-                    fh.write("orch: the jail's egress proxy refused: " + ", ".join(denied) + "\n")
+                    fh.write("\n".join(notes) + "\n")
             except OSError:
                 pass
         return Outcome(result, denied)
@@ -419,6 +423,37 @@ class Started:
 def _toolchains(jail: Jail, executable: str | None, path: str) -> tuple[Path, ...]:
     """Cached per process: the same jail settings, executable and PATH show the same folders."""
     return tuple(jail._toolchains(executable))
+
+
+def disarm(folder: Path) -> list[str]:
+    """Remove every symlink, FIFO, socket or device a jailed process left in a folder the runner writes to afterwards
+    (its evidence folder): a symlink there would make the runner's next write land wherever the agent chose."""
+    removed: list[str] = []
+    if not folder.is_dir() or folder.is_symlink():
+        return removed
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root, name)
+            try:
+                mode = path.lstat().st_mode
+            except OSError:
+                continue
+            import stat
+
+            if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                try:
+                    what = f"a symlink to {os.readlink(path)}" if stat.S_ISLNK(mode) else "a special file"
+                    path.unlink()
+                    # a note in its place, so a check that looks for the file can say what it was
+                    fd = os.open(path.with_name(name + REMOVED_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
+                    try:
+                        os.write(fd, f"orch removed {what}\n".encode())
+                    finally:
+                        os.close(fd)
+                    removed.append(f"{path} ({what})")
+                except OSError:
+                    pass
+    return removed
 
 
 def _recorder(lock: Path | None) -> Any:
