@@ -171,6 +171,7 @@ def test_demo_runs_from_the_installed_wheel(installed: Installed) -> None:
     data = json.loads(res.stdout)
     assert data["version"] == 1
     assert data["state"] == "review", data
+    assert data["jailed"] is True  # the installed package carries the jail's relay and runs in bubblewrap
     assert data["pull_request"]["draft"] is True
     assert "+def longest_word(" in data["diff"]
     assert data["checks"]["unit-tests"]["exit_code"] == 0

@@ -41,8 +41,10 @@ ISSUE_BODY = """textstats needs a `longest_word(text)` function.
 """
 
 
-def policy_text(python: str) -> str:
-    return f"""version: 1
+def policy_text(python: str, jailed: bool = True) -> str:
+    # the demo's agent is orch's own script: where bubblewrap cannot run, the demo (and only the demo) says so and
+    # runs it unjailed; a repository's policy never falls back silently
+    return ("" if jailed else "sandbox: none\n") + f"""version: 1
 extends: default
 tracker:
   kind: local
@@ -59,14 +61,14 @@ checks:
 """
 
 
-def make_repo(root: Path) -> None:
+def make_repo(root: Path, jailed: bool = True) -> None:
     root.mkdir(parents=True, exist_ok=True)
     run_git(["init", "-q", "-b", "main"], root)
     (root / "textstats.py").write_text(SOURCE)
     (root / "test_textstats.py").write_text(TESTS)
     (root / "README.md").write_text("# textstats\n\nA tiny project for the orch demo.\n")
     (root / ".orch").mkdir(exist_ok=True)
-    (root / ".orch" / "policy.yaml").write_text(policy_text(sys.executable))
+    (root / ".orch" / "policy.yaml").write_text(policy_text(sys.executable, jailed))
     (root / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n__pycache__/\n")
     ident = {"GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@localhost",
              "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@localhost"}
@@ -86,9 +88,15 @@ def main(args: argparse.Namespace, out: Output) -> int:
     else:
         root = Path(tempfile.mkdtemp(prefix="orch-demo-")) / "textstats"
         keep = args.keep
+    from statemachine.adapters.jail import probe
+
+    jail = probe()
     try:
-        make_repo(root)
+        make_repo(root, jail.ok)
         out.line(f"demo repository: {root}")
+        out.line(f"agent jail: {jail.version}; the agent and the checks run in bubblewrap" if jail.ok else
+                 f"agent jail: cannot start here ({jail.reason}); the demo's own scripted agent runs unjailed. "
+                 "A real run refuses to run without the jail unless its policy says `sandbox: none` (docs/security.md)")
         rt = open_runtime(root, None)
         try:
             assert isinstance(rt.tracker, LocalTracker)
@@ -121,7 +129,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
             text.append(f"no pull request; evidence: {root / '.orch' / 'runs' / str(run_id)}")
         if keep:
             text.append(f"the demo repository is kept at {root}")
-        out.emit("demo", {"repo": str(root), "issue": issue.number, "state": state, "path": path, "pull_request": pr,
+        out.emit("demo", {"repo": str(root), "issue": issue.number, "state": state, "jailed": jail.ok, "path": path, "pull_request": pr,
                           "diff": diff, "checks": facts.get("checks")}, "\n".join(text))
         return EXIT_OK if state == "review" else EXIT_BLOCKED
     finally:
