@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from statemachine import limits, reporting
-from statemachine.adapters.jail import Jail, Spec, workspace_lock
+from statemachine.adapters.jail import Jail, Spec, own_git, workspace_extras
 from statemachine.errors import ClaimLost, OrchError
 from statemachine.reports import load_report
 from statemachine.model import Comment, Snapshot
@@ -98,25 +98,6 @@ def agent_workspace(ctx: ActionContext, worktree: Path, evidence: Path, base: st
     return workspace_extras(ctx.repo, ctx.jail, worktree, evidence, base, branch)
 
 
-def workspace_extras(repo: Path, jail: Jail, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
-    """What an agent run in ``worktree`` gets besides it: a git directory of its own (in its evidence folder, bound
-    over the worktree's .git inside the jail, so nothing it does to hooks, config, refs or remotes reaches this
-    repository) and the workspace's jail lock (outside anything the agent can write)."""
-    from statemachine.adapters.agent_git import make_private_gitdir
-    from statemachine.adapters.git import run_git
-
-    out: dict[str, Path] = {"lock": workspace_lock(repo / ".orch", worktree)}
-    if jail.enabled:
-        objects = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip()) / "objects"
-        gitdir = evidence / "git"
-        if gitdir.exists():
-            import shutil
-
-            shutil.rmtree(gitdir)
-        out["gitdir"] = make_private_gitdir(worktree, gitdir, base, branch, objects)
-    return out
-
-
 def jailed(ctx: ActionContext, command: str, worktree: Path, log: Path, timeout: float, base: str) -> Any:
     """A check's or a TDD run's shell command in the jail: its worktree writable, a git directory of its own,
     no credential, and network only to the policy's ``sandbox.network.checks`` hosts."""
@@ -126,12 +107,8 @@ def jailed(ctx: ActionContext, command: str, worktree: Path, log: Path, timeout:
     if jail.enabled:
         import tempfile
 
-        from statemachine.adapters.agent_git import make_private_gitdir
-        from statemachine.adapters.git import run_git
-
-        objects = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], ctx.repo).strip()) / "objects"
         scratch = Path(tempfile.mkdtemp(prefix="orch-checkgit-"))
-        spec.gitdir = make_private_gitdir(worktree, scratch / "git", base, None, objects)
+        spec.gitdir = own_git(ctx.repo, worktree, scratch / "git", base, None)
         spec.writable = (scratch,)
     try:
         return jail.run(["/bin/sh", "-c", command], spec, {}, log, timeout).result

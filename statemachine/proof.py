@@ -473,8 +473,7 @@ def _agent_run(inp: ProofInputs, phase: str, criteria: list[dict[str, Any]], rep
     cfg = inp.policy_data["agent"]
     evidence = inp.proof_dir / f"agent-{phase}"
     evidence.mkdir(parents=True, exist_ok=True)
-    from statemachine.actions import workspace_extras
-    from statemachine.adapters.jail import Jail
+    from statemachine.adapters.jail import Jail, workspace_extras
 
     extra = workspace_extras(inp.repo, Jail.for_policy(inp.policy_data, inp.repo), inp.worktree, evidence,
                              inp.candidate_sha, inp.branch)

@@ -22,9 +22,10 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from statemachine.adapters import jail as jail_mod
 
 PROXY_PORT = 3128
+NET_DIR = "/run/orch/net"            # the egress sockets, bound read-only into the jail
+INGRESS_DIR = "/run/orch/ingress"    # the proof server's socket, made by the relay inside the jail
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 HEAD_LIMIT = 16 * 1024
 
@@ -172,11 +173,11 @@ class Network:
         relay = Path(__file__).resolve().parent.parent / "jail_relay.py"
         out = [os.path.realpath(sys.executable), "-I", "-S", str(relay)]
         if self.allowed is not None:
-            out += ["--out", f"{PROXY_PORT}={jail_mod.NET_DIR}/proxy.sock"]
+            out += ["--out", f"{PROXY_PORT}={NET_DIR}/proxy.sock"]
         for port in self.loopback:
-            out += ["--out", f"{port}={jail_mod.NET_DIR}/port-{port}.sock"]
+            out += ["--out", f"{port}={NET_DIR}/port-{port}.sock"]
         if self.ingress_port is not None:
-            out += ["--in", f"{jail_mod.INGRESS_DIR}/server.sock={self.ingress_port}"]
+            out += ["--in", f"{INGRESS_DIR}/server.sock={self.ingress_port}"]
         return out + ["--", *argv]
 
     def ingress_socket(self) -> Path | None:

@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters import egress
+from statemachine.adapters.egress import INGRESS_DIR, NET_DIR
 from statemachine.adapters.process import ProcessResult, run_process
 from statemachine.errors import OrchError
 
@@ -38,8 +41,6 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 ETC_PRIVATE = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/etc/sudoers",
                "/etc/sudoers.d", "/etc/security/opasswd", "/etc/ssl/private")
 JAIL_HOME = "/home/agent"
-NET_DIR = "/run/orch/net"            # the egress sockets, bound read-only into the jail
-INGRESS_DIR = "/run/orch/ingress"    # the proof server's socket, made by the relay inside the jail
 TMP_BYTES = 2 * 1024 ** 3            # /tmp and HOME are memory: a cap keeps a runaway agent from filling RAM
 # Variables an agent or check receives from orch's environment, by name (never by "all but secrets").
 ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "SOURCE_DATE_EPOCH")
@@ -360,8 +361,6 @@ class Jail:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(f"orch: {gone}\n")
                 return Outcome(ProcessResult(None, False, False, 0.0, 0, False, error=gone))
-        from statemachine.adapters import egress
-
         hosts, ports = egress.split_hosts(spec.hosts)
         with egress.Network(hosts, spec.loopback + ports, spec.ingress_port) as net:
             full_env = self.environment({**env, **net.env()})
@@ -392,8 +391,6 @@ class Started:
     with ``spec.ingress_port`` set, orch's loopback port of the same number reaches the server inside."""
 
     def __init__(self, jail: Jail, argv: list[str], spec: Spec, env: dict[str, str], log: Path) -> None:
-        from statemachine.adapters import egress
-
         self.forward: Any = None
         hosts, ports = egress.split_hosts(spec.hosts)
         self.net = egress.Network(hosts, spec.loopback + ports, spec.ingress_port).__enter__()
@@ -438,8 +435,6 @@ def disarm(folder: Path) -> list[str]:
                 mode = path.lstat().st_mode
             except OSError:
                 continue
-            import stat
-
             if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 try:
                     what = f"a symlink to {os.readlink(path)}" if stat.S_ISLNK(mode) else "a special file"
@@ -474,6 +469,28 @@ def _start_time(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return "?"
+
+
+def own_git(repo: Path, worktree: Path, dest: Path, base: str, branch: str | None) -> Path:
+    """A git directory of the workspace's own at ``dest`` (made afresh), borrowing the repository's objects: bound over
+    the worktree's .git inside the jail, so nothing the jailed process does to hooks, config, refs or remotes reaches
+    the repository (statemachine/adapters/agent_git.py)."""
+    from statemachine.adapters.agent_git import make_private_gitdir
+    from statemachine.adapters.gitrun import run_git
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    objects = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip()) / "objects"
+    return make_private_gitdir(worktree, dest, base, branch, objects)
+
+
+def workspace_extras(repo: Path, jail: Jail, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
+    """What an agent run in ``worktree`` gets besides it: a git directory of its own (in its evidence folder) and the
+    workspace's jail lock (outside anything the agent can write)."""
+    out: dict[str, Path] = {"lock": workspace_lock(repo / ".orch", worktree)}
+    if jail.enabled:
+        out["gitdir"] = own_git(repo, worktree, evidence / "git", base, branch)
+    return out
 
 
 def workspace_lock(orch_dir: Path, workdir: Path) -> Path:
