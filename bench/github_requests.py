@@ -1,4 +1,4 @@
-"""REST requests of one happy-path delivery (claim to draft pull request and review label) against the GitHub emulator.
+"""Requests (REST, and one GraphQL query) of one happy-path delivery (claim to draft pull request and review label) against the GitHub emulator.
 
 Usage (from the repository root, after `bash .ci/run` installed GitHub's OpenAPI description):
     python bench/github_requests.py
@@ -27,7 +27,7 @@ def main() -> None:
         run_orch(work, "run", "--issue", str(number))
         rerun = len(gh.requests) - again
     by_kind = Counter(f"{m} {p.split('/repos/' + OWNER + '/' + REPO)[-1]}" for m, p, _s in requests)
-    print(f"happy-path delivery against the emulator: {len(requests)} REST requests (target: at most 15)")
+    print(f"happy-path delivery against the emulator: {len(requests)} requests, one of them GraphQL (target: at most 17)")
     for (method, path, status) in requests:
         print(f"  {method:6} {path} -> {status}")
     print("by endpoint:")

@@ -120,14 +120,47 @@ def jailed(ctx: ActionContext, command: str, worktree: Path, log: Path, timeout:
 
 
 def _with_comments(ctx: ActionContext, issue: Any) -> Any:
-    """The snapshot's issue with its comments, fetched when a prompt needs them."""
+    """The issue as the agent may see it: its title and body as authorized at the claim (fact ``authorized_text``) and
+    its comments, each trusted only when its author has write, maintain or admin permission (read once per author per
+    run, fact ``author_permissions``)."""
     from dataclasses import replace
 
     facts = ctx.facts()
+    authorized = facts.get("authorized_text")
+    if authorized:
+        issue = replace(issue, title=authorized["title"], body=authorized["body"])
     cached = facts.get("issue_comments") if int(facts.get("attempt", 0)) == 0 else None
     if cached is not None:  # the first attempt reuses what the claim read back seconds ago
-        return replace(issue, comments=tuple(Comment(**c) for c in cached))
-    return replace(issue, comments=tuple(ctx.tracker.list_comments(issue.number)))
+        comments: tuple[Comment, ...] = tuple(Comment(**c) for c in cached)
+    else:
+        comments = tuple(ctx.tracker.list_comments(issue.number))
+    known = dict(facts.get("author_permissions") or {})
+    trusted, seen = trusted_comments(ctx.tracker, comments, known)
+    if seen != known:
+        ctx.set_fact("author_permissions", seen)
+    return replace(issue, comments=trusted)
+
+
+def trusted_comments(tracker: Any, comments: tuple[Comment, ...],
+                     known: dict[str, str]) -> tuple[tuple[Comment, ...], dict[str, str]]:
+    """``comments`` with ``trusted`` set from each author's permission (write, maintain or admin), and the permissions
+    known afterwards: an author in ``known`` is not looked up again. The runner's own comments (orch markers) are
+    never looked up: they never reach a prompt. ``author_association`` is not used: COLLABORATOR covers read and
+    triage collaborators, MEMBER every member of the owning organization."""
+    from dataclasses import replace
+
+    from statemachine.guards import WRITE_PERMISSIONS
+
+    seen = dict(known)
+    out = []
+    for c in comments:
+        if "<!-- orch:" in c.body:
+            out.append(replace(c, trusted=False))
+            continue
+        if c.author not in seen:
+            seen[c.author] = tracker.permission(c.author) if c.author and c.author != "ghost" else "none"
+        out.append(replace(c, trusted=seen[c.author] in WRITE_PERMISSIONS))
+    return tuple(out), seen
 
 
 def _names(ctx: ActionContext, roles: list[str]) -> list[str]:
@@ -147,6 +180,8 @@ def start_run(ctx: ActionContext) -> dict[str, Any]:
     ctx.store.set_run(ctx.issue, run_id)
     ctx.run_id = run_id
     ctx.set_fact("issue", {"number": ctx.issue, "title": ctx.snapshot.issue.title})
+    # the text the claim's guards judged: every prompt of the run renders it, whatever is edited later
+    ctx.set_fact("authorized_text", {"title": ctx.snapshot.issue.title, "body": ctx.snapshot.issue.body})
     if ctx.snapshot.parent is not None:  # a child: remember which run of its parent dispatched it
         ctx.set_fact("parent", ctx.snapshot.parent)
     ctx.evidence_dir()
@@ -178,16 +213,29 @@ def post_comment(ctx: ActionContext, kind: str) -> dict[str, Any]:
     return {"comment": comment.id, "reused": False}
 
 
+CLAIM_READBACK_SECONDS = 60.0  # how long a runner waits for its own claim to show in a lagging comment list
+
+
 def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict[str, Any]:
     """Claim across machines: post a claim marker bound to the run, read the issue back, the earliest active claim wins.
 
-    A claim is active when no run-ending report follows it. The loser deletes its own marker and
-    raises ClaimLost, so the step is aborted and leaves no trace. Protocol: docs/github.md.
+    Only markers the runner's identity wrote count (``tracker.identity()``): a claim or report marker in anyone
+    else's comment neither blocks nor ends a claim. A claim is active when no run-ending report follows it.
+    The comment list may lag: until the runner sees its own claim in it, it reads the list again (jittered
+    backoff, at most ``CLAIM_READBACK_SECONDS``), because a list that does not show its own claim proves
+    nothing about earlier ones. The loser deletes its own marker and raises ClaimLost, so the step is aborted
+    and leaves no trace. Protocol: docs/github.md.
     """
+    import random
     import time
 
+    from statemachine import preflight
+
     run_id = ctx.require_run()
+    me = ctx.tracker.identity()  # learned before the first effect: a token that cannot say who it is claims nothing
     mine = f"<!-- orch:claim run={run_id} -->"
+    if ctx.first_try:
+        preflight.require(ctx.repo, ctx.policy.data, ctx.git)  # before the claim's first effect, whatever the policy
     existing = ctx.find_comment(mine)
     if existing is None:
         body = reporting.claim_comment(run_id, ctx.policy) + "\n\n" + mine
@@ -196,11 +244,20 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
         settle_seconds = float(ctx.policy.data["tracker"].get("claim_settle_seconds", 0))
     if settle_seconds:
         time.sleep(settle_seconds)
-    comments = ctx.tracker.list_comments(ctx.issue)
+    deadline, attempt = time.monotonic() + CLAIM_READBACK_SECONDS, 0
+    while True:
+        comments = ctx.tracker.list_comments(ctx.issue)
+        if any(c.id == existing.id for c in comments) or time.monotonic() >= deadline:
+            break
+        ceiling = min(4.0, 0.25 * 2 ** attempt)  # the list lags: read it again once it may show our claim
+        time.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
+        attempt += 1
     active: list[tuple[int, str]] = []
     seen_at = ctx.snapshot.issue.updated_at  # the tracker's clock when this step's snapshot was taken
     stale = False
     for c in comments:
+        if c.author != me:
+            continue  # a marker in someone else's comment is text, not a claim or a report
         if "<!-- orch:run=" in c.body and "kind=report-" in c.body:
             active = []  # a report ends every claim before it
             # a run ended after our snapshot: what we decided from it is stale, so this claim cannot win
@@ -209,7 +266,8 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
         if m:
             active.append((c.id, m.group(1)))
     if stale or not active or active[0][1] != run_id:
-        winner = "a run that finished after this runner looked" if stale else (active[0][1] if active else "unknown")
+        winner = "a run that finished after this runner looked" if stale else (
+            active[0][1] if active else "unknown (the runner's own claim never showed in the comment list)")
         ctx.tracker.delete_comment(ctx.issue, existing.id)
         raise ClaimLost(f"issue #{ctx.issue} was claimed first by run {winner}; this runner backs off",
                         "nothing to do: the other runner owns the issue")

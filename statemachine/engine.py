@@ -116,8 +116,9 @@ def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
 
     number = issue.number
     facts = rt.store.facts(run_id)
-    facts.setdefault("acceptance_criteria", acceptance_criteria(issue.body))
+    facts.setdefault("acceptance_criteria", acceptance_criteria((facts.get("authorized_text") or {}).get("body", issue.body)))
     authority: dict[str, dict[str, Any]] = {}
+    text = text_of(rt, issue, facts, state, authority, bulk=known_actors is not None)
     for t in rt.policy.outgoing(state):  # only fetched when a guard of this state asks for it
         for g in t.guards:
             if g.name == "label_authorized":
@@ -133,9 +134,53 @@ def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
                     authority[name] = {"actor": actor, "permission": permission}
     wanted = {g.name for t in rt.policy.outgoing(state) for g in t.guards}
     feedback = review_feedback_of(rt, facts) if "review_feedback" in wanted else ()
+    preflight = preflight_of(rt) if "preconditions_met" in wanted else None
     return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
                     settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    authority=authority, feedback=feedback, parent=parent_of(rt, issue, facts))
+                    authority=authority, feedback=feedback, parent=parent_of(rt, issue, facts), preflight=preflight, text=text)
+
+
+def text_of(rt: Runtime, issue: Any, facts: dict[str, Any], state: str,
+            authority: dict[str, dict[str, Any]], bulk: bool = False) -> dict[str, dict[str, Any]] | None:
+    """For ``text_as_authorized``: per label, whether the issue's text is the one stored at the claim and, when it is
+    not (or before the claim), who applied the label and who edited the title and body after it, with permissions.
+    The label's authority read on the way is put in ``authority``, so the claim reads the issue's events once.
+    ``bulk`` (``orch status`` over many issues) reads no edit history: the verdict says it is judged at the claim,
+    whose own snapshot always reads it."""
+    labels = [rt.policy.label(g.params["label"]) for t in rt.policy.outgoing(state) for g in t.guards
+              if g.name == "text_as_authorized"]
+    if not labels:
+        return None
+    authorized = facts.get("authorized_text") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(n for n in labels if n in issue.labels):
+        if authorized and (authorized.get("title"), authorized.get("body")) == (issue.title, issue.body):
+            out[name] = {"unchanged": True}
+            continue
+        if bulk:
+            out[name] = {"deferred": True}
+            continue
+        history = rt.tracker.text_history(issue.number, name)
+        if name not in authority:
+            authority[name] = {"actor": history.labeled_by,
+                               "permission": rt.tracker.permission(history.labeled_by) if history.labeled_by else "none"}
+        out[name] = {"unchanged": False, "labeled_by": history.labeled_by, "labeled_at": history.labeled_at,
+                     "edits": [{"part": e.part, "editor": e.editor, "at": e.at, "after_label": e.after_label,
+                                "permission": rt.tracker.permission(e.editor) if e.after_label else None}
+                               for e in history.edits]}
+    return out
+
+
+def preflight_of(rt: Runtime) -> tuple[str, ...]:
+    """The claim's tracker-free preconditions (statemachine/preflight.py); a runtime reuses them for 10 s (`orch status`
+    over many issues checks once; a long-lived daemon sees a fix within seconds)."""
+    from statemachine import preflight
+
+    cached: tuple[float, tuple[str, ...]] | None = rt.__dict__.get("_preflight")
+    if cached is None or time.monotonic() - cached[0] > 10.0:
+        cached = (time.monotonic(), preflight.problems(rt.repo, rt.policy.data, rt.git))
+        rt.__dict__["_preflight"] = cached
+    return cached[1]
 
 
 def parent_of(rt: Runtime, issue: Any, facts: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,8 +188,8 @@ def parent_of(rt: Runtime, issue: Any, facts: dict[str, Any]) -> dict[str, Any] 
     from statemachine.planning import RUNNING, parse_child_marker
 
     bound = parse_child_marker(issue.body)
-    if bound is None or rt.policy.label("child") not in issue.labels:
-        return None
+    if bound is None or rt.policy.label("child") not in issue.labels or issue.author != rt.tracker.identity():
+        return None  # only an issue the runner opened is a child: a marker in anyone else's issue binds nothing
     number, key = bound
     state, run_id = rt.store.state_of(number)
     parent_facts = rt.store.facts(run_id) if run_id else {}

@@ -13,6 +13,15 @@ def issue_open(snap: Snapshot) -> Verdict:
     return Verdict.failed(f"issue #{snap.issue.number} is {snap.issue.state}")
 
 
+def preconditions_met(snap: Snapshot) -> Verdict:
+    """Everything a run needs that can be checked without the tracker is in place (checked before the claim)."""
+    if snap.preflight is None:
+        return Verdict.failed("the run's preconditions were not checked")
+    if snap.preflight:
+        return Verdict.failed(f"a run would fail after its claim: {snap.preflight[0]}", *snap.preflight)
+    return Verdict.passed("a commit to start from, a base branch, and prompt templates that render")
+
+
 def has_label(snap: Snapshot, label: str) -> Verdict:
     """The issue carries the label of this role."""
     name = snap.label(label)
@@ -34,6 +43,34 @@ def label_authorized(snap: Snapshot, label: str) -> Verdict:
         return Verdict.passed(f"{name} was applied by {actor} ({permission})")
     return Verdict.failed(f"{name} was applied by {actor or 'an unknown user'}, whose permission is {permission}: "
                           "only write, maintain or admin counts", f"actor: {actor}", f"permission: {permission}")
+
+
+def text_as_authorized(snap: Snapshot, label: str) -> Verdict:
+    """The issue's title and body are the text a user with write permission authorized: unchanged since the claim,
+    or edited after the label was applied only by users with write, maintain or admin permission."""
+    name = snap.label(label)
+    if name not in snap.issue.labels:
+        return Verdict.failed(f"issue lacks {name}")
+    info = (snap.text or {}).get(name)
+    if info is None:
+        return Verdict.failed(f"who edited issue #{snap.issue.number} after {name} was applied is unknown")
+    if info.get("unchanged"):
+        return Verdict.passed("the issue's title and body are as authorized when the run claimed it")
+    if info.get("deferred"):  # orch status over many issues: a listing fires nothing, and the claim reads the history
+        return Verdict.passed("who edited the issue is not read in bulk; the claim checks it")
+    by = info.get("labeled_by") or "an unknown user"
+    after = [e for e in info.get("edits", ()) if e.get("after_label")]
+    evidence = [f"{e['part']} edited by {e['editor']} ({e.get('permission')}) at {e['at']}" for e in after]
+    bad = [e for e in after if e.get("permission") not in WRITE_PERMISSIONS]
+    if bad:
+        e = bad[0]
+        return Verdict.failed(f"the issue {e['part']} was edited by {e['editor']} ({e.get('permission')}) after {by} "
+                              f"authorized it with {name}; a maintainer re-approves by removing and re-applying the label",
+                              *evidence, f"{name} applied by {by} at {info.get('labeled_at') or '?'}")
+    if after:
+        return Verdict.passed(f"the issue was edited after {by} applied {name} only by users with write permission",
+                              *evidence)
+    return Verdict.passed(f"the issue was not edited after {by} applied {name}")
 
 
 def has_any_label(snap: Snapshot, labels: list[str]) -> Verdict:

@@ -33,7 +33,27 @@ class Comment:
     author: str
     body: str
     created_at: str
-    trusted: bool = True  # written by someone with a say in the repository (owner, member, collaborator)
+    trusted: bool = False  # set by the runner: the author has write, maintain or admin permission (read once per run)
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    """The last edit of one part of an issue (``title`` or ``body``): who made it, when, and whether it came after the
+    authorizing label by the tracker's own ordering (an edit in the same second as the label counts as after)."""
+
+    part: str
+    editor: str
+    at: str
+    after_label: bool
+
+
+@dataclass(frozen=True)
+class TextHistory:
+    """Who last applied an authorizing label and when, and the last edit of the issue's title and of its body."""
+
+    labeled_by: str | None
+    labeled_at: str
+    edits: tuple[TextEdit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,10 @@ class Snapshot:
     feedback: tuple[dict[str, Any], ...] = ()
     # for a child issue: its parent binding and whether the parent's current run dispatched it
     parent: dict[str, Any] | None = None
+    # for text_as_authorized: the issue text against the text authorized at the claim, and who edited it after the label
+    text: dict[str, Any] | None = None
+    # for preconditions_met: what would fail a run after its claim, checked without the tracker (None: not checked)
+    preflight: tuple[str, ...] | None = None
 
     def label(self, role_or_name: str) -> str:
         return self.labels.get(role_or_name, role_or_name)
@@ -179,4 +203,6 @@ def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
     run["findings"] = tuple(run.get("findings", ()))
     return Snapshot(issue=Issue(**issue), state=data["state"], run=RunFacts(**run), labels=data["labels"],
                     settings=data["settings"], taken_at=data["taken_at"], authority=data.get("authority", {}),
-                    feedback=tuple(data.get("feedback", ())), parent=data.get("parent"))
+                    feedback=tuple(data.get("feedback", ())), parent=data.get("parent"),
+                    text=data.get("text"),
+                    preflight=None if data.get("preflight") is None else tuple(data["preflight"]))

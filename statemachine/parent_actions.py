@@ -110,7 +110,10 @@ def sync_children(ctx: ActionContext) -> dict[str, Any]:
     parent = ctx.issue
     label = ctx.policy.label("child")
     existing: dict[str, Any] = {}
+    me = ctx.tracker.identity()
     for found in ctx.tracker.list_issues(label=label, state="all"):
+        if found.author != me:
+            continue  # a child marker in someone else's issue binds nothing
         bound = planning.parse_child_marker(found.body)
         if bound and bound[0] == parent:
             existing.setdefault(bound[1], found)

@@ -16,7 +16,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -626,7 +626,9 @@ def run_proof_action(ctx: Any) -> dict[str, Any]:
     """The `run_proof` action: prove the run's candidate and record the `proof` fact for the guards."""
     facts = ctx.facts()
     attempt = int(facts.get("attempt", 0))
-    issue = replace(ctx.snapshot.issue, comments=tuple(ctx.tracker.list_comments(ctx.issue)))
+    from statemachine.actions import _with_comments
+
+    issue = _with_comments(ctx, ctx.snapshot.issue)  # the authorized text, and writers' comments only
     inp = ProofInputs(repo=ctx.repo, policy_data=ctx.policy.data, git=ctx.git, make_agent=ctx.make_agent, issue=issue,
                       worktree=Path(facts["worktree"]), base_sha=facts["base_sha"], candidate_sha=facts["candidate_sha"],
                       branch=facts["branch"], attempt=attempt, run_id=ctx.require_run(),

@@ -41,7 +41,9 @@ def _table(*rows: tuple[Callable[..., Any], dict[str, Any]]) -> dict[str, Entry]
 GUARDS: dict[str, Entry] = _table(
     (guards.issue_open, NO_PARAMS),
     (guards.has_label, params(["label"], label=ROLE)),
+    (guards.preconditions_met, NO_PARAMS),
     (guards.label_authorized, params(["label"], label=ROLE)),
+    (guards.text_as_authorized, params(["label"], label=ROLE)),
     (guards.lacks_labels, params(["labels"], labels=ROLES)),
     (guards.agent_succeeded, NO_PARAMS),
     (guards.report_valid, NO_PARAMS),

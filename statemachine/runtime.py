@@ -64,7 +64,8 @@ def open_github(cfg: dict[str, object]) -> Tracker:
     api_url = str(cfg.get("api_url") or "https://api.github.com")
     token, source = find_token()
     return GitHubTracker(str(cfg["owner"]), str(cfg["repo"]), token, api_url=api_url, token_source=source,
-                         runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None)
+                         runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None,
+                         app_slug=str(cfg["app_slug"]) if cfg.get("app_slug") else None)
 
 
 def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:

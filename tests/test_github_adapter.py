@@ -191,14 +191,19 @@ def test_comments_post_find_delete(gh: Hub, tracker: GitHubTracker) -> None:
     assert [x.id for x in tracker.get_issue(n).comments] == [other.id]
 
 
-def test_find_comment_trusts_only_the_runner_login_when_set(gh: Hub) -> None:
+def test_find_comment_trusts_only_the_learned_identity(gh: Hub) -> None:
     n = gh.create_issue("Spoof", user="alice")
     marker = "<!-- orch:claim run=7-x -->"
     with make(gh, token="tok-alice") as someone_else:
         someone_else.post_comment(n, f"fake claim {marker}")
-    with make(gh, runner_login=BOT) as strict, make(gh) as lax:
-        assert lax.find_comment(n, marker) is not None
-        assert strict.find_comment(n, marker) is None
+    with make(gh) as runner, make(gh, runner_login=BOT) as checked:
+        assert runner.find_comment(n, marker) is None  # no setting needed: the token's user is learned
+        assert checked.find_comment(n, marker) is None
+        mine = runner.post_comment(n, f"real claim {marker}")
+        found = runner.find_comment(n, marker)
+        assert found is not None and found.id == mine.id and runner.identity() == BOT
+    with make(gh, runner_login="someone-else") as wrong, pytest.raises(OrchError, match="acts as"):
+        wrong.find_comment(n, marker)
 
 
 def test_pull_request_find_or_create_is_a_draft_and_never_duplicated(gh: Hub, tracker: GitHubTracker, tmp_path: Path) -> None:
@@ -270,6 +275,7 @@ def test_request_counts_per_method(gh: Hub, tracker: GitHubTracker, tmp_path: Pa
         fn(*args)
         return tracker.request_count - before
 
+    assert cost(tracker.identity) == 1 and cost(tracker.identity) == 0  # learned once, then remembered
     assert cost(tracker.get_issue, n) == 1  # no comments: the comment list is not fetched
     assert cost(tracker.add_labels, n, ["a", "b"]) == 1
     assert cost(tracker.remove_labels, n, ["a", "b"]) == 2
@@ -280,7 +286,7 @@ def test_request_counts_per_method(gh: Hub, tracker: GitHubTracker, tmp_path: Pa
     assert cost(tracker.post_comment, n, "again") == 1
     assert cost(tracker.delete_comment, n, c.id) == 1
     assert cost(tracker.find_pull, "nothing") == 1
-    assert cost(tracker.whoami) == 1 and cost(tracker.whoami) == 0
+    assert cost(tracker.whoami) == 0
     assert cost(tracker.permission, "alice") == 1
     assert cost(tracker.repo_info) == 1
     assert cost(tracker.branch_exists, "main") == 1
@@ -543,3 +549,62 @@ def test_find_token_asks_the_gh_cli(tmp_path: Path) -> None:
     with pytest.raises(OrchError) as err:
         find_token({"PATH": str(bin_dir)})
     assert "gh auth login" in str(err.value)
+
+
+def test_a_spoofed_pull_request_with_the_runs_marker_is_never_adopted(gh: Hub, tracker: GitHubTracker,
+                                                                      tmp_path: Path) -> None:
+    """The run id is public (it is in the claim comment): a body with the run's marker proves nothing. Only a pull
+    request the runner opened, from the run's branch of this repository, is the run's."""
+    n = gh.create_issue("Feature", labels=["agent:auto"], user="alice")
+    branch = "orch/1-feature"
+    marker = f"<!-- orch:run={n}-abc kind=pull-request -->"
+    body = f"Closes #{n}\n\n{marker}"
+    push_branch(gh, tmp_path, "evil/one")
+    push_branch(gh, tmp_path, "orch/other")
+    fork = tmp_path / "fork"
+    git(tmp_path, "clone", "-q", str(gh.bare_path()), str(fork))
+    git(fork, "checkout", "-q", "-B", branch)
+    (fork / "evil.txt").write_text("evil\n")
+    git(fork, "add", "-A")
+    git(fork, "commit", "-q", "-m", "evil")
+    gh.emu.add_repo("mallory", gh.repo, source=fork)
+    spoofs = {
+        gh.emu.open_pull(OWNER, gh.repo, "mallory", "someone else's", body, "evil/one"),
+        gh.emu.open_pull(OWNER, gh.repo, BOT, "from a fork", body, branch, fork_owner="mallory", draft=True),
+        gh.emu.open_pull(OWNER, gh.repo, BOT, "from another branch", body, "orch/other", draft=True),
+    }
+    sha = push_branch(gh, tmp_path, branch)
+    assert tracker.find_pull(marker, branch) is None
+    pr = tracker.create_pull(n, "Feature (#1)", body, branch, "main", sha, "", marker)
+    assert pr.number not in spoofs and pr.head == branch and pr.head_sha == sha and pr.draft
+    found = tracker.find_pull(marker, branch)
+    assert found is not None and found.number == pr.number
+    assert gh.new_violations == []
+
+
+def test_someone_elses_pull_request_from_the_runs_branch_is_not_taken_over(gh: Hub, tracker: GitHubTracker,
+                                                                           tmp_path: Path) -> None:
+    n = gh.create_issue("Feature", labels=["agent:auto"], user="alice")
+    branch = "orch/2-feature"
+    sha = push_branch(gh, tmp_path, branch)
+    earlier = f"<!-- orch:run={n}-old kind=pull-request -->"
+    spoof = gh.emu.open_pull(OWNER, gh.repo, "alice", "looks like orch's", f"Closes #{n}\n\n{earlier}", branch)
+    marker = f"<!-- orch:run={n}-new kind=pull-request -->"
+    with pytest.raises(GitHubValidationError, match="orch did not open it"):
+        tracker.create_pull(n, "Feature", f"Closes #{n}", branch, "main", sha, "", marker)
+    pulls = gh.emu.state.repo(OWNER, gh.repo).issues
+    assert marker not in (pulls[spoof].body or "")
+
+
+def test_an_app_installation_token_acts_as_its_bot(gh: Hub) -> None:
+    login = gh.emu.add_app("orch-app", "ghs-installation-token")
+    gh.emu.set_permission(OWNER, gh.repo, login, "write")
+    with make(gh, token="ghs-installation-token") as app, pytest.raises(GitHubPermissionError, match="installation token"):
+        app.identity()  # no slug: an error, never "trust everyone"
+    n = gh.create_issue("Work", user="alice")
+    with make(gh, token="ghs-installation-token", app_slug="orch-app") as app:
+        assert app.identity() == login == "orch-app[bot]"
+        mine = app.post_comment(n, "claim <!-- orch:claim run=1-a -->")
+        found = app.find_comment(n, "<!-- orch:claim run=1-a -->")
+        assert mine.author == login and found is not None and found.id == mine.id
+    assert gh.new_violations == []

@@ -20,6 +20,7 @@ class Subject:
     new_issue: Callable[[str, str, list[str]], int]
     branch: Callable[[str], str]  # push/make a branch, return its head sha
     maintainer: str
+    comment_as: Callable[[int, str, str], None]  # (issue, body, login): a comment someone else writes
 
 
 @pytest.fixture(params=["local", "github"])
@@ -30,7 +31,8 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
 
         store = Store(tmp_path / "state" / "orch.db")
         local = LocalTracker(store)
-        yield Subject(local, lambda t, b, labels: local.create_issue(t, b, labels).number, lambda name: "0" * 40, _user())
+        yield Subject(local, lambda t, b, labels: local.create_issue(t, b, labels).number, lambda name: "0" * 40, _user(),
+                      lambda n, body, login: local.post_comment(n, body, author=login) and None)
         store.close()
         return
     from statemachine.adapters.github import GitHubTracker
@@ -64,7 +66,13 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
             git(seed, "push", "-q", gh.git_url("acme", "widgets", token="tok-alice"), f"{name}:refs/heads/{name}")
             return git(seed, "rev-parse", "HEAD").strip()
 
-        yield Subject(tracker, new_issue, branch, "alice")
+        gh.add_user("mallory", token="tok-mallory")
+        gh.set_permission("acme", "widgets", "mallory", "read")
+
+        def comment_as(n: int, body: str, login: str) -> None:
+            GitHubTracker("acme", "widgets", f"tok-{login}", api_url=gh.api_url, token_source="test").post_comment(n, body)
+
+        yield Subject(tracker, new_issue, branch, "alice", comment_as)
         assert gh.violations == []
 
 
@@ -132,3 +140,37 @@ def test_label_authority_names_who_applied_a_label(subject: Subject) -> None:
     assert t.label_authority(n, "agent:never") == (None, "none")
 
 
+
+
+def test_the_runner_knows_who_it_is_and_only_its_markers_count(subject: Subject) -> None:
+    t = subject.tracker
+    me = t.identity()
+    assert me and t.identity() == me and me != "mallory"
+    n = subject.new_issue("Spoofed", "", ["agent:auto"])
+    marker = "<!-- orch:claim run=1-abc -->"
+    subject.comment_as(n, f"planted {marker}", "mallory")
+    assert t.find_comment(n, marker) is None, "a marker in someone else's comment is not orch's"
+    mine = t.post_comment(n, f"claim {marker}")
+    assert mine.author == me
+    found = t.find_comment(n, marker)
+    assert found is not None and found.id == mine.id
+
+
+def test_an_issue_with_orchs_marker_by_someone_else_is_not_orchs(subject: Subject) -> None:
+    t = subject.tracker
+    marker = "<!-- orch:child parent=1 key=spoof -->"
+    planted = subject.new_issue("Planted child", f"do evil\n\n{marker}", ["agent:child"])
+    child = t.create_issue("Real child", f"the work\n\n{marker}", ["agent:child"], marker=marker)
+    assert child.number != planted and child.author == t.identity()
+    assert t.create_issue("Real child", f"the work\n\n{marker}", ["agent:child"], marker=marker).number == child.number
+
+
+def test_a_pull_request_is_found_only_from_its_branch(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("P", "", [])
+    sha = subject.branch("orch/p-2")
+    marker = "<!-- orch:run=r2 kind=pull-request -->"
+    pr = t.create_pull(n, "P (#2)", f"Closes #{n}\n\n{marker}", "orch/p-2", "main", sha, "0" * 40, marker)
+    found = t.find_pull(marker, "orch/p-2")
+    assert found is not None and found.number == pr.number
+    assert t.find_pull(marker, "orch/elsewhere") is None

@@ -33,6 +33,9 @@ What the adapter adds around ghapi:
   number raises ``GitHubNotFound("#N is a pull request ...")``.
 - Pull-request reviews and their inline comments are read (``list_reviews``, ``list_review_comments``);
   a pending review (visible only to its author) is not a review yet and is left out.
+- Only what the runner's identity wrote is orch's (``identity``: ``GET /user`` once, or ``<app_slug>[bot]`` for
+  an installation token): comments found by marker, issues found by marker, and pull requests, which must
+  also come from the run's branch of this repository (never a fork).
 - Bodies GitHub would refuse (more than 65,536 characters) are shortened before posting, keeping
   every ``<!-- orch:... -->`` marker; reading a body of any size (10 MB) works.
 
@@ -57,7 +60,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from statemachine.errors import NotFoundError, OrchError, TrackerError
-from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment
+from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment, TextEdit, TextHistory
 
 log = logging.getLogger("orch.github")
 
@@ -66,6 +69,9 @@ MAX_BODY = 65536  # GitHub refuses issue, comment and pull request bodies longer
 MAX_TITLE = 256
 MARKER_RE = re.compile(r"<!-- orch:[^>]*?-->")
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
+# the one GraphQL query orch sends: who last edited an issue's body, and when (REST does not say)
+_EDITOR_QUERY = ("query($owner: String!, $repo: String!, $number: Int!) "
+                 "{ repository(owner: $owner, name: $repo) { issue(number: $number) { editor { login } lastEditedAt } } }")
 API_VERSION = "2022-11-28"
 
 
@@ -167,10 +173,11 @@ def _issue_from_marker(body: str) -> int:
 
 
 def _comment(d: Mapping[str, Any]) -> Comment:
+    """A comment, not yet trusted: ``author_association`` says COLLABORATOR for read and triage collaborators and MEMBER
+    for every member of the owning organization, so trust comes from the author's permission (actions.trusted_comments)."""
     user = d.get("user") or {}
-    association = str(d.get("author_association") or "NONE")
     return Comment(id=int(d["id"]), author=str(user.get("login") or "ghost"), body=str(d.get("body") or ""),
-                   created_at=str(d.get("created_at") or ""), trusted=association in ("OWNER", "MEMBER", "COLLABORATOR"))
+                   created_at=str(d.get("created_at") or ""))
 
 
 def _label_names(labels: Any) -> tuple[str, ...]:
@@ -283,7 +290,7 @@ class GitHubTracker:
                  backoff_cap: float = 8.0, sleep: Callable[[float], None] = time.sleep, *,
                  token_source: str = "configuration", timeout: float = 30.0,
                  rate_limit_wait: float = 60.0, retry_after_cap: float = 300.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, app_slug: str | None = None) -> None:
         if not token:
             raise OrchError("no GitHub token was given", "set GH_TOKEN or run `gh auth login`")
         try:
@@ -294,7 +301,8 @@ class GitHubTracker:
         self.owner, self.repo = owner, repo
         self.api_url = api_url.rstrip("/")
         self.token_source = token_source
-        self.runner_login = runner_login
+        self.expected_login = runner_login  # tracker.runner_login: only a check against the learned identity
+        self.app_slug = app_slug  # a GitHub App installation token acts as `<app_slug>[bot]`
         self.max_retries, self.backoff_base, self.backoff_cap = max_retries, backoff_base, backoff_cap
         self.rate_limit_wait, self.retry_after_cap = rate_limit_wait, retry_after_cap
         self._sleep = sleep
@@ -602,27 +610,37 @@ class GitHubTracker:
         return sorted(out, key=lambda i: i.number)
 
     def find_comment(self, number: int, marker: str) -> Comment | None:
-        """The earliest comment on the issue whose body holds ``marker`` (by ``runner_login`` when it is set)."""
+        """The earliest comment on the issue whose body holds ``marker`` and that the runner's identity wrote."""
+        me = self.identity()
         for c in self.list_comments(number):
-            if marker in c.body and (self.runner_login is None or c.author == self.runner_login):
+            if marker in c.body and c.author == me:
                 return c
         return None
 
-    def find_pull(self, marker: str) -> PullRequest | None:
-        """The open pull request whose body holds ``marker`` (opened by ``runner_login`` when it is set)."""
+    def _ours(self, r: Mapping[str, Any], head: str | None) -> bool:
+        """A pull request counts as orch's only when the runner opened it from a branch of this repository (never a
+        fork), and from ``head`` when it is given."""
+        h = r.get("head") or {}
+        same_repo = str((h.get("repo") or {}).get("full_name") or "").lower() == self.full_name.lower()
+        return ((r.get("user") or {}).get("login") == self.identity() and same_repo
+                and (head is None or h.get("ref") == head))
+
+    def find_pull(self, marker: str, head: str | None = None) -> PullRequest | None:
+        """The open pull request whose body holds ``marker``, opened by the runner's identity from a branch of this
+        repository (``head`` when given); anyone else's pull request never counts, whatever its body says."""
         rows = self._paged(f"list the open pull requests of {self.full_name}", "pulls.list",
                            {"state": "open", "sort": "created", "direction": "asc"})
         for r in rows:
-            if marker in (r.get("body") or "") and (
-                    self.runner_login is None or (r.get("user") or {}).get("login") == self.runner_login):
+            if marker in (r.get("body") or "") and self._ours(r, head):
                 return _pull(r, marker)
         return None
 
     def find_issue(self, marker: str, label: str | None = None) -> Issue | None:
-        """The earliest issue, open or closed, whose body holds ``marker`` (carrying ``label`` when given; opened by
-        ``runner_login`` when it is set); pull requests are not issues."""
+        """The earliest issue, open or closed, whose body holds ``marker``, opened by the runner's identity (carrying
+        ``label`` when given); pull requests are not issues."""
+        me = self.identity()
         for i in self.list_issues(label, state="all"):
-            if marker in i.body and (self.runner_login is None or i.author == self.runner_login):
+            if marker in i.body and i.author == me:
                 return i
         return None
 
@@ -734,7 +752,7 @@ class GitHubTracker:
         orch never merges and never marks a pull request ready; a repository that does not allow
         drafts gets an error, not a ready pull request.
         """
-        existing = self.find_pull(marker)
+        existing = self.find_pull(marker, head)
         if existing is not None:
             return existing
         if marker not in body:
@@ -744,13 +762,15 @@ class GitHubTracker:
         what = f"open a draft pull request from {head} into {base}"
         try:
             result = self._send(what, self._op("pulls", "create", title=title, head=head, base=base, body=body, draft=True),
-                                recover=lambda: self.find_pull(marker))
+                                recover=lambda: self.find_pull(marker, head))
         except GitHubValidationError as exc:
             if "already exists" not in str(exc):
                 raise
             earlier = re.compile(rf"<!-- orch:run={issue}-\S+ kind=pull-request -->")
             for r in self._paged(f"list pull requests from {head}", "pulls.list",
                                  {"state": "open", "head": f"{self.owner}:{head}"}, conditional=False):
+                if not self._ours(r, head):
+                    continue  # someone else's pull request from this branch: never taken over
                 if marker in (r.get("body") or ""):
                     return _pull(r, marker, issue)
                 if earlier.search(r.get("body") or ""):  # an earlier run of this issue opened it: the new run takes it over
@@ -837,6 +857,38 @@ class GitHubTracker:
                 return value
         return "none"
 
+    def text_history(self, number: int, label: str) -> TextHistory:
+        """Who last applied ``label`` and who last edited the title or body, with when: the issue's events give the
+        label and title renames (``renamed``), GraphQL's ``Issue.editor``/``lastEditedAt`` the body (REST shows
+        neither a body's editor nor its timeline). Two requests."""
+        labeled_by: str | None = None
+        labeled_at = renamed_by = renamed_at = ""
+        for e in self._paged(f"read the events of issue #{number}", "issues.list_events",
+                             {"issue_number": number}, missing=f"issue #{number} does not exist in {self.full_name}"):
+            who = str((e.get("actor") or {}).get("login") or "ghost")
+            if e.get("event") == "labeled" and (e.get("label") or {}).get("name") == label:
+                labeled_by, labeled_at = who, str(e.get("created_at") or "")
+            elif e.get("event") == "renamed":
+                renamed_by, renamed_at = who, str(e.get("created_at") or "")
+        body_by, body_at = self._body_editor(number)
+        edits = tuple(TextEdit(part, who, at, labeled_by is None or at >= labeled_at)
+                      for part, who, at in (("title", renamed_by, renamed_at), ("body", body_by, body_at)) if at)
+        return TextHistory(labeled_by, labeled_at, edits)
+
+    def _body_editor(self, number: int) -> tuple[str, str]:
+        """(login, lastEditedAt) of the last edit of the issue's body, ("", "") when it was never edited (GraphQL)."""
+        url = (self.api_url[:-len("/v3")] if self.api_url.endswith("/api/v3") else self.api_url) + "/graphql"
+        payload = {"query": _EDITOR_QUERY, "variables": {"owner": self.owner, "repo": self.repo, "number": int(number)}}
+        resp = self._send(f"read who last edited issue #{number}", lambda: self._raw("POST", url, payload))
+        data = self._json(resp) or {}
+        issue = ((data.get("data") or {}).get("repository") or {}).get("issue")
+        if data.get("errors") or issue is None:
+            message = "; ".join(str(e.get("message") or e) for e in data.get("errors") or []) or "no such issue"
+            raise GitHubError(f"GitHub's GraphQL API did not say who edited issue #{number}: {message}",
+                              "the token needs read access to the repository's issues")
+        editor = issue.get("editor") or {}
+        return (str(editor.get("login") or "ghost"), str(issue["lastEditedAt"])) if issue.get("lastEditedAt") else ("", "")
+
     def label_authority(self, number: int, label: str) -> tuple[str | None, str]:
         """Who applied ``label`` and their permission on the repository ((None, "none") when nobody did)."""
         actor = self.label_applied_by(number, label)
@@ -844,13 +896,41 @@ class GitHubTracker:
             return None, "none"
         return actor, self.permission(actor)
 
-    def whoami(self) -> str:
-        """The login the token acts as (asked once, then remembered)."""
+    def identity(self) -> str:
+        """The login orch writes as, learned from the token once per tracker (one request, then remembered).
+
+        A user token (or a bot account's) answers ``GET /user``. A GitHub App installation token is refused
+        there (403): the app acts as ``<slug>[bot]``, and the slug comes from ``tracker.app_slug`` (``GET /app``
+        needs the app's JWT, which orch never holds). Without a slug that is an error, never "trust everyone".
+        ``tracker.runner_login``, when set, is only checked against what was learned.
+        """
         if self._login is None:
-            resp = self._send("read the token's user", self._op("users", "get_authenticated"),
-                              repo_scoped=False)
-            self._login = str((self._json(resp) or {}).get("login") or "")
+            try:
+                resp = self._send("read the token's user", self._op("users", "get_authenticated"), repo_scoped=False)
+                login = str((self._json(resp) or {}).get("login") or "")
+            except GitHubPermissionError:
+                if not self.app_slug:
+                    raise GitHubPermissionError(
+                        "the token cannot read its own user (GET /user answered 403): it looks like a GitHub App "
+                        "installation token", "set tracker.app_slug to the app's slug; orch then acts as <slug>[bot]",
+                        403) from None
+                login = f"{self.app_slug}[bot]"
+            if not login:
+                raise GitHubError("GitHub did not say which user the token acts as", "check the token", None)
+            if self.expected_login and login.lower() != self.expected_login.lower():
+                raise OrchError(f"the token acts as {login}, but tracker.runner_login says {self.expected_login}",
+                                "use the runner's token, or correct (or remove) tracker.runner_login")
+            self._login = login
         return self._login
+
+    def whoami(self) -> str:
+        """The login the token acts as (``identity``)."""
+        return self.identity()
+
+    @property
+    def runner_login(self) -> str:
+        """The runner's identity (``identity``); only what it wrote counts as orch's."""
+        return self.identity()
 
     def repo_info(self) -> dict[str, Any]:
         """The repository's default branch and the token's permissions on it."""

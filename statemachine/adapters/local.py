@@ -6,8 +6,11 @@ import getpass
 from typing import Any
 
 from statemachine.errors import NotFoundError, OrchError
-from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment
+from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment, TextEdit, TextHistory
 from statemachine.store import Store, now
+
+
+RUNNER = "orch"  # the local tracker's runner identity: every comment and issue orch writes carries it
 
 
 def _user() -> str:
@@ -24,6 +27,10 @@ class LocalTracker:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    def identity(self) -> str:
+        """The runner's identity here: a fixed login that orch's own writes carry (people write as themselves)."""
+        return RUNNER
 
     # reads ------------------------------------------------------------------------------
 
@@ -48,6 +55,22 @@ class LocalTracker:
         if label in self.get_issue(number, comments=False).labels:
             return _user(), "admin"
         return None, "none"
+
+    def text_history(self, number: int, label: str) -> TextHistory:
+        """Who last applied ``label`` and the last edit of the title and of the body, from the recorded events (a label
+        with no recorded event was applied by the local user when the issue was filed)."""
+        current = self.get_issue(number, comments=False)
+        rows = self.store.query("SELECT id, actor, at FROM tracker_events WHERE issue=? AND event='labeled' AND name=? "
+                                "ORDER BY id DESC LIMIT 1", (number, label))
+        label_id, labeled_by, labeled_at = (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else (
+            0, _user() if label in current.labels else None, current.created_at)
+        edits = []
+        for part in ("title", "body"):
+            found = self.store.query("SELECT id, actor, at FROM tracker_events WHERE issue=? AND event='edited' AND "
+                                     "(name=? OR name='title and body') ORDER BY id DESC LIMIT 1", (number, part))
+            if found:
+                edits.append(TextEdit(part, str(found[0][1]), str(found[0][2]), int(found[0][0]) > label_id))
+        return TextHistory(labeled_by, labeled_at, tuple(edits))
 
     def permission(self, login: str) -> str:
         """The local user owns the repository; anyone else has the permission recorded for them, else read."""
@@ -80,13 +103,14 @@ class LocalTracker:
 
     def find_comment(self, number: int, marker: str) -> Comment | None:
         rows = self.store.query(
-            "SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? AND instr(body, ?) > 0 ORDER BY id LIMIT 1",
-            (number, marker),
+            "SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? AND instr(body, ?) > 0 AND author=? "
+            "ORDER BY id LIMIT 1", (number, marker, RUNNER),
         )
         return Comment(*rows[0]) if rows else None
 
-    def find_pull(self, marker: str) -> PullRequest | None:
-        rows = self.store.query("SELECT * FROM tracker_pulls WHERE marker=?", (marker,))
+    def find_pull(self, marker: str, head: str | None = None) -> PullRequest | None:
+        """The pull record with ``marker`` (from ``head`` when given); only orch writes pull records here."""
+        rows = self.store.query("SELECT * FROM tracker_pulls WHERE marker=? AND (? IS NULL OR head=?)", (marker, head, head))
         return _pull(rows[0]) if rows else None
 
     def pulls(self, issue: int | None = None) -> list[PullRequest]:
@@ -99,27 +123,34 @@ class LocalTracker:
     def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Issue:
         if not title.strip():
             raise OrchError("an issue needs a title", "orch issue new 'Fix the parser' --body '...'")
-        if marker:
-            rows = self.store.query("SELECT number FROM tracker_issues WHERE instr(body, ?) > 0 ORDER BY number LIMIT 1", (marker,))
+        if marker:  # orch's own issue (a child): found by its marker, and only among the issues orch opened
+            rows = self.store.query("SELECT number FROM tracker_issues WHERE instr(body, ?) > 0 AND author=? ORDER BY number LIMIT 1",
+                                    (marker, RUNNER))
             if rows:
                 return self.get_issue(int(rows[0][0]))
         with self.store.transaction() as c:
             cur = c.execute(
                 "INSERT INTO tracker_issues (title, body, state, author, created_at, updated_at) VALUES (?, ?, 'open', ?, ?, ?)",
-                (title, body, _user(), now(), now()),
+                (title, body, RUNNER if marker else _user(), now(), now()),
             )
             number = int(cur.lastrowid or 0)
             for name in labels:
                 c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name))
         return self.get_issue(number)
 
-    def update_issue(self, number: int, title: str | None = None, body: str | None = None) -> Issue:
+    def update_issue(self, number: int, title: str | None = None, body: str | None = None,
+                     editor: str | None = None) -> Issue:
+        """Edit the title or body as ``editor`` (the local user by default); who edited what, and when, is recorded."""
         current = self.get_issue(number, comments=False)
-        if (title is None or title == current.title) and (body is None or body == current.body):
+        parts = [p for p, new, old in (("title", title, current.title), ("body", body, current.body))
+                 if new is not None and new != old]
+        if not parts:
             return current
         with self.store.transaction() as c:
             c.execute("UPDATE tracker_issues SET title=?, body=?, updated_at=? WHERE number=?",
                       (title if title is not None else current.title, body if body is not None else current.body, now(), number))
+            c.execute("INSERT INTO tracker_events (issue, event, actor, name, at) VALUES (?, 'edited', ?, ?, ?)",
+                      (number, editor or _user(), " and ".join(parts), now()))
         return self.get_issue(number)
 
     def submit_review(self, pull: int, author: str, state: str, body: str,
@@ -143,11 +174,14 @@ class LocalTracker:
         with self.store.transaction() as c:
             c.execute("UPDATE tracker_issues SET state=?, updated_at=? WHERE number=?", (state, now(), number))
 
-    def add_labels(self, number: int, names: list[str]) -> None:
+    def add_labels(self, number: int, names: list[str], actor: str | None = None) -> None:
+        """Add labels as ``actor`` (the local user by default); each new label is recorded as a ``labeled`` event."""
         self.get_issue(number)
         with self.store.transaction() as c:
             for name in names:
-                c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name))
+                if c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name)).rowcount:
+                    c.execute("INSERT INTO tracker_events (issue, event, actor, name, at) VALUES (?, 'labeled', ?, ?, ?)",
+                              (number, actor or _user(), name, now()))
             c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
 
     def remove_labels(self, number: int, names: list[str]) -> None:
@@ -172,7 +206,7 @@ class LocalTracker:
 
     def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
                     head_sha: str, base_sha: str, marker: str) -> PullRequest:
-        existing = self.find_pull(marker)
+        existing = self.find_pull(marker, head)
         if existing is not None:
             if existing.head_sha != head_sha:  # new commits on the same branch: the record follows the branch head
                 with self.store.transaction() as c:

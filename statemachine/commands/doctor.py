@@ -121,11 +121,21 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 return f"base branch {base} exists"
 
             if _check(results, "token", token_ok, "set GH_TOKEN to a token with repo access"):
+                _check(results, "identity", lambda: _identity(tracker), "check the token")
                 _check(results, "labels", labels_ok, "run `orch setup --prepare-labels`")
                 _check(results, "base branch", base_ok, "set tracker.base_branch")
         finally:
             rt.close()
+    else:
+        from statemachine.adapters.local import RUNNER
+
+        results.append({"check": "identity", "ok": True, "fix": None,
+                        "detail": f"the runner acts as {RUNNER}; only markers it writes count as orch's"})
     return _finish(out, results)
+
+
+def _identity(tracker: Any) -> str:
+    return f"the runner acts as {tracker.identity()} (learned from the token); only markers it writes count as orch's"
 
 
 def _finish(out: Output, results: list[dict[str, Any]]) -> int:

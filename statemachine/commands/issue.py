@@ -1,4 +1,4 @@
-"""`orch issue new|list|show|label|comment|close|reopen`: the embedded local tracker from the command line."""
+"""`orch issue new|list|show|label|comment|edit|close|reopen`: the embedded local tracker from the command line."""
 
 from __future__ import annotations
 
@@ -33,13 +33,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
         tracker = local_tracker(rt, "`orch issue` manages", "file issues on the tracker itself")
         cmd = args.issue_command
         if cmd == "new":
-            body = args.body if args.body is not None else ""
-            if args.body_file is not None:
-                try:
-                    body = args.body_file.read_text()
-                except OSError as exc:
-                    raise OrchError(f"cannot read {args.body_file}: {exc.strerror}", "check the path") from None
-            issue = tracker.create_issue(args.title, body, args.label)
+            issue = tracker.create_issue(args.title, _body(args) or "", args.label)
             out.emit("issue", issue_json(issue), f"#{issue.number} {issue.title}" + (f" [{', '.join(issue.labels)}]" if issue.labels else ""))
         elif cmd == "list":
             issues = tracker.list_issues(state="all" if args.all else "open")
@@ -71,14 +65,29 @@ def main(args: argparse.Namespace, out: Output) -> int:
             issue = tracker.get_issue(args.number)
             out.emit("issue", issue_json(issue), f"#{issue.number} labels: " + (", ".join(issue.labels) or "(none)"))
         elif cmd == "comment":
-            comment = tracker.post_comment(args.number, args.text, author=_user())
+            comment = tracker.post_comment(args.number, args.text, author=args.author or _user())
             out.emit("comment", {"issue": args.number, "id": comment.id}, f"commented on #{args.number}")
+        elif cmd == "edit":
+            if args.title is None and args.body is None and args.body_file is None:
+                raise OrchError("nothing to edit", "give --title, --body or --body-file")
+            issue = tracker.update_issue(args.number, title=args.title, body=_body(args), editor=args.author or _user())
+            out.emit("issue", issue_json(issue), f"#{issue.number} edited")
         elif cmd in ("close", "reopen"):
             tracker.set_state(args.number, "closed" if cmd == "close" else "open")
             out.emit("issue", issue_json(tracker.get_issue(args.number)), f"#{args.number} {cmd}{'d' if cmd == 'close' else 'ed'}")
         return EXIT_OK
     finally:
         rt.close()
+
+
+def _body(args: argparse.Namespace) -> str | None:
+    """The body from --body or --body-file, None when neither was given."""
+    if args.body_file is not None:
+        try:
+            return str(args.body_file.read_text())
+        except OSError as exc:
+            raise OrchError(f"cannot read {args.body_file}: {exc.strerror}", "check the path") from None
+    return args.body if args.body is not None else None
 
 
 def _user() -> str:

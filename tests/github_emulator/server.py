@@ -41,6 +41,7 @@ from .state import (
     Review,
     ReviewComment,
     State,
+    iso,
     parse_iso,
     rank,
 )
@@ -48,6 +49,9 @@ from .state import (
 FAULT_KINDS = ("status", "timeout", "secondary_rate_limit", "lost_response", "primary_rate_limit")
 RATE_LIMIT = 5000
 ANON_RATE_LIMIT = 60
+# the one GraphQL query the emulator answers (whitespace collapsed): orch's GitHubTracker._body_editor
+GRAPHQL_EDITOR_QUERY = ("query($owner: String!, $repo: String!, $number: Int!) "
+                        "{ repository(owner: $owner, name: $repo) { issue(number: $number) { editor { login } lastEditedAt } } }")
 GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)\.git(?P<rest>/.*)?$")
 GIT_ENV = {"GIT_AUTHOR_NAME": "emulator", "GIT_AUTHOR_EMAIL": "emulator@localhost",
            "GIT_COMMITTER_NAME": "emulator", "GIT_COMMITTER_EMAIL": "emulator@localhost",
@@ -161,6 +165,10 @@ class GitHubEmulator:
         self.validation_seconds = 0.0
         self.validations = 0
         self._rate: dict[str, dict[str, int]] = {}
+        # A lagging replica: a new comment shows in comment lists only this many (wall-clock) seconds after it
+        # was created, in creation order (a list never shows a newer comment before an older one).
+        self.comment_lag = 0.0
+        self._comment_visible_at: dict[int, float] = {}
         self._rate_reset = int(time.time()) + 3600
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -224,6 +232,14 @@ class GitHubEmulator:
             acct.name = name
             acct.email = email or f"{login}@users.noreply.localhost"
 
+    def add_app(self, slug: str, token: str) -> str:
+        """A GitHub App's installation token: it acts as ``<slug>[bot]`` and, like GitHub, cannot read GET /user."""
+        login = f"{slug}[bot]"
+        with self.state.lock:
+            acct = self.state.account(login)
+            acct.type, acct.token = "Bot", token
+        return login
+
     def add_repo(self, owner: str, name: str, default_branch: str = "main", source: Path | str | None = None,
                  *, description: str | None = None, default_labels: bool = True) -> None:
         """A private repository; SOURCE's branches seed its bare git repository (else one empty commit).
@@ -261,6 +277,13 @@ class GitHubEmulator:
             self.state.account(login)
             self.state.repo(owner, name).roles[login.lower()] = role
 
+    def add_org_member(self, org: str, login: str) -> None:
+        """Make LOGIN a member of organization ORG: on ORG's repositories its comments say ``MEMBER`` and it has the
+        organization's base permission (read) unless a repository gives it more."""
+        with self.state.lock:
+            self.state.account(org, "Organization")
+            self.state.members.setdefault(org.lower(), set()).add(login.lower())
+
     def git_url(self, owner: str, name: str, token: str | None = None) -> str:
         """The repository's smart-HTTP URL; with TOKEN, carrying it as basic-auth credentials."""
         if token is None:
@@ -278,6 +301,22 @@ class GitHubEmulator:
             issue = self._new_issue(repo, title, body, user)
             for label in labels:
                 self._apply_label(repo, issue, label, user)
+            return issue.number
+
+    def open_pull(self, owner: str, name: str, login: str, title: str, body: str, head: str, base: str = "main",
+                  *, fork_owner: str | None = None, draft: bool = False) -> int:
+        """Plant a pull request opened by LOGIN without HTTP, from HEAD of the repository or, with FORK_OWNER,
+        of FORK_OWNER's fork (added with ``add_repo(FORK_OWNER, NAME, ...)``): anyone may open one on a public
+        repository. Returns its number."""
+        with self.state.lock:
+            repo = self.state.repo(owner, name)
+            source = self.state.repo(fork_owner, name) if fork_owner else repo
+            head_sha, base_sha = _rev(source.bare, head), _rev(repo.bare, base)
+            if head_sha is None or base_sha is None:
+                raise ValueError(f"no branch {head!r} in {source.full_name} or {base!r} in {repo.full_name}")
+            issue = self._new_issue(repo, title, body, login)
+            issue.pull = Pull(self.state.next_id(), head, head_sha, base, base_sha, draft,
+                              head_repo=(source.owner, source.name) if fork_owner else None)
             return issue.number
 
     def add_label_event(self, owner: str, name: str, number: int, label: str, actor: str) -> None:
@@ -538,6 +577,53 @@ class GitHubEmulator:
             return
         h.respond(reply.status, out_headers, payload)
 
+    def _handle_graphql(self, h: _Handler, method: str, body: bytes) -> None:
+        """``POST /graphql`` for the one query orch sends, and nothing else: who last edited an issue's body
+        (``repository(owner, name) { issue(number) { editor { login } lastEditedAt } }``). Any other query, or a
+        variable of the wrong type, is recorded as a violation (the test fails) and answered as GitHub would."""
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        status, reply = 200, {}
+        login = None
+        try:
+            login = self._authenticate(headers, "/graphql")
+            if method != "POST":
+                raise ApiError(404)
+            try:
+                data = json.loads(body or b"{}")
+            except ValueError:
+                raise ApiError(400, "Problems parsing JSON") from None
+            query = " ".join(str(data.get("query") or "").split())
+            variables = data.get("variables") or {}
+            if query != GRAPHQL_EDITOR_QUERY or set(variables) != {"owner", "repo", "number"} or not isinstance(
+                    variables.get("number"), int) or not all(isinstance(variables.get(k), str) for k in ("owner", "repo")):
+                self._record_violations([f"unsupported GraphQL request: {query!r} {variables!r}"], "request")
+                reply = {"errors": [{"message": "the emulator answers only orch's editor query"}]}
+            else:
+                with self.state.lock:
+                    repo = self.state.find_repo(variables["owner"], variables["repo"])
+                    visible = repo is not None and rank(self.state.role(repo, login)) >= rank("read")
+                    issue = repo.issues.get(variables["number"]) if repo is not None and visible else None
+                    if issue is None or issue.is_pull:
+                        what = "Issue" if visible else "Repository"
+                        reply = {"data": {"repository": {"issue": None} if visible else None},
+                                 "errors": [{"type": "NOT_FOUND", "path": ["repository", "issue"] if visible else ["repository"],
+                                             "message": f"Could not resolve to an {what} with the number of {variables['number']}."
+                                             if visible else f"Could not resolve to a Repository with the name "
+                                             f"'{variables['owner']}/{variables['repo']}'."}]}
+                    else:
+                        edited = issue.last_edited_at is not None
+                        reply = {"data": {"repository": {"issue": {
+                            "editor": {"login": issue.editor} if edited else None,
+                            "lastEditedAt": iso(issue.last_edited_at) if issue.last_edited_at is not None else None}}}}
+        except ApiError as err:
+            status, reply = err.status, err.body()
+        payload = json.dumps(reply, separators=(",", ":")).encode()
+        with self.state.lock:
+            self.requests.append((method, "/graphql", status))
+            self.log.append(LogEntry(method, "/graphql", "", status, login, "graphql", None, request_headers=headers,
+                                     request_body=body))
+        h.respond(status, {"content-type": "application/json; charset=utf-8"}, payload)
+
     def _account_validation(self, t0: float) -> None:
         with self.state.lock:
             self.validation_seconds += time.perf_counter() - t0
@@ -727,6 +813,8 @@ def _validation_failed(resource: str, field: str, code: str, message: str | None
 @route("users/get-authenticated")
 def _get_user(c: Ctx) -> Reply:
     assert c.login is not None
+    if c.state.account(c.login).type == "Bot":
+        raise ApiError(403, "Resource not accessible by integration")
     return Reply(200, c.render.private_user(c.login))
 
 
@@ -918,10 +1006,13 @@ def _update_issue(c: Ctx) -> Reply:
     if rank(role) < rank("triage") and not author:
         raise ApiError(403, "Resource not accessible by personal access token")
     d = c.obj()
-    if "title" in d and d["title"] is not None:
+    if "title" in d and d["title"] is not None and str(d["title"]) != issue.title:
+        repo.events.append(Event(c.state.next_id(), issue.number, "renamed", c.state.account(c.login).login, "", "",
+                                 c.state.tick(), (issue.title, str(d["title"]))))
         issue.title = str(d["title"])
-    if "body" in d:
+    if "body" in d and d["body"] != issue.body:
         issue.body = d["body"]
+        issue.editor, issue.last_edited_at = c.state.account(c.login).login, c.state.tick()
     if "state" in d:
         if d["state"] not in ("open", "closed"):
             raise _validation_failed("Issue", "state", "invalid")
@@ -1008,6 +1099,10 @@ def _list_comments(c: Ctx) -> Reply:
     repo = c.repo()
     issue = c.issue(repo)
     comments = repo.comments_of(issue.number)
+    if c.gh.comment_lag:
+        now = time.monotonic()  # the list is a prefix: it ends before the first comment not yet replicated
+        comments = comments[:next((i for i, x in enumerate(comments)
+                                   if c.gh._comment_visible_at.get(x.id, 0.0) > now), len(comments))]
     if c.query.get("since"):
         since = parse_iso(c.query["since"])
         comments = [x for x in comments if x.updated_at >= since]
@@ -1028,6 +1123,7 @@ def _create_comment(c: Ctx) -> Reply:
     now = c.state.tick()
     comment = Comment(c.state.next_id(), issue.number, c.state.account(c.login).login, body, now, now)
     repo.comments[comment.id] = comment
+    c.gh._comment_visible_at[comment.id] = time.monotonic() + c.gh.comment_lag
     issue.updated_at = now
     out = c.render.comment(repo, comment)
     return Reply(201, out, {"location": out["url"]})
@@ -1106,7 +1202,8 @@ def _list_pulls(c: Ctx) -> Reply:
     # GitHub filters on head only in the form user:ref-name (org:ref-name); a bare branch name is ignored.
     if head and ":" in head:
         owner, _, ref = head.partition(":")
-        items = [i for i in items if owner.lower() == repo.owner.lower() and i.pull and i.pull.head_ref == ref]
+        items = [i for i in items if i.pull and i.pull.head_ref == ref
+                 and owner.lower() == (i.pull.head_repo[0] if i.pull.head_repo else repo.owner).lower()]
     if c.query.get("base"):
         items = [i for i in items if i.pull and i.pull.base_ref == c.query["base"]]
     sort = c.query.get("sort", "created")
@@ -1152,7 +1249,8 @@ def _create_pull(c: Ctx) -> Reply:
     if base_sha is None:
         raise _validation_failed("PullRequest", "base", "invalid")
     for other in repo.pulls:
-        if other.state == "open" and other.pull and other.pull.head_ref == head_ref and other.pull.base_ref == base:
+        if (other.state == "open" and other.pull and other.pull.head_repo is None and other.pull.head_ref == head_ref
+                and other.pull.base_ref == base):
             raise _validation_failed("PullRequest", "head", "custom",
                                      f"A pull request already exists for {repo.owner}:{head_ref}.")
     if _git_ok(repo.bare, "merge-base", "--is-ancestor", head_sha, base_sha):
@@ -1473,6 +1571,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if GIT_PATH.match(path):
             _handle_git(self.gh, self, method, body)
+        elif path.rstrip("/") == "/graphql":
+            self.gh._handle_graphql(self, method, body)
         else:
             self.gh._handle_api(self, method, body)
 

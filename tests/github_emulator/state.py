@@ -72,11 +72,12 @@ class Comment:
 class Event:
     id: int
     issue_number: int
-    event: str  # labeled | unlabeled
+    event: str  # labeled | unlabeled | renamed
     actor: str
     label: str
     color: str
     created_at: int
+    rename: tuple[str, str] | None = None  # a renamed event: (from, to)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Pull:
     draft: bool
     maintainer_can_modify: bool = False
     merged: bool = False
+    head_repo: tuple[str, str] | None = None  # (owner, name) of the fork the head branch lives in; None: this repository
 
 
 REVIEW_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED",
@@ -138,6 +140,8 @@ class Issue:
     closed_by: str | None = None
     labels: list[str] = field(default_factory=list)  # label names as stored on the repository
     pull: Pull | None = None
+    editor: str | None = None  # GraphQL Issue.editor / lastEditedAt: the last edit of the body
+    last_edited_at: int | None = None
 
     @property
     def is_pull(self) -> bool:
@@ -201,6 +205,7 @@ class State:
         self.lock = threading.RLock()
         self.accounts: dict[str, Account] = {}
         self.repos: dict[tuple[str, str], Repo] = {}
+        self.members: dict[str, set[str]] = {}  # organization (lower-cased) -> its members (lower-cased)
         self._ids = itertools.count(1001)
         # A logical clock in whole seconds (GitHub's timestamps have second resolution): every
         # change moves it on by one second, so orderings and `since` filters are deterministic.
@@ -240,7 +245,10 @@ class State:
             return "none"
         if login.lower() == repo.owner.lower() and self.accounts.get(login.lower(), Account("", 0)).type == "User":
             return "admin"
-        return repo.roles.get(login.lower(), "none")
+        # a member of the owning organization has the organization's base permission (GitHub's default: read)
+        base = "read" if login.lower() in self.members.get(repo.owner.lower(), set()) else "none"
+        role = repo.roles.get(login.lower(), "none")
+        return role if rank(role) >= rank(base) else base
 
 
 class Render:
@@ -383,6 +391,8 @@ class Render:
     def association(self, repo: Repo, login: str) -> str:
         if login.lower() == repo.owner.lower():
             return "OWNER"
+        if login.lower() in self.state.members.get(repo.owner.lower(), set()):
+            return "MEMBER"  # whatever the member's permission on this repository
         role = self.state.role(repo, login)
         return "COLLABORATOR" if rank(role) >= rank("read") else "NONE"
 
@@ -396,10 +406,17 @@ class Render:
                 "reactions": self.reactions(u)}
 
     def event(self, repo: Repo, e: Event) -> dict[str, Any]:
-        return {"id": e.id, "node_id": node_id("LabeledEvent" if e.event == "labeled" else "UnlabeledEvent", e.id),
-                "url": f"{self.api}/repos/{repo.full_name}/issues/events/{e.id}", "actor": self.user(e.actor),
-                "event": e.event, "commit_id": None, "commit_url": None, "created_at": iso(e.created_at),
-                "performed_via_github_app": None, "label": {"name": e.label, "color": e.color}}
+        kind = {"labeled": "LabeledEvent", "unlabeled": "UnlabeledEvent", "renamed": "RenamedTitleEvent"}[e.event]
+        data: dict[str, Any] = {
+            "id": e.id, "node_id": node_id(kind, e.id),
+            "url": f"{self.api}/repos/{repo.full_name}/issues/events/{e.id}", "actor": self.user(e.actor),
+            "event": e.event, "commit_id": None, "commit_url": None, "created_at": iso(e.created_at),
+            "performed_via_github_app": None}
+        if e.rename is not None:
+            data["rename"] = {"from": e.rename[0], "to": e.rename[1]}
+        else:
+            data["label"] = {"name": e.label, "color": e.color}
+        return data
 
     # -- reviews
 
@@ -448,7 +465,10 @@ class Render:
         owner = self.user(repo.owner)
         repo_json = self.repository(repo)
 
-        def end(ref: str, sha: str) -> dict[str, Any]:
+        def end(ref: str, sha: str, fork: Repo | None = None) -> dict[str, Any]:
+            if fork is not None:
+                return {"label": f"{fork.owner}:{ref}", "ref": ref, "sha": sha, "user": self.user(fork.owner),
+                        "repo": self.repository(fork)}
             return {"label": f"{repo.owner}:{ref}", "ref": ref, "sha": sha, "user": owner, "repo": repo_json}
 
         data: dict[str, Any] = {
@@ -463,7 +483,7 @@ class Render:
             "active_lock_reason": None, "created_at": iso(issue.created_at), "updated_at": iso(issue.updated_at),
             "closed_at": iso(issue.closed_at) if issue.closed_at else None, "merged_at": None,
             "merge_commit_sha": None, "assignee": None, "assignees": [], "requested_reviewers": [],
-            "requested_teams": [], "head": end(p.head_ref, p.head_sha), "base": end(p.base_ref, p.base_sha),
+            "requested_teams": [], "head": end(p.head_ref, p.head_sha, self.state.repo(*p.head_repo) if p.head_repo else None), "base": end(p.base_ref, p.base_sha),
             "_links": {k: {"href": v} for k, v in {
                 "self": u, "html": html, "issue": iu, "comments": f"{iu}/comments",
                 "review_comments": f"{u}/comments",
