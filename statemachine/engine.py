@@ -164,9 +164,13 @@ def text_of(rt: Runtime, issue: Any, facts: dict[str, Any], state: str,
         if name not in authority:
             authority[name] = {"actor": history.labeled_by,
                                "permission": rt.tracker.permission(history.labeled_by) if history.labeled_by else "none"}
+        perms: dict[str, str] = {}  # one permission look-up per editor, however many edits
+        for e in history.edits:
+            if e.after_label and e.editor not in perms:
+                perms[e.editor] = rt.tracker.permission(e.editor)
         out[name] = {"unchanged": False, "labeled_by": history.labeled_by, "labeled_at": history.labeled_at,
                      "edits": [{"part": e.part, "editor": e.editor, "at": e.at, "after_label": e.after_label,
-                                "permission": rt.tracker.permission(e.editor) if e.after_label else None}
+                                "permission": perms.get(e.editor) if e.after_label else None}
                                for e in history.edits]}
     return out
 

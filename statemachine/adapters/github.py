@@ -69,9 +69,10 @@ MAX_BODY = 65536  # GitHub refuses issue, comment and pull request bodies longer
 MAX_TITLE = 256
 MARKER_RE = re.compile(r"<!-- orch:[^>]*?-->")
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
-# the one GraphQL query orch sends: who last edited an issue's body, and when (REST does not say)
+# the one GraphQL query orch sends: who edited an issue's body, and when (REST does not say); every edit, not only
+# the last one, so that a maintainer's later touch-up does not hide an outsider's edit before it
 _EDITOR_QUERY = ("query($owner: String!, $repo: String!, $number: Int!) "
-                 "{ repository(owner: $owner, name: $repo) { issue(number: $number) { editor { login } lastEditedAt } } }")
+                 "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }")
 API_VERSION = "2022-11-28"
 
 
@@ -858,25 +859,27 @@ class GitHubTracker:
         return "none"
 
     def text_history(self, number: int, label: str) -> TextHistory:
-        """Who last applied ``label`` and who last edited the title or body, with when: the issue's events give the
-        label and title renames (``renamed``), GraphQL's ``Issue.editor``/``lastEditedAt`` the body (REST shows
-        neither a body's editor nor its timeline). Two requests."""
+        """Who last applied ``label``, and every edit of the title or body with its editor and time: the issue's events
+        give the label and title renames (``renamed``), GraphQL's ``Issue.userContentEdits`` the body (REST shows
+        neither a body's editors nor when). Two requests."""
         labeled_by: str | None = None
-        labeled_at = renamed_by = renamed_at = ""
+        labeled_at = ""
+        renames: list[tuple[str, str]] = []
         for e in self._paged(f"read the events of issue #{number}", "issues.list_events",
                              {"issue_number": number}, missing=f"issue #{number} does not exist in {self.full_name}"):
             who = str((e.get("actor") or {}).get("login") or "ghost")
             if e.get("event") == "labeled" and (e.get("label") or {}).get("name") == label:
                 labeled_by, labeled_at = who, str(e.get("created_at") or "")
             elif e.get("event") == "renamed":
-                renamed_by, renamed_at = who, str(e.get("created_at") or "")
-        body_by, body_at = self._body_editor(number)
-        edits = tuple(TextEdit(part, who, at, labeled_by is None or at >= labeled_at)
-                      for part, who, at in (("title", renamed_by, renamed_at), ("body", body_by, body_at)) if at)
+                renames.append((who, str(e.get("created_at") or "")))
+        changes = [("title", who, at) for who, at in renames] + [("body", who, at) for who, at in self._body_edits(number)]
+        edits = tuple(TextEdit(part, who, at, labeled_by is None or at >= labeled_at) for part, who, at in changes if at)
         return TextHistory(labeled_by, labeled_at, edits)
 
-    def _body_editor(self, number: int) -> tuple[str, str]:
-        """(login, lastEditedAt) of the last edit of the issue's body, ("", "") when it was never edited (GraphQL)."""
+    def _body_edits(self, number: int) -> list[tuple[str, str]]:
+        """(login, editedAt) of each edit of the issue's body, the last 100, none when it was never edited (GraphQL
+        ``userContentEdits``; GitHub lists the original text as an edit by its author at creation, which is before
+        any label)."""
         url = (self.api_url[:-len("/v3")] if self.api_url.endswith("/api/v3") else self.api_url) + "/graphql"
         payload = {"query": _EDITOR_QUERY, "variables": {"owner": self.owner, "repo": self.repo, "number": int(number)}}
         resp = self._send(f"read who last edited issue #{number}", lambda: self._raw("POST", url, payload))
@@ -886,8 +889,9 @@ class GitHubTracker:
             message = "; ".join(str(e.get("message") or e) for e in data.get("errors") or []) or "no such issue"
             raise GitHubError(f"GitHub's GraphQL API did not say who edited issue #{number}: {message}",
                               "the token needs read access to the repository's issues")
-        editor = issue.get("editor") or {}
-        return (str(editor.get("login") or "ghost"), str(issue["lastEditedAt"])) if issue.get("lastEditedAt") else ("", "")
+        nodes = ((issue.get("userContentEdits") or {}).get("nodes")) or []
+        return [(str((n.get("editor") or {}).get("login") or "ghost"), str(n.get("editedAt") or ""))
+                for n in nodes if isinstance(n, dict) and n.get("editedAt")]
 
     def label_authority(self, number: int, label: str) -> tuple[str | None, str]:
         """Who applied ``label`` and their permission on the repository ((None, "none") when nobody did)."""

@@ -65,11 +65,11 @@ class LocalTracker:
         label_id, labeled_by, labeled_at = (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else (
             0, _user() if label in current.labels else None, current.created_at)
         edits = []
-        for part in ("title", "body"):
-            found = self.store.query("SELECT id, actor, at FROM tracker_events WHERE issue=? AND event='edited' AND "
-                                     "(name=? OR name='title and body') ORDER BY id DESC LIMIT 1", (number, part))
-            if found:
-                edits.append(TextEdit(part, str(found[0][1]), str(found[0][2]), int(found[0][0]) > label_id))
+        for part in ("title", "body"):  # every edit: a maintainer's later touch-up does not hide an outsider's before it
+            for row_id, actor, at in self.store.query("SELECT id, actor, at FROM tracker_events WHERE issue=? AND "
+                                                      "event='edited' AND (name=? OR name='title and body') ORDER BY id",
+                                                      (number, part)):
+                edits.append(TextEdit(part, str(actor), str(at), int(row_id) > label_id))
         return TextHistory(labeled_by, labeled_at, tuple(edits))
 
     def permission(self, login: str) -> str:

@@ -49,9 +49,9 @@ from .state import (
 FAULT_KINDS = ("status", "timeout", "secondary_rate_limit", "lost_response", "primary_rate_limit")
 RATE_LIMIT = 5000
 ANON_RATE_LIMIT = 60
-# the one GraphQL query the emulator answers (whitespace collapsed): orch's GitHubTracker._body_editor
+# the one GraphQL query the emulator answers (whitespace collapsed): orch's GitHubTracker._body_edits
 GRAPHQL_EDITOR_QUERY = ("query($owner: String!, $repo: String!, $number: Int!) "
-                        "{ repository(owner: $owner, name: $repo) { issue(number: $number) { editor { login } lastEditedAt } } }")
+                        "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }")
 GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)\.git(?P<rest>/.*)?$")
 GIT_ENV = {"GIT_AUTHOR_NAME": "emulator", "GIT_AUTHOR_EMAIL": "emulator@localhost",
            "GIT_COMMITTER_NAME": "emulator", "GIT_COMMITTER_EMAIL": "emulator@localhost",
@@ -579,7 +579,7 @@ class GitHubEmulator:
 
     def _handle_graphql(self, h: _Handler, method: str, body: bytes) -> None:
         """``POST /graphql`` for the one query orch sends, and nothing else: who last edited an issue's body
-        (``repository(owner, name) { issue(number) { editor { login } lastEditedAt } }``). Any other query, or a
+        (``repository(owner, name) { issue(number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } }``). Any other query, or a
         variable of the wrong type, is recorded as a violation (the test fails) and answered as GitHub would."""
         headers = {k.lower(): v for k, v in h.headers.items()}
         status, reply = 200, {}
@@ -611,10 +611,10 @@ class GitHubEmulator:
                                              if visible else f"Could not resolve to a Repository with the name "
                                              f"'{variables['owner']}/{variables['repo']}'."}]}
                     else:
-                        edited = issue.last_edited_at is not None
-                        reply = {"data": {"repository": {"issue": {
-                            "editor": {"login": issue.editor} if edited else None,
-                            "lastEditedAt": iso(issue.last_edited_at) if issue.last_edited_at is not None else None}}}}
+                        # as GitHub: once edited, the original text is listed too, by its author at creation
+                        history = ([(issue.user, issue.created_at)] + issue.edits) if issue.edits else []
+                        reply = {"data": {"repository": {"issue": {"userContentEdits": {"nodes": [
+                            {"editor": {"login": who}, "editedAt": iso(at)} for who, at in history[-100:]]}}}}}
         except ApiError as err:
             status, reply = err.status, err.body()
         payload = json.dumps(reply, separators=(",", ":")).encode()
@@ -1012,7 +1012,7 @@ def _update_issue(c: Ctx) -> Reply:
         issue.title = str(d["title"])
     if "body" in d and d["body"] != issue.body:
         issue.body = d["body"]
-        issue.editor, issue.last_edited_at = c.state.account(c.login).login, c.state.tick()
+        issue.edits.append((c.state.account(c.login).login, c.state.tick()))
     if "state" in d:
         if d["state"] not in ("open", "closed"):
             raise _validation_failed("Issue", "state", "invalid")

@@ -140,8 +140,7 @@ class Issue:
     closed_by: str | None = None
     labels: list[str] = field(default_factory=list)  # label names as stored on the repository
     pull: Pull | None = None
-    editor: str | None = None  # GraphQL Issue.editor / lastEditedAt: the last edit of the body
-    last_edited_at: int | None = None
+    edits: list[tuple[str, int]] = field(default_factory=list)  # GraphQL Issue.userContentEdits: (editor, when) per body edit
 
     @property
     def is_pull(self) -> bool:
