@@ -67,11 +67,29 @@ def pull_body(ctx: Any, facts: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def ci_note(ctx: Any) -> str | None:
+    """One line when orch acts as the Actions job token: the pull request it opened runs no CI, and the fix."""
+    from statemachine.adapters.github import CI_FIX, job_token_ci_warning
+
+    from statemachine.errors import OrchError
+
+    identity = getattr(ctx.tracker, "identity", None)
+    try:
+        login = identity() if callable(identity) else None
+    except (OrchError, OSError):  # the note is advice: never let it stop the report
+        return None
+    warning = job_token_ci_warning(login if isinstance(login, str) else None)
+    return f"Note: {warning}; to have CI run, {CI_FIX}." if warning else None
+
+
 def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
     run_id = ctx.run_id or "?"
     if outcome == "review":
         pr = facts.get("pull_request") or {}
         head = [f"orch finished run `{run_id}`: draft pull request #{pr.get('number', '?')} ({pr.get('url', '')}) is ready for review."]
+        ci = ci_note(ctx)
+        if ci:
+            head.append(ci)
     elif outcome == "passed":
         parent = facts.get("parent") or {}
         head = [f"orch finished run `{run_id}`: every gate passed. Parent #{parent.get('number', '?')} merges this commit "

@@ -65,7 +65,16 @@ def open_github(cfg: dict[str, object]) -> Tracker:
     token, source = find_token()
     return GitHubTracker(str(cfg["owner"]), str(cfg["repo"]), token, api_url=api_url, token_source=source,
                          runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None,
-                         app_slug=str(cfg["app_slug"]) if cfg.get("app_slug") else None)
+                         app_slug=app_slug(cfg))
+
+
+def app_slug(cfg: dict[str, object]) -> str | None:
+    """The GitHub App slug an installation token acts for: ORCH_APP_SLUG (set by the Actions workflow, which knows
+    which token it passes) over ``tracker.app_slug``; None when neither is set."""
+    import os
+
+    slug = os.environ.get("ORCH_APP_SLUG", "").strip() or cfg.get("app_slug")
+    return str(slug) if slug else None
 
 
 def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:

@@ -6,17 +6,67 @@ from statemachine import __version__
 
 WORKFLOW_PATH = ".github/workflows/orch.yml"
 
+# Every action pinned by full commit SHA (the tag in the trailing comment), read from each action's repository.
+ACTIONS = {
+    "checkout": "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
+    "setup-python": "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0",
+    "upload-artifact": "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0",
+    "create-github-app-token": "actions/create-github-app-token@1b10c78c7865c340bc4f6099eb2f838309f1e8c3 # v3.1.1",
+}
+
+# The agent CLI each kind runs, pinned to the version orch's own CI tests with; `command` installs nothing.
+AGENT_CLIS = {
+    "codex": "npm install -g @openai/codex@0.169.0",
+    "claude": "npm install -g @anthropic-ai/claude-code@2.1.197",
+}
+
+# The model key's variable when the policy names none (statemachine/adapters/codex.py and claude.py).
+DEFAULT_API_KEY_ENV = {"codex": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY"}
+
+# The job token (secrets.GITHUB_TOKEN) is an installation token of the GitHub Actions app: it acts as this bot.
+JOB_TOKEN_SLUG = "github-actions"
+
+
+def agent_key_env(agent: dict[str, object]) -> str | None:
+    """The variable holding the model key for the policy's ``agent`` section (None: the agent needs none)."""
+    kind = str(agent.get("kind") or "codex")
+    if kind not in DEFAULT_API_KEY_ENV:
+        return None
+    if "api_key_env" in agent:
+        return str(agent["api_key_env"]) if agent["api_key_env"] else None
+    return DEFAULT_API_KEY_ENV[kind]
+
 
 def render(labels: tuple[str, ...] = ("agent:auto", "agent:plan-auto"), cron: str = "*/30 * * * *", python: str = "3.12",
-           package: str | None = None) -> str:
-    """A workflow running `orch daemon --once` on `issues: labeled` and on a schedule, with the least permissions it needs."""
+           package: str | None = None, agent_kind: str = "codex", api_key_env: str | None = "") -> str:
+    """A workflow running `orch daemon --once` on `issues: labeled` and on a schedule, with the least permissions it needs.
+
+    ``agent_kind`` picks the agent CLI to install; ``api_key_env`` names the model key's secret ("" means the kind's
+    default, None means no key).
+    """
     import json
 
     pkg = package or f"orch=={__version__}"
     wanted = json.dumps(list(labels))  # a JSON array in a single-quoted expression string
     names = " or ".join(labels)
+    key = DEFAULT_API_KEY_ENV.get(agent_kind) if api_key_env == "" else api_key_env
+    cli = AGENT_CLIS.get(agent_kind)
+    install_agent = (f"""      - name: Install the agent CLI ({agent_kind}, pinned)
+        run: {cli}
+""" if cli else "")
+    key_line = (f"""          # The model key reaches this step only; orch hands it to the agent alone (the jail's
+          # environment allowlist never passes it to checks).
+          {key}: ${{{{ secrets.{key} }}}}
+""" if key else "")
     return f"""# Written by `orch setup --actions`. It runs orch on GitHub's runners: when an issue gets
 # the {names} label, and on a schedule to pick up anything missed or interrupted.
+#
+# orch's identity, in order of preference (docs/github.md "GitHub Actions"):
+#  - a GitHub App: repository secrets ORCH_APP_ID and ORCH_APP_PRIVATE_KEY. The app needs Contents: write,
+#    Issues: write, Pull requests: write, Metadata: read. Its pull requests run the repository's CI.
+#  - a fine-grained personal access token in the secret ORCH_TOKEN, with the same permissions on this repository.
+#  - otherwise the job token, which acts as github-actions[bot]: pull requests it opens do NOT trigger the
+#    repository's CI (GitHub's rule against recursive runs); `orch doctor` and the report comment say so.
 name: orch
 
 on:
@@ -26,7 +76,7 @@ on:
     - cron: "{cron}"
   workflow_dispatch: {{}}
 
-# Least privilege: push run branches, open draft pull requests, label and comment on issues.
+# Least privilege for the job token: push run branches, open draft pull requests, label and comment on issues.
 permissions:
   contents: write
   issues: write
@@ -42,25 +92,49 @@ jobs:
     if: github.event_name != 'issues' || contains(fromJSON('{wanted}'), github.event.label.name)
     runs-on: ubuntu-latest
     timeout-minutes: 120
+    env:
+      ORCH_HAS_APP: ${{{{ secrets.ORCH_APP_ID != '' && secrets.ORCH_APP_PRIVATE_KEY != '' }}}}
     steps:
-      - uses: actions/checkout@v4
+      - name: Mint a GitHub App token (when ORCH_APP_ID and ORCH_APP_PRIVATE_KEY are set)
+        id: app
+        if: env.ORCH_HAS_APP == 'true'
+        uses: {ACTIONS["create-github-app-token"]}
+        with:
+          app-id: ${{{{ secrets.ORCH_APP_ID }}}}
+          private-key: ${{{{ secrets.ORCH_APP_PRIVATE_KEY }}}}
+          permission-contents: write
+          permission-issues: write
+          permission-pull-requests: write
+          permission-metadata: read
+      - uses: {ACTIONS["checkout"]}
         with:
           fetch-depth: 0
-      - uses: actions/setup-python@v5
+          persist-credentials: false  # orch pushes with its own token; nothing else may reuse one from .git/config
+      - uses: {ACTIONS["setup-python"]}
         with:
           python-version: "{python}"
-      - name: Install orch
+      - name: Install the jail (bubblewrap)
+        # ubuntu-latest (24.04) lets AppArmor restrict unprivileged user namespaces, which bubblewrap needs
+        # to build the jail without root: lift that restriction for this throwaway runner.
+        run: |
+          sudo apt-get update
+          sudo apt-get install -y bubblewrap
+          sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0
+{install_agent}      - name: Install orch
         run: python -m pip install "{pkg}"
       - name: Run eligible issues once
         run: orch daemon --once --json
         env:
-          GH_TOKEN: ${{{{ secrets.GITHUB_TOKEN }}}}
-          OPENAI_API_KEY: ${{{{ secrets.OPENAI_API_KEY }}}}
-      - name: Keep the evidence
+          GH_TOKEN: ${{{{ steps.app.outputs.token || secrets.ORCH_TOKEN || secrets.GITHUB_TOKEN }}}}
+          # An installation token cannot read its own user: orch acts as <slug>[bot] (the app's, or the job token's).
+          ORCH_APP_SLUG: ${{{{ steps.app.outputs.app-slug || (secrets.ORCH_TOKEN == '' && '{JOB_TOKEN_SLUG}' || '') }}}}
+{key_line}      - name: Keep the evidence
         if: always()
-        uses: actions/upload-artifact@v4
+        uses: {ACTIONS["upload-artifact"]}
         with:
           name: orch-evidence-${{{{ github.run_id }}}}
+          # Only the run folders: orch redacts secret values in them before they reach the disk.
+          # Never .orch/state/ (the journal and the local tracker's database).
           path: .orch/runs/
           if-no-files-found: ignore
 """

@@ -176,7 +176,23 @@ def test_a_second_daemon_on_the_same_clone_is_refused(cli, repo: Path) -> None: 
     assert first.returncode == 0
 
 
-def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+AGENT_POLICIES = {
+    "codex": ("", "npm install -g @openai/codex@0.169.0", "OPENAI_API_KEY"),
+    "claude": ("agent:\n  kind: claude\n", "npm install -g @anthropic-ai/claude-code@2.1.197", "ANTHROPIC_API_KEY"),
+    "claude-own-key": ("agent:\n  kind: claude\n  api_key_env: ORCH_MODEL_KEY\n",
+                       "npm install -g @anthropic-ai/claude-code@2.1.197", "ORCH_MODEL_KEY"),
+    "command": (f"agent:\n  kind: command\n  command: {sys.executable}\n", None, None),
+}
+
+
+@pytest.mark.parametrize("which", sorted(AGENT_POLICIES))
+def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, which: str) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    agent, install, key = AGENT_POLICIES[which]
+    if agent:  # otherwise setup writes the starter policy (codex)
+        (repo / ".orch").mkdir(exist_ok=True)
+        (repo / ".orch" / "policy.yaml").write_text("version: 1\nextends: default\n" + agent)
     code, data = cli.json("setup", "--actions", "--repo", repo)
     assert code == 0
     wf = repo / ".github" / "workflows" / "orch.yml"
@@ -192,9 +208,48 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path) 
     assert "github.event.issue.number" in doc["concurrency"]["group"]
     on = doc.get("on", doc.get(True))  # YAML 1.1 loaders read `on` as true
     assert on["issues"]["types"] == ["labeled"] and on["schedule"]
-    assert "agent:auto" in doc["jobs"]["orch"]["if"] and "agent:plan-auto" in doc["jobs"]["orch"]["if"]
-    run_steps = [s.get("run", "") for s in doc["jobs"]["orch"]["steps"]]
+    job = doc["jobs"]["orch"]
+    assert "agent:auto" in job["if"] and "agent:plan-auto" in job["if"]
+    steps = job["steps"]
+    run_steps = [s.get("run", "") for s in steps]
     assert any("orch daemon --once" in r for r in run_steps)
+    # the agent CLI, pinned, for the policy's kind (none for `command`)
+    installs = [r for r in run_steps if "npm install" in r]
+    assert installs == ([install] if install else [])
+    # the jail: bubblewrap, and user namespaces that AppArmor would otherwise refuse on ubuntu-latest
+    assert any("apt-get install -y bubblewrap" in r and "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" in r
+               for r in run_steps)
+    # every action pinned by full commit SHA, the tag in a comment
+    uses = [s["uses"] for s in steps if "uses" in s]
+    assert {u.split("@")[0] for u in uses} >= {"actions/checkout", "actions/setup-python", "actions/upload-artifact",
+                                               "actions/create-github-app-token"}
+    assert all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+    assert all(re.search(r"uses: \S+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line)
+               for line in text.splitlines() if "uses:" in line)
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False
+    # the model key reaches the orch step only, never an install step or a check
+    orch_step = next(s for s in steps if "orch daemon --once" in s.get("run", ""))
+    for other in steps:
+        if other is not orch_step:
+            assert "API_KEY" not in json.dumps(other) and "MODEL_KEY" not in json.dumps(other)
+    if key:
+        assert orch_step["env"][key] == f"${{{{ secrets.{key} }}}}"
+        assert text.count(f"secrets.{key}") == 1
+    else:
+        assert not [k for k in orch_step["env"] if k.endswith("_KEY")]
+    assert "env" not in doc and set(job.get("env", {})) == {"ORCH_HAS_APP"}
+    # orch's identity: the app's token, else ORCH_TOKEN, else the job token as github-actions[bot]
+    assert orch_step["env"]["GH_TOKEN"] == "${{ steps.app.outputs.token || secrets.ORCH_TOKEN || secrets.GITHUB_TOKEN }}"
+    assert "'github-actions'" in orch_step["env"]["ORCH_APP_SLUG"] and "steps.app.outputs.app-slug" in orch_step["env"]["ORCH_APP_SLUG"]
+    app = next(s for s in steps if s.get("id") == "app")
+    assert app["if"] == "env.ORCH_HAS_APP == 'true'"
+    assert {k: v for k, v in app["with"].items() if k.startswith("permission-")} == {
+        "permission-contents": "write", "permission-issues": "write", "permission-pull-requests": "write",
+        "permission-metadata": "read"}
+    # evidence: the redacted run folders only, never .orch/state/
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["with"]["path"] == ".orch/runs/" and upload["if"] == "always()"
     assert cli("setup", "--actions", "--repo", repo)[1].strip().startswith("nothing to do")
 
 

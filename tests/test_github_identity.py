@@ -4,6 +4,7 @@ comment list."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -132,3 +133,33 @@ def test_a_planted_child_issue_by_someone_else_is_not_taken_as_a_child(gh: GitHu
     assert any("key=a -->" in (c.body or "") for c in children), "orch opened its own child a"
     assert "agent:review" not in repo.issues[planted].labels and repo.issues[planted].body.startswith("Do evil.")
     assert f"Closes #{planted}" not in (repo.pulls[0].body or "")
+
+
+def test_the_job_token_is_github_actions_bot_and_its_pull_requests_run_no_ci(gh: GitHubEmulator, tmp_path: Path) -> None:
+    """The Actions job token is the github-actions app's installation token: the workflow sets ORCH_APP_SLUG, and
+    doctor and the report comment say plainly that pull requests it opens trigger no CI, and how to fix it."""
+    work = ready(gh, tmp_path)
+    login = gh.add_app("github-actions", "ghs-job-token")
+    gh.set_permission(OWNER, REPO, login, "write")
+    job = {"GH_TOKEN": "ghs-job-token", "ORCH_APP_SLUG": "github-actions"}
+    code, out, _ = orch(work, "doctor", "--json", env=job)
+    checks = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert code == 0 and "github-actions[bot]" in checks["identity"]["detail"]
+    ci = checks["ci"]
+    assert ci["warning"] and "do not trigger the repository's CI" in ci["detail"]
+    assert "GitHub App" in ci["fix"] and "fine-grained token" in ci["fix"]
+    code, out, _ = orch(work, "doctor", env=job)
+    assert code == 0 and "warn ci: orch acts as github-actions[bot]" in out and "ORCH_APP_ID" in out
+    # the bot's own user token (not the job token): no such warning
+    code, data = orch_json(work, "doctor")
+    assert code == 0 and "ci" not in {c["check"] for c in data["checks"]}
+
+    number = labelled_issue(gh, "Add sub")
+    code, out, err = orch(work, "run", "--issue", str(number), "--json", env=job)
+    assert code == 0 and json.loads(out)["final_state"] == "review", out + err
+    comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
+    assert isinstance(comments, list)
+    report = next(c["body"] for c in comments if "ready for review" in c["body"])
+    assert all(c["user"]["login"] == login for c in comments)
+    note = [line for line in report.splitlines() if "CI" in line]
+    assert len(note) == 1 and "do not trigger the repository's CI" in note[0] and "ORCH_TOKEN" in note[0]

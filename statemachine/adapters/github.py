@@ -281,6 +281,19 @@ def _shared_api(ghapi_cls: Any, httpx2: Any, api_url: str, timeout: float) -> An
 
 # the adapter -----------------------------------------------------------------------------
 
+JOB_TOKEN_LOGIN = "github-actions[bot]"  # who the GitHub Actions job token (secrets.GITHUB_TOKEN) acts as
+CI_FIX = ("give orch its own identity: a GitHub App (secrets ORCH_APP_ID and ORCH_APP_PRIVATE_KEY) or a fine-grained "
+          "token (secret ORCH_TOKEN) with Contents, Issues and Pull requests write (docs/github.md)")
+
+
+def job_token_ci_warning(login: str | None) -> str | None:
+    """What to say when orch acts as the job token: GitHub runs no workflows for the pull requests it opens."""
+    if not login or login.lower() != JOB_TOKEN_LOGIN:
+        return None
+    return (f"orch acts as {JOB_TOKEN_LOGIN} (the workflow's job token): pull requests it opens do not trigger "
+            "the repository's CI")
+
+
 class GitHubTracker:
     """Implements the Tracker port on one GitHub repository (issues, labels, comments, draft pull requests)."""
 

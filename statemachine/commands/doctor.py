@@ -121,7 +121,8 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 return f"base branch {base} exists"
 
             if _check(results, "token", token_ok, "set GH_TOKEN to a token with repo access"):
-                _check(results, "identity", lambda: _identity(tracker), "check the token")
+                if _check(results, "identity", lambda: _identity(tracker), "check the token"):
+                    _ci_check(results, tracker.identity())
                 _check(results, "labels", labels_ok, "run `orch setup --prepare-labels`")
                 _check(results, "base branch", base_ok, "set tracker.base_branch")
         finally:
@@ -138,12 +139,21 @@ def _identity(tracker: Any) -> str:
     return f"the runner acts as {tracker.identity()} (learned from the token); only markers it writes count as orch's"
 
 
+def _ci_check(results: list[dict[str, Any]], login: str) -> None:
+    """A warning (not a failure) when orch acts as the job token: its pull requests run no CI."""
+    from statemachine.adapters.github import CI_FIX, job_token_ci_warning
+
+    warning = job_token_ci_warning(login)
+    if warning:
+        results.append({"check": "ci", "ok": True, "warning": True, "detail": warning, "fix": CI_FIX})
+
+
 def _finish(out: Output, results: list[dict[str, Any]]) -> int:
     ok = all(r["ok"] for r in results)
     lines = []
     for r in results:
-        lines.append(f"{'ok  ' if r['ok'] else 'FAIL'} {r['check']}: {r['detail']}")
-        if not r["ok"] and r["fix"]:
+        lines.append(f"{'warn' if r.get('warning') else 'ok  ' if r['ok'] else 'FAIL'} {r['check']}: {r['detail']}")
+        if (not r["ok"] or r.get("warning")) and r["fix"]:
             lines.append(f"     fix: {r['fix']}")
     out.emit("doctor", {"ok": ok, "checks": results}, "\n".join(lines))
     return EXIT_OK if ok else EXIT_ERROR

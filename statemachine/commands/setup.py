@@ -76,7 +76,19 @@ def tracker_block(owner: str | None, repo: str | None, base: str) -> str:
     return f"  kind: local            # the embedded tracker (.orch/state/); `orch issue new ...` files issues\n  base_branch: \"{base}\"\n"
 
 
-def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False) -> list[tuple[Path, str, str]]:
+def workflow_agent(root: Path, policy_path: Path | None = None) -> tuple[str, str | None]:
+    """The agent kind and model-key variable the workflow is written for: the repository's policy, else the default."""
+    from statemachine import policy as policy_mod
+    from statemachine import resources, workflow
+
+    path = policy_mod.resolve_path(root, policy_path)
+    loaded = policy_mod.load(path) if path.exists() else policy_mod.load(resources.bundled_policy("default"))
+    agent = dict(loaded.data.get("agent") or {})
+    return str(agent.get("kind") or "codex"), workflow.agent_key_env(agent)
+
+
+def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False,
+         policy_path: Path | None = None) -> list[tuple[Path, str, str]]:
     """Return (path, new content, what) for every file setup would write; empty when nothing changes."""
     writes = []
     if actions:
@@ -84,7 +96,9 @@ def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False)
 
         target = root / workflow.WORKFLOW_PATH
         if not target.exists():
-            writes.append((target, workflow.render(), "write the GitHub Actions workflow"))
+            kind, key = workflow_agent(root, policy_path)
+            writes.append((target, workflow.render(agent_kind=kind, api_key_env=key),
+                           f"write the GitHub Actions workflow (agent: {kind})"))
     policy = root / ".orch" / "policy.yaml"
     if not policy.exists():
         writes.append((policy, STARTER.format(tracker=tracker_block(owner, repo, base_branch(root))), "write the starter policy"))
@@ -146,7 +160,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
     notes = []
     if url and not inferred and not (owner and repo):
         notes.append(f"origin ({url}) is not a GitHub repository: configured the local tracker")
-    writes = plan(root, owner, repo, actions=getattr(args, "actions", False))
+    writes = plan(root, owner, repo, actions=getattr(args, "actions", False), policy_path=getattr(args, "policy", None))
     if not args.dry_run:
         for path, content, _what in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
