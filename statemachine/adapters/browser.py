@@ -319,7 +319,14 @@ def run_scenario(scenario: dict[str, Any], base_url: str, out_dir: Path, rel_roo
         for label, width, height in VIEWPORTS:
             page.set_viewport_size({"width": width, "height": height})
             path = out_dir / f"{name}-{label}.png"
-            page.screenshot(path=str(path), full_page=False)
+            for tries_left in (2, 1, 0):  # right after a viewport change, headless Chromium now and then has no frame
+                try:
+                    page.screenshot(path=str(path), full_page=False)
+                    break
+                except Exception as exc:  # playwright's Error: retried only for this transient one
+                    if tries_left == 0 or "Unable to capture screenshot" not in str(exc):
+                        raise
+                    page.wait_for_timeout(200)
             shots.append({"id": f"browser-{name}-{label}", "kind": "screenshot", "path": rel(path), "publishable": True,
                           "viewport": f"{width}x{height}", "after_step": after_step, "name": name})
         page.set_viewport_size({"width": VIEWPORTS[0][1], "height": VIEWPORTS[0][2]})
