@@ -40,6 +40,8 @@ from statemachine.adapters.codex import (
     parse_events,
     token_usage,
 )
+from statemachine.adapters.agents import model_hosts
+from statemachine.adapters.egress import split_hosts
 from statemachine.adapters.jail import Jail, Settings, probe
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest
@@ -489,8 +491,10 @@ def test_config_toml_pins_sandbox_network_provider_and_secrets(tmp_path: Path) -
     config = {"kind": "codex", "model": "m1", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_MODEL_KEY"}
     jailed = tomllib.loads(CodexAgent(config, tmp_path).config_toml(tmp_path / "evidence"))
     assert jailed["sandbox_mode"] == "danger-full-access"  # orch's jail confines it; codex's own cannot nest in it
-    assert CodexAgent(config, tmp_path).endpoint() == ((), (9,))  # a model on orch's loopback: that port, nothing else
-    assert CodexAgent({**config, "base_url": "https://llm.example:8443/v1"}, tmp_path).endpoint() == (("llm.example:8443",), ())
+    jail = Jail(Settings(), tmp_path)  # a model on orch's loopback: that port, nothing else; else the host, proxied
+    assert split_hosts(model_hosts(CodexAgent(config, tmp_path).base_url, jail)) == ((), (9,))
+    assert split_hosts(model_hosts("https://llm.example:8443/v1", jail)) == (("llm.example:8443",), ())
+    assert split_hosts(model_hosts("http://[::1]:8080/v1", jail)) == ((), (8080,))
     agent = CodexAgent(config, tmp_path, Jail(Settings(mode="none"), tmp_path))  # `sandbox: none`: codex's own sandbox
     cfg = tomllib.loads(agent.config_toml(tmp_path / "evidence"))
     assert cfg["model"] == "m1" and cfg["model_provider"] == "orch"

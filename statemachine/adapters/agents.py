@@ -23,18 +23,26 @@ def resolve_command(command: str, repo_root: Path | None) -> str | None:
     return shutil.which(command)
 
 
-def jail_spec(request: AgentRequest, exe: str, hosts: tuple[str, ...] | None, loopback: tuple[int, ...] = (),
-              writable: tuple[Path, ...] = ()) -> Spec:
+def jail_spec(request: AgentRequest, exe: str, hosts: tuple[str, ...] | None) -> Spec:
     """The jail of one agent run: its workspace, its attempt's evidence folder, its own git directory and lock."""
-    return Spec(workdir=request.workdir, writable=(request.evidence_dir, request.report_path.parent, *writable),
-                executable=exe, hosts=hosts, loopback=loopback, gitdir=request.gitdir, lock=request.lock, label="agent",
+    return Spec(workdir=request.workdir, writable=(request.evidence_dir, request.report_path.parent),
+                executable=exe, hosts=hosts, gitdir=request.gitdir, lock=request.lock, label="agent",
                 workdir_writable=not request.read_only)
 
 
-def agent_result(outcome: Outcome, log: Path, error: str | None = None, tokens: dict[str, int] | None = None) -> AgentResult:
+def model_hosts(base_url: str, jail: Jail) -> tuple[str, ...]:
+    """Whom a model-driven agent (codex, claude) may reach: its model endpoint and the policy's
+    ``sandbox.network.agent`` hosts. The jail reaches one on orch's loopback on the same port, others through its proxy."""
+    from statemachine.adapters.egress import parse_host
+
+    host, port = parse_host(base_url)
+    return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}", *jail.settings.agent_hosts)
+
+
+def agent_result(outcome: Outcome, log: Path) -> AgentResult:
     r = outcome.result
     return AgentResult(r.exit_code, r.timed_out, r.idle_timed_out, r.duration_seconds, str(log), r.output_bytes,
-                       error=error if error is not None else r.error, tokens=tokens)
+                       error=r.error)
 
 
 def refuse(log: Path, message: str, hint: str) -> AgentResult:

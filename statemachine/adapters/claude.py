@@ -29,8 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agents import jail_spec, refuse, resolve_command
-from statemachine.adapters.egress import LOOPBACK_HOSTS, parse_host
+from statemachine.adapters.agents import jail_spec, model_hosts, refuse, resolve_command
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
@@ -180,14 +179,6 @@ class ClaudeAgent:
             argv += ["--max-turns", str(self.max_turns)]
         return argv + self.args
 
-    def endpoint(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        """Whom the jail lets Claude Code reach: its model endpoint and the policy's ``sandbox.network.agent`` hosts."""
-        host, port = parse_host(self.base_url or "https://api.anthropic.com")
-        hosts = tuple(self.jail.settings.agent_hosts)
-        if host in LOOPBACK_HOSTS:
-            return hosts, (port,)
-        return (f"{host}:{port}", *hosts), ()
-
     def jail_env(self, config_dir: Path, request: AgentRequest) -> dict[str, str]:
         """What Claude Code gets besides the jail's allowlist: quiet settings, its config folder, its model key."""
         env = {**self.env, **request.extra_env, **QUIET_ENV,
@@ -248,8 +239,8 @@ class ClaudeAgent:
         timeout = float(request.timeout_seconds or self.timeout_seconds or 1800)
         idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
         if self.jail.enabled:
-            hosts, loopback = self.endpoint()
-            outcome = self.jail.run(self.argv(exe, report_dir), jail_spec(request, exe, hosts, loopback),
+            outcome = self.jail.run(self.argv(exe, report_dir),
+                                    jail_spec(request, exe, model_hosts(self.base_url or "https://api.anthropic.com", self.jail)),
                                     self.jail_env(config_dir, request), log, timeout, idle, stdin_text=request.prompt)
             result = outcome.result
         else:

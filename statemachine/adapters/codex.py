@@ -25,8 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agents import agent_result, jail_spec, refuse, resolve_command
-from statemachine.adapters.egress import LOOPBACK_HOSTS, parse_host
+from statemachine.adapters.agents import agent_result, jail_spec, model_hosts, refuse, resolve_command
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
@@ -215,15 +214,6 @@ class CodexAgent:
         namespaces), so codex runs its commands directly, confined by the jail."""
         return "danger-full-access" if self.jail.enabled else self.sandbox
 
-    def endpoint(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        """Whom the jail lets codex reach: its model endpoint (a port on orch's loopback, or a host through the
-        egress proxy) and the policy's ``sandbox.network.agent`` hosts."""
-        host, port = parse_host(self.base_url)
-        hosts = tuple(self.jail.settings.agent_hosts)
-        if host in LOOPBACK_HOSTS:
-            return hosts, (port,)
-        return (f"{host}:{port}", *hosts), ()
-
     def jail_env(self, home: Path) -> dict[str, str]:
         """What codex gets besides the jail's allowlist: its home, its model key, the policy's variables."""
         env = {**self.env, "CODEX_HOME": str(home)}
@@ -271,8 +261,8 @@ class CodexAgent:
         idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
 
         if self.jail.enabled:
-            hosts, loopback = self.endpoint()
-            outcome = self.jail.run(self.argv(exe, request.workdir, evidence), jail_spec(request, exe, hosts, loopback),
+            outcome = self.jail.run(self.argv(exe, request.workdir, evidence),
+                                    jail_spec(request, exe, model_hosts(self.base_url, self.jail)),
                                     self.jail_env(home), log, timeout, idle, stdin_text=request.prompt)
             return self._result(agent_result(outcome, log), log)
 
