@@ -35,6 +35,7 @@ class ActionContext:
     run_id: str | None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     first_try: bool = False  # True when the journal shows no earlier attempt of the running action
+    lease_written: float = 0.0  # when this process wrote the run's claim lease stamp (wall clock; engine's freshness)
 
     def find_comment(self, marker: str) -> Any:
         """Our earlier comment with ``marker``; only looked up when an earlier attempt may have posted it."""
@@ -231,6 +232,8 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
 
     from statemachine import preflight
 
+    from statemachine import claims
+
     run_id = ctx.require_run()
     me = ctx.tracker.identity()  # learned before the first effect: a token that cannot say who it is claims nothing
     mine = f"<!-- orch:claim run={run_id} -->"
@@ -239,6 +242,9 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     existing = ctx.find_comment(mine)
     if existing is None:
         body = reporting.claim_comment(run_id, ctx.policy) + "\n\n" + mine
+        if getattr(ctx.tracker, "fleet", False):
+            ctx.lease_written = time.time()
+            body = claims.renewed_body(body, ctx.lease_written)  # the lease starts now; the run renews it while it works
         existing = ctx.tracker.post_comment(ctx.issue, body)
     if settle_seconds is None:
         settle_seconds = float(ctx.policy.data["tracker"].get("claim_settle_seconds", 0))
@@ -252,29 +258,43 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
         ceiling = min(4.0, 0.25 * 2 ** attempt)  # the list lags: read it again once it may show our claim
         time.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
         attempt += 1
-    active: list[tuple[int, str]] = []
+    active = claims.active_claims(comments, me)
     seen_at = ctx.snapshot.issue.updated_at  # the tracker's clock when this step's snapshot was taken
-    stale = False
-    for c in comments:
-        if c.author != me:
-            continue  # a marker in someone else's comment is text, not a claim or a report
-        if "<!-- orch:run=" in c.body and "kind=report-" in c.body:
-            active = []  # a report ends every claim before it
-            # a run ended after our snapshot: what we decided from it is stale, so this claim cannot win
-            stale = bool(seen_at) and bool(c.created_at) and c.created_at > seen_at
-        m = re.search(r"<!-- orch:claim run=(\S+) -->", c.body)
-        if m:
-            active.append((c.id, m.group(1)))
-    if stale or not active or active[0][1] != run_id:
+    # a run ended after our snapshot: what we decided from it is stale, so this claim cannot win. A takeover report
+    # (another runner ending an expired claim) is not such an end: it ends that one claim, and the earliest active
+    # claim after it still wins.
+    stale = any(kind != claims.ABANDONED for _run, kind, _by in claims.reports_after(comments, me, seen_at))
+    if stale or not active or active[0].run_id != run_id:
         winner = "a run that finished after this runner looked" if stale else (
-            active[0][1] if active else "unknown (the runner's own claim never showed in the comment list)")
+            active[0].run_id if active else "unknown (the runner's own claim never showed in the comment list)")
         ctx.tracker.delete_comment(ctx.issue, existing.id)
         raise ClaimLost(f"issue #{ctx.issue} was claimed first by run {winner}; this runner backs off",
                         "nothing to do: the other runner owns the issue")
+    ctx.set_fact("claim", {"comment": existing.id, "run_id": run_id})  # the run renews this comment's lease as it works
     ctx.set_fact("claimed_at", existing.created_at)  # review feedback older than this run is not this run's to handle
     ctx.set_fact("issue_comments", [{"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at,
                                      "trusted": c.trusted} for c in comments if "<!-- orch:" not in c.body])
     return {"comment": existing.id, "run_id": run_id}
+
+
+def take_over_claim(ctx: ActionContext) -> dict[str, Any]:
+    """End the expired claim of a run that stopped (cancelled, timed out, machine lost) with a takeover report, so
+    that this run can claim the issue; the report names both runs. Only ``claim_expired`` leads here."""
+    from statemachine import claims
+
+    run_id = ctx.require_run()
+    held = ctx.snapshot.claim or {}
+    old = held.get("run_id")
+    if not old or not held.get("expired"):
+        raise OrchError(f"issue #{ctx.issue}: no expired claim to take over",
+                        "this action follows the claim_expired guard; check the policy's lifecycle")
+    marker = claims.abandon_marker(str(old), run_id)
+    existing = ctx.find_comment(marker)
+    if existing is None:
+        body = reporting.takeover_comment(str(old), run_id, held.get("renewed_at"), held.get("lease_seconds")) + "\n\n" + marker
+        existing = ctx.tracker.post_comment(ctx.issue, body)
+    ctx.set_fact("took_over", {"run_id": old, "renewed_at": held.get("renewed_at"), "comment": existing.id})
+    return {"comment": existing.id, "took_over": old}
 
 
 # git and the agent -----------------------------------------------------------------------

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--github-repo", default=None, metavar="R", help="GitHub repository (default: from origin)")
     p.add_argument("--prepare-labels", action="store_true", help="create or update the policy's labels on the tracker")
     p.add_argument("--actions", action="store_true", help="also write .github/workflows/orch.yml (GitHub Actions as the fleet)")
+    p.add_argument("--orch-package", default=None, metavar="SPEC",
+                   help="with --actions: what the runners pip-install, pinned (default: where this orch came from)")
 
     p = sub.add_parser("status", parents=[common], help="each labelled issue, its state, and why it cannot run")
     p.add_argument("--dry-run", action="store_true", help="accepted for compatibility: status never changes anything")
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval-seconds", type=float, default=30.0, metavar="S", help="seconds between polls (default 30)")
     p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after starting N runs")
     p.add_argument("--concurrency", type=int, default=1, metavar="K", help="issues at once (default 1)")
+    p.add_argument("--first", type=int, default=None, metavar="N",
+                   help="serve issue N before the others when it is eligible (the Actions workflow: its event's issue)")
     p.add_argument("--shutdown-deadline", type=float, default=None, metavar="S",
                    help="on SIGINT/SIGTERM, seconds running issues may finish before they are stopped (default 60)")
     p.add_argument("--http", default=None, metavar="HOST:PORT", help="serve the live state as JSON and a web page")

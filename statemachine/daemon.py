@@ -42,6 +42,7 @@ class Options:
     max_runs: int | None = None
     shutdown_deadline: float = 60.0
     policy: Path | None = None
+    first: int | None = None  # served before the others when eligible (a workflow job's own issue)
 
 
 @dataclass
@@ -201,9 +202,13 @@ class Daemon:
                 if self._feedback_ready(issue, run_id):  # a review does not touch the issue: ask the pull request
                     fresh.append(issue)
                 continue
+            ours = state in ACTIVE_STATES or self.rt.store.pending_step(n) is not None
+            if not ours and self._takeover_ready(issue):
+                fresh.append(issue)  # another runner's run stopped without ending its claim: `orch run` takes it over
+                continue
             if self.done_here.get(n) == issue.updated_at:
                 continue
-            if state in ACTIVE_STATES or self.rt.store.pending_step(n) is not None:
+            if ours:
                 resumable.append(issue)  # ours, interrupted: resume it first
             elif names["child"] in issue.labels:
                 self._skip(n, standalone_refusal(names["child"], issue.body))
@@ -213,6 +218,8 @@ class Daemon:
         if self.contended:  # spread a fleet over the queue: same priority order, but each daemon starts elsewhere
             fresh_order = scheduling.spread(fresh_order, self.rng)
         ordered = [self._planned(c) for c in scheduling.order(resumable, self.priority_labels) + fresh_order]
+        if self.opt.first is not None:  # the issue this job was started for goes first; the rest keep their order
+            ordered.sort(key=lambda c: c.issue.number != self.opt.first)
         self.state.queue = [{"issue": c.issue.number, "title": c.issue.title, "owns": list(c.owns)} for c in ordered]
         for child in self.children.values():  # a parent that has planned since it started owns what its children own
             child.owns = self._plan_ownership(child.issue) or child.owns
@@ -243,6 +250,27 @@ class Daemon:
             return False
         ready = next((e for e in evaluate(self.rt.policy, snap) if e.ok), None)
         return ready is not None and ready.transition.dest != "queued"
+
+    def _takeover_ready(self, issue: Any) -> bool:
+        """An issue another runner's run holds with a claim whose lease expired (one comment list per such issue; on
+        GitHub a list that has not changed answers 304). Only then does `orch run` judge the whole `take_over`."""
+        from statemachine import claims
+
+        names = self.rt.policy.label_names
+        if (not getattr(self.rt.tracker, "fleet", False) or names["running"] not in issue.labels
+                or {names["manual"], names["blocked"], names["review"], names["child"]} & set(issue.labels)):
+            return False
+        try:
+            held = claims.holding(self.rt.tracker.list_comments(issue.number), self.rt.tracker.identity(),
+                                  claims.lease_seconds(self.rt.policy.data))
+        except OrchError as exc:
+            self.emit("poll-failed", issue=issue.number, error=exc.message)
+            return False
+        if held.expired and self.skipped.get(issue.number) != f"expired:{held.run_id}":
+            self.skipped[issue.number] = f"expired:{held.run_id}"
+            self.emit("claim-expired", issue=issue.number, run_id=held.run_id, renewed_at=held.renewed_at,
+                      lease_seconds=held.lease_seconds)
+        return held.expired
 
     def _skip(self, n: int, reason: str) -> None:
         if self.skipped.get(n) != reason:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
 import uuid
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from statemachine.actions import ActionContext
-from statemachine.errors import ClaimLost, OrchError
+from statemachine.errors import ClaimLost, OrchError, Superseded
 from statemachine.machine import IssueModel, build_machine, evaluate_guard
 from statemachine.model import REST_STATES, RunFacts, Snapshot, Verdict, snapshot_from_dict, snapshot_to_dict, Change
 from statemachine.policy import ActionSpec, Policy, Transition
@@ -135,9 +136,22 @@ def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
     wanted = {g.name for t in rt.policy.outgoing(state) for g in t.guards}
     feedback = review_feedback_of(rt, facts) if "review_feedback" in wanted else ()
     preflight = preflight_of(rt) if "preconditions_met" in wanted else None
+    claim = claim_of(rt, issue) if "claim_expired" in wanted else None
     return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
                     settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    authority=authority, feedback=feedback, parent=parent_of(rt, issue, facts), preflight=preflight, text=text)
+                    authority=authority, feedback=feedback, parent=parent_of(rt, issue, facts), preflight=preflight, text=text,
+                    claim=claim)
+
+
+def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
+    """For ``claim_expired``: who holds the issue's claim and how fresh its lease is. Read only for an issue that
+    carries the running label on a tracker other runners share (one comment list); None otherwise."""
+    from statemachine import claims
+
+    if not getattr(rt.tracker, "fleet", False) or rt.policy.label("running") not in issue.labels:
+        return None
+    comments = rt.tracker.list_comments(issue.number)
+    return claims.holding(comments, rt.tracker.identity(), claims.lease_seconds(rt.policy.data)).as_json()
 
 
 def text_of(rt: Runtime, issue: Any, facts: dict[str, Any], state: str,
@@ -255,9 +269,12 @@ class _Runner:
 
     effects_done = 0  # per process, for the crash-test harness
 
-    def __init__(self, ctx: ActionContext, chosen: Transition) -> None:
+    def __init__(self, ctx: ActionContext, chosen: Transition, claim: dict[str, Any] | None = None,
+                 fresh: Callable[[], bool] = lambda: False) -> None:
         self.ctx = ctx
         self.chosen = chosen
+        self.claim = claim  # the run's claim: checked once before the step's first effect that others see
+        self.fresh = fresh  # whether the lease was written so recently that nobody can have taken the claim over
 
     def run(self, transition: Transition, idx: int, spec: ActionSpec) -> None:
         from statemachine import registry
@@ -272,6 +289,12 @@ class _Runner:
             log.debug("skip %s: done before", spec.label())
             return
         ctx.first_try = entry is None  # no intent recorded before: no earlier attempt can have had an effect
+        if self.claim is not None and spec.name in registry.PUBLISHING:
+            from statemachine import lease
+
+            if not self.fresh():
+                lease.fence(ctx.tracker, ctx.issue, self.claim)  # a run another runner took over publishes nothing
+            self.claim = None
         store.journal_intent(ctx.step_id, idx, spec.name, spec.params)
         result = registry.ACTIONS[spec.name].fn(ctx, **spec.params)
         store.journal_done(ctx.step_id, idx, ctx.secrets.redact_json(result))  # results may quote what an agent wrote
@@ -290,6 +313,7 @@ class Engine:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.machine = build_machine(rt.policy)
+        self._renewed: dict[int, float] = {}  # per issue: when this process last wrote its claim's lease stamp
 
     def explain(self, number: int) -> tuple[Snapshot, list[Evaluation]]:
         pending = self.rt.store.pending_step(number)
@@ -329,13 +353,40 @@ class Engine:
                             run_id=snap.run.run_id, evaluations=[e.as_json() for e in evaluations])
         model = IssueModel(number)
         self.machine.add_model(model, initial=snap.state)
+        claim = self._claim(snap)
+        keeper: Any = None
         try:
-            fired = model.trigger(chosen.transition.trigger, snapshot=snap, runner=_Runner(ctx, chosen.transition))  # type: ignore[attr-defined]
+            with contextlib.ExitStack() as stack:
+                if claim is not None:
+                    from statemachine import claims, lease
+
+                    seconds = claims.lease_seconds(self.rt.policy.data)
+
+                    def fresh() -> bool:
+                        return lease.fresh(max(self._renewed.get(number, 0.0), keeper.renewed if keeper else 0.0),
+                                           seconds)
+
+                    if resumed and not fresh():
+                        lease.fence(self.rt.tracker, number, claim)  # taken over while this runner was away: let go
+                    keeper = stack.enter_context(lease.Keeper(self.rt.tracker, number, claim, seconds))
+                    stack.callback(lambda: self._renewed.__setitem__(number, max(self._renewed.get(number, 0.0),
+                                                                                 keeper.renewed)))
+                fired = model.trigger(chosen.transition.trigger, snapshot=snap,  # type: ignore[attr-defined]
+                                      runner=_Runner(ctx, chosen.transition, claim, fresh if claim is not None else lambda: False))
             if not fired or model.state != chosen.transition.dest:
                 raise OrchError(f"internal: the machine did not fire {chosen.transition.trigger} from {snap.state}")
+            if ctx.lease_written:  # the claim was posted in this step, its lease stamp written just now
+                self._renewed[number] = ctx.lease_written
         except ClaimLost as lost:
             store.abort_step(step_id, number, ctx.run_id, snap.run.run_id)
             return StepOutcome(number, snap.state, None, None, tuple(evaluations), resumed, snap.run.run_id, note=lost.message)
+        except Superseded as gone:
+            return self._let_go(step_id, snap, evaluations, resumed, gone.message)
+        except KeyboardInterrupt:
+            if keeper is None or keeper.superseded is None:
+                raise  # interrupted (or the lease could not be renewed): the step stays pending, resumable
+            return self._let_go(step_id, snap, evaluations, resumed,
+                                f"issue #{number}: {keeper.superseded}; this runner publishes nothing and lets go")
         finally:
             self.machine.remove_model(model)
         outcome = chosen.transition.dest if chosen.transition.dest in REST_STATES else None
@@ -346,6 +397,23 @@ class Engine:
                 "evaluations": [e.as_json() for e in evaluations]})
         store.finish_step(step_id, number, chosen.transition.dest, ctx.run_id, outcome)
         return StepOutcome(number, snap.state, chosen.transition.dest, chosen, tuple(evaluations), resumed, ctx.run_id)
+
+    def _claim(self, snap: Snapshot) -> dict[str, Any] | None:
+        """The claim the snapshot's run holds on a tracker other runners share (None before the claim, or alone)."""
+        if snap.state == "queued" or not snap.run.run_id or not getattr(self.rt.tracker, "fleet", False):
+            return None
+        claim = self.rt.store.facts(snap.run.run_id).get("claim")
+        return claim if isinstance(claim, dict) and claim.get("comment") else None
+
+    def _let_go(self, step_id: int, snap: Snapshot, evaluations: list[Evaluation], resumed: bool, note: str) -> StepOutcome:
+        """Another runner took this run's claim over: abort the step here, publish nothing, queue the issue locally."""
+        log.warning("%s", note)
+        self.rt.store.supersede(step_id, snap.issue.number, snap.run.run_id)
+        if snap.run.run_id:
+            _append_evidence(self.rt.repo, snap.run.run_id, {
+                "step": step_id, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": snap.state,
+                "superseded": note})
+        return StepOutcome(snap.issue.number, snap.state, None, None, tuple(evaluations), resumed, snap.run.run_id, note=note)
 
     def iter_run(self, number: int, max_steps: int = 100) -> Iterator[StepOutcome]:
         """Step until the issue rests: in review or blocked, or with nothing able to fire."""

@@ -59,6 +59,10 @@ class ClaimLost(OrchError):
     """Another runner claimed the issue first; this runner backs off and leaves no trace."""
 
 
+class Superseded(OrchError):
+    """Another runner took this run's claim over (its lease had expired): this runner publishes nothing and lets go."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One located policy problem: file, line:column (1-based), key path, message, hint."""

@@ -22,6 +22,23 @@ def preconditions_met(snap: Snapshot) -> Verdict:
     return Verdict.passed("a commit to start from, a base branch, and prompt templates that render")
 
 
+def claim_expired(snap: Snapshot) -> Verdict:
+    """Another run holds the issue's claim but stopped renewing its lease (cancelled, timed out, its machine lost)."""
+    info = snap.claim
+    if info is None:
+        return Verdict.failed(f"issue #{snap.issue.number} is not held by a run that could have stopped "
+                              f"(it lacks {snap.label('running')}, or the tracker serves one runner only)")
+    run = info.get("run_id")
+    if run is None:
+        return Verdict.failed(f"no run holds a claim on issue #{snap.issue.number}")
+    age, lease = info.get("age_seconds"), info.get("lease_seconds")
+    evidence = (f"claim by run {run}", f"lease renewed at {info.get('renewed_at')}", f"lease: {lease} s")
+    if not info.get("expired"):
+        return Verdict.failed(f"run {run} holds the claim and renewed its lease {age} s ago (lease {lease} s)", *evidence)
+    return Verdict.passed(f"run {run} last renewed its claim {age} s ago, longer than the lease of {lease} s: "
+                          "it stopped", *evidence)
+
+
 def has_label(snap: Snapshot, label: str) -> Verdict:
     """The issue carries the label of this role."""
     name = snap.label(label)

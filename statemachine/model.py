@@ -182,6 +182,8 @@ class Snapshot:
     text: dict[str, Any] | None = None
     # for preconditions_met: what would fail a run after its claim, checked without the tracker (None: not checked)
     preflight: tuple[str, ...] | None = None
+    # for claim_expired: the active claim, read when it carries the running label (claims.Holding.as_json)
+    claim: dict[str, Any] | None = None
 
     def label(self, role_or_name: str) -> str:
         return self.labels.get(role_or_name, role_or_name)
@@ -205,4 +207,5 @@ def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
                     settings=data["settings"], taken_at=data["taken_at"], authority=data.get("authority", {}),
                     feedback=tuple(data.get("feedback", ())), parent=data.get("parent"),
                     text=data.get("text"),
-                    preflight=None if data.get("preflight") is None else tuple(data["preflight"]))
+                    preflight=None if data.get("preflight") is None else tuple(data["preflight"]),
+                    claim=data.get("claim"))

@@ -42,6 +42,7 @@ GUARDS: dict[str, Entry] = _table(
     (guards.issue_open, NO_PARAMS),
     (guards.has_label, params(["label"], label=ROLE)),
     (guards.preconditions_met, NO_PARAMS),
+    (guards.claim_expired, NO_PARAMS),
     (guards.label_authorized, params(["label"], label=ROLE)),
     (guards.text_as_authorized, params(["label"], label=ROLE)),
     (guards.lacks_labels, params(["labels"], labels=ROLES)),
@@ -86,6 +87,7 @@ ACTIONS: dict[str, Entry] = _table(
     (actions.remove_labels, params(["labels"], labels=ROLES)),
     (actions.post_comment, params(["kind"], kind={"enum": ["claim"]})),
     (actions.claim_issue, params(settle_seconds={"type": "number", "minimum": 0, "maximum": 60})),
+    (actions.take_over_claim, NO_PARAMS),
     (actions.create_worktree, NO_PARAMS),
     (actions.run_agent, params(["prompt"], prompt={"enum": ["implementation", "rework"]})),
     (actions.capture_changes, NO_PARAMS),
@@ -109,3 +111,10 @@ ACTIONS: dict[str, Entry] = _table(
     (parent_actions.integrate, NO_PARAMS),
     (parent_actions.hand_over_children, NO_PARAMS),
 )
+
+# The actions with an effect others see (the tracker, the remote): a step that runs one after its run's claim first
+# checks that no other runner took the claim over (engine._Runner), so a superseded run never publishes.
+PUBLISHING = frozenset({
+    "add_labels", "remove_labels", "post_comment", "push_branch", "publish_proof", "open_draft_pr", "post_report",
+    "sync_children", "start_integration", "post_plan", "run_wave", "integrate", "hand_over_children",
+})

@@ -11,6 +11,12 @@ def claim_comment(run_id: str, policy: Any) -> str:
             f"while it works the issue carries `{policy.label('running')}`.")
 
 
+def takeover_comment(old_run: str, new_run: str, renewed_at: Any, lease_seconds: Any) -> str:
+    return (f"Run `{old_run}` stopped renewing its claim (last renewed {renewed_at}; the lease is {lease_seconds} s): "
+            f"it was cancelled, timed out or lost its machine. Run `{new_run}` takes the issue over and starts again "
+            "from the base branch; a draft pull request the earlier run opened is reused.")
+
+
 def _checks_lines(facts: dict[str, Any]) -> list[str]:
     checks = facts.get("checks")
     if checks is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +63,9 @@ def open_github(cfg: dict[str, object]) -> Tracker:
     from statemachine.adapters.github import GitHubTracker
     from statemachine.adapters.token import find_token
 
-    api_url = str(cfg.get("api_url") or "https://api.github.com")
+    # on GitHub Actions the runner says which GitHub it serves (GitHub Enterprise Server included); the policy wins
+    on_actions = os.environ.get("GITHUB_ACTIONS") == "true" and os.environ.get("GITHUB_API_URL")
+    api_url = str(cfg.get("api_url") or (os.environ["GITHUB_API_URL"] if on_actions else "") or "https://api.github.com")
     token, source = find_token()
     return GitHubTracker(str(cfg["owner"]), str(cfg["repo"]), token, api_url=api_url, token_source=source,
                          runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None,

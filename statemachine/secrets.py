@@ -278,6 +278,9 @@ class RedactingTracker:
     def post_comment(self, number: int, body: str) -> Any:
         return self.inner.post_comment(number, self._clean(body))
 
+    def update_comment(self, number: int, comment_id: int, body: str) -> Any:
+        return self.inner.update_comment(number, comment_id, self._clean(body))
+
     def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
                     head_sha: str, base_sha: str, marker: str) -> Any:
         return self.inner.create_pull(issue, self._clean(title), self._clean(body), head, base, head_sha, base_sha, marker)

@@ -218,6 +218,17 @@ class Store:
             if run_id and run_id != previous_run_id:
                 c.execute("UPDATE runs SET ended_at=?, outcome='lost-claim' WHERE run_id=?", (now(), run_id))
 
+    def supersede(self, step_id: int | None, issue: int, run_id: str | None) -> None:
+        """Let go of a run another runner took over: its step is aborted and the issue is queued here again (the
+        tracker's labels then say who works on it); the run's evidence and journal stay."""
+        with self.transaction() as c:
+            if step_id is not None:
+                c.execute("UPDATE steps SET status='aborted', finished_at=? WHERE id=?", (now(), step_id))
+            c.execute("UPDATE steps SET status='aborted', finished_at=? WHERE issue=? AND status='pending'", (now(), issue))
+            c.execute("UPDATE issue_state SET state=?, updated_at=? WHERE issue=?", (INITIAL_STATE, now(), issue))
+            if run_id:
+                c.execute("UPDATE runs SET ended_at=?, outcome='superseded' WHERE run_id=?", (now(), run_id))
+
     def abort_pending(self, issue: int) -> None:
         """Drop an interrupted step of a run that was stopped on purpose (its finished effects stay journaled)."""
         with self.transaction() as c:

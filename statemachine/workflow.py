@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from statemachine import __version__
 
 WORKFLOW_PATH = ".github/workflows/orch.yml"
@@ -35,6 +37,37 @@ def agent_key_env(agent: dict[str, object]) -> str | None:
     if "api_key_env" in agent:
         return str(agent["api_key_env"]) if agent["api_key_env"] else None
     return DEFAULT_API_KEY_ENV[kind]
+
+
+def install_spec(dist: Any = None) -> tuple[str | None, str]:
+    """What GitHub's runners should ``pip install`` to get exactly this orch, from its installation record (PEP 610
+    ``direct_url.json``), and where that came from; None when this orch came from somewhere a runner cannot reach
+    (a local folder or file), so that the caller asks instead of guessing a name on a public index."""
+    import json
+    from importlib import metadata
+
+    if dist is None:
+        try:
+            dist = metadata.distribution("orch")
+        except metadata.PackageNotFoundError:
+            return None, "orch is not installed as a package here"
+    raw = dist.read_text("direct_url.json")
+    if not raw:
+        return f"orch=={dist.version}", "installed from a package index"
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return None, "its installation record (direct_url.json) is unreadable"
+    url = str(info.get("url") or "")
+    vcs = info.get("vcs_info") or {}
+    if vcs.get("vcs") == "git" and vcs.get("commit_id") and not url.startswith("file:"):
+        return f"orch @ git+{url}@{vcs['commit_id']}", "installed from git at a commit"
+    archive = info.get("archive_info") or {}
+    digest = archive.get("hash") or next((f"{k}={v}" for k, v in sorted((archive.get("hashes") or {}).items())), "")
+    if "archive_info" in info and url.startswith("https://"):
+        return (f"orch @ {url}#{digest}" if digest else f"orch @ {url}"), "installed from a downloaded archive"
+    where = url.removeprefix("file://") or "a local path"
+    return None, f"installed from {where}, which GitHub's runners cannot reach"
 
 
 def render(labels: tuple[str, ...] = ("agent:auto", "agent:plan-auto"), cron: str = "*/30 * * * *", python: str = "3.12",
@@ -123,18 +156,30 @@ jobs:
 {install_agent}      - name: Install orch
         run: python -m pip install "{pkg}"
       - name: Run eligible issues once
-        run: orch daemon --once --json
+        # The issue of an `issues` event first (so that labelling ten issues spreads ten jobs over them); the claim
+        # protocol keeps two jobs off one issue either way.
+        run: orch daemon --once --json --first "${{ORCH_EVENT_ISSUE:-0}}"
         env:
+          ORCH_EVENT_ISSUE: ${{{{ github.event.issue.number }}}}
           GH_TOKEN: ${{{{ steps.app.outputs.token || secrets.ORCH_TOKEN || secrets.GITHUB_TOKEN }}}}
           # An installation token cannot read its own user: orch acts as <slug>[bot] (the app's, or the job token's).
           ORCH_APP_SLUG: ${{{{ steps.app.outputs.app-slug || (secrets.ORCH_TOKEN == '' && '{JOB_TOKEN_SLUG}' || '') }}}}
-{key_line}      - name: Keep the evidence
+{key_line}      - name: Gather the evidence
+        if: always()
+        # Only the run folders (orch redacts secret values in them before they reach the disk), never .orch/state/
+        # (the journal). Left out: the agents' own state (.codex, claude-config: sessions and caches), each attempt's
+        # private git directory, and anything that is not a regular file (a symlink would upload what it points to).
+        run: |
+          rm -rf orch-evidence && mkdir orch-evidence
+          if [ -d .orch/runs ]; then cp -R .orch/runs/. orch-evidence/; fi
+          find orch-evidence -depth -type d \\( -name .codex -o -name claude-config -o -name git \\) -exec rm -rf {{}} +
+          find orch-evidence ! -type f ! -type d -delete
+      - name: Keep the evidence
         if: always()
         uses: {ACTIONS["upload-artifact"]}
         with:
           name: orch-evidence-${{{{ github.run_id }}}}
-          # Only the run folders: orch redacts secret values in them before they reach the disk.
-          # Never .orch/state/ (the journal and the local tracker's database).
-          path: .orch/runs/
+          path: orch-evidence/
           if-no-files-found: ignore
+          retention-days: 14
 """

@@ -116,6 +116,20 @@ def test_priority_labels_go_first(cli, repo: Path) -> None:  # type: ignore[no-u
     assert started == [second] and first != second
 
 
+def test_first_serves_the_named_issue_before_older_and_higher_priority_ones(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    setup(cli, repo, extra="daemon:\n  priority_labels: [urgent]\n")
+    old = new_issue(cli, repo, "old")
+    urgent = new_issue(cli, repo, "urgent one", labels=("agent:auto", "urgent"))
+    mine = new_issue(cli, repo, "the workflow's own issue")
+    proc = daemon(repo, "--once", "--max-runs", "1", "--first", str(mine))
+    out, _ = proc.communicate(timeout=60)
+    assert [json.loads(x)["issue"] for x in out.splitlines() if '"run-started"' in x] == [mine]
+    # an issue that cannot run (it rests in review now) leaves the usual order alone
+    proc = daemon(repo, "--once", "--max-runs", "1", "--first", str(mine))
+    out, _ = proc.communicate(timeout=60)
+    assert [json.loads(x)["issue"] for x in out.splitlines() if '"run-started"' in x] == [urgent] and old < urgent
+
+
 def test_sigterm_stops_cleanly_and_a_restart_resumes(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     counter = counter_file(tmp_path)
     setup(cli, repo, seconds=30, extra=counter_sandbox(counter))
@@ -193,7 +207,7 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, 
     if agent:  # otherwise setup writes the starter policy (codex)
         (repo / ".orch").mkdir(exist_ok=True)
         (repo / ".orch" / "policy.yaml").write_text("version: 1\nextends: default\n" + agent)
-    code, data = cli.json("setup", "--actions", "--repo", repo)
+    code, data = cli.json("setup", "--actions", "--repo", repo, "--orch-package", "orch==0.1.0")
     assert code == 0
     wf = repo / ".github" / "workflows" / "orch.yml"
     text = wf.read_text()
@@ -248,8 +262,13 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, 
         "permission-contents": "write", "permission-issues": "write", "permission-pull-requests": "write",
         "permission-metadata": "read"}
     # evidence: the redacted run folders only, never .orch/state/
+    # (upload-artifact leaves hidden paths such as .orch/ out, so the evidence is gathered into a plain folder first)
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
-    assert upload["with"]["path"] == ".orch/runs/" and upload["if"] == "always()"
+    assert upload["with"]["path"] == "orch-evidence/" and upload["if"] == "always()"
+    gather = steps[steps.index(upload) - 1]
+    assert gather["if"] == "always()" and "cp -R .orch/runs/. orch-evidence/" in gather["run"]
+    assert ".orch/state" not in gather["run"].replace("never .orch/state/", "")
+    assert 'python -m pip install "orch==0.1.0"' in text
     assert cli("setup", "--actions", "--repo", repo)[1].strip().startswith("nothing to do")
 
 

