@@ -16,10 +16,24 @@ from typing import Any, Callable
 
 from statemachine import scheduling
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
+from statemachine.model import INITIAL_STATE, REST_STATES, STATES
 from statemachine.planning import standalone_refusal
+from statemachine.policy import Policy
 from statemachine.runtime import Runtime, run_argv
 
-ACTIVE_STATES = ("claimed", "implementing", "proving", "rework", "gating")
+
+def active_states(policy: Policy) -> frozenset[str]:
+    """The states a run is under way in: every state the policy's lifecycle uses but the initial one and the rest
+    states. An issue this clone holds in one of them was interrupted, and is resumed first."""
+    used = {s for t in policy.transitions for s in (*t.sources, t.dest)}
+    return frozenset(s for s in STATES if s in used and s != INITIAL_STATE and s not in REST_STATES)
+
+
+def busy_labels(policy: Policy) -> frozenset[str]:
+    """The labels that keep an issue from being claimed: those the transitions leaving the initial state refuse
+    (`lacks_labels`). An issue carrying one is not started fresh (a takeover is judged on its own)."""
+    return frozenset(policy.label(role) for t in policy.outgoing(INITIAL_STATE) for g in t.guards
+                     if g.name == "lacks_labels" and not g.negate for role in g.params.get("labels", ()))
 
 
 @dataclass
@@ -85,6 +99,8 @@ class Daemon:
         self.state_dir = rt.repo / ".orch" / "state"
         self.log_path = self.state_dir / "events.jsonl"
         self.lock_fh: Any = None
+        self.active_states = active_states(rt.policy)
+        self.busy_labels = busy_labels(rt.policy)
 
     # events ------------------------------------------------------------------------------
 
@@ -189,7 +205,7 @@ class Daemon:
         if self.opt.max_runs is not None:
             slots = min(slots, self.opt.max_runs - self.state.runs_started)
         names = self.rt.policy.label_names
-        busy = {names["manual"], names["running"], names["blocked"], names["review"]}
+        busy = self.busy_labels
         known = self.rt.store.known_issues()
         now = time.monotonic()
         resumable, fresh = [], []
@@ -202,7 +218,7 @@ class Daemon:
                 if self._feedback_ready(issue, run_id):  # a review does not touch the issue: ask the pull request
                     fresh.append(issue)
                 continue
-            ours = state in ACTIVE_STATES or self.rt.store.pending_step(n) is not None
+            ours = state in self.active_states or self.rt.store.pending_step(n) is not None
             if not ours and self._takeover_ready(issue):
                 fresh.append(issue)  # another runner's run stopped without ending its claim: `orch run` takes it over
                 continue

@@ -8,14 +8,23 @@ import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from statemachine import registry
 from statemachine.actions import ActionContext
 from statemachine.errors import ClaimLost, OrchError, Superseded
 from statemachine.machine import IssueModel, build_machine, evaluate_guard
-from statemachine.model import REST_STATES, RunFacts, Snapshot, Verdict, snapshot_from_dict, snapshot_to_dict, Change
+from statemachine.model import (
+    REST_STATES,
+    Change,
+    RunFacts,
+    Snapshot,
+    Verdict,
+    snapshot_from_dict,
+    snapshot_to_dict,
+)
 from statemachine.policy import ActionSpec, Policy, Transition
 from statemachine.runtime import Runtime
 
@@ -68,8 +77,70 @@ def evaluate(policy: Policy, snap: Snapshot) -> list[Evaluation]:
     ]
 
 
+def step_verdicts(evaluations: list[Evaluation] | tuple[Evaluation, ...]) -> dict[int, tuple[Verdict, ...]]:
+    """The verdicts of one step by transition index, in guard order: what the Machine's conditions consult when the
+    step fires (machine.py), so that each guard runs once per step."""
+    return {e.transition.index: tuple(v for _name, v in e.verdicts) for e in evaluations}
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why an issue cannot move, judged from one snapshot's evaluations (``orch status`` prints ``text``).
+
+    ``kind`` is "guards" (an active or queued issue: the failing guards of its first transition), "resting" (in
+    review or blocked: each way out and the first guard that keeps it shut; a child's way back is left out for any
+    other issue), or "child" (a child issue its parent's run has not dispatched). ``blockers`` pairs a guard label
+    ("guards") or a trigger ("resting") with the reason; empty when no transition leaves the state."""
+
+    kind: str
+    blockers: tuple[tuple[str, str], ...] = ()
+    refusal: str | None = None  # kind "child": why the child does not run on its own
+
+    @property
+    def text(self) -> str:
+        if self.refusal is not None:
+            return self.refusal
+        return "; ".join(f"{what}: {reason}" for what, reason in self.blockers) or "no transition leaves this state"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "blockers": [list(b) for b in self.blockers], "text": self.text}
+
+
+def childs_way(t: Transition) -> bool:
+    """A transition only a child issue can take: one of its guards reads the parent binding (registry.NEEDS)."""
+    return any("parent" in registry.GUARDS[g.name].needs for g in t.guards)
+
+
+def why_waiting(policy: Policy, snap: Snapshot, evaluations: list[Evaluation] | tuple[Evaluation, ...]) -> Waiting | None:
+    """Why the issue of ``snap`` waits (None: a transition can fire)."""
+    from statemachine.planning import standalone_refusal
+
+    if any(e.ok for e in evaluations):
+        return None
+    if snap.parent is not None:
+        return Waiting("child", refusal=standalone_refusal(policy.label("child"), snap.issue.body))
+    if snap.state in REST_STATES:
+        ways = [e for e in evaluations if not childs_way(e.transition)]
+        return Waiting("resting", tuple((e.transition.trigger, next(v.reason for _n, v in e.verdicts if not v.ok))
+                                        for e in ways if any(not v.ok for _n, v in e.verdicts)))
+    return Waiting("guards", tuple((n, v.reason) for e in evaluations[:1] for n, v in e.verdicts if not v.ok))
+
+
+# The run's facts RunFacts types in fields of its own; every other fact the run recorded is in RunFacts.extra.
+TYPED_FACTS = frozenset({"rework_count", "attempt", "agent", "report", "report_error", "changes", "changes_by_kind",
+                         "checks", "proof", "findings", "pull_request"})
+# What a guard reading RunFacts.extra finds for a fact the run has not recorded (absent: None), or recorded empty.
+EXTRA_DEFAULTS: dict[str, Any] = {"changed_lines": 0, "acceptance_criteria": [], "review_rounds": 0}
+EXTRA_EMPTY_AS_LIST = ("feedback_handled", "plan_problems")
+
+
 def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
+    """The typed view of a run's recorded facts; a guard sees any fact the run recorded (those not typed in
+    ``RunFacts.extra``), so a new fact needs no copy here: the action records it, the guard reads it."""
     changes = facts.get("changes")
+    extra = {**EXTRA_DEFAULTS, **{k: v for k, v in facts.items() if k not in TYPED_FACTS}}
+    for key in EXTRA_EMPTY_AS_LIST:
+        extra[key] = extra.get(key) or []
     return RunFacts(
         run_id=run_id,
         rework_count=int(facts.get("rework_count", 0)),
@@ -83,24 +154,7 @@ def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
         proof=facts.get("proof"),
         findings=tuple(facts.get("findings", ())),
         pull_request=facts.get("pull_request"),
-        extra={
-            "changed_lines": facts.get("changed_lines", 0),
-            "changed_bytes": facts.get("changed_bytes"),
-            "acceptance_criteria": facts.get("acceptance_criteria", []),
-            "inspection": facts.get("inspection"),
-            "capture_error": facts.get("capture_error"),
-            "tdd": facts.get("tdd"),
-            "review": facts.get("review"),
-            "feedback_handled": facts.get("feedback_handled") or [],
-            "plan": facts.get("plan"),
-            "plan_error": facts.get("plan_error"),
-            "plan_problems": facts.get("plan_problems") or [],
-            "planning_changes": facts.get("planning_changes"),
-            "plan_digest": facts.get("plan_digest"),
-            "plan_tree": facts.get("plan_tree"),
-            "integration_branch": facts.get("integration_branch"),
-            "review_rounds": facts.get("review_rounds", 0),
-        },
+        extra=extra,
     )
 
 
@@ -110,37 +164,71 @@ def take_snapshot(rt: Runtime, number: int) -> Snapshot:
     return snapshot_of(rt, issue, state, run_id)
 
 
+def needs_of(policy: Policy, state: str) -> frozenset[str]:
+    """What the guards and actions of the transitions leaving ``state`` declare they read beyond the issue and the
+    run's facts (registry.NEEDS): exactly what a snapshot in that state fetches."""
+    out: set[str] = set()
+    for t in policy.outgoing(state):
+        for g in t.guards:
+            out |= registry.GUARDS[g.name].needs
+        for a in t.actions:
+            out |= registry.ACTIONS[a.name].needs
+    return frozenset(out)
+
+
+def labels_needing(policy: Policy, state: str, need: str) -> list[str]:
+    """The label names that the guards leaving ``state`` which need ``need`` ("authority", "text") judge, in order."""
+    return list(dict.fromkeys(policy.label(g.params["label"]) for t in policy.outgoing(state) for g in t.guards
+                              if need in registry.GUARDS[g.name].needs and "label" in g.params))
+
+
 def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
-                known_actors: dict[str, dict[int, str]] | None = None) -> Snapshot:
-    """A snapshot of an issue already fetched (``orch status`` lists many at once, with who labelled what in bulk)."""
+                known_actors: dict[str, dict[int, str]] | None = None,
+                also: frozenset[str] = frozenset()) -> Snapshot:
+    """A snapshot of an issue already fetched (``orch status`` lists many at once, with who labelled what in bulk).
+    It fetches what the transitions leaving ``state`` declare they need (needs_of), and the needs in ``also``."""
     from statemachine.prompting import acceptance_criteria
 
-    number = issue.number
     facts = rt.store.facts(run_id)
     facts.setdefault("acceptance_criteria", acceptance_criteria((facts.get("authorized_text") or {}).get("body", issue.body)))
+    wanted = needs_of(rt.policy, state) | also
     authority: dict[str, dict[str, Any]] = {}
-    text = text_of(rt, issue, facts, state, authority, bulk=known_actors is not None)
-    for t in rt.policy.outgoing(state):  # only fetched when a guard of this state asks for it
-        for g in t.guards:
-            if g.name == "label_authorized":
-                name = rt.policy.label(g.params["label"])
-                if name not in authority and name in issue.labels:
-                    bulk = (known_actors or {}).get(name)
-                    actor: str | None
-                    if bulk is not None and number in bulk:
-                        actor = bulk[number]
-                        permission = rt.tracker.permission(bulk[number])
-                    else:
-                        actor, permission = rt.tracker.label_authority(number, name)
-                    authority[name] = {"actor": actor, "permission": permission}
-    wanted = {g.name for t in rt.policy.outgoing(state) for g in t.guards}
-    feedback = review_feedback_of(rt, facts) if "review_feedback" in wanted else ()
-    preflight = preflight_of(rt) if "preconditions_met" in wanted else None
-    claim = claim_of(rt, issue) if "claim_expired" in wanted else None
+    text = text_of(rt, issue, facts, state, authority, bulk=known_actors is not None) if "text" in wanted else None
+    if "authority" in wanted:
+        authority_of(rt, issue, state, authority, known_actors)
+    feedback = review_feedback_of(rt, facts) if "feedback" in wanted else ()
+    preflight = preflight_of(rt) if "preflight" in wanted else None
+    claim = claim_of(rt, issue) if "claim" in wanted else None
+    parent = parent_of(rt, issue, facts) if "parent" in wanted else None
     return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
                     settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    authority=authority, feedback=feedback, parent=parent_of(rt, issue, facts), preflight=preflight, text=text,
+                    authority=authority, feedback=feedback, parent=parent, preflight=preflight, text=text,
                     claim=claim)
+
+
+def authority_of(rt: Runtime, issue: Any, state: str, authority: dict[str, dict[str, Any]],
+                 known_actors: dict[str, dict[int, str]] | None = None) -> None:
+    """For ``label_authorized``: who applied each label the guards leaving ``state`` judge, with their permission, put
+    in ``authority`` (a label already there, read on the way by text_of, is not read again)."""
+    for name in labels_needing(rt.policy, state, "authority"):
+        if name not in authority and name in issue.labels:
+            bulk = (known_actors or {}).get(name)
+            actor: str | None
+            if bulk is not None and issue.number in bulk:
+                actor = bulk[issue.number]
+                permission = rt.tracker.permission(bulk[issue.number])
+            else:
+                actor, permission = rt.tracker.label_authority(issue.number, name)
+            authority[name] = {"actor": actor, "permission": permission}
+
+
+def status_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
+              known_actors: dict[str, dict[int, str]] | None = None) -> tuple[Snapshot, list[Evaluation], Waiting | None]:
+    """One row of ``orch status``: the snapshot (with the parent binding, whatever the state), its evaluations, and
+    why the issue waits (None: a transition can fire)."""
+    snap = snapshot_of(rt, issue, state, run_id, known_actors, also=frozenset({"parent"}))
+    evaluations = evaluate(rt.policy, snap)
+    return snap, evaluations, why_waiting(rt.policy, snap, evaluations)
 
 
 def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
@@ -161,8 +249,7 @@ def text_of(rt: Runtime, issue: Any, facts: dict[str, Any], state: str,
     The label's authority read on the way is put in ``authority``, so the claim reads the issue's events once.
     ``bulk`` (``orch status`` over many issues) reads no edit history: the verdict says it is judged at the claim,
     whose own snapshot always reads it."""
-    labels = [rt.policy.label(g.params["label"]) for t in rt.policy.outgoing(state) for g in t.guards
-              if g.name == "text_as_authorized"]
+    labels = labels_needing(rt.policy, state, "text")
     if not labels:
         return None
     authorized = facts.get("authorized_text") or {}
@@ -277,8 +364,6 @@ class _Runner:
         self.fresh = fresh  # whether the lease was written so recently that nobody can have taken the claim over
 
     def run(self, transition: Transition, idx: int, spec: ActionSpec) -> None:
-        from statemachine import registry
-
         if transition.index != self.chosen.index:
             raise OrchError(f"internal: the machine fired transition #{transition.index}, not #{self.chosen.index}")
         store, ctx = self.ctx.store, self.ctx
@@ -371,8 +456,9 @@ class Engine:
                     keeper = stack.enter_context(lease.Keeper(self.rt.tracker, number, claim, seconds))
                     stack.callback(lambda: self._renewed.__setitem__(number, max(self._renewed.get(number, 0.0),
                                                                                  keeper.renewed)))
+                runner = _Runner(ctx, chosen.transition, claim, fresh if claim is not None else lambda: False)
                 fired = model.trigger(chosen.transition.trigger, snapshot=snap,  # type: ignore[attr-defined]
-                                      runner=_Runner(ctx, chosen.transition, claim, fresh if claim is not None else lambda: False))
+                                      verdicts=step_verdicts(evaluations), runner=runner)
             if not fired or model.state != chosen.transition.dest:
                 raise OrchError(f"internal: the machine did not fire {chosen.transition.trigger} from {snap.state}")
             if ctx.lease_written:  # the claim was posted in this step, its lease stamp written just now

@@ -30,8 +30,15 @@ class IssueModel:
         self.number = number
 
 
-def _condition(spec: GuardSpec) -> Any:
+def _condition(transition: Transition, idx: int, spec: GuardSpec) -> Any:
+    """The guard as a `transitions` condition. A trigger carries the step's verdicts (``verdicts``: transition index ->
+    verdicts in guard order, engine.step_verdicts), so the guard the engine judged is not run again; a trigger
+    without them (a test firing the machine directly) judges the snapshot."""
+
     def check(event: EventData) -> bool:
+        verdicts = event.kwargs.get("verdicts")
+        if verdicts is not None and transition.index in verdicts:
+            return bool(verdicts[transition.index][idx].ok)
         return evaluate_guard(spec, event.kwargs["snapshot"]).ok
 
     check.__name__ = spec.name
@@ -52,7 +59,7 @@ def build_machine(policy: Policy) -> Machine:
             "trigger": t.trigger,
             "source": list(t.sources),
             "dest": t.dest,
-            "conditions": [_condition(g) for g in t.guards],
+            "conditions": [_condition(t, i, g) for i, g in enumerate(t.guards)],
             "after": [_action(t, i, a) for i, a in enumerate(t.actions)],
         }
         for t in policy.transitions

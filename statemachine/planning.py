@@ -1,6 +1,6 @@
 """Parent planning, the pure part: validate a plan report, order its children into waves, track the tree's state.
 
-No I/O here: the parent actions (parent_actions.py) feed these functions what they observed, and the parent
+No I/O here: the parent actions (actions/parent.py) feed these functions what they observed, and the parent
 guards judge the facts those actions recorded.
 """
 
@@ -185,17 +185,6 @@ def checklist(plan: dict[str, Any], tree: dict[str, dict[str, Any]], pull: str |
     if pull:
         lines.append(f"\nIntegrated in {pull}.")
     return lines
-
-
-def child_body(parent: int, child: dict[str, Any], numbers: dict[str, int]) -> str:
-    """The child issue's body: the work, its acceptance criteria and ownership, and the hidden binding marker."""
-    deps = [f"#{numbers[d]} (`{d}`)" if d in numbers else f"`{d}`" for d in child.get("depends_on", [])]
-    parts = [child.get("body", "").strip() or child["title"], "", "### Acceptance criteria", "",
-             *[f"- {a}" for a in child["acceptance_criteria"]], "", "Ownership:",
-             *[f"- {g}" for g in child["ownership"]], "",
-             f"Part of #{parent} (planned by orch; size {child['size']})." + (f" Depends on {', '.join(deps)}." if deps else ""),
-             "", child_marker(parent, child["key"])]
-    return "\n".join(parts)
 
 
 # guards over the parent's and the child's facts --------------------------------------------

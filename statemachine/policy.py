@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from statemachine.catalog import Catalog
 from statemachine.errors import PolicyError, Problem
 from statemachine.model import INITIAL_STATE, PLAN_STATES, REST_STATES, STATES
 from statemachine.yamlsrc import Document, load_file
@@ -110,8 +111,9 @@ def resolve_path(repo: Path, policy: Path | None) -> Path:
     return repo / DEFAULT_POLICY_PATH
 
 
-def load(path: Path, display: str | None = None) -> Policy:
-    """Load and check the policy at ``path``; raise PolicyError listing every problem."""
+def load(path: Path, display: str | None = None, catalog: Catalog | None = None) -> Policy:
+    """Load and check the policy at ``path`` (its guard and action names against ``catalog``, orch's own when None);
+    raise PolicyError listing every problem."""
     doc = load_file(path, display)
     docs = [doc]
     data = doc.data
@@ -119,7 +121,7 @@ def load(path: Path, display: str | None = None) -> Policy:
         raise PolicyError([Problem(doc.file, 1, 1, (), "the policy must be a YAML mapping (key: value lines)",
                                    "start from the file `orch setup` writes")])
     data = _resolve_extends(data, docs, set())
-    return check(data, docs)
+    return check(data, docs, catalog)
 
 
 def _resolve_extends(data: dict[str, Any], docs: list[Document], seen: set[str]) -> dict[str, Any]:
@@ -143,9 +145,9 @@ def _resolve_extends(data: dict[str, Any], docs: list[Document], seen: set[str])
     return dict(merged)
 
 
-def check(data: dict[str, Any], docs: list[Document]) -> Policy:
+def check(data: dict[str, Any], docs: list[Document], catalog: Catalog | None = None) -> Policy:
     problems = schema_problems(data, docs)
-    problems += semantic_problems(data, docs)
+    problems += semantic_problems(data, docs, catalog)
     if problems:
         unique = {(p.file, p.line, p.column, p.path, p.message): p for p in problems}
         raise PolicyError(sorted(unique.values(), key=lambda p: (p.file != docs[0].file, p.file, p.line, p.column, p.message)))
@@ -283,10 +285,12 @@ def _sources(raw: Any) -> list[str]:
     return []
 
 
-def semantic_problems(data: dict[str, Any], docs: list[Document]) -> list[Problem]:
+def semantic_problems(data: dict[str, Any], docs: list[Document], catalog: Catalog | None = None) -> list[Problem]:
     import jsonschema
 
-    from statemachine import registry
+    from statemachine import catalog as catalog_mod
+
+    known = catalog or catalog_mod.builtin()
 
     out: list[Problem] = []
     # labels: distinct names
@@ -354,18 +358,18 @@ def semantic_problems(data: dict[str, Any], docs: list[Document]) -> list[Proble
         if not isinstance(t, dict):
             continue
         base = ("lifecycle", "transitions", i)
-        for kind, table in (("guards", registry.GUARDS), ("actions", registry.ACTIONS)):
+        for kind, table in (("guards", known.guards), ("actions", known.actions)):
             for name, params, _neg, path in _entries(t.get(kind), kind == "guards", base + (kind,)):
-                entry = table.get(name)
-                if entry is None:
+                schema = table.get(name)
+                if schema is None:
                     word = "guard" if kind == "guards" else "action"
                     out.append(_at(docs, path, f"unknown {word} {name!r}", _near(name, sorted(table)) or f"`orch lint --list` shows the {kind}"))
                     continue
-                v = jsonschema.Draft202012Validator(entry.params)
+                v = jsonschema.Draft202012Validator(schema)
                 for err in v.iter_errors(params):
                     sub = path + tuple(err.absolute_path)
                     if err.validator == "additionalProperties":
-                        allowed = list(entry.params.get("properties", {}))
+                        allowed = list(schema.get("properties", {}))
                         for k in [k for k in err.instance if k not in allowed]:
                             out.append(_at(docs, sub + (k,), f"{name} has no parameter {k!r}",
                                            _near(str(k), allowed) or ("parameters: " + ", ".join(allowed) if allowed else f"{name} takes no parameters")))

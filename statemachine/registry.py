@@ -22,29 +22,54 @@ def params(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": props, "required": required or []}
 
 
+# What a guard (or an action) may read beyond the issue and its run's recorded facts: each is fetched from the
+# tracker (or the repository) into one field of the Snapshot, and only for a state whose outgoing transitions declare
+# it (engine.snapshot_of). A guard that needs "authority" or "text" names its label in its `label` parameter.
+#   authority  who applied the guard's label, and their permission        -> Snapshot.authority
+#   text       the issue's text against the text authorized at the claim  -> Snapshot.text (also fills authority)
+#   feedback   the reviews on the run's pull request                      -> Snapshot.feedback
+#   preflight  the claim's tracker-free preconditions                     -> Snapshot.preflight
+#   claim      the issue's active claim and its lease                     -> Snapshot.claim
+#   parent     a child issue's parent binding; a guard that needs it fails for an issue that is not a child
+#              (so a transition with such a guard is a child's way only: engine.why_waiting)
+NEEDS: tuple[str, ...] = ("authority", "text", "feedback", "preflight", "claim", "parent")
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
     fn: Callable[..., Any]
     params: dict[str, Any]
     summary: str
+    needs: frozenset[str] = frozenset()  # of NEEDS: what the snapshot must carry for this entry
 
 
-def _table(*rows: tuple[Callable[..., Any], dict[str, Any]]) -> dict[str, Entry]:
+Row = tuple[Callable[..., Any], dict[str, Any]] | tuple[Callable[..., Any], dict[str, Any], frozenset[str]]
+
+
+def needs(*facts: str) -> frozenset[str]:
+    unknown = set(facts) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"unknown snapshot need(s) {sorted(unknown)}; known: {', '.join(NEEDS)}")
+    return frozenset(facts)
+
+
+def _table(*rows: Row) -> dict[str, Entry]:
     out = {}
-    for fn, schema in rows:
+    for row in rows:
+        fn, schema = row[0], row[1]
         doc = (fn.__doc__ or "").strip().splitlines()
-        out[fn.__name__] = Entry(fn.__name__, fn, schema, doc[0] if doc else "")
+        out[fn.__name__] = Entry(fn.__name__, fn, schema, doc[0] if doc else "", row[2] if len(row) > 2 else frozenset())
     return out
 
 
 GUARDS: dict[str, Entry] = _table(
     (guards.issue_open, NO_PARAMS),
     (guards.has_label, params(["label"], label=ROLE)),
-    (guards.preconditions_met, NO_PARAMS),
-    (guards.claim_expired, NO_PARAMS),
-    (guards.label_authorized, params(["label"], label=ROLE)),
-    (guards.text_as_authorized, params(["label"], label=ROLE)),
+    (guards.preconditions_met, NO_PARAMS, needs("preflight")),
+    (guards.claim_expired, NO_PARAMS, needs("claim")),
+    (guards.label_authorized, params(["label"], label=ROLE), needs("authority")),
+    (guards.text_as_authorized, params(["label"], label=ROLE), needs("text")),
     (guards.lacks_labels, params(["labels"], labels=ROLES)),
     (guards.agent_succeeded, NO_PARAMS),
     (guards.report_valid, NO_PARAMS),
@@ -69,11 +94,11 @@ GUARDS: dict[str, Entry] = _table(
     (gates.tdd_evidence, NO_PARAMS),
     (gates.review_approved, NO_PARAMS),
     (gates.rework_warranted, NO_PARAMS),
-    (guards.review_feedback, NO_PARAMS),
+    (guards.review_feedback, NO_PARAMS, needs("feedback")),
     (guards.has_any_label, params(["labels"], labels=ROLES)),
     (planning.not_a_child, NO_PARAMS),
-    (planning.dispatched_by_parent, NO_PARAMS),
-    (planning.redispatched_by_parent, NO_PARAMS),
+    (planning.dispatched_by_parent, NO_PARAMS, needs("parent")),
+    (planning.redispatched_by_parent, NO_PARAMS, needs("parent")),
     (planning.plan_valid, NO_PARAMS),
     (planning.planning_changed_nothing, NO_PARAMS),
     (planning.parent_unchanged, NO_PARAMS),
@@ -82,12 +107,12 @@ GUARDS: dict[str, Entry] = _table(
 )
 
 ACTIONS: dict[str, Entry] = _table(
-    (actions.start_run, NO_PARAMS),
+    (actions.start_run, NO_PARAMS, needs("parent")),  # a child remembers which parent run dispatched it
     (actions.add_labels, params(["labels"], labels=ROLES)),
     (actions.remove_labels, params(["labels"], labels=ROLES)),
     (actions.post_comment, params(["kind"], kind={"enum": ["claim"]})),
     (actions.claim_issue, params(settle_seconds={"type": "number", "minimum": 0, "maximum": 60})),
-    (actions.take_over_claim, NO_PARAMS),
+    (actions.take_over_claim, NO_PARAMS, needs("claim")),
     (actions.create_worktree, NO_PARAMS),
     (actions.run_agent, params(["prompt"], prompt={"enum": ["implementation", "rework"]})),
     (actions.capture_changes, NO_PARAMS),
@@ -96,7 +121,7 @@ ACTIONS: dict[str, Entry] = _table(
     (actions.run_review, NO_PARAMS),
     (actions.run_proof, NO_PARAMS),
     (actions.record_findings, NO_PARAMS),
-    (actions.record_review_feedback, NO_PARAMS),
+    (actions.record_review_feedback, NO_PARAMS, needs("feedback")),
     (actions.commit_changes, NO_PARAMS),
     (actions.push_branch, NO_PARAMS),
     (actions.publish_proof, NO_PARAMS),

@@ -1,8 +1,15 @@
-"""Renders what people read: the claim comment, the draft pull request body and the report comment."""
+"""Renders every body people read: the claim and takeover comments, the draft pull request body (a run's or a
+parent's), the report comment, the plan comment, the child issues' bodies and the handover comments.
+
+Pure text from facts: no port, no store. The actions (statemachine/actions/) post what these return, each with its
+hidden marker appended; the proof's section of a pull request is rendered by proof.py and passed in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from statemachine import planning
 
 
 def claim_comment(run_id: str, policy: Any) -> str:
@@ -47,11 +54,17 @@ def _failed_verdicts(evaluations: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def pull_body(ctx: Any, facts: dict[str, Any]) -> str:
-    issue = ctx.snapshot.issue
+def _footer(run_id: str, facts: dict[str, Any]) -> str:
+    return (f"Run `{run_id}`, {facts.get('changed_lines', 0)} line(s) changed. "
+            "Opened as a draft by orch; a maintainer reviews and merges.")
+
+
+def pull_body(number: int, run_id: str, facts: dict[str, Any], proof_section: Sequence[str] = ()) -> str:
+    """A run's draft pull request: what it closes, the agent's summary, the checks, the changes, the residual risks
+    and ``proof_section`` (proof.pull_section: empty unless the run was proved)."""
     report = facts.get("report") or {}
     parts = [
-        f"Closes #{issue.number}",
+        f"Closes #{number}",
         "",
         "## Summary",
         report.get("summary", "(no summary)").strip(),
@@ -65,12 +78,52 @@ def pull_body(ctx: Any, facts: dict[str, Any]) -> str:
     risks = report.get("residual_risks") or []
     if risks:
         parts += ["", "## Residual risks", *[f"- {r}" for r in risks]]
-    from statemachine.proof import pull_section
-
-    parts += pull_section(facts)  # empty unless the run was proved
-    parts += ["", f"Run `{ctx.require_run()}`, {facts.get('changed_lines', 0)} line(s) changed. "
-              "Opened as a draft by orch; a maintainer reviews and merges."]
+    parts += proof_section
+    parts += ["", _footer(run_id, facts)]
     return "\n".join(parts)
+
+
+def parent_pull_body(number: int, run_id: str, facts: dict[str, Any]) -> str:
+    """The parent's pull request: the tree, each child's summary and evidence, and what it closes."""
+    plan, tree = facts["plan"], facts["plan_tree"]
+    closes = [f"Closes #{number}"] + [f"Closes #{tree[c['key']]['issue']}" for c in planning.ordered(plan)]
+    parts = [*closes, "", "## Plan", str(plan.get("summary", "")).strip(), "", *planning.checklist(plan, tree), "", "## Children"]
+    for c in planning.ordered(plan):
+        node = tree[c["key"]]
+        parts += ["", f"### #{node['issue']} {c['title']} (`{c['key']}`)", node.get("summary") or "(no summary)",
+                  f"Evidence: `.orch/runs/{node.get('run_id', '?')}/`; merged as {str(node.get('merge_sha', '?'))[:12]}."]
+    parts += ["", "## Checks on the integration branch", *_checks_lines(facts), "", "## Changes", *_changes_lines(facts),
+              "", _footer(run_id, facts)]
+    return "\n".join(parts)
+
+
+def plan_comment(run_id: str, facts: dict[str, Any]) -> str:
+    """The parent's plan as a checklist: its children, their waves, and where they merge."""
+    plan = facts["plan"]
+    lines = [f"orch planned this issue into {len(plan['children'])} child issue(s) (run `{run_id}`); "
+             f"they run in waves and merge into `{facts['integration_branch']}`, then one draft pull request follows.",
+             "", str(plan.get("summary", "")).strip(), "", *planning.checklist(plan, facts["plan_tree"])]
+    dropped = facts.get("dropped_children") or {}
+    if dropped:
+        lines += ["", "No longer in the plan (left as they are): " + ", ".join(f"#{n} `{k}`" for k, n in sorted(dropped.items()))]
+    return "\n".join(lines)
+
+
+def child_body(parent: int, child: dict[str, Any], numbers: dict[str, int]) -> str:
+    """The child issue's body: the work, its acceptance criteria and ownership, and the hidden binding marker."""
+    deps = [f"#{numbers[d]} (`{d}`)" if d in numbers else f"`{d}`" for d in child.get("depends_on", [])]
+    parts = [child.get("body", "").strip() or child["title"], "", "### Acceptance criteria", "",
+             *[f"- {a}" for a in child["acceptance_criteria"]], "", "Ownership:",
+             *[f"- {g}" for g in child["ownership"]], "",
+             f"Part of #{parent} (planned by orch; size {child['size']})." + (f" Depends on {', '.join(deps)}." if deps else ""),
+             "", planning.child_marker(parent, child["key"])]
+    return "\n".join(parts)
+
+
+def handover_comment(parent: int, integration_branch: str, pr: dict[str, Any]) -> str:
+    """On a child once its parent's pull request is open: where its work is reviewed."""
+    return (f"Merged into `{integration_branch}` with the rest of #{parent}; "
+            f"review it in draft pull request #{pr.get('number', '?')} ({pr.get('url', '')}).")
 
 
 def ci_note(ctx: Any) -> str | None:
@@ -118,9 +171,7 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
                      *[f"- {f.splitlines()[0] if f else f}" for f in facts.get("findings", [])]]
     plan = facts.get("plan")
     if plan and facts.get("plan_tree"):
-        from statemachine.planning import checklist
-
-        head += ["", "## The tree", *checklist(plan, facts["plan_tree"])]
+        head += ["", "## The tree", *planning.checklist(plan, facts["plan_tree"])]
     elif facts.get("plan_problems"):
         head += ["", "## The plan", *[f"- {p}" for p in facts["plan_problems"]]]
     report = facts.get("report") or ({"summary": plan.get("summary", "")} if plan else {})

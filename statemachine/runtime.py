@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from statemachine import policy as policy_mod
+from statemachine import catalog, policy as policy_mod
 from statemachine.adapters.git import CliGit, repo_root
 from statemachine.adapters.jail import Jail
 from statemachine.errors import OrchError
 from statemachine.policy import Policy
+from statemachine.run_command import run_argv as run_argv  # the daemon reads it here
 from statemachine.ports import Agent, Tracker
 from statemachine.store import Store
 
@@ -37,14 +38,6 @@ class Runtime:
 
     def close(self) -> None:
         self.store.close()
-
-
-def run_argv(repo: Path, issue: int, policy: Path | None) -> list[str]:
-    """The command line of an `orch run --json` process for one issue (the daemon's runs, a parent's children)."""
-    import sys
-
-    argv = [sys.executable, "-m", "statemachine", "run", "--repo", str(repo), "--issue", str(issue), "--json"]
-    return argv + ["--policy", str(policy)] if policy is not None else argv
 
 
 def find_repo(repo: Path | None) -> Path:
@@ -88,7 +81,7 @@ def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
         display = str(path.relative_to(root))
     except ValueError:
         display = str(path)
-    pol = policy_mod.load(path, display)
+    pol = policy_mod.load(path, display, catalog.builtin())  # the names it may use: orch's registry
     pol.path = path
     store = open_store(root)
     kind = pol.data["tracker"]["kind"]

@@ -58,3 +58,28 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def gh(tmp_path: Path) -> Any:
+    """The GitHub emulator with alice, reader and the bot (tests/githubkit.py); a test file may define its own `gh`."""
+    from tests.githubkit import emulator
+
+    yield from emulator(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def orch_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """orch's wheel, built offline from this tree, once per test module (tests/workflowkit.py)."""
+    from tests.workflowkit import build_orch_wheel
+
+    return build_orch_wheel(tmp_path_factory)
+
+
+def orch_process(repo: Path, *args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
+    """`orch ARGS --repo REPO` as a process; with ``kill_after`` it SIGKILLs itself after that many effects."""
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_TEST_KILL_AFTER_EFFECT"}
+    if kill_after is not None:
+        env["ORCH_TEST_KILL_AFTER_EFFECT"] = str(kill_after)
+    return subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
+                          env=env, capture_output=True, text=True, timeout=300)

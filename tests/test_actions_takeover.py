@@ -31,11 +31,13 @@ from conftest import git
 from model_server import Hang, Message, ModelServer, Shell
 
 from statemachine import claims
-from tests import actionskit, test_actions_workflow as base
+from tests import actionskit
 from tests.actionskit import run_job
 from tests.github_emulator import GitHubEmulator
-from tests.test_actions_workflow import (JOB_TOKEN, MODEL_KEY, OWNER, REPO, api, clean_env, edit_and_report,
-                                         files_under, job_for, labeled_event, needs_runner, setup_repository)
+from tests.workflowkit import (
+    JOB_TOKEN, MODEL_KEY, OWNER, REPO, api, clean_env, edit_and_report, files_under, job_for, labeled_event,
+    needs_runner, setup_repository,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LEASE = 3
@@ -43,7 +45,6 @@ SECRETS = {"GITHUB_TOKEN": JOB_TOKEN, "OPENAI_API_KEY": MODEL_KEY}
 SCHEDULE = {"schedule": "*/30 * * * *"}
 BOT = "github-actions[bot]"
 
-orch_wheel = base.orch_wheel  # the module-scoped fixture: orch's wheel, built once from this tree
 
 
 def wait_for(what: str, ok, timeout: float, proc: subprocess.Popen | None = None) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from tests.agentkit import GOOD_AGENT, make_agent, tracker, write_policy
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
-from tests.test_github_e2e import (
+from tests.githubkit import (
     BOT,
     OWNER,
     REPO,

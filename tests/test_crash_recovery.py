@@ -4,10 +4,8 @@ finish exactly once. ORCH_TEST_KILL_AFTER_EFFECT=k makes orch kill itself after 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,19 +22,13 @@ from agentkit import (
     tracker,
     write_policy,
 )
-from conftest import git
+from conftest import git, orch_process as orch
 
 from statemachine.store import Store
 
 CHECKS = {"unit": {"command": f"{sys.executable} -m unittest -q", "timeout_seconds": 120}}
 
 
-def orch(repo: Path, *args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ORCH_TEST_KILL_AFTER_EFFECT"}
-    if kill_after is not None:
-        env["ORCH_TEST_KILL_AFTER_EFFECT"] = str(kill_after)
-    return subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
-                          env=env, capture_output=True, text=True, timeout=300)
 
 
 def template(root: Path) -> Path:

@@ -7,76 +7,31 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.agentkit import processes_under
-from tests.conftest import git
-
-SLOW = Path(__file__).parent / "agents" / "slow.py"
-
-
-def setup(cli, repo: Path, seconds: float = 0.2, extra: str = "") -> None:  # type: ignore[no-untyped-def]
-    (repo / ".orch").mkdir(exist_ok=True)
-    (repo / ".orch" / "policy.yaml").write_text(
-        f"""version: 1
-extends: default
-agent:
-  kind: command
-  command: {sys.executable}
-  args: ["{SLOW}", "{seconds}"]
-  timeout_seconds: 120
-  idle_timeout_seconds: 60
-{extra}""")
-    (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "policy")
+from tests.daemonkit import (
+    counter_file, counter_sandbox, daemon, events, new_issue, setup, state_of, wait_for,
+)
 
 
-def counter_file(tmp_path: Path) -> Path:
-    """Where the slow agent logs its starts: a folder the jail lets it write."""
-    (tmp_path / "agent-counter").mkdir()
-    return tmp_path / "agent-counter" / "agent-runs.txt"
 
 
-def counter_sandbox(counter: Path) -> str:
-    return f"sandbox:\n  env: [AGENT_COUNTER]\n  writable: ['{counter.parent}']\n"
 
 
-def new_issue(cli, repo: Path, title: str, owns: str | None = None, labels: tuple[str, ...] = ("agent:auto",)) -> int:  # type: ignore[no-untyped-def]
-    body = f"{title}\n\nOwnership:\n- {owns}\n" if owns else title
-    args = ["issue", "new", title, "--body", body, "--repo", repo]
-    for label in labels:
-        args += ["--label", label]
-    code, data = cli.json(*args)
-    assert code == 0
-    return int(data["number"])
 
 
-def events(repo: Path) -> list[dict]:
-    path = repo / ".orch" / "state" / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def daemon(repo: Path, *args: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]
-    return subprocess.Popen([sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
-def state_of(cli, repo: Path, n: int) -> str:  # type: ignore[no-untyped-def]
-    code, data = cli.json("issue", "show", str(n), "--repo", repo)
-    return str(data["lifecycle_state"])
+
+
+
 
 
 def test_once_runs_disjoint_issues_together_and_overlapping_ones_apart(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
-from tests.test_daemon import daemon, new_issue, setup, wait_for
-from tests.test_github_e2e import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
+from tests.daemonkit import new_issue, setup, wait_for
+from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
 
 
 def test_an_unreachable_tracker_is_reported_and_the_daemon_keeps_serving(repo: Path, tmp_path: Path) -> None:

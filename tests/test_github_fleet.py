@@ -8,29 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from tests.github_emulator import GitHubEmulator
-from tests.test_github_e2e import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
+from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
+from tests.githubkit import api_pages as api
 
 QUICK = Path(__file__).parent / "agents" / "slow.py"
-
-
-def api(gh: GitHubEmulator, path: str) -> list[dict]:
-    out: list[dict] = []
-    page = 1
-    while True:
-        sep = "&" if "?" in path else "?"
-        req = urllib.request.Request(f"{gh.api_url}{path}{sep}per_page=100&page={page}",
-                                     headers={"Authorization": "token tok-alice"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            items = json.loads(resp.read())
-        out += items
-        if len(items) < 100:
-            return out
-        page += 1
 
 
 def test_four_daemons_forty_issues_each_runs_exactly_once(tmp_path: Path) -> None:

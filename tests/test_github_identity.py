@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
-from tests.test_github_e2e import (  # noqa: F401  (gh is a fixture)
-    BOT, OWNER, REPO, api, clone, configure, gh, labelled_issue, make_project, orch, orch_json,
+from tests.githubkit import (
+    BOT, OWNER, REPO, api, clone, configure, labelled_issue, make_project, orch, orch_json,
 )
 
 

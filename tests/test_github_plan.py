@@ -10,8 +10,7 @@ from pathlib import Path
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
 from tests.plankit import DIAMOND, PlanAgent, child
-from tests.test_github_e2e import OWNER, REPO, clone, configure, make_project, orch, orch_json
-from tests.test_github_e2e import gh as gh  # noqa: F401 (the fixture)
+from tests.githubkit import OWNER, REPO, clone, configure, make_project, orch, orch_json
 
 
 def plan_project(tmp_path: Path, gh: GitHubEmulator, agent: PlanAgent) -> Path:  # noqa: F811

@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import git
 from tests.fixtures.webapp import kit
 from tests.github_emulator import GitHubEmulator
-from tests.test_github_e2e import BOT, BOT_TOKEN, OWNER, REPO, api, clone, orch, orch_json
+from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, api, clone, orch, orch_json
 
 
 def test_ui_proof_screenshots_are_published_on_a_proof_branch(tmp_path: Path) -> None:

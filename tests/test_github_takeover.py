@@ -20,8 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from tests.github_emulator import GitHubEmulator
-from tests.test_github_e2e import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
-from tests.test_github_fleet import api
+from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
+from tests.githubkit import api_pages as api
 
 SLOW = Path(__file__).parent / "agents" / "slow.py"
 LEASE = 3

@@ -13,8 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.agentkit import STATE_DB, comments_of_kind, git_out, tracker
-from tests.test_crash_recovery import orch
-from tests.conftest import git
+from tests.conftest import git, orch_process as orch
 from tests.plankit import DIAMOND, PlanAgent, write_policy
 
 from statemachine.store import Store

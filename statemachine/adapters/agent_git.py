@@ -18,7 +18,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from statemachine.adapters.gitrun import run_git_result
+from statemachine.adapters.gitrun import GitCommandFailed, run_git
 from statemachine.errors import GitError
 
 PUSH_LOG = "orch-push-attempts"
@@ -67,11 +67,13 @@ def make_private_gitdir(worktree: Path, dest: Path, base_sha: str, branch: str |
             shutil.copy2(shared, dest / shared.name)
     else:
         env = {"GIT_INDEX_FILE": str(dest / "index")}
-        for args in (["read-tree", base_sha], ["update-index", "-q", "--refresh"]):
-            proc = run_git_result([f"--git-dir={dest}", f"--work-tree={worktree}", *args], Path(worktree), env)
-            if proc.returncode != 0 and args[0] == "read-tree":
-                raise GitError(f"cannot build the workspace index at {base_sha[:12]}: {proc.stderr.strip()}",
-                               "check that the base commit exists in the repository")
+        where = [f"--git-dir={dest}", f"--work-tree={worktree}"]
+        try:
+            run_git([*where, "read-tree", base_sha], Path(worktree), env)
+        except GitCommandFailed as exc:
+            raise GitError(f"cannot build the workspace index at {base_sha[:12]}: {exc.stderr.strip()}",
+                           "check that the base commit exists in the repository") from None
+        run_git([*where, "update-index", "-q", "--refresh"], Path(worktree), env, check=False)  # stat data only
     return dest
 
 
@@ -162,10 +164,9 @@ def _worktree_gitdir(worktree: Path) -> Path | None:
 
 def _git(dest: Path, *args: str) -> str | None:
     try:
-        proc = run_git_result([f"--git-dir={dest}", *args], dest, timeout=60)
-    except GitError:
+        return run_git([f"--git-dir={dest}", *args], dest, timeout=60)
+    except GitError:  # a non-zero exit, a timeout
         return None
-    return proc.stdout if proc.returncode == 0 else None
 
 
 def _config_entries_of(text: str) -> list[tuple[str, str]]:
@@ -182,13 +183,13 @@ def _config_entries(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         return []
     try:
-        proc = run_git_result(["config", "--file", str(path), "--no-includes", "--list", "-z"], Path("/"), timeout=60)
+        listing = run_git(["config", "--file", str(path), "--no-includes", "--list", "-z"], Path("/"), timeout=60)
+    except GitCommandFailed as exc:
+        return [("<unreadable config>", exc.stderr.strip())]
     except GitError:
         return [("<unreadable config>", "")]
-    if proc.returncode != 0:
-        return [("<unreadable config>", proc.stderr.strip())]
     out = []
-    for entry in proc.stdout.split("\0"):
+    for entry in listing.split("\0"):
         if entry:
             key, _, value = entry.partition("\n")
             out.append((key, value))

@@ -1,55 +1,19 @@
-"""Agent adapters by kind: `command` runs any executable; the map names every kind orch knows."""
+"""Agent adapters by kind: `command` runs any executable; make_agent names every kind orch knows (command, codex,
+claude). The helpers the adapters share live in statemachine/adapters/agent_base.py (re-exported here)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.jail import Jail, Outcome, Spec
+from statemachine.adapters.agent_base import (agent_result as agent_result, jail_spec as jail_spec,
+                                              model_hosts as model_hosts, refuse as refuse,
+                                              resolve_command as resolve_command)
+from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
-
-
-def resolve_command(command: str, repo_root: Path | None) -> str | None:
-    """The agent's executable: a path (relative ones from the repository root) or a name on PATH; None if absent."""
-    if "/" in command:
-        path = Path(command)
-        if not path.is_absolute() and repo_root is not None:
-            path = repo_root / path
-        return str(path) if path.exists() else None
-    return shutil.which(command)
-
-
-def jail_spec(request: AgentRequest, exe: str, hosts: tuple[str, ...] | None) -> Spec:
-    """The jail of one agent run: its workspace, its attempt's evidence folder, its own git directory and lock."""
-    return Spec(workdir=request.workdir, writable=(request.evidence_dir, request.report_path.parent),
-                executable=exe, hosts=hosts, gitdir=request.gitdir, lock=request.lock, label="agent",
-                workdir_writable=not request.read_only)
-
-
-def model_hosts(base_url: str, jail: Jail) -> tuple[str, ...]:
-    """Whom a model-driven agent (codex, claude) may reach: its model endpoint and the policy's
-    ``sandbox.network.agent`` hosts. The jail reaches one on orch's loopback on the same port, others through its proxy."""
-    from statemachine.adapters.egress import parse_host
-
-    host, port = parse_host(base_url)
-    return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}", *jail.settings.agent_hosts)
-
-
-def agent_result(outcome: Outcome, log: Path) -> AgentResult:
-    r = outcome.result
-    return AgentResult(r.exit_code, r.timed_out, r.idle_timed_out, r.duration_seconds, str(log), r.output_bytes,
-                       error=r.error)
-
-
-def refuse(log: Path, message: str, hint: str) -> AgentResult:
-    """An agent run that could not start: the reason goes to its log and into the result."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(f"orch: {message}\norch: {hint}\n")
-    return AgentResult(None, False, False, 0.0, str(log), 0, error=f"{message} ({hint})")
 
 
 class CommandAgent:

@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agents import agent_result, jail_spec, model_hosts, refuse, resolve_command
+from statemachine.adapters.agent_base import agent_result, jail_spec, model_hosts, refuse, resolve_command
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env

@@ -1,4 +1,7 @@
-"""Git through its command line, for the runner only: worktrees, change-set capture, runner commits."""
+"""Git through its command line, for the runner only: worktrees, change-set capture, runner commits.
+
+Every command runs through ``statemachine.adapters.gitrun`` (hardened, through plumbum); nothing here starts a process
+of its own. The exit codes a command may end with are named per call (``retcode``)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from statemachine.adapters.gitrun import run_git, run_git_result
+from statemachine.adapters.gitrun import GitCommandFailed, run_git, run_git_result
 from statemachine.errors import GitError
 from statemachine.model import Change
 from statemachine.ports import Capture
@@ -207,12 +210,14 @@ class CliGit:
             raise GitError(f"branch {branch!r} does not exist", "the parent's run creates it before its first wave")
         if self.is_ancestor(sha, head):
             return head, []
-        proc = run_git_result(["merge-tree", "--write-tree", "--name-only", "--no-messages", head, sha], self.root)
+        try:  # 1: conflicts, listed after the tree
+            proc = run_git_result(["merge-tree", "--write-tree", "--name-only", "--no-messages", head, sha], self.root,
+                                  retcode=(0, 1))
+        except GitCommandFailed as exc:
+            raise GitError(f"git merge-tree failed for {branch}: {exc.stderr.strip()}", "git 2.38 or newer is needed") from None
         lines = proc.stdout.splitlines()
         if proc.returncode == 1:
             return None, [line for line in lines[1:] if line.strip()]
-        if proc.returncode != 0:
-            raise GitError(f"git merge-tree failed for {branch}: {proc.stderr.strip()}", "git 2.38 or newer is needed")
         merged = run_git(["commit-tree", lines[0].strip(), "-p", head, "-p", sha, "-m", message], self.root, RUNNER_IDENT).strip()
         run_git(["update-ref", f"refs/heads/{branch}", merged, head], self.root)
         return merged, []

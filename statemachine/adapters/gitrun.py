@@ -8,17 +8,48 @@ merge.<x>.driver, credential.<url>.helper) are listed before the command and ove
 follows include.path and includeIf, so an included file is covered too. Diff drivers (diff.<x>.command,
 diff.<x>.textconv) never run: porcelain diff, show and log get --no-ext-diff --no-textconv; push and fetch name the
 receive-pack and upload-pack programs themselves.
+
+The commands run through plumbum: one typed git command per binary, the hardened ``-c`` options bound to it, and
+per call the arguments, the working directory and the built environment bound on top; the exit codes a call accepts
+are plumbum's ``retcode`` (``run_git``: 0; ``run_git_result``: any unless told). Nothing plumbum raises leaves this
+module: a refused exit code (``ProcessExecutionError``) becomes ``GitCommandFailed``, a ``GitError`` carrying the exit
+code and output; a timeout and an OSError (no such working directory, git vanished) become ``GitError``. Two things
+are orch's own on top of plumbum's local machine: the base environment is empty (plumbum's ``local`` would start
+from a copy of orch's environment, and GIT_DIR, GIT_SSH_COMMAND or a token in it must never reach git), and output
+is decoded here, as text with errors replaced and universal newlines (as ``subprocess.run(text=True)`` did) or kept
+as bytes, where plumbum would drop undecodable bytes (a path with one would read as another path).
 """
 
 from __future__ import annotations
 
+import locale
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from statemachine.errors import GitError
+
+__all__ = ["HARDENED_CONFIG", "GitCommandFailed", "Retcode", "git_argv", "git_env", "run_git", "run_git_bytes",
+           "run_git_result"]
+
+# The exit codes a call accepts, as plumbum's ``retcode``: one code, several, or None for any.
+Retcode = int | tuple[int, ...] | None
+
+
+class GitCommandFailed(GitError):
+    """A git command exited with a code its caller does not accept (plumbum's ProcessExecutionError, translated).
+    The message is the one orch always gave; ``returncode``, ``stdout`` and ``stderr`` are there for a caller that
+    words its own."""
+
+    def __init__(self, message: str, hint: str, returncode: int, stdout: str, stderr: str) -> None:
+        super().__init__(message, hint)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
 
 HARDENED_CONFIG: tuple[tuple[str, str], ...] = (
     ("core.hooksPath", "/dev/null"),        # no hook runs: pre-commit, post-checkout, reference-transaction, pre-push...
@@ -91,14 +122,20 @@ def git_env(env: Mapping[str, str] | None = None, *, network: bool = False) -> d
     return full
 
 
-def git_argv(git: str, args: list[str]) -> list[str]:
-    argv = [git]
-    for key, value in HARDENED_CONFIG:
-        argv += ["-c", f"{key}={value}"]
+_HARDENED_OPTIONS: tuple[str, ...] = tuple(x for key, value in HARDENED_CONFIG for x in ("-c", f"{key}={value}"))
+
+
+def _with_added_options(args: list[str]) -> list[str]:
     sub = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
     if sub is not None and args[sub] in _ADDED_OPTIONS:
-        args = [*args[:sub + 1], *_ADDED_OPTIONS[args[sub]], *args[sub + 1:]]
-    return argv + list(args)
+        return [*args[:sub + 1], *_ADDED_OPTIONS[args[sub]], *args[sub + 1:]]
+    return list(args)
+
+
+def git_argv(git: str, args: list[str]) -> list[str]:
+    """The whole command line orch runs for ``git args`` (the hardened options, then the arguments, with the options
+    a subcommand gets added)."""
+    return [git, *_HARDENED_OPTIONS, *_with_added_options(args)]
 
 
 def _git_binary() -> str:
@@ -108,55 +145,153 @@ def _git_binary() -> str:
     return git
 
 
-def _neutralize_named(git: str, leading: list[str], cwd: Path, env: dict[str, str],
-                      timeout: float | None) -> dict[str, str] | subprocess.CompletedProcess[str]:
+# plumbum -----------------------------------------------------------------------------------------------------
+
+class _Plumbum:
+    """plumbum, imported on the first git command (its import costs tens of milliseconds that a command running no
+    git need not pay), and the one git command per binary with the hardened options bound."""
+
+    _lock = threading.Lock()
+    _loaded: _Plumbum | None = None
+
+    def __init__(self) -> None:
+        from plumbum.commands.processes import ProcessExecutionError, ProcessTimedOut
+        from plumbum.machines.local import LocalCommand, LocalMachine
+
+        # A local machine whose own environment is empty: each command gets exactly git_env() (plumbum's ``local``
+        # merges a snapshot of os.environ under it), and no encoding: the bytes come back as git wrote them.
+        machine = type("OrchGitMachine", (LocalMachine,), {"env": {}, "custom_encoding": None})()
+        self.command_class: Any = type("OrchGitCommand", (LocalCommand,), {"machine": property(lambda _: machine)})
+        self.execution_error: type[OSError] = ProcessExecutionError
+        self.timed_out: type[Exception] = ProcessTimedOut
+        self._bound: dict[str, Any] = {}
+
+    @classmethod
+    def get(cls) -> _Plumbum:
+        loaded = cls._loaded
+        if loaded is None:
+            with cls._lock:
+                if cls._loaded is None:
+                    cls._loaded = cls()
+                loaded = cls._loaded
+        return loaded
+
+    def git(self, binary: str) -> Any:
+        """``git -c core.hooksPath=/dev/null -c ...`` for this binary, built once."""
+        bound = self._bound.get(binary)
+        if bound is None:
+            bound = self._bound[binary] = self.command_class(binary, None)[_HARDENED_OPTIONS]
+        return bound
+
+
+def _text(data: bytes) -> str:
+    """Output as ``subprocess.run(text=True, errors="replace")`` read it: the locale's encoding, an undecodable
+    byte replaced (never dropped), universal newlines."""
+    return data.decode(locale.getpreferredencoding(False), "replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _exec(git: str, args: list[str], shown: list[str], cwd: Path, env: dict[str, str], timeout: float | None,
+          retcode: Retcode, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+    """Run ``git args`` through plumbum; the exit code, stdout and stderr as bytes. Every failure leaves as orch's
+    own error, worded with ``shown`` (the caller's arguments) and ``cwd``."""
+    pb = _Plumbum.get()
+    command = pb.git(git)[_with_added_options(args)].with_cwd(cwd).with_env(**env)
+    try:
+        if stdin is None:
+            code, out, err = command.run(retcode=retcode, timeout=timeout, stdin=subprocess.DEVNULL)
+        else:
+            code, out, err = (command << stdin).run(retcode=retcode, timeout=timeout)
+    except pb.execution_error as exc:
+        # plumbum keeps the output as given in ``args`` (its own attributes hold an ascii() form of bytes)
+        code, out, err = exc.args[1], _raw(exc.args[2]), _raw(exc.args[3])
+        stderr, stdout = _text(err).strip(), _text(out).strip()
+        raise GitCommandFailed(f"git {' '.join(shown[:3])} failed in {cwd}: {stderr or stdout}",
+                               "check the repository's state with `git status`", code, _text(out), _text(err)) from None
+    except pb.timed_out:
+        raise GitError(f"git {' '.join(shown[:3])} did not finish within {timeout:g}s in {cwd}",
+                       "check the repository's config for an include of a pipe or a slow file system") from None
+    except OSError as exc:
+        if not Path(git).exists():
+            raise GitError("git is not installed or not on PATH", "install git (2.38 or newer)") from None
+        raise GitError(f"git {' '.join(shown[:3])} cannot run in {cwd}: {exc.strerror or exc}",
+                       "check that the folder exists and can be read") from None
+    return int(code), _raw(out), _raw(err)
+
+
+def _raw(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    return b"" if data is None else str(data).encode()
+
+
+def _accepting_zero(retcode: Retcode) -> Retcode:
+    if retcode is None:
+        return None
+    codes = (retcode,) if isinstance(retcode, int) else retcode
+    return codes if 0 in codes else (0, *codes)
+
+
+def _neutralize_named(git: str, leading: list[str], shown: list[str], cwd: Path, env: dict[str, str],
+                      timeout: float | None, retcode: Retcode) -> dict[str, str] | tuple[int, bytes, bytes]:
     """GIT_CONFIG_COUNT entries that pin each program-running key the repository's config sets under a free name
     (the environment form takes any name as-is, where `-c` would split one holding '='); or, when the config
-    cannot be listed, that failure (the command is not run unpinned)."""
-    proc = subprocess.run(git_argv(git, [*leading, "config", "--list", "--name-only", "-z"]), cwd=cwd, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=timeout)
-    if proc.returncode != 0:
-        return proc
+    cannot be listed, that failure as the command's own (the command is not run unpinned): raised when the caller
+    does not accept its exit code, returned when it does."""
+    code, out, err = _exec(git, [*leading, "config", "--list", "--name-only", "-z"], shown, cwd, env, timeout,
+                           _accepting_zero(retcode), None)
+    if code != 0:
+        return code, out, err
     pins: dict[str, str] = {}
-    for name in proc.stdout.split("\0"):
+    for name in _text(out).split("\0"):
         section, _, rest = name.partition(".")
         middle, _, key = rest.rpartition(".")
         value = _NAMED_PROGRAM_KEYS.get((section.lower(), key.lower())) if middle else None
         if value is not None:
             pins[name] = value
-    out = {"GIT_CONFIG_COUNT": str(len(pins))}
+    pinned = {"GIT_CONFIG_COUNT": str(len(pins))}
     for i, (name, value) in enumerate(sorted(pins.items())):
-        out[f"GIT_CONFIG_KEY_{i}"] = name
-        out[f"GIT_CONFIG_VALUE_{i}"] = value
-    return out
+        pinned[f"GIT_CONFIG_KEY_{i}"] = name
+        pinned[f"GIT_CONFIG_VALUE_{i}"] = value
+    return pinned
+
+
+def _run(args: list[str], cwd: Path, env: Mapping[str, str] | None, network: bool, timeout: float | None,
+         retcode: Retcode, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+    """The one way orch runs git (see HARDENED_CONFIG)."""
+    git = _git_binary()
+    full_env = git_env(env, network=network)
+    at = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+    if at == len(args) or args[at] not in _NO_PROGRAMS:
+        pins = _neutralize_named(git, args[:at], args, cwd, full_env, timeout, retcode)
+        if isinstance(pins, tuple):
+            return pins
+        full_env.update(pins)
+    return _exec(git, args, args, cwd, full_env, timeout, retcode, stdin)
 
 
 def run_git_result(args: list[str], cwd: Path, env: Mapping[str, str] | None = None, *, network: bool = False,
-                   timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    """Run one git command the runner's way (see HARDENED_CONFIG); return its exit code and output, never raising
-    for a non-zero exit. ``network``: a push or fetch, which keeps HOME, the SSH agent and proxy settings. Options
-    before the subcommand take the ``--name=value`` form (``--git-dir=X``): the first word without a dash is the
-    subcommand."""
-    git = _git_binary()
-    full_env = git_env(env, network=network)
-    try:
-        at = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
-        if at == len(args) or args[at] not in _NO_PROGRAMS:
-            pins = _neutralize_named(git, args[:at], cwd, full_env, timeout)
-            if isinstance(pins, subprocess.CompletedProcess):
-                return pins
-            full_env.update(pins)
-        return subprocess.run(git_argv(git, args), cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {' '.join(args[:3])} did not finish within {timeout:g}s in {cwd}",
-                       "check the repository's config for an include of a pipe or a slow file system") from None
+                   timeout: float | None = None, retcode: Retcode = None,
+                   input: str | bytes | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
+    """Run one git command the runner's way (see HARDENED_CONFIG); return its exit code and output (text). By default
+    no exit code raises; ``retcode`` names the codes this call accepts, and any other raises ``GitCommandFailed``.
+    ``network``: a push or fetch, which keeps HOME, the SSH agent and proxy settings. ``input``: the command's stdin
+    (otherwise /dev/null). Options before the subcommand take the ``--name=value`` form (``--git-dir=X``): the first
+    word without a dash is the subcommand. Raises ``GitError`` on a timeout or when git cannot be started."""
+    data = input.encode(locale.getpreferredencoding(False)) if isinstance(input, str) else input
+    code, out, err = _run(args, cwd, env, network, timeout, retcode, data)
+    return subprocess.CompletedProcess(git_argv("git", args), code, _text(out), _text(err))
 
 
 def run_git(args: list[str], cwd: Path, env: Mapping[str, str] | None = None, check: bool = True, *,
-            network: bool = False, timeout: float | None = None) -> str:
-    proc = run_git_result(args, cwd, env, network=network, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise GitError(f"git {' '.join(args[:3])} failed in {cwd}: {proc.stderr.strip() or proc.stdout.strip()}",
-                       "check the repository's state with `git status`")
-    return proc.stdout
+            network: bool = False, timeout: float | None = None, retcode: Retcode = 0,
+            input: str | bytes | None = None) -> str:  # noqa: A002
+    """Run one git command and return its stdout (text). ``check`` False accepts any exit code; otherwise ``retcode``
+    (0 unless told) names the accepted ones and any other raises ``GitCommandFailed``."""
+    return run_git_result(args, cwd, env, network=network, timeout=timeout, retcode=retcode if check else None,
+                          input=input).stdout
+
+
+def run_git_bytes(args: list[str], cwd: Path, env: Mapping[str, str] | None = None, *, network: bool = False,
+                  timeout: float | None = None, retcode: Retcode = 0, input: bytes | None = None) -> bytes:  # noqa: A002
+    """``run_git`` for binary output: stdout exactly as git wrote it (a blob, a NUL-separated listing of raw paths)."""
+    return _run(args, cwd, env, network, timeout, retcode, input)[1]

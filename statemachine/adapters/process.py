@@ -1,4 +1,20 @@
-"""Runs a child in its own process group with a total and an idle timeout, its output kept in a log."""
+"""Runs a child in its own process group with a total and an idle timeout, its output kept in a log.
+
+Agents and checks run here on ``subprocess``, not through plumbum (which runs git: adapters/gitrun.py), because
+plumbum has no way to do what this runner is for:
+
+- the whole process tree is stopped: the child leads its own session, and on a timeout, an idle timeout, its exit or
+  Ctrl-C every process in its group gets SIGTERM, then SIGKILL (an agent's background servers and shells included);
+  plumbum's ``timeout`` kills the one process it started, and leaves its children holding the pipes;
+- the idle timeout is measured on output: the pump thread stamps each chunk as it arrives, and a child that stays
+  quiet for ``idle_timeout`` is stopped; plumbum only waits for the exit (``communicate``), or with ``iter_lines``
+  splits lines, which an agent writing a long line with no newline (or binary) would stall;
+- the output is streamed into a size-capped log as it comes (a crash or a kill keeps what came before; past
+  ``max_log_bytes`` the rest is counted and dropped; a full disk stops the logging, never the draining), where
+  plumbum buffers all of it in memory until the child exits;
+- ``on_start`` is told the child's pid as soon as it exists (the run's liveness record), and a failure to start is
+  a result (``error``), not an exception.
+"""
 
 from __future__ import annotations
 

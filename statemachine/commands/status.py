@@ -1,6 +1,7 @@
 """`orch status`: each issue carrying an authorizing label, its lifecycle state, and why it cannot move if it cannot.
 
-The reasons come from the same guards `orch explain` evaluates. Issues are listed with one paginated request per
+The reasons come from the same guards `orch explain` evaluates; which to give is the engine's judgement
+(engine.why_waiting), printed here as it is. Issues are listed with one paginated request per
 100 issues and per authorizing label; authorization costs one events request per waiting issue (permissions are
 cached per user).
 """
@@ -10,11 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from statemachine.engine import evaluate, snapshot_of
-from statemachine.model import REST_STATES, Issue
+from statemachine.engine import status_of
 from statemachine.errors import EXIT_OK
+from statemachine.model import Issue
 from statemachine.output import Output
-from statemachine.planning import standalone_refusal
 from statemachine.runtime import open_runtime
 
 
@@ -34,23 +34,10 @@ def main(args: argparse.Namespace, out: Output) -> int:
         for number in sorted(seen):
             issue = seen[number]
             state, run_id = states.get(number, ("queued", None))
-            snap = snapshot_of(rt, issue, state, run_id, bulk)
-            evs = evaluate(rt.policy, snap)
+            snap, evs, waiting = status_of(rt, issue, state, run_id, bulk)
             ready = next((e for e in evs if e.ok), None)
-            reason = None
-            if ready is None:
-                if state in REST_STATES:  # each way out, and the first thing that keeps it shut
-                    # (a child's way back is not one for any other issue: leave it out of their reasons)
-                    ways = [e for e in evs if snap.parent is not None
-                            or not {g.name for g in e.transition.guards} & {"dispatched_by_parent", "redispatched_by_parent"}]
-                    failed = [f"{e.transition.trigger}: " + next(v.reason for _n, v in e.verdicts if not v.ok)
-                              for e in ways if any(not v.ok for _n, v in e.verdicts)]
-                else:
-                    failed = [f"{n}: {v.reason}" for e in evs[:1] for n, v in e.verdicts if not v.ok]
-                reason = "; ".join(failed) or "no transition leaves this state"
+            reason = waiting.text if waiting is not None else None
             parent = snap.parent["number"] if snap.parent else None
-            if snap.parent is not None and ready is None:
-                reason = standalone_refusal(rt.policy.label("child"), snap.issue.body)
             rows.append({"number": number, "title": snap.issue.title, "state": state, "run_id": run_id,
                          "labels": list(snap.issue.labels), "eligible": ready is not None,
                          "next": ready.transition.trigger if ready else None, "reason": reason, "parent": parent,

@@ -1,0 +1,124 @@
+"""How orch runs git (statemachine/adapters/gitrun.py, through plumbum): exit codes accepted per call, plumbum's errors
+translated into orch's own, an environment that is built (never plumbum's copy of orch's), stdin and binary output.
+Real git in temp folders."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from statemachine.adapters.git import CliGit
+from statemachine.adapters.gitrun import GitCommandFailed, run_git, run_git_bytes, run_git_result
+from statemachine.errors import GitError
+from tests.conftest import git
+
+
+def _not_plumbum(exc: BaseException) -> None:
+    from plumbum.commands.processes import ProcessExecutionError, ProcessTimedOut
+
+    assert not isinstance(exc, (ProcessExecutionError, ProcessTimedOut))
+    assert exc.__cause__ is None and exc.__suppress_context__
+
+
+def test_exit_codes_are_accepted_per_call(repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    # 1 means "not an ancestor": refused by default, accepted when the call names it
+    with pytest.raises(GitCommandFailed) as caught:
+        run_git(["merge-base", "--is-ancestor", head, base], repo)
+    assert caught.value.returncode == 1 and isinstance(caught.value, GitError)
+    assert caught.value.message == f"git merge-base --is-ancestor {head} failed in {repo}: "
+    _not_plumbum(caught.value)
+    assert run_git(["merge-base", "--is-ancestor", head, base], repo, retcode=(0, 1)) == ""
+    assert run_git_result(["merge-base", "--is-ancestor", head, base], repo).returncode == 1  # any, unless told
+    with pytest.raises(GitCommandFailed):  # exactly the codes named: here 0 is not one
+        run_git(["merge-base", "--is-ancestor", base, head], repo, retcode=1)
+    assert run_git(["rev-parse", "--verify", "--quiet", "refs/heads/none"], repo, check=False) == ""
+    with pytest.raises(GitCommandFailed) as caught:
+        run_git_result(["rev-parse", "--verify", "nothing-at-all"], repo, retcode=(0, 1))
+    assert caught.value.returncode == 128
+    assert caught.value.message.startswith(f"git rev-parse --verify nothing-at-all failed in {repo}: fatal:")
+    assert caught.value.hint == "check the repository's state with `git status`"
+
+
+def test_a_failed_config_listing_is_the_commands_own_failure(tmp_path: Path) -> None:
+    """A command that lists the config first (to pin named drivers) reports that listing's failure as its own."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    git(broken, "init", "-q")
+    (broken / ".git" / "config").write_text("[core\n")  # unparsable: git config --list fails
+    with pytest.raises(GitCommandFailed) as caught:
+        run_git(["status", "--porcelain"], broken)
+    assert caught.value.message.startswith(f"git status --porcelain failed in {broken}: fatal: bad config")
+    failed = run_git_result(["status", "--porcelain"], broken)
+    assert failed.returncode != 0 and "bad config" in failed.stderr
+
+
+def test_merge_tree_failure_keeps_its_message(repo: Path) -> None:
+    git(repo, "branch", "parent")
+    unrelated = CliGit(repo).orphan_commit({"other.txt": repo / "app.py"}, "unrelated")  # git exits 128, not 0 or 1
+    with pytest.raises(GitError) as caught:
+        CliGit(repo).merge_into("parent", unrelated, "merge")
+    assert caught.value.message == "git merge-tree failed for parent: fatal: refusing to merge unrelated histories"
+    assert caught.value.hint == "git 2.38 or newer is needed"
+
+
+def test_a_timeout_and_an_unstartable_git_become_orchs_errors(repo: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    fifo = tmp_path / "config.pipe"
+    os.mkfifo(fifo)
+    git(repo, "config", "include.path", str(fifo))  # reading the config blocks until someone writes the pipe
+    start = time.monotonic()
+    with pytest.raises(GitError) as caught:
+        run_git(["status"], repo, timeout=0.5)
+    assert time.monotonic() - start < 10
+    assert caught.value.message == f"git status did not finish within 0.5s in {repo}"
+    _not_plumbum(caught.value)
+
+    with pytest.raises(GitError) as caught:
+        run_git(["rev-parse", "HEAD"], tmp_path / "no-such-folder")
+    assert not isinstance(caught.value, GitCommandFailed)
+    assert caught.value.message.startswith(f"git rev-parse HEAD cannot run in {tmp_path / 'no-such-folder'}: ")
+    _not_plumbum(caught.value)
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(GitError, match="git is not installed or not on PATH"):
+        run_git(["version"], repo)
+
+
+def test_git_sees_the_built_environment_not_plumbums_copy_of_orchs(repo: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import plumbum
+
+    git(repo, "config", "alias.orchenv", "!env")
+    monkeypatch.setenv("ORCH_TEST_LEAK", "from-os-environ")
+    with plumbum.local.env(GIT_DIR=str(tmp_path / "elsewhere"), ORCH_TEST_LEAK="from-plumbum", GH_TOKEN="secret"):
+        env = dict(line.split("=", 1) for line in run_git(["orchenv"], repo).splitlines() if "=" in line)
+    assert "ORCH_TEST_LEAK" not in env and "GH_TOKEN" not in env and env.get("GIT_DIR") in (None, ".git")
+    assert env["LC_ALL"] == "C" and env["GIT_CONFIG_GLOBAL"] == "/dev/null" and env["GIT_CONFIG_NOSYSTEM"] == "1"
+    assert run_git(["orchenv"], repo, {"GIT_INDEX_FILE": "/tmp/x"}).count("GIT_INDEX_FILE=/tmp/x") == 1
+
+
+def test_stdin_and_binary_output(repo: Path) -> None:
+    data = b"line one\r\nnot utf-8: \xff\xfe\rend\n"
+    sha = run_git(["hash-object", "-w", "--stdin"], repo, input=data).strip()
+    assert len(sha) == 40
+    assert run_git_bytes(["cat-file", "blob", sha], repo) == data
+    # text output reads as it always did: undecodable bytes replaced (never dropped), universal newlines
+    assert run_git(["cat-file", "blob", sha], repo) == "line one\nnot utf-8: \ufffd\ufffd\nend\n"
+    assert run_git(["hash-object", "--stdin"], repo, input="hello\n").strip() == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert run_git_bytes(["cat-file", "--batch-check"], repo, input=f"{sha}\n".encode()) == f"{sha} blob {len(data)}\n".encode()
+    assert run_git_result(["cat-file", "-t", sha], repo).args[-3:] == ["cat-file", "-t", sha]
+
+
+def test_git_runs_only_through_gitrun() -> None:
+    """adapters/git.py and adapters/agent_git.py start no process of their own."""
+    root = Path(__file__).resolve().parent.parent / "statemachine" / "adapters"
+    for name in ("git.py", "agent_git.py"):
+        text = (root / name).read_text()
+        for started in ("import subprocess", "import plumbum", "from plumbum", "os.system", "os.popen", "os.exec"):
+            assert started not in text, (name, started)
