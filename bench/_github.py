@@ -13,8 +13,19 @@ sys.path.insert(0, str(ROOT))
 from tests.github_emulator import GitHubEmulator  # noqa: E402
 from tests.test_github_e2e import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project  # noqa: E402
 
-__all__ = ["BOT", "BOT_TOKEN", "OWNER", "REPO", "GitHubEmulator", "clone", "configure", "make_project", "orch_env", "run_orch",
-           "prepared_clone"]
+__all__ = [
+    "BOT",
+    "BOT_TOKEN",
+    "OWNER",
+    "REPO",
+    "GitHubEmulator",
+    "clone",
+    "configure",
+    "make_project",
+    "orch_env",
+    "run_orch",
+    "prepared_clone",
+]
 
 
 def orch_env() -> dict[str, str]:
@@ -25,8 +36,12 @@ def orch_env() -> dict[str, str]:
 
 
 def run_orch(clone_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(clone_dir)],
-                          capture_output=True, text=True, env=orch_env())
+    return subprocess.run(
+        [sys.executable, "-m", "statemachine", *args, "--repo", str(clone_dir)],
+        capture_output=True,
+        text=True,
+        env=orch_env(),
+    )
 
 
 def prepared_clone(gh: GitHubEmulator, tmp: Path) -> Path:

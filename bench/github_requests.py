@@ -27,8 +27,10 @@ def main() -> None:
         run_orch(work, "run", "--issue", str(number))
         rerun = len(gh.requests) - again
     by_kind = Counter(f"{m} {p.split('/repos/' + OWNER + '/' + REPO)[-1]}" for m, p, _s in requests)
-    print(f"happy-path delivery against the emulator: {len(requests)} requests, one of them GraphQL (target: at most 17)")
-    for (method, path, status) in requests:
+    print(
+        f"happy-path delivery against the emulator: {len(requests)} requests, one of them GraphQL (target: at most 17)"
+    )
+    for method, path, status in requests:
         print(f"  {method:6} {path} -> {status}")
     print("by endpoint:")
     for key, n in sorted(by_kind.items()):

@@ -26,8 +26,22 @@ def main() -> None:
         for i in range(args.issues):
             gh.create_issue(OWNER, REPO, f"idle {i}", body="not for orch", user="alice")
         interval = 0.5
-        daemon = subprocess.Popen([sys.executable, "-m", "statemachine", "daemon", "--repo", str(work), "--json",
-                                   "--interval-seconds", str(interval)], stdout=subprocess.PIPE, text=True, env=orch_env())
+        daemon = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "statemachine",
+                "daemon",
+                "--repo",
+                str(work),
+                "--json",
+                "--interval-seconds",
+                str(interval),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=orch_env(),
+        )
         time.sleep(interval * 3)  # the first poll fills the ETag cache
         gh.reset_counts()
         time.sleep(interval * args.ticks)
@@ -36,8 +50,10 @@ def main() -> None:
         daemon.communicate(timeout=30)
     not_modified = sum(1 for _m, _p, s in requests if s == 304)
     ticks = max(1, round(args.ticks))
-    print(f"idle polling: {len(requests)} requests over about {ticks} ticks "
-          f"({len(requests) / ticks:.2f} per tick; {not_modified} were 304 Not Modified)")
+    print(
+        f"idle polling: {len(requests)} requests over about {ticks} ticks "
+        f"({len(requests) / ticks:.2f} per tick; {not_modified} were 304 Not Modified)"
+    )
     for entry in requests[:6]:
         print("  ", entry)
 

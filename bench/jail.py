@@ -17,9 +17,20 @@ from statemachine.adapters.jail import Jail, Settings, Spec, probe, workspace_lo
 
 
 def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-                          env={"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-                               "GIT_COMMITTER_EMAIL": "b@b", "PATH": "/usr/bin:/bin"}).stdout.strip()
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@b",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@b",
+            "PATH": "/usr/bin:/bin",
+        },
+    ).stdout.strip()
 
 
 def main() -> None:
@@ -55,10 +66,16 @@ def main() -> None:
             jail.run(["/bin/sh", "-c", "true"], spec, {}, log, 30)
 
         def networked(jail: Jail) -> None:
-            jail.run(["/bin/sh", "-c", "true"], Spec(workdir=ws, hosts=("api.openai.com",), loopback=(8080,)), {}, log, 30)
+            jail.run(
+                ["/bin/sh", "-c", "true"], Spec(workdir=ws, hosts=("api.openai.com",), loopback=(8080,)), {}, log, 30
+            )
 
         rows = []
-        for label, fn in (("check", check), ("command agent (lock, own git dir)", agent), ("networked agent (proxy, relay)", networked)):
+        for label, fn in (
+            ("check", check),
+            ("command agent (lock, own git dir)", agent),
+            ("networked agent (proxy, relay)", networked),
+        ):
             cost = {}
             for mode in ("none", "bubblewrap"):
                 jail = Jail(Settings(mode=mode), repo)

@@ -34,7 +34,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
-        env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@b",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@b",
+        }
         t0 = time.perf_counter()
         for i in range(args.files):
             d = repo / "src" / f"pkg{i // 500}"
@@ -44,7 +50,8 @@ def main() -> None:
         (repo / "agent.py").write_text(AGENT)
         (repo / ".orch").mkdir()
         (repo / ".orch" / "policy.yaml").write_text(
-            f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{repo / 'agent.py'}']\n")
+            f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{repo / 'agent.py'}']\n"
+        )
         (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
         subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
@@ -80,7 +87,9 @@ def main() -> None:
     print(f"runner overhead per issue on {args.files} files (agent excluded), {args.issues} issues:")
     for trigger, values in steps.items():
         print(f"  {trigger:10} mean {sum(values) / len(values):6.2f}s")
-    print(f"  total      mean {sum(per_issue) / len(per_issue):6.2f}s  min {min(per_issue):.2f}s  max {max(per_issue):.2f}s")
+    print(
+        f"  total      mean {sum(per_issue) / len(per_issue):6.2f}s  min {min(per_issue):.2f}s  max {max(per_issue):.2f}s"
+    )
     print(json.dumps({"files": args.files, "per_issue_seconds": per_issue}))
 
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-AGENT = r'''
+AGENT = r"""
 import json, os, re, sys
 from pathlib import Path
 prompt = sys.stdin.read()
@@ -28,12 +28,17 @@ key = re.search(r"<!-- orch:child parent=\d+ key=([a-z0-9-]+) -->", prompt).grou
 Path("pkg").mkdir(exist_ok=True)
 Path(f"pkg/{key}.py").write_text(f"NAME = {key!r}\n")
 report.write_text(json.dumps({"status": "completed", "summary": key, "changed_files": [f"pkg/{key}.py"], "validation": []}))
-'''
+"""
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b",
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+        "PATH": "/usr/bin:/bin",
+    }
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
@@ -52,8 +57,18 @@ def main() -> None:
         children, previous = [], []
         for wave in range(args.depth):
             keys = [f"w{wave}-c{i}" for i in range(args.width)]
-            children += [{"key": k, "title": k, "body": k, "acceptance_criteria": ["exists"], "ownership": [f"pkg/{k}.py"],
-                          "depends_on": previous, "size": "xs"} for k in keys]
+            children += [
+                {
+                    "key": k,
+                    "title": k,
+                    "body": k,
+                    "acceptance_criteria": ["exists"],
+                    "ownership": [f"pkg/{k}.py"],
+                    "depends_on": previous,
+                    "size": "xs",
+                }
+                for k in keys
+            ]
             previous = keys
         plan = root / "plan.json"
         plan.write_text(json.dumps({"summary": "bench", "children": children}))
@@ -62,23 +77,31 @@ def main() -> None:
         (repo / ".orch").mkdir()
         (repo / ".orch" / "policy.yaml").write_text(
             f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{agent}', '{plan}']\n"
-            f"plan:\n  max_children: {len(children)}\n  child_concurrency: {args.concurrency}\n")
+            f"plan:\n  max_children: {len(children)}\n  child_concurrency: {args.concurrency}\n"
+        )
         (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "init")
         orch = [sys.executable, "-m", "statemachine"]
-        subprocess.run([*orch, "issue", "new", "Bench parent", "--label", "agent:plan-auto", "--repo", str(repo)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*orch, "issue", "new", "Bench parent", "--label", "agent:plan-auto", "--repo", str(repo)],
+            check=True,
+            capture_output=True,
+        )
         started = time.perf_counter()
-        proc = subprocess.run([*orch, "run", "--issue", "1", "--json", "--repo", str(repo)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [*orch, "run", "--issue", "1", "--json", "--repo", str(repo)], capture_output=True, text=True
+        )
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             raise SystemExit(f"the parent did not reach review: {proc.stderr}{proc.stdout[-2000:]}")
         steps = json.loads(proc.stdout)["steps"]
     n = len(children)
     waves = sum(1 for s in steps if s["fired"] and s["fired"]["trigger"] == "wave")
-    print(f"plan of {n} children ({args.depth} waves of {args.width}, child concurrency {args.concurrency}): "
-          f"{wall:.1f} s wall for the whole tree, {wall / n:.2f} s per child, {waves} wave steps")
+    print(
+        f"plan of {n} children ({args.depth} waves of {args.width}, child concurrency {args.concurrency}): "
+        f"{wall:.1f} s wall for the whole tree, {wall / n:.2f} s per child, {waves} wave steps"
+    )
 
 
 if __name__ == "__main__":

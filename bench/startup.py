@@ -28,9 +28,11 @@ def main() -> None:
         cwd = Path(tmp)
         orch = [sys.executable, "-m", "statemachine"]
         rows = []
-        for label, argv in (("python -c pass (floor)", [sys.executable, "-c", "pass"]),
-                            ("orch --help", orch + ["--help"]),
-                            ("orch lint (bundled policy)", orch + ["lint"])):
+        for label, argv in (
+            ("python -c pass (floor)", [sys.executable, "-c", "pass"]),
+            ("orch --help", orch + ["--help"]),
+            ("orch lint (bundled policy)", orch + ["lint"]),
+        ):
             timed(argv, cwd)  # warm the file cache
             samples = [timed(argv, cwd) for _ in range(args.runs)]
             rows.append((label, statistics.median(samples), min(samples), max(samples)))

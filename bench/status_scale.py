@@ -33,12 +33,16 @@ def main() -> None:
             raise SystemExit(proc.stderr)
         data = json.loads(proc.stdout)
         requests = list(gh.requests)
-    lists = sum(1 for m, p, _s in requests if m == "GET" and p.endswith("/issues") or "/issues?" in p or p.endswith("/issues"))
+    lists = sum(
+        1 for m, p, _s in requests if m == "GET" and p.endswith("/issues") or "/issues?" in p or p.endswith("/issues")
+    )
     print(f"orch status over {args.issues} labelled issues (created in {made:.1f}s):")
     print(f"  wall time {wall:.1f}s, {len(requests)} requests, {len(data['issues'])} issues reported")
-    print(f"  issue-list pages: {sum(1 for m, p, _s in requests if '/events' not in p and '/permission' not in p)}"
-          f" (ceil({args.issues}/100) = {-(-args.issues // 100)}); events: {sum(1 for _m, p, _s in requests if '/events' in p)};"
-          f" permissions: {sum(1 for _m, p, _s in requests if '/permission' in p)}")
+    print(
+        f"  issue-list pages: {sum(1 for m, p, _s in requests if '/events' not in p and '/permission' not in p)}"
+        f" (ceil({args.issues}/100) = {-(-args.issues // 100)}); events: {sum(1 for _m, p, _s in requests if '/events' in p)};"
+        f" permissions: {sum(1 for _m, p, _s in requests if '/permission' in p)}"
+    )
     del lists
 
 

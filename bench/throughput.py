@@ -39,13 +39,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
-        env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@b",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@b",
+        }
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
         (repo / "agent.py").write_text(AGENT)
         (repo / ".orch").mkdir()
         (repo / ".orch" / "policy.yaml").write_text(
             f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n"
-            f"  args: ['{repo / 'agent.py'}', '{args.seconds}']\n")
+            f"  args: ['{repo / 'agent.py'}', '{args.seconds}']\n"
+        )
         (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
         subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
         subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=env)
@@ -56,20 +63,42 @@ def main() -> None:
         store = Store(repo / ".orch" / "state" / "orch.db")
         tracker = LocalTracker(store)
         for i in range(args.issues):
-            tracker.create_issue(f"bench {i}", f"bench issue {i}\n\nOwnership:\n- feature_{i + 1}.txt\n", ["agent:auto"])
+            tracker.create_issue(
+                f"bench {i}", f"bench issue {i}\n\nOwnership:\n- feature_{i + 1}.txt\n", ["agent:auto"]
+            )
         store.close()
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), "--json",
-                               "--concurrency", str(args.concurrency), "--max-runs", str(args.issues),
-                               "--interval-seconds", "0.2"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "statemachine",
+                "daemon",
+                "--repo",
+                str(repo),
+                "--json",
+                "--concurrency",
+                str(args.concurrency),
+                "--max-runs",
+                str(args.issues),
+                "--interval-seconds",
+                "0.2",
+            ],
+            capture_output=True,
+            text=True,
+        )
         outcomes = [json.loads(x) for x in proc.stdout.splitlines() if '"run-finished"' in x]
         wall = time.perf_counter() - start
     ideal = args.issues / args.concurrency * args.seconds
     review = sum(1 for o in outcomes if o["outcome"] == "review")
-    print(f"throughput: {args.issues} issues, agent {args.seconds}s, K={args.concurrency}, local tracker, {os.cpu_count()} cores")
+    print(
+        f"throughput: {args.issues} issues, agent {args.seconds}s, K={args.concurrency}, local tracker, {os.cpu_count()} cores"
+    )
     print(f"  reached review: {review}/{args.issues}")
     print(f"  wall time: {wall:.1f}s; ideal {ideal:.1f}s; ratio {wall / ideal:.2f}")
-    print(f"  overhead per issue (wall x K / issues - agent): {wall * args.concurrency / args.issues - args.seconds:.2f}s")
+    print(
+        f"  overhead per issue (wall x K / issues - agent): {wall * args.concurrency / args.issues - args.seconds:.2f}s"
+    )
 
 
 if __name__ == "__main__":

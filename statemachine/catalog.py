@@ -22,5 +22,7 @@ def builtin() -> Catalog:
     """The guards and actions orch knows (statemachine/registry.py)."""
     from statemachine import registry
 
-    return Catalog(guards={name: e.params for name, e in registry.GUARDS.items()},
-                   actions={name: e.params for name, e in registry.ACTIONS.items()})
+    return Catalog(
+        guards={name: e.params for name, e in registry.GUARDS.items()},
+        actions={name: e.params for name, e in registry.ACTIONS.items()},
+    )

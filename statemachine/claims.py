@@ -133,9 +133,14 @@ class Holding:
         return self.run_id is not None and self.age_seconds is not None and self.age_seconds > self.lease_seconds
 
     def as_json(self) -> dict[str, object]:
-        return {"run_id": self.run_id, "comment_id": self.comment_id, "renewed_at": self.renewed_at,
-                "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
-                "lease_seconds": self.lease_seconds, "expired": self.expired}
+        return {
+            "run_id": self.run_id,
+            "comment_id": self.comment_id,
+            "renewed_at": self.renewed_at,
+            "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
+            "lease_seconds": self.lease_seconds,
+            "expired": self.expired,
+        }
 
 
 def holding(comments: Iterable[Comment], me: str, lease_seconds: float, now: float | None = None) -> Holding:
@@ -143,5 +148,6 @@ def holding(comments: Iterable[Comment], me: str, lease_seconds: float, now: flo
     if not claims:
         return Holding(None, None, None, None, lease_seconds)
     first = claims[0]
-    return Holding(first.run_id, first.comment.id, first.renewed_at,
-                   first.age(time.time() if now is None else now), lease_seconds)
+    return Holding(
+        first.run_id, first.comment.id, first.renewed_at, first.age(time.time() if now is None else now), lease_seconds
+    )

@@ -9,8 +9,8 @@ import sys
 import tempfile
 import time
 import traceback
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from statemachine import __version__
 from statemachine.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchError, PolicyError
@@ -42,38 +42,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", type=Path, help="policy files (default: the repository's policy)")
     p.add_argument("--list", action="store_true", help="list the registered guards and actions with their parameters")
 
-    for name, helptext in (("step", "fire exactly one transition"), ("run", "step until the issue rests"),
-                           ("explain", "show every guard's verdict for the current state; changes nothing")):
+    for name, helptext in (
+        ("step", "fire exactly one transition"),
+        ("run", "step until the issue rests"),
+        ("explain", "show every guard's verdict for the current state; changes nothing"),
+    ):
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("--issue", type=int, required=True, metavar="N")
 
     p = sub.add_parser("graph", parents=[common], help="draw the lifecycle (Mermaid or Graphviz dot)")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
 
-    p = sub.add_parser("setup", parents=[common], help="write a starter policy, the prompts, .gitignore entries; labels")
+    p = sub.add_parser(
+        "setup", parents=[common], help="write a starter policy, the prompts, .gitignore entries; labels"
+    )
     p.add_argument("--dry-run", action="store_true", help="print every planned write and label change; change nothing")
     p.add_argument("--github-owner", default=None, metavar="O", help="GitHub owner (default: from origin)")
     p.add_argument("--github-repo", default=None, metavar="R", help="GitHub repository (default: from origin)")
     p.add_argument("--prepare-labels", action="store_true", help="create or update the policy's labels on the tracker")
-    p.add_argument("--actions", action="store_true", help="also write .github/workflows/orch.yml (GitHub Actions as the fleet)")
-    p.add_argument("--orch-package", default=None, metavar="SPEC",
-                   help="with --actions: what the runners pip-install, pinned (default: where this orch came from)")
+    p.add_argument(
+        "--actions", action="store_true", help="also write .github/workflows/orch.yml (GitHub Actions as the fleet)"
+    )
+    p.add_argument(
+        "--orch-package",
+        default=None,
+        metavar="SPEC",
+        help="with --actions: what the runners pip-install, pinned (default: where this orch came from)",
+    )
 
     p = sub.add_parser("status", parents=[common], help="each labelled issue, its state, and why it cannot run")
     p.add_argument("--dry-run", action="store_true", help="accepted for compatibility: status never changes anything")
 
     p = sub.add_parser("daemon", parents=[common], help="serve eligible issues until stopped, or once")
     p.add_argument("--once", action="store_true", help="start what is eligible now, wait for it, then exit")
-    p.add_argument("--interval-seconds", type=float, default=30.0, metavar="S", help="seconds between polls (default 30)")
+    p.add_argument(
+        "--interval-seconds", type=float, default=30.0, metavar="S", help="seconds between polls (default 30)"
+    )
     p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after starting N runs")
     p.add_argument("--concurrency", type=int, default=1, metavar="K", help="issues at once (default 1)")
-    p.add_argument("--first", type=int, default=None, metavar="N",
-                   help="serve issue N before the others when it is eligible (the Actions workflow: its event's issue)")
-    p.add_argument("--shutdown-deadline", type=float, default=None, metavar="S",
-                   help="on SIGINT/SIGTERM, seconds running issues may finish before they are stopped (default 60)")
+    p.add_argument(
+        "--first",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve issue N before the others when it is eligible (the Actions workflow: its event's issue)",
+    )
+    p.add_argument(
+        "--shutdown-deadline",
+        type=float,
+        default=None,
+        metavar="S",
+        help="on SIGINT/SIGTERM, seconds running issues may finish before they are stopped (default 60)",
+    )
     p.add_argument("--http", default=None, metavar="HOST:PORT", help="serve the live state as JSON and a web page")
 
-    sub.add_parser("doctor", parents=[common], help="check the policy, origin, token, labels, base branch and agent CLI")
+    sub.add_parser(
+        "doctor", parents=[common], help="check the policy, origin, token, labels, base branch and agent CLI"
+    )
     sub.add_parser("health", parents=[common], help="orch's version, Python, dependencies and agent CLIs found")
 
     p = sub.add_parser("show", parents=[common], help="an issue's run history and where its evidence is")
@@ -81,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prompt", parents=[common], help="print a rendered prompt for an issue; runs nothing")
     p.add_argument("--issue", type=int, required=True, metavar="N")
-    p.add_argument("--template", default="implementation", choices=("implementation", "rework", "review", "proof", "planning"))
+    p.add_argument(
+        "--template", default="implementation", choices=("implementation", "rework", "review", "proof", "planning")
+    )
 
     p = sub.add_parser("demo", parents=[common], help="run one issue end to end in a temporary repository")
     p.add_argument("--keep", action="store_true", help="keep the temporary repository (its path is printed)")
@@ -93,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("review", parents=[common], help="review an issue's draft pull request on the local tracker")
     p.add_argument("--issue", type=int, required=True, metavar="N")
     kind = p.add_mutually_exclusive_group(required=True)
-    kind.add_argument("--request-changes", default=None, metavar="TEXT", help="request changes: the issue goes back to rework")
-    kind.add_argument("--comment", default=None, metavar="TEXT", help="a review comment (with --file: on a line of the diff)")
+    kind.add_argument(
+        "--request-changes", default=None, metavar="TEXT", help="request changes: the issue goes back to rework"
+    )
+    kind.add_argument(
+        "--comment", default=None, metavar="TEXT", help="a review comment (with --file: on a line of the diff)"
+    )
     kind.add_argument("--approve", action="store_true", help="approve (orch still never merges)")
     p.add_argument("--file", default=None, metavar="PATH", help="attach the text as an inline comment on this file")
     p.add_argument("--line", type=int, default=None, metavar="L", help="the line of --file")
@@ -103,15 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("proof", help="rerun acceptance proof on an issue's candidate, outside the lifecycle")
     psub = p.add_subparsers(dest="proof_command", metavar="TARGET")
     psub.required = True
-    q = psub.add_parser("auto", parents=[common], help="rerun the whole proof: the proof agent, the runner's browser run, every check")
+    q = psub.add_parser(
+        "auto", parents=[common], help="rerun the whole proof: the proof agent, the runner's browser run, every check"
+    )
     q.add_argument("--issue", type=int, required=True, metavar="N")
-    q = psub.add_parser("browser", parents=[common], help="run a browser scenario on the candidate and check what the runner captured")
+    q = psub.add_parser(
+        "browser", parents=[common], help="run a browser scenario on the candidate and check what the runner captured"
+    )
     q.add_argument("--issue", type=int, required=True, metavar="N")
-    q.add_argument("--scenario", type=Path, default=None, metavar="F", help="scenario JSON (default: the run's last scenario.json)")
-    q.add_argument("--base-url", default=None, metavar="U", help="an app already running there (default: start it from proof.app)")
+    q.add_argument(
+        "--scenario", type=Path, default=None, metavar="F", help="scenario JSON (default: the run's last scenario.json)"
+    )
+    q.add_argument(
+        "--base-url", default=None, metavar="U", help="an app already running there (default: start it from proof.app)"
+    )
     for target in ("android", "ios"):
         psub.add_parser(target, parents=[common], help=f"{target} proof (not supported on this machine)").add_argument(
-            "--issue", type=int, required=True, metavar="N")
+            "--issue", type=int, required=True, metavar="N"
+        )
 
     p = sub.add_parser("issue", help="the embedded local tracker")
     isub = p.add_subparsers(dest="issue_command", metavar="ACTION")
@@ -122,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--body", default=None)
     body.add_argument("--body-file", type=Path, default=None)
     q.add_argument("--label", action="append", default=[], metavar="L")
-    isub.add_parser("list", parents=[common], help="list issues").add_argument("--all", action="store_true", help="closed ones too")
+    isub.add_parser("list", parents=[common], help="list issues").add_argument(
+        "--all", action="store_true", help="closed ones too"
+    )
     isub.add_parser("show", parents=[common], help="show an issue").add_argument("number", type=int)
     q = isub.add_parser("label", parents=[common], help="add (+L) or remove (-L) labels")
     q.add_argument("number", type=int)
@@ -177,7 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dispatch(args, out)
     except PolicyError as exc:
         if out.as_json:
-            out.emit("error", {"error": exc.message, "exit_code": exc.exit_code, "problems": [p.as_json() for p in exc.problems]})
+            out.emit(
+                "error",
+                {"error": exc.message, "exit_code": exc.exit_code, "problems": [p.as_json() for p in exc.problems]},
+            )
         sys.stderr.write(f"{exc}\n")
         return exc.exit_code
     except OrchError as exc:
@@ -195,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with os.fdopen(fd, "w") as fh:
             fh.write(f"orch {__version__}, Python {sys.version.split()[0]}, argv: {sys.argv}\n\n")
             fh.write(traceback.format_exc())
-        sys.stderr.write(f"orch: internal error (a bug in orch). The details are in {path}; "
-                         "please attach that file to a bug report.\n")
+        sys.stderr.write(
+            f"orch: internal error (a bug in orch). The details are in {path}; "
+            "please attach that file to a bug report.\n"
+        )
         return EXIT_INTERNAL

@@ -10,9 +10,10 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from statemachine import scheduling
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
@@ -32,8 +33,13 @@ def active_states(policy: Policy) -> frozenset[str]:
 def busy_labels(policy: Policy) -> frozenset[str]:
     """The labels that keep an issue from being claimed: those the transitions leaving the initial state refuse
     (`lacks_labels`). An issue carrying one is not started fresh (a takeover is judged on its own)."""
-    return frozenset(policy.label(role) for t in policy.outgoing(INITIAL_STATE) for g in t.guards
-                     if g.name == "lacks_labels" and not g.negate for role in g.params.get("labels", ()))
+    return frozenset(
+        policy.label(role)
+        for t in policy.outgoing(INITIAL_STATE)
+        for g in t.guards
+        if g.name == "lacks_labels" and not g.negate
+        for role in g.params.get("labels", ())
+    )
 
 
 @dataclass
@@ -123,8 +129,10 @@ class Daemon:
         except OSError:
             self.lock_fh.seek(0)
             holder = self.lock_fh.read().strip() or "another process"
-            raise BusyError(f"another orch daemon already serves {self.rt.repo} ({holder})",
-                            "run one daemon per clone; for more parallelism raise --concurrency, or use another clone") from None
+            raise BusyError(
+                f"another orch daemon already serves {self.rt.repo} ({holder})",
+                "run one daemon per clone; for more parallelism raise --concurrency, or use another clone",
+            ) from None
         self.lock_fh.seek(0)
         self.lock_fh.truncate()
         self.lock_fh.write(f"pid {os.getpid()}")
@@ -135,8 +143,9 @@ class Daemon:
         if self.signals == 1:
             self.state.stopping = True
             self.stop_deadline = time.monotonic() + self.opt.shutdown_deadline
-            self.emit("stopping", signal=signum, deadline_seconds=self.opt.shutdown_deadline,
-                      running=sorted(self.children))
+            self.emit(
+                "stopping", signal=signum, deadline_seconds=self.opt.shutdown_deadline, running=sorted(self.children)
+            )
         else:
             self.stop_deadline = time.monotonic()
             self.emit("stopping-now", signal=signum, running=sorted(self.children))
@@ -190,7 +199,11 @@ class Daemon:
         try:
             issues = tracker.list_issues(label=self.rt.policy.label("auto"), state="open")
             seen = {i.number for i in issues}  # parents (plan_auto) run as one `orch run`, which runs their children
-            issues += [i for i in tracker.list_issues(label=self.rt.policy.label("plan_auto"), state="open") if i.number not in seen]
+            issues += [
+                i
+                for i in tracker.list_issues(label=self.rt.policy.label("plan_auto"), state="open")
+                if i.number not in seen
+            ]
             self.state.last_poll = time.time()
             self.state.last_error = None
         except OrchError as exc:
@@ -229,7 +242,9 @@ class Daemon:
             elif names["child"] in issue.labels:
                 self._skip(n, standalone_refusal(names["child"], issue.body))
             elif not busy.intersection(issue.labels):
-                fresh.append(issue)  # queued, or resting but a maintainer cleared the rest label: `orch run` requeues it
+                fresh.append(
+                    issue
+                )  # queued, or resting but a maintainer cleared the rest label: `orch run` requeues it
         fresh_order = scheduling.order(fresh, self.priority_labels)
         if self.contended:  # spread a fleet over the queue: same priority order, but each daemon starts elsewhere
             fresh_order = scheduling.spread(fresh_order, self.rng)
@@ -257,7 +272,8 @@ class Daemon:
 
     def _feedback_ready(self, issue: Any, run_id: str | None) -> bool:
         """An issue resting in review whose pull request got feedback that sends it back to rework."""
-        from statemachine.engine import evaluate, snapshot_of
+        from statemachine.engine import evaluate
+        from statemachine.snapshots import snapshot_of
 
         try:
             snap = snapshot_of(self.rt, issue, "review", run_id)
@@ -273,19 +289,30 @@ class Daemon:
         from statemachine import claims
 
         names = self.rt.policy.label_names
-        if (not getattr(self.rt.tracker, "fleet", False) or names["running"] not in issue.labels
-                or {names["manual"], names["blocked"], names["review"], names["child"]} & set(issue.labels)):
+        if (
+            not getattr(self.rt.tracker, "fleet", False)
+            or names["running"] not in issue.labels
+            or {names["manual"], names["blocked"], names["review"], names["child"]} & set(issue.labels)
+        ):
             return False
         try:
-            held = claims.holding(self.rt.tracker.list_comments(issue.number), self.rt.tracker.identity(),
-                                  claims.lease_seconds(self.rt.policy.data))
+            held = claims.holding(
+                self.rt.tracker.list_comments(issue.number),
+                self.rt.tracker.identity(),
+                claims.lease_seconds(self.rt.policy.data),
+            )
         except OrchError as exc:
             self.emit("poll-failed", issue=issue.number, error=exc.message)
             return False
         if held.expired and self.skipped.get(issue.number) != f"expired:{held.run_id}":
             self.skipped[issue.number] = f"expired:{held.run_id}"
-            self.emit("claim-expired", issue=issue.number, run_id=held.run_id, renewed_at=held.renewed_at,
-                      lease_seconds=held.lease_seconds)
+            self.emit(
+                "claim-expired",
+                issue=issue.number,
+                run_id=held.run_id,
+                renewed_at=held.renewed_at,
+                lease_seconds=held.lease_seconds,
+            )
         return held.expired
 
     def _skip(self, n: int, reason: str) -> None:
@@ -308,8 +335,9 @@ class Daemon:
         out_path = out_dir / f"issue-{n}-{int(time.time() * 1000)}.json"
         argv = run_argv(self.rt.repo, n, self.opt.policy)
         with open(out_path, "wb") as out, open(out_path.with_suffix(".log"), "wb") as err:
-            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    cwd=self.rt.repo)
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.rt.repo
+            )
         self.children[n] = Child(n, cand.issue.title, cand.owns, proc, time.monotonic(), out_path, resumed)
         self.state.runs_started += 1
         self.emit("run-started", issue=n, title=cand.issue.title, owns=list(cand.owns), resumed=resumed, pid=proc.pid)
@@ -344,8 +372,15 @@ class Daemon:
                 self.failures[n] = fails
                 wait = min(self.retry_cap, self.retry_base * 2 ** (fails - 1))
                 self.retry_at[n] = time.monotonic() + wait
-            entry = {"issue": n, "title": child.title, "outcome": outcome, "exit_code": code, "elapsed_seconds": elapsed,
-                     "error": result.get("error"), "pull_request": (result.get("pull_request") or {}).get("url")}
+            entry = {
+                "issue": n,
+                "title": child.title,
+                "outcome": outcome,
+                "exit_code": code,
+                "elapsed_seconds": elapsed,
+                "error": result.get("error"),
+                "pull_request": (result.get("pull_request") or {}).get("url"),
+            }
             self.state.recent = ([entry] + self.state.recent)[:20]
             self.emit("run-finished", **entry)
 
@@ -399,9 +434,20 @@ class Daemon:
                     activity = {"log_bytes": st.st_size, "idle_seconds": round(max(0.0, time.time() - st.st_mtime), 1)}
                 except OSError:
                     pass
-            rows.append({"issue": n, "title": child.title, "state": state, "step": step, "run_id": run_id,
-                         "elapsed_seconds": round(time.monotonic() - child.started, 1), "agent": activity,
-                         "tokens": agent.get("tokens"), "owns": list(child.owns), "stopping": child.terminated})
+            rows.append(
+                {
+                    "issue": n,
+                    "title": child.title,
+                    "state": state,
+                    "step": step,
+                    "run_id": run_id,
+                    "elapsed_seconds": round(time.monotonic() - child.started, 1),
+                    "agent": activity,
+                    "tokens": agent.get("tokens"),
+                    "owns": list(child.owns),
+                    "stopping": child.terminated,
+                }
+            )
         self.state.running = rows
 
 

@@ -19,7 +19,7 @@ def longest_word(text: str) -> str:
     return best
 '''
 
-TEST = '''
+TEST = """
 
 class LongestWordTest(unittest.TestCase):
     def test_picks_the_longest(self) -> None:
@@ -30,7 +30,7 @@ class LongestWordTest(unittest.TestCase):
 
     def test_empty_text(self) -> None:
         self.assertEqual(longest_word(""), "")
-'''
+"""
 
 
 def main() -> int:
@@ -43,13 +43,15 @@ def main() -> int:
     src, tests = root / "textstats.py", root / "test_textstats.py"
     src.write_text(src.read_text() + FUNCTION)
     print("demo agent: added longest_word to textstats.py", flush=True)
-    text = tests.read_text().replace("from textstats import count_words", "from textstats import count_words, longest_word")
+    text = tests.read_text().replace(
+        "from textstats import count_words", "from textstats import count_words, longest_word"
+    )
     tests.write_text(text + TEST)
     print("demo agent: added three tests to test_textstats.py", flush=True)
     report = {
         "status": "completed",
         "summary": "Added textstats.longest_word, which returns the longest word of a text (first one on a tie, "
-                   "punctuation stripped, empty string for empty text), with three unit tests.",
+        "punctuation stripped, empty string for empty text), with three unit tests.",
         "changed_files": ["test_textstats.py", "textstats.py"],
         "validation": [{"command": "python -m unittest", "result": "skipped", "output": "the runner runs the checks"}],
         "residual_risks": ["Words are split on whitespace only."],

@@ -18,8 +18,6 @@ from statemachine.errors import ClaimLost, OrchError, Superseded
 from statemachine.machine import IssueModel, build_machine, evaluate_guard
 from statemachine.model import (
     REST_STATES,
-    Change,
-    RunFacts,
     Snapshot,
     Verdict,
     snapshot_from_dict,
@@ -27,6 +25,7 @@ from statemachine.model import (
 )
 from statemachine.policy import ActionSpec, Policy, Transition
 from statemachine.runtime import Runtime
+from statemachine.snapshots import snapshot_of, take_snapshot
 
 log = logging.getLogger("orch")
 
@@ -43,7 +42,11 @@ class Evaluation:
     def as_json(self) -> dict[str, Any]:
         t = self.transition
         return {
-            "index": t.index, "trigger": t.trigger, "source": list(t.sources), "dest": t.dest, "human": t.human,
+            "index": t.index,
+            "trigger": t.trigger,
+            "source": list(t.sources),
+            "dest": t.dest,
+            "human": t.human,
             "would_fire": self.ok,
             "guards": [{"guard": name, "verdict": v.as_json()} for name, v in self.verdicts],
             "actions": [a.label() for a in t.actions],
@@ -63,8 +66,13 @@ class StepOutcome:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "issue": self.issue, "source": self.source, "dest": self.dest, "note": self.note,
-            "fired": self.fired.as_json() if self.fired else None, "resumed": self.resumed, "run_id": self.run_id,
+            "issue": self.issue,
+            "source": self.source,
+            "dest": self.dest,
+            "note": self.note,
+            "fired": self.fired.as_json() if self.fired else None,
+            "resumed": self.resumed,
+            "run_id": self.run_id,
             "evaluations": [e.as_json() for e in self.evaluations],
         }
 
@@ -111,7 +119,9 @@ def childs_way(t: Transition) -> bool:
     return any("parent" in registry.GUARDS[g.name].needs for g in t.guards)
 
 
-def why_waiting(policy: Policy, snap: Snapshot, evaluations: list[Evaluation] | tuple[Evaluation, ...]) -> Waiting | None:
+def why_waiting(
+    policy: Policy, snap: Snapshot, evaluations: list[Evaluation] | tuple[Evaluation, ...]
+) -> Waiting | None:
     """Why the issue of ``snap`` waits (None: a transition can fire)."""
     from statemachine.planning import standalone_refusal
 
@@ -121,221 +131,28 @@ def why_waiting(policy: Policy, snap: Snapshot, evaluations: list[Evaluation] | 
         return Waiting("child", refusal=standalone_refusal(policy.label("child"), snap.issue.body))
     if snap.state in REST_STATES:
         ways = [e for e in evaluations if not childs_way(e.transition)]
-        return Waiting("resting", tuple((e.transition.trigger, next(v.reason for _n, v in e.verdicts if not v.ok))
-                                        for e in ways if any(not v.ok for _n, v in e.verdicts)))
+        return Waiting(
+            "resting",
+            tuple(
+                (e.transition.trigger, next(v.reason for _n, v in e.verdicts if not v.ok))
+                for e in ways
+                if any(not v.ok for _n, v in e.verdicts)
+            ),
+        )
     return Waiting("guards", tuple((n, v.reason) for e in evaluations[:1] for n, v in e.verdicts if not v.ok))
 
 
 # The run's facts RunFacts types in fields of its own; every other fact the run recorded is in RunFacts.extra.
-TYPED_FACTS = frozenset({"rework_count", "attempt", "agent", "report", "report_error", "changes", "changes_by_kind",
-                         "checks", "proof", "findings", "pull_request"})
-# What a guard reading RunFacts.extra finds for a fact the run has not recorded (absent: None), or recorded empty.
-EXTRA_DEFAULTS: dict[str, Any] = {"changed_lines": 0, "acceptance_criteria": [], "review_rounds": 0}
-EXTRA_EMPTY_AS_LIST = ("feedback_handled", "plan_problems")
 
 
-def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
-    """The typed view of a run's recorded facts; a guard sees any fact the run recorded (those not typed in
-    ``RunFacts.extra``), so a new fact needs no copy here: the action records it, the guard reads it."""
-    changes = facts.get("changes")
-    extra = {**EXTRA_DEFAULTS, **{k: v for k, v in facts.items() if k not in TYPED_FACTS}}
-    for key in EXTRA_EMPTY_AS_LIST:
-        extra[key] = extra.get(key) or []
-    return RunFacts(
-        run_id=run_id,
-        rework_count=int(facts.get("rework_count", 0)),
-        attempt=int(facts.get("attempt", 0)),
-        agent=facts.get("agent"),
-        report=facts.get("report"),
-        report_error=facts.get("report_error"),
-        changes=tuple(Change(c["path"], c["status"]) for c in changes) if changes is not None else None,
-        changes_by_kind=facts.get("changes_by_kind") or {},
-        checks=facts.get("checks"),
-        proof=facts.get("proof"),
-        findings=tuple(facts.get("findings", ())),
-        pull_request=facts.get("pull_request"),
-        extra=extra,
-    )
-
-
-def take_snapshot(rt: Runtime, number: int) -> Snapshot:
-    issue = rt.tracker.get_issue(number, comments=False)
-    state, run_id = rt.store.state_of(number)
-    return snapshot_of(rt, issue, state, run_id)
-
-
-def needs_of(policy: Policy, state: str) -> frozenset[str]:
-    """What the guards and actions of the transitions leaving ``state`` declare they read beyond the issue and the
-    run's facts (registry.NEEDS): exactly what a snapshot in that state fetches."""
-    out: set[str] = set()
-    for t in policy.outgoing(state):
-        for g in t.guards:
-            out |= registry.GUARDS[g.name].needs
-        for a in t.actions:
-            out |= registry.ACTIONS[a.name].needs
-    return frozenset(out)
-
-
-def labels_needing(policy: Policy, state: str, need: str) -> list[str]:
-    """The label names that the guards leaving ``state`` which need ``need`` ("authority", "text") judge, in order."""
-    return list(dict.fromkeys(policy.label(g.params["label"]) for t in policy.outgoing(state) for g in t.guards
-                              if need in registry.GUARDS[g.name].needs and "label" in g.params))
-
-
-def snapshot_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
-                known_actors: dict[str, dict[int, str]] | None = None,
-                also: frozenset[str] = frozenset()) -> Snapshot:
-    """A snapshot of an issue already fetched (``orch status`` lists many at once, with who labelled what in bulk).
-    It fetches what the transitions leaving ``state`` declare they need (needs_of), and the needs in ``also``."""
-    from statemachine.prompting import acceptance_criteria
-
-    facts = rt.store.facts(run_id)
-    facts.setdefault("acceptance_criteria", acceptance_criteria((facts.get("authorized_text") or {}).get("body", issue.body)))
-    wanted = needs_of(rt.policy, state) | also
-    authority: dict[str, dict[str, Any]] = {}
-    text = text_of(rt, issue, facts, state, authority, bulk=known_actors is not None) if "text" in wanted else None
-    if "authority" in wanted:
-        authority_of(rt, issue, state, authority, known_actors)
-    feedback = review_feedback_of(rt, facts) if "feedback" in wanted else ()
-    preflight = preflight_of(rt) if "preflight" in wanted else None
-    claim = claim_of(rt, issue) if "claim" in wanted else None
-    parent = parent_of(rt, issue, facts) if "parent" in wanted else None
-    return Snapshot(issue=issue, state=state, run=run_facts(run_id, facts), labels=rt.policy.label_names,
-                    settings=rt.policy.settings, taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    authority=authority, feedback=feedback, parent=parent, preflight=preflight, text=text,
-                    claim=claim)
-
-
-def authority_of(rt: Runtime, issue: Any, state: str, authority: dict[str, dict[str, Any]],
-                 known_actors: dict[str, dict[int, str]] | None = None) -> None:
-    """For ``label_authorized``: who applied each label the guards leaving ``state`` judge, with their permission, put
-    in ``authority`` (a label already there, read on the way by text_of, is not read again)."""
-    for name in labels_needing(rt.policy, state, "authority"):
-        if name not in authority and name in issue.labels:
-            bulk = (known_actors or {}).get(name)
-            actor: str | None
-            if bulk is not None and issue.number in bulk:
-                actor = bulk[issue.number]
-                permission = rt.tracker.permission(bulk[issue.number])
-            else:
-                actor, permission = rt.tracker.label_authority(issue.number, name)
-            authority[name] = {"actor": actor, "permission": permission}
-
-
-def status_of(rt: Runtime, issue: Any, state: str, run_id: str | None,
-              known_actors: dict[str, dict[int, str]] | None = None) -> tuple[Snapshot, list[Evaluation], Waiting | None]:
+def status_of(
+    rt: Runtime, issue: Any, state: str, run_id: str | None, known_actors: dict[str, dict[int, str]] | None = None
+) -> tuple[Snapshot, list[Evaluation], Waiting | None]:
     """One row of ``orch status``: the snapshot (with the parent binding, whatever the state), its evaluations, and
     why the issue waits (None: a transition can fire)."""
     snap = snapshot_of(rt, issue, state, run_id, known_actors, also=frozenset({"parent"}))
     evaluations = evaluate(rt.policy, snap)
     return snap, evaluations, why_waiting(rt.policy, snap, evaluations)
-
-
-def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
-    """For ``claim_expired``: who holds the issue's claim and how fresh its lease is. Read only for an issue that
-    carries the running label on a tracker other runners share (one comment list); None otherwise."""
-    from statemachine import claims
-
-    if not getattr(rt.tracker, "fleet", False) or rt.policy.label("running") not in issue.labels:
-        return None
-    comments = rt.tracker.list_comments(issue.number)
-    return claims.holding(comments, rt.tracker.identity(), claims.lease_seconds(rt.policy.data)).as_json()
-
-
-def text_of(rt: Runtime, issue: Any, facts: dict[str, Any], state: str,
-            authority: dict[str, dict[str, Any]], bulk: bool = False) -> dict[str, dict[str, Any]] | None:
-    """For ``text_as_authorized``: per label, whether the issue's text is the one stored at the claim and, when it is
-    not (or before the claim), who applied the label and who edited the title and body after it, with permissions.
-    The label's authority read on the way is put in ``authority``, so the claim reads the issue's events once.
-    ``bulk`` (``orch status`` over many issues) reads no edit history: the verdict says it is judged at the claim,
-    whose own snapshot always reads it."""
-    labels = labels_needing(rt.policy, state, "text")
-    if not labels:
-        return None
-    authorized = facts.get("authorized_text") or {}
-    out: dict[str, dict[str, Any]] = {}
-    for name in dict.fromkeys(n for n in labels if n in issue.labels):
-        if authorized and (authorized.get("title"), authorized.get("body")) == (issue.title, issue.body):
-            out[name] = {"unchanged": True}
-            continue
-        if bulk:
-            out[name] = {"deferred": True}
-            continue
-        history = rt.tracker.text_history(issue.number, name)
-        if name not in authority:
-            authority[name] = {"actor": history.labeled_by,
-                               "permission": rt.tracker.permission(history.labeled_by) if history.labeled_by else "none"}
-        perms: dict[str, str] = {}  # one permission look-up per editor, however many edits
-        for e in history.edits:
-            if e.after_label and e.editor not in perms:
-                perms[e.editor] = rt.tracker.permission(e.editor)
-        out[name] = {"unchanged": False, "labeled_by": history.labeled_by, "labeled_at": history.labeled_at,
-                     "edits": [{"part": e.part, "editor": e.editor, "at": e.at, "after_label": e.after_label,
-                                "permission": perms.get(e.editor) if e.after_label else None}
-                               for e in history.edits]}
-    return out
-
-
-def preflight_of(rt: Runtime) -> tuple[str, ...]:
-    """The claim's tracker-free preconditions (statemachine/preflight.py); a runtime reuses them for 10 s (`orch status`
-    over many issues checks once; a long-lived daemon sees a fix within seconds)."""
-    from statemachine import preflight
-
-    cached: tuple[float, tuple[str, ...]] | None = rt.__dict__.get("_preflight")
-    if cached is None or time.monotonic() - cached[0] > 10.0:
-        cached = (time.monotonic(), preflight.problems(rt.repo, rt.policy.data, rt.git))
-        rt.__dict__["_preflight"] = cached
-    return cached[1]
-
-
-def parent_of(rt: Runtime, issue: Any, facts: dict[str, Any]) -> dict[str, Any] | None:
-    """For a child issue (orch's marker and the child label): its parent's run, and whether that run dispatched it now."""
-    from statemachine.planning import RUNNING, parse_child_marker
-
-    bound = parse_child_marker(issue.body)
-    if bound is None or rt.policy.label("child") not in issue.labels or issue.author != rt.tracker.identity():
-        return None  # only an issue the runner opened is a child: a marker in anyone else's issue binds nothing
-    number, key = bound
-    state, run_id = rt.store.state_of(number)
-    parent_facts = rt.store.facts(run_id) if run_id else {}
-    node = (parent_facts.get("plan_tree") or {}).get(key) or {}
-    return {"number": number, "key": key, "state": state, "run_id": run_id,
-            "dispatched": node.get("issue") == issue.number and node.get("status") == RUNNING,
-            "base_sha": node.get("base_sha"), "wave": node.get("wave"),
-            "integration_branch": parent_facts.get("integration_branch"),
-            "child_parent_run": (facts.get("parent") or {}).get("run_id")}
-
-
-def review_feedback_of(rt: Runtime, facts: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """The reviews and review comments on the run's pull request, each with its author's permission (read at most once)."""
-    pr = facts.get("pull_request") or {}
-    if not pr.get("number"):
-        return ()
-    number = int(pr["number"])
-    permissions: dict[str, str] = {}
-
-    def permission(login: str | None) -> str:
-        if not login:
-            return "none"  # a deleted account (ghost)
-        if login not in permissions:
-            permissions[login] = rt.tracker.permission(login)
-        return permissions[login]
-
-    since = str(facts.get("claimed_at") or "")  # a requeued run that took over an earlier run's pull request
-
-    def this_run(at: str) -> bool:  # older feedback was for an earlier run: not even its author's permission is read
-        return not (since and at and at < since)
-
-    items: list[dict[str, Any]] = []
-    for r in rt.tracker.list_reviews(number):
-        if (r.state == "CHANGES_REQUESTED" or (r.state == "COMMENTED" and r.body.strip())) and this_run(r.submitted_at):
-            items.append({"key": f"review-{r.id}", "kind": "review", "author": r.author, "permission": permission(r.author),
-                          "state": r.state, "body": r.body, "path": None, "line": None, "at": r.submitted_at})
-    for c in rt.tracker.list_review_comments(number):
-        if this_run(c.created_at):
-            items.append({"key": f"comment-{c.id}", "kind": "review comment", "author": c.author, "permission": permission(c.author),
-                          "state": "COMMENTED", "body": c.body, "path": c.path, "line": c.line, "at": c.created_at})
-    return tuple(items)
 
 
 def _append_evidence(repo: Any, run_id: str, record: dict[str, Any]) -> None:
@@ -356,8 +173,13 @@ class _Runner:
 
     effects_done = 0  # per process, for the crash-test harness
 
-    def __init__(self, ctx: ActionContext, chosen: Transition, claim: dict[str, Any] | None = None,
-                 fresh: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        ctx: ActionContext,
+        chosen: Transition,
+        claim: dict[str, Any] | None = None,
+        fresh: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.ctx = ctx
         self.chosen = chosen
         self.claim = claim  # the run's claim: checked once before the step's first effect that others see
@@ -421,7 +243,8 @@ class Engine:
             if chosen is None or chosen.transition.index != pending.transition_index:
                 raise OrchError(
                     f"issue #{number} has an interrupted step ({pending.trigger} → {pending.dest}) that the current policy no longer chooses",
-                    "restore the policy that was in force when it started, finish the run, then change the policy")
+                    "restore the policy that was in force when it started, finish the run, then change the policy",
+                )
             log.info("resuming interrupted step %s → %s for issue #%d", pending.trigger, pending.dest, number)
         else:
             snap = take_snapshot(self.rt, number)
@@ -431,11 +254,31 @@ class Engine:
                 return StepOutcome(number, snap.state, None, None, tuple(evaluations), run_id=snap.run.run_id)
             nonce = uuid.uuid4().hex
             t = chosen.transition
-            step_id = store.begin_step(number, snap.run.run_id, nonce, t.trigger, snap.state, t.dest, t.index,
-                                       snapshot_to_dict(snap), [e.as_json() for e in evaluations])
-        ctx = ActionContext(repo=self.rt.repo, policy=self.rt.policy, store=store, tracker=self.rt.tracker, git=self.rt.git,
-                            make_agent=self.rt.make_agent, issue=number, snapshot=snap, step_id=step_id, nonce=nonce,
-                            run_id=snap.run.run_id, evaluations=[e.as_json() for e in evaluations])
+            step_id = store.begin_step(
+                number,
+                snap.run.run_id,
+                nonce,
+                t.trigger,
+                snap.state,
+                t.dest,
+                t.index,
+                snapshot_to_dict(snap),
+                [e.as_json() for e in evaluations],
+            )
+        ctx = ActionContext(
+            repo=self.rt.repo,
+            policy=self.rt.policy,
+            store=store,
+            tracker=self.rt.tracker,
+            git=self.rt.git,
+            make_agent=self.rt.make_agent,
+            issue=number,
+            snapshot=snap,
+            step_id=step_id,
+            nonce=nonce,
+            run_id=snap.run.run_id,
+            evaluations=[e.as_json() for e in evaluations],
+        )
         model = IssueModel(number)
         self.machine.add_model(model, initial=snap.state)
         claim = self._claim(snap)
@@ -448,39 +291,59 @@ class Engine:
                     seconds = claims.lease_seconds(self.rt.policy.data)
 
                     def fresh() -> bool:
-                        return lease.fresh(max(self._renewed.get(number, 0.0), keeper.renewed if keeper else 0.0),
-                                           seconds)
+                        return lease.fresh(
+                            max(self._renewed.get(number, 0.0), keeper.renewed if keeper else 0.0), seconds
+                        )
 
                     if resumed and not fresh():
                         lease.fence(self.rt.tracker, number, claim)  # taken over while this runner was away: let go
                     keeper = stack.enter_context(lease.Keeper(self.rt.tracker, number, claim, seconds))
-                    stack.callback(lambda: self._renewed.__setitem__(number, max(self._renewed.get(number, 0.0),
-                                                                                 keeper.renewed)))
+                    stack.callback(
+                        lambda: self._renewed.__setitem__(number, max(self._renewed.get(number, 0.0), keeper.renewed))
+                    )
                 runner = _Runner(ctx, chosen.transition, claim, fresh if claim is not None else lambda: False)
-                fired = model.trigger(chosen.transition.trigger, snapshot=snap,  # type: ignore[attr-defined]
-                                      verdicts=step_verdicts(evaluations), runner=runner)
+                trigger = model.trigger  # type: ignore[attr-defined]  # added by the transitions Machine
+                fired = trigger(
+                    chosen.transition.trigger, snapshot=snap, verdicts=step_verdicts(evaluations), runner=runner
+                )
             if not fired or model.state != chosen.transition.dest:
                 raise OrchError(f"internal: the machine did not fire {chosen.transition.trigger} from {snap.state}")
             if ctx.lease_written:  # the claim was posted in this step, its lease stamp written just now
                 self._renewed[number] = ctx.lease_written
         except ClaimLost as lost:
             store.abort_step(step_id, number, ctx.run_id, snap.run.run_id)
-            return StepOutcome(number, snap.state, None, None, tuple(evaluations), resumed, snap.run.run_id, note=lost.message)
+            return StepOutcome(
+                number, snap.state, None, None, tuple(evaluations), resumed, snap.run.run_id, note=lost.message
+            )
         except Superseded as gone:
             return self._let_go(step_id, snap, evaluations, resumed, gone.message)
         except KeyboardInterrupt:
             if keeper is None or keeper.superseded is None:
                 raise  # interrupted (or the lease could not be renewed): the step stays pending, resumable
-            return self._let_go(step_id, snap, evaluations, resumed,
-                                f"issue #{number}: {keeper.superseded}; this runner publishes nothing and lets go")
+            return self._let_go(
+                step_id,
+                snap,
+                evaluations,
+                resumed,
+                f"issue #{number}: {keeper.superseded}; this runner publishes nothing and lets go",
+            )
         finally:
             self.machine.remove_model(model)
         outcome = chosen.transition.dest if chosen.transition.dest in REST_STATES else None
         if ctx.run_id:
-            _append_evidence(self.rt.repo, ctx.run_id, {
-                "step": step_id, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": snap.state,
-                "trigger": chosen.transition.trigger, "dest": chosen.transition.dest, "resumed": resumed,
-                "evaluations": [e.as_json() for e in evaluations]})
+            _append_evidence(
+                self.rt.repo,
+                ctx.run_id,
+                {
+                    "step": step_id,
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "source": snap.state,
+                    "trigger": chosen.transition.trigger,
+                    "dest": chosen.transition.dest,
+                    "resumed": resumed,
+                    "evaluations": [e.as_json() for e in evaluations],
+                },
+            )
         store.finish_step(step_id, number, chosen.transition.dest, ctx.run_id, outcome)
         return StepOutcome(number, snap.state, chosen.transition.dest, chosen, tuple(evaluations), resumed, ctx.run_id)
 
@@ -491,15 +354,26 @@ class Engine:
         claim = self.rt.store.facts(snap.run.run_id).get("claim")
         return claim if isinstance(claim, dict) and claim.get("comment") else None
 
-    def _let_go(self, step_id: int, snap: Snapshot, evaluations: list[Evaluation], resumed: bool, note: str) -> StepOutcome:
+    def _let_go(
+        self, step_id: int, snap: Snapshot, evaluations: list[Evaluation], resumed: bool, note: str
+    ) -> StepOutcome:
         """Another runner took this run's claim over: abort the step here, publish nothing, queue the issue locally."""
         log.warning("%s", note)
         self.rt.store.supersede(step_id, snap.issue.number, snap.run.run_id)
         if snap.run.run_id:
-            _append_evidence(self.rt.repo, snap.run.run_id, {
-                "step": step_id, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": snap.state,
-                "superseded": note})
-        return StepOutcome(snap.issue.number, snap.state, None, None, tuple(evaluations), resumed, snap.run.run_id, note=note)
+            _append_evidence(
+                self.rt.repo,
+                snap.run.run_id,
+                {
+                    "step": step_id,
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "source": snap.state,
+                    "superseded": note,
+                },
+            )
+        return StepOutcome(
+            snap.issue.number, snap.state, None, None, tuple(evaluations), resumed, snap.run.run_id, note=note
+        )
 
     def iter_run(self, number: int, max_steps: int = 100) -> Iterator[StepOutcome]:
         """Step until the issue rests: in review or blocked, or with nothing able to fire."""
@@ -508,8 +382,10 @@ class Engine:
             yield out
             if out.dest is None or out.dest in REST_STATES:
                 return
-        raise OrchError(f"issue #{number} took {max_steps} steps without coming to rest",
-                        "the lifecycle table probably has a cycle without a limit; check it with `orch graph`")
+        raise OrchError(
+            f"issue #{number} took {max_steps} steps without coming to rest",
+            "the lifecycle table probably has a cycle without a limit; check it with `orch graph`",
+        )
 
     def run(self, number: int, max_steps: int = 100) -> list[StepOutcome]:
         return list(self.iter_run(number, max_steps))

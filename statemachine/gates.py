@@ -8,7 +8,16 @@ from statemachine.globs import first_match
 from statemachine.limits import KiB, human
 from statemachine.model import Snapshot, Verdict
 
-DEFAULT_TEST_GLOBS = ("test_*.py", "*_test.py", "tests/**", "test/**", "**/__tests__/**", "*.test.*", "*.spec.*", "spec/**")
+DEFAULT_TEST_GLOBS = (
+    "test_*.py",
+    "*_test.py",
+    "tests/**",
+    "test/**",
+    "**/__tests__/**",
+    "*.test.*",
+    "*.spec.*",
+    "spec/**",
+)
 
 
 def _inspection(snap: Snapshot) -> dict[str, Any] | None:
@@ -30,13 +39,21 @@ def _listed(snap: Snapshot, key: str, what: str, ok_reason: str, ignore: list[st
 def no_secrets(snap: Snapshot, ignore: list[str] | None = None) -> Verdict:
     """No credentials in the diff, the report, the agent's output or its artifacts: by pattern, and any secret value the
     runner holds (kind secret-value, which ``ignore`` cannot skip) in the changed files' bytes, verbatim or encoded."""
-    return _listed(snap, "secrets", "possible secret(s)", "no secret found in the diff, report, agent log or artifacts", ignore)
+    return _listed(
+        snap, "secrets", "possible secret(s)", "no secret found in the diff, report, agent log or artifacts", ignore
+    )
 
 
 def no_destructive_actions(snap: Snapshot, allow: list[str] | None = None) -> Verdict:
     """No destructive or production command (drop database, rm -rf outside, deploy, publish, push) in the log or diff."""
     allowed = list(allow or []) + list(snap.settings.get("gates", {}).get("allow_actions", []))
-    return _listed(snap, "destructive", "destructive or production action(s)", "no destructive or production command found", allowed)
+    return _listed(
+        snap,
+        "destructive",
+        "destructive or production action(s)",
+        "no destructive or production command found",
+        allowed,
+    )
 
 
 def agent_left_git_alone(snap: Snapshot) -> Verdict:
@@ -79,20 +96,30 @@ def within_byte_limits(snap: Snapshot) -> Verdict:
     problems = []
     if max_binary is not None:
         big = [f for f in measured.get("binaries", []) if int(f["size"]) > max_binary]
-        problems += [f"{f['path']} is a {_sized(int(f['size']))} binary file{_exact(int(f['size']))}; "
-                     f"gates.max_binary_file_bytes is {human(max_binary)}" for f in big]
+        problems += [
+            f"{f['path']} is a {_sized(int(f['size']))} binary file{_exact(int(f['size']))}; "
+            f"gates.max_binary_file_bytes is {human(max_binary)}"
+            for f in big
+        ]
         if big and len(big) == len(measured.get("binaries", [])) < int(measured.get("binary_count", 0)):
-            problems.append(f"{int(measured['binary_count']) - len(big)} smaller binary file(s): see changes.json in the attempt's evidence")
+            problems.append(
+                f"{int(measured['binary_count']) - len(big)} smaller binary file(s): see changes.json in the attempt's evidence"
+            )
     total, count = int(measured.get("total", 0)), int(measured.get("count", 0))
     if max_total is not None and total > max_total:
         largest = ", ".join(f"{f['path']} ({human(int(f['size']))})" for f in measured.get("largest", [])[:3])
-        problems.append(f"the change adds or changes {human(total)}{_exact(total)} in {count} file(s); "
-                        f"gates.max_changed_bytes is {human(max_total)} (largest: {largest})")
+        problems.append(
+            f"the change adds or changes {human(total)}{_exact(total)} in {count} file(s); "
+            f"gates.max_changed_bytes is {human(max_total)} (largest: {largest})"
+        )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Verdict.failed(problems[0] + more, *problems)
-    limits = [f"{key} ({human(value)})" for key, value in (("gates.max_binary_file_bytes", max_binary),
-                                                          ("gates.max_changed_bytes", max_total)) if value is not None]
+    limits = [
+        f"{key} ({human(value)})"
+        for key, value in (("gates.max_binary_file_bytes", max_binary), ("gates.max_changed_bytes", max_total))
+        if value is not None
+    ]
     within = ("within " + " and ".join(limits)) if limits else "no byte limit is set"
     return Verdict.passed(f"{count} added or changed file(s), {human(total)} in all; {within}")
 
@@ -146,7 +173,11 @@ def tdd_evidence(snap: Snapshot) -> Verdict:
     if tdd.get("error"):
         return Verdict.failed(f"no TDD evidence: {tdd['error']}")
     base, cand = tdd.get("base_exit"), tdd.get("candidate_exit")
-    evidence = [f"tests: {', '.join(tdd.get('tests', []))}", f"base log: {tdd.get('base_log')}", f"candidate log: {tdd.get('candidate_log')}"]
+    evidence = [
+        f"tests: {', '.join(tdd.get('tests', []))}",
+        f"base log: {tdd.get('base_log')}",
+        f"candidate log: {tdd.get('candidate_log')}",
+    ]
     if base == 0:
         return Verdict.failed("the new or changed tests already pass on the base commit: they prove nothing", *evidence)
     if cand != 0:
@@ -172,7 +203,12 @@ def review_approved(snap: Snapshot) -> Verdict:
 def rework_warranted(snap: Snapshot) -> Verdict:
     """Something the agent can fix failed: checks, TDD evidence, missing test changes, or review defects."""
     reasons = []
-    for name, fn in (("checks", _checks_failed), ("tdd", tdd_evidence), ("tests", tests_changed_with_source), ("review", review_approved)):
+    for name, fn in (
+        ("checks", _checks_failed),
+        ("tdd", tdd_evidence),
+        ("tests", tests_changed_with_source),
+        ("review", review_approved),
+    ):
         v = fn(snap)
         if not v.ok:
             reasons.append(f"{name}: {v.reason}")

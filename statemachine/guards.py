@@ -26,17 +26,22 @@ def claim_expired(snap: Snapshot) -> Verdict:
     """Another run holds the issue's claim but stopped renewing its lease (cancelled, timed out, its machine lost)."""
     info = snap.claim
     if info is None:
-        return Verdict.failed(f"issue #{snap.issue.number} is not held by a run that could have stopped "
-                              f"(it lacks {snap.label('running')}, or the tracker serves one runner only)")
+        return Verdict.failed(
+            f"issue #{snap.issue.number} is not held by a run that could have stopped "
+            f"(it lacks {snap.label('running')}, or the tracker serves one runner only)"
+        )
     run = info.get("run_id")
     if run is None:
         return Verdict.failed(f"no run holds a claim on issue #{snap.issue.number}")
     age, lease = info.get("age_seconds"), info.get("lease_seconds")
     evidence = (f"claim by run {run}", f"lease renewed at {info.get('renewed_at')}", f"lease: {lease} s")
     if not info.get("expired"):
-        return Verdict.failed(f"run {run} holds the claim and renewed its lease {age} s ago (lease {lease} s)", *evidence)
-    return Verdict.passed(f"run {run} last renewed its claim {age} s ago, longer than the lease of {lease} s: "
-                          "it stopped", *evidence)
+        return Verdict.failed(
+            f"run {run} holds the claim and renewed its lease {age} s ago (lease {lease} s)", *evidence
+        )
+    return Verdict.passed(
+        f"run {run} last renewed its claim {age} s ago, longer than the lease of {lease} s: it stopped", *evidence
+    )
 
 
 def has_label(snap: Snapshot, label: str) -> Verdict:
@@ -58,8 +63,12 @@ def label_authorized(snap: Snapshot, label: str) -> Verdict:
     actor, permission = info.get("actor"), info.get("permission")
     if permission in ("admin", "maintain", "write"):
         return Verdict.passed(f"{name} was applied by {actor} ({permission})")
-    return Verdict.failed(f"{name} was applied by {actor or 'an unknown user'}, whose permission is {permission}: "
-                          "only write, maintain or admin counts", f"actor: {actor}", f"permission: {permission}")
+    return Verdict.failed(
+        f"{name} was applied by {actor or 'an unknown user'}, whose permission is {permission}: "
+        "only write, maintain or admin counts",
+        f"actor: {actor}",
+        f"permission: {permission}",
+    )
 
 
 def text_as_authorized(snap: Snapshot, label: str) -> Verdict:
@@ -81,12 +90,16 @@ def text_as_authorized(snap: Snapshot, label: str) -> Verdict:
     bad = [e for e in after if e.get("permission") not in WRITE_PERMISSIONS]
     if bad:
         e = bad[0]
-        return Verdict.failed(f"the issue {e['part']} was edited by {e['editor']} ({e.get('permission')}) after {by} "
-                              f"authorized it with {name}; a maintainer re-approves by removing and re-applying the label",
-                              *evidence, f"{name} applied by {by} at {info.get('labeled_at') or '?'}")
+        return Verdict.failed(
+            f"the issue {e['part']} was edited by {e['editor']} ({e.get('permission')}) after {by} "
+            f"authorized it with {name}; a maintainer re-approves by removing and re-applying the label",
+            *evidence,
+            f"{name} applied by {by} at {info.get('labeled_at') or '?'}",
+        )
     if after:
-        return Verdict.passed(f"the issue was edited after {by} applied {name} only by users with write permission",
-                              *evidence)
+        return Verdict.passed(
+            f"the issue was edited after {by} applied {name} only by users with write permission", *evidence
+        )
     return Verdict.passed(f"the issue was not edited after {by} applied {name}")
 
 
@@ -113,7 +126,9 @@ def agent_succeeded(snap: Snapshot) -> Verdict:
     if agent.get("timed_out"):
         return Verdict.failed(f"the agent was stopped after {agent.get('timeout_seconds')}s (total timeout)", log)
     if agent.get("idle_timed_out"):
-        return Verdict.failed(f"the agent was stopped after {agent.get('idle_timeout_seconds')}s without output (idle timeout)", log)
+        return Verdict.failed(
+            f"the agent was stopped after {agent.get('idle_timeout_seconds')}s without output (idle timeout)", log
+        )
     if agent.get("error"):
         return Verdict.failed(f"the agent could not run: {agent['error']}")
     code = agent.get("exit_code")
@@ -178,7 +193,11 @@ def no_blocked_paths(snap: Snapshot, paths: list[str] | None = None) -> Verdict:
     changes = snap.run.changes
     if changes is None:
         return Verdict.failed("the change set was not captured")
-    patterns = tuple(BUILTIN_BLOCKED_PATHS) + tuple(snap.settings.get("gates", {}).get("blocked_paths", [])) + tuple(paths or ())
+    patterns = (
+        tuple(BUILTIN_BLOCKED_PATHS)
+        + tuple(snap.settings.get("gates", {}).get("blocked_paths", []))
+        + tuple(paths or ())
+    )
     hits = []
     for change in changes:
         for candidate in filter(None, (change.path, change.old_path)):
@@ -211,7 +230,9 @@ def checks_passed(snap: Snapshot) -> Verdict:
     if checks is None:
         return Verdict.failed("the checks have not run")
     failed = [
-        f"{name}: " + ("timed out" if r.get("timed_out") else f"exit {r.get('exit_code')}") + f" (output: {r.get('log', '?')})"
+        f"{name}: "
+        + ("timed out" if r.get("timed_out") else f"exit {r.get('exit_code')}")
+        + f" (output: {r.get('log', '?')})"
         for name, r in checks.items()
         if r.get("exit_code") != 0 or r.get("timed_out")
     ]
@@ -244,7 +265,9 @@ def proof_passed(snap: Snapshot) -> Verdict:
     if proof.get("error"):
         return Verdict.failed(f"proof rejected: {proof['error']}", *[str(f) for f in proof.get("findings", [])[:10]])
     if proof.get("status") == "passed":
-        return Verdict.passed("proof passed for every criterion", f"evidence: {proof.get('dir_rel') or proof.get('dir', '?')}")
+        return Verdict.passed(
+            "proof passed for every criterion", f"evidence: {proof.get('dir_rel') or proof.get('dir', '?')}"
+        )
     return Verdict.failed(f"proof status is {proof.get('status')!r}")
 
 
@@ -273,12 +296,18 @@ def review_feedback(snap: Snapshot) -> Verdict:
     handled = set(snap.run.extra.get("feedback_handled") or ())
     new = [f for f in snap.feedback if f["key"] not in handled]
     trusted = [f for f in new if f.get("permission") in WRITE_PERMISSIONS]
-    ignored = [f"ignored {f['kind']} by {f['author']} (permission {f.get('permission')}): only write, maintain or admin counts"
-               for f in new if f.get("permission") not in WRITE_PERMISSIONS]
+    ignored = [
+        f"ignored {f['kind']} by {f['author']} (permission {f.get('permission')}): only write, maintain or admin counts"
+        for f in new
+        if f.get("permission") not in WRITE_PERMISSIONS
+    ]
     if trusted:
         who = sorted({f["author"] for f in trusted})
-        return Verdict.passed(f"{len(trusted)} new review item(s) from {', '.join(who)}",
-                              *[f"{f['kind']} by {f['author']}: {str(f.get('body', ''))[:200]}" for f in trusted], *ignored)
+        return Verdict.passed(
+            f"{len(trusted)} new review item(s) from {', '.join(who)}",
+            *[f"{f['kind']} by {f['author']}: {str(f.get('body', ''))[:200]}" for f in trusted],
+            *ignored,
+        )
     if snap.run.pull_request is None:
         return Verdict.failed("the run has no pull request to review")
     if ignored:

@@ -21,8 +21,14 @@ _NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers 
 _MAX_SEGMENTS = 4096
 _HEAD = 8000  # bytes looked at to say what a file that is not an image is
 _OTHER_MAGICS = (
-    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"%PDF-", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"),
-    (b"\x7fELF", "an ELF executable"), (b"\x1f\x8b", "gzip data"), (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x7fELF", "an ELF executable"),
+    (b"\x1f\x8b", "gzip data"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
     (b"MM\x00*", "a TIFF image"),
 )
 

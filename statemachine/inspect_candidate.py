@@ -24,7 +24,8 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
     "google-api-key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
     "credential-assignment": re.compile(
         r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)\b"
-        r"\s*[:=]\s*['\"]([^'\"\s$<>{}]{8,})['\"]"),
+        r"\s*[:=]\s*['\"]([^'\"\s$<>{}]{8,})['\"]"
+    ),
     "url-with-credentials": re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s:@]+@[^/\s]+"),
 }
 # Placeholders that look like secrets but are not.
@@ -34,7 +35,9 @@ _ALLOWED_VALUES = re.compile(r"(?i)^(?:x+|\*+|changeme|example|placeholder|dummy
 DESTRUCTIVE_PATTERNS: dict[str, re.Pattern[str]] = {
     "drop-database": re.compile(r"(?i)\bdrop\s+(?:database|schema|table)\b"),
     "flush-cache": re.compile(r"(?i)\b(?:flushall|flushdb|redis-cli\s+.*\bflush)\b"),
-    "rm-rf-outside": re.compile(r"\brm\s+-(?:[a-zA-Z]*r[a-zA-Z]*f|[a-zA-Z]*f[a-zA-Z]*r)[a-zA-Z]*\s+(?:--\s+)?(?:/|~|\$HOME|\.\./)"),
+    "rm-rf-outside": re.compile(
+        r"\brm\s+-(?:[a-zA-Z]*r[a-zA-Z]*f|[a-zA-Z]*f[a-zA-Z]*r)[a-zA-Z]*\s+(?:--\s+)?(?:/|~|\$HOME|\.\./)"
+    ),
     "terraform-apply": re.compile(r"\bterraform\s+(?:apply|destroy)\b"),
     "kubectl-delete": re.compile(r"\bkubectl\s+(?:delete|apply|drain)\b"),
     "helm-release": re.compile(r"\bhelm\s+(?:install|upgrade|uninstall|delete)\b"),
@@ -43,7 +46,9 @@ DESTRUCTIVE_PATTERNS: dict[str, re.Pattern[str]] = {
     "cargo-publish": re.compile(r"\bcargo\s+publish\b"),
     "git-push": re.compile(r"\bgit\s+(?:-[cC]\s+\S+\s+)*push\b"),
     "docker-push": re.compile(r"\bdocker\s+push\b"),
-    "deploy": re.compile(r"(?i)\b(?:gcloud\s+\S+\s+deploy|fly\s+deploy|vercel\s+--prod|heroku\s+releases|serverless\s+deploy|sls\s+deploy)\b"),
+    "deploy": re.compile(
+        r"(?i)\b(?:gcloud\s+\S+\s+deploy|fly\s+deploy|vercel\s+--prod|heroku\s+releases|serverless\s+deploy|sls\s+deploy)\b"
+    ),
     "gh-release": re.compile(r"\bgh\s+(?:release\s+create|pr\s+merge|repo\s+delete)\b"),
 }
 
@@ -204,8 +209,14 @@ def scan_tree_values(repo: Path, base: str, tree: str, values: SecretSet) -> lis
         return []
     found: list[Finding] = []
     git = shutil.which("git") or "git"
-    proc = subprocess.Popen([git, "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"})
+    proc = subprocess.Popen(
+        [git, "cat-file", "--batch"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
+    )
     assert proc.stdin is not None and proc.stdout is not None
     try:
         for path, sha in blobs:

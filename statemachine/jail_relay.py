@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         os.write(2, b"jail_relay: usage: --out PORT=SOCKET ... --in SOCKET=PORT ... -- COMMAND\n")
         return 2
     split = argv.index("--")
-    opts, command = argv[:split], argv[split + 1:]
+    opts, command = argv[:split], argv[split + 1 :]
     listeners: list[tuple[_socket.socket, int, str | tuple[str, int]]] = []
     for flag, value in zip(opts[0::2], opts[1::2]):
         left, _, right = value.partition("=")

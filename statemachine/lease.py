@@ -47,8 +47,10 @@ def fence(tracker: Any, issue: int, claim: dict[str, Any] | None) -> None:
         return
     reason, _ = lost_reason(tracker, issue, str(claim["run_id"]), int(claim["comment"]))
     if reason is not None:
-        raise Superseded(f"issue #{issue}: {reason}; this runner publishes nothing and lets go",
-                         "nothing to do: the run that took over owns the issue now")
+        raise Superseded(
+            f"issue #{issue}: {reason}; this runner publishes nothing and lets go",
+            "nothing to do: the run that took over owns the issue now",
+        )
 
 
 class Keeper:
@@ -76,7 +78,10 @@ class Keeper:
 
     def renew(self) -> None:
         reason, mine = lost_reason(self.tracker, self.issue, self.run_id, self.comment_id)
-        if reason is None and self.tracker.update_comment(self.issue, self.comment_id, claims.renewed_body(mine.body)) is None:
+        if (
+            reason is None
+            and self.tracker.update_comment(self.issue, self.comment_id, claims.renewed_body(mine.body)) is None
+        ):
             reason = f"the claim comment of run {self.run_id} was deleted"
         if reason is not None:
             self.superseded = reason
@@ -96,8 +101,10 @@ class Keeper:
             except Exception as exc:  # noqa: BLE001 - a renewal must never kill the run by itself
                 log.warning("issue #%d: could not renew the claim's lease: %s", self.issue, exc)
             if self.superseded is None and time.time() - last_ok > self.lease * 0.75:
-                self.expired = (f"the claim's lease could not be renewed for {time.time() - last_ok:.0f} s "
-                                f"(lease {self.lease:.0f} s)")
+                self.expired = (
+                    f"the claim's lease could not be renewed for {time.time() - last_ok:.0f} s "
+                    f"(lease {self.lease:.0f} s)"
+                )
             if self.superseded or self.expired:
                 log.warning("issue #%d: %s; stopping the run", self.issue, self.superseded or self.expired)
                 _interrupt()

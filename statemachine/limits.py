@@ -73,7 +73,9 @@ class NotRegular(Exception):
 def read_capped(path: Path, cap: Cap) -> bytes:
     """At most ``cap`` bytes of the regular file at ``path``: its size is checked before reading, and never more than
     cap + 1 bytes are read (a file growing meanwhile is caught too). Raises TooLarge, NotRegular or OSError."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the runner
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    )  # a FIFO must not block the runner
     try:
         fd = os.open(path, flags)
     except OSError as exc:
@@ -119,6 +121,7 @@ def read_head(path: Path, n: int) -> bytes:
 
 # the changed-bytes gate's measurements ----------------------------------------------------
 
+
 def changed_sizes(repo: Path, base: str, tree: str) -> list[dict[str, Any]]:
     """Each file the captured tree adds or changes against ``base``: its path, its size in the tree and whether git
     sees binary content (a NUL in its first 8000 bytes). Measured by the runner in its own capture, never taken from
@@ -140,9 +143,15 @@ def changed_sizes(repo: Path, base: str, tree: str) -> list[dict[str, Any]]:
     numstat = run_git(["diff-tree", "-r", "-z", "--no-renames", "--numstat", base, tree], repo).split("\0")
     binary = {row.split("\t", 2)[2] for row in numstat if row.startswith("-\t-\t")}
     git = shutil.which("git") or "git"
-    proc = subprocess.run([git, "cat-file", "--batch-check=%(objectname) %(objectsize)"], cwd=repo, check=True,
-                          input="".join(sha + "\n" for _, sha in wanted), capture_output=True, text=True,
-                          env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"})
+    proc = subprocess.run(
+        [git, "cat-file", "--batch-check=%(objectname) %(objectsize)"],
+        cwd=repo,
+        check=True,
+        input="".join(sha + "\n" for _, sha in wanted),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
+    )
     sizes = {}
     for line in proc.stdout.splitlines():
         sha, _, size = line.partition(" ")
@@ -155,5 +164,10 @@ def size_summary(sizes: list[dict[str, Any]], keep: int = 20) -> dict[str, Any]:
     """What the gate needs, small enough for every snapshot: the total, and the largest files and binary files."""
     ordered = sorted(sizes, key=lambda f: (-int(f["size"]), str(f["path"])))
     binaries = [f for f in ordered if f["binary"]]
-    return {"total": sum(int(f["size"]) for f in sizes), "count": len(sizes), "largest": ordered[:keep],
-            "binary_count": len(binaries), "binaries": binaries[:keep]}
+    return {
+        "total": sum(int(f["size"]) for f in sizes),
+        "count": len(sizes),
+        "largest": ordered[:keep],
+        "binary_count": len(binaries),
+        "binaries": binaries[:keep],
+    }

@@ -64,5 +64,12 @@ def build_machine(policy: Policy) -> Machine:
         }
         for t in policy.transitions
     ]
-    return Machine(model=None, states=list(STATES), transitions=table, initial=INITIAL_STATE,
-                   send_event=True, auto_transitions=False, ignore_invalid_triggers=False)
+    return Machine(
+        model=None,
+        states=list(STATES),
+        transitions=table,
+        initial=INITIAL_STATE,
+        send_event=True,
+        auto_transitions=False,
+        ignore_invalid_triggers=False,
+    )

@@ -203,9 +203,17 @@ def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
     if run.get("changes") is not None:
         run["changes"] = tuple(Change(**c) for c in run["changes"])
     run["findings"] = tuple(run.get("findings", ()))
-    return Snapshot(issue=Issue(**issue), state=data["state"], run=RunFacts(**run), labels=data["labels"],
-                    settings=data["settings"], taken_at=data["taken_at"], authority=data.get("authority", {}),
-                    feedback=tuple(data.get("feedback", ())), parent=data.get("parent"),
-                    text=data.get("text"),
-                    preflight=None if data.get("preflight") is None else tuple(data["preflight"]),
-                    claim=data.get("claim"))
+    return Snapshot(
+        issue=Issue(**issue),
+        state=data["state"],
+        run=RunFacts(**run),
+        labels=data["labels"],
+        settings=data["settings"],
+        taken_at=data["taken_at"],
+        authority=data.get("authority", {}),
+        feedback=tuple(data.get("feedback", ())),
+        parent=data.get("parent"),
+        text=data.get("text"),
+        preflight=None if data.get("preflight") is None else tuple(data["preflight"]),
+        claim=data.get("claim"),
+    )

@@ -4,8 +4,26 @@ The registry maps policy names to ``parent_actions.NAME``; this module re-export
 
 from __future__ import annotations
 
-from statemachine.actions.parent import (DEFAULTS, hand_over_children, integrate, plan_settings, post_plan, run_planner,
-                                         run_wave, start_integration, sync_children)
+from statemachine.actions.parent import (
+    DEFAULTS,
+    hand_over_children,
+    integrate,
+    plan_settings,
+    post_plan,
+    run_planner,
+    run_wave,
+    start_integration,
+    sync_children,
+)
 
-__all__ = ["DEFAULTS", "hand_over_children", "integrate", "plan_settings", "post_plan", "run_planner", "run_wave",
-           "start_integration", "sync_children"]
+__all__ = [
+    "DEFAULTS",
+    "hand_over_children",
+    "integrate",
+    "plan_settings",
+    "post_plan",
+    "run_planner",
+    "run_wave",
+    "start_integration",
+    "sync_children",
+]

@@ -38,6 +38,7 @@ def issue_digest(title: str, body: str) -> str:
 
 # validation ---------------------------------------------------------------------------------
 
+
 def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
     """One dependency cycle as a path (a, b, a), or None."""
     color: dict[str, int] = {}
@@ -48,7 +49,7 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
         stack.append(k)
         for d in deps.get(k, []):
             if color.get(d) == 1:
-                return stack[stack.index(d):] + [d]
+                return stack[stack.index(d) :] + [d]
             if color.get(d) is None and d in deps:
                 found = visit(d)
                 if found:
@@ -104,7 +105,9 @@ def validate_plan(plan: dict[str, Any], max_children: int, blocked_paths: tuple[
             if hit:
                 problems.append(f"child {c['key']!r} owns {glob!r}, which reaches the blocked path {hit!r}")
     if not dupes:
-        cycle = find_cycle({c["key"]: [d for d in c.get("depends_on", []) if d in known and d != c["key"]] for c in children})
+        cycle = find_cycle(
+            {c["key"]: [d for d in c.get("depends_on", []) if d in known and d != c["key"]] for c in children}
+        )
         if cycle:
             problems.append("the dependencies form a cycle: " + " → ".join(cycle))
     return problems
@@ -121,6 +124,7 @@ def _reaches(owned: str, blocked: str) -> bool:
 
 
 # the tree ----------------------------------------------------------------------------------
+
 
 def ordered(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The children in wave order, then in the plan's order (so dependencies always come first)."""
@@ -149,8 +153,11 @@ def next_batch(plan: dict[str, Any], tree: dict[str, dict[str, Any]], concurrenc
     from statemachine.scheduling import compatible
 
     depth = layers(plan["children"])
-    ready = [c for c in ordered(plan) if tree[c["key"]]["status"] == PENDING
-             and all(tree[d]["status"] == MERGED for d in c.get("depends_on", []))]
+    ready = [
+        c
+        for c in ordered(plan)
+        if tree[c["key"]]["status"] == PENDING and all(tree[d]["status"] == MERGED for d in c.get("depends_on", []))
+    ]
     if not ready:
         return []
     wave = min(depth[c["key"]] for c in ready)
@@ -180,8 +187,11 @@ def checklist(plan: dict[str, Any], tree: dict[str, dict[str, Any]], pull: str |
         deps = ", ".join(f"#{tree[d]['issue']}" if tree.get(d, {}).get("issue") else d for d in c.get("depends_on", []))
         tick = "x" if node["status"] == MERGED else " "
         state = node["status"] + (f": {node['reason']}" if node.get("reason") and node["status"] != MERGED else "")
-        lines.append(f"- [{tick}] {ref} `{c['key']}` {c['title']} (wave {depth[c['key']] + 1}"
-                     + (f", after {deps}" if deps else "") + f"; {state})")
+        lines.append(
+            f"- [{tick}] {ref} `{c['key']}` {c['title']} (wave {depth[c['key']] + 1}"
+            + (f", after {deps}" if deps else "")
+            + f"; {state})"
+        )
     if pull:
         lines.append(f"\nIntegrated in {pull}.")
     return lines
@@ -189,13 +199,16 @@ def checklist(plan: dict[str, Any], tree: dict[str, dict[str, Any]], pull: str |
 
 # guards over the parent's and the child's facts --------------------------------------------
 
+
 def plan_valid(snap: Snapshot) -> Verdict:
     """The planning run wrote a plan report that passed every check (schema, keys, dependencies, ownership, limits)."""
     error = snap.run.extra.get("plan_error")
     plan = snap.run.extra.get("plan")
     if error or plan is None:
         return Verdict.failed(error or "no plan report", *snap.run.extra.get("plan_problems", [])[:10])
-    return Verdict.passed(f"the plan has {len(plan['children'])} child(ren) in {1 + max(layers(plan['children']).values())} wave(s)")
+    return Verdict.passed(
+        f"the plan has {len(plan['children'])} child(ren) in {1 + max(layers(plan['children']).values())} wave(s)"
+    )
 
 
 def planning_changed_nothing(snap: Snapshot) -> Verdict:
@@ -214,8 +227,10 @@ def parent_unchanged(snap: Snapshot) -> Verdict:
     if planned is None:
         return Verdict.failed("no plan was made in this run")
     if issue_digest(snap.issue.title, snap.issue.body) != planned:
-        return Verdict.failed(f"issue #{snap.issue.number} was edited after it was planned; the plan no longer matches it",
-                              "requeue the parent to plan it again")
+        return Verdict.failed(
+            f"issue #{snap.issue.number} was edited after it was planned; the plan no longer matches it",
+            "requeue the parent to plan it again",
+        )
     return Verdict.passed("the parent is unchanged since planning")
 
 
@@ -228,8 +243,14 @@ def children_runnable(snap: Snapshot) -> Verdict:
     running = [k for k, v in tree.items() if v["status"] in (RUNNING, PASSED)]
     if batch or running:
         return Verdict.passed("ready: " + ", ".join(running + batch))
-    return Verdict.failed("no child can run", *[f"{k}: {v['status']}" + (f" ({v['reason']})" if v.get("reason") else "")
-                                               for k, v in tree.items() if v["status"] != MERGED])
+    return Verdict.failed(
+        "no child can run",
+        *[
+            f"{k}: {v['status']}" + (f" ({v['reason']})" if v.get("reason") else "")
+            for k, v in tree.items()
+            if v["status"] != MERGED
+        ],
+    )
 
 
 def children_merged(snap: Snapshot) -> Verdict:
@@ -239,9 +260,13 @@ def children_merged(snap: Snapshot) -> Verdict:
         return Verdict.failed("no child issues yet")
     left = {k: v for k, v in tree.items() if v["status"] != MERGED}
     if left:
-        return Verdict.failed(f"{len(left)} of {len(tree)} child(ren) not merged",
-                              *[f"{k} (#{v.get('issue')}): {v['status']}" + (f", {v['reason']}" if v.get("reason") else "")
-                                for k, v in left.items()])
+        return Verdict.failed(
+            f"{len(left)} of {len(tree)} child(ren) not merged",
+            *[
+                f"{k} (#{v.get('issue')}): {v['status']}" + (f", {v['reason']}" if v.get("reason") else "")
+                for k, v in left.items()
+            ],
+        )
     return Verdict.passed(f"all {len(tree)} child(ren) merged into {snap.run.extra.get('integration_branch')}")
 
 
@@ -264,10 +289,16 @@ def dispatched_by_parent(snap: Snapshot) -> Verdict:
     """The issue is a child whose parent's current run dispatched it (its only authorization)."""
     parent = snap.parent
     if parent is None:
-        return Verdict.failed(f"the issue is not a child of a parent run (it needs {snap.label('child')} and orch's marker)")
+        return Verdict.failed(
+            f"the issue is not a child of a parent run (it needs {snap.label('child')} and orch's marker)"
+        )
     if parent.get("state") != "delegating" or not parent.get("dispatched"):
-        return Verdict.failed(standalone_refusal(snap.label("child"), snap.issue.body) + f" (the parent is {parent.get('state')})")
-    return Verdict.passed(f"dispatched by parent #{parent['number']} (run {parent['run_id']}, wave {parent.get('wave')})")
+        return Verdict.failed(
+            standalone_refusal(snap.label("child"), snap.issue.body) + f" (the parent is {parent.get('state')})"
+        )
+    return Verdict.passed(
+        f"dispatched by parent #{parent['number']} (run {parent['run_id']}, wave {parent.get('wave')})"
+    )
 
 
 def redispatched_by_parent(snap: Snapshot) -> Verdict:
@@ -279,4 +310,3 @@ def redispatched_by_parent(snap: Snapshot) -> Verdict:
     if snap.parent.get("child_parent_run") == snap.parent["run_id"]:
         return Verdict.failed("this child already ran for the parent's current run")
     return Verdict.passed(f"parent run {snap.parent['run_id']} dispatched it again")
-

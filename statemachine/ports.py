@@ -28,8 +28,9 @@ class Tracker(Protocol):
     # rewrite a comment the identity wrote (a claim's lease stamp); None when the comment is gone
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None: ...
     def find_pull(self, marker: str, head: str | None = None) -> PullRequest | None: ...
-    def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
-                    head_sha: str, base_sha: str, marker: str) -> PullRequest: ...
+    def create_pull(
+        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+    ) -> PullRequest: ...
     def permission(self, login: str) -> str: ...
     def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Issue: ...
     def update_issue(self, number: int, title: str | None = None, body: str | None = None) -> Issue: ...
@@ -77,9 +78,9 @@ class AgentRequest:
     timeout_seconds: float
     idle_timeout_seconds: float
     extra_env: dict[str, str] = field(default_factory=dict)
-    gitdir: Path | None = None   # the workspace's own git directory, bound over its .git inside the jail
-    lock: Path | None = None     # the workspace's jail lock (statemachine/adapters/jail.py workspace_lock)
-    read_only: bool = False      # the workspace is mounted read-only (planning): only the report folder is writable
+    gitdir: Path | None = None  # the workspace's own git directory, bound over its .git inside the jail
+    lock: Path | None = None  # the workspace's jail lock (statemachine/adapters/jail.py workspace_lock)
+    read_only: bool = False  # the workspace is mounted read-only (planning): only the report folder is writable
 
 
 @dataclass(frozen=True)

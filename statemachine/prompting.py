@@ -13,9 +13,22 @@ from statemachine.errors import TemplateError
 from statemachine.model import Issue
 
 VARIABLES = (
-    "issue_number", "issue_title", "issue_body", "issue_labels", "acceptance_criteria", "comments",
-    "rules", "agents_md", "memory", "findings", "report_path", "report_schema", "worktree", "branch",
-    "base_sha", "attempt",
+    "issue_number",
+    "issue_title",
+    "issue_body",
+    "issue_labels",
+    "acceptance_criteria",
+    "comments",
+    "rules",
+    "agents_md",
+    "memory",
+    "findings",
+    "report_path",
+    "report_schema",
+    "worktree",
+    "branch",
+    "base_sha",
+    "attempt",
 )
 PROMPTS = ("implementation", "rework", "review", "proof", "planning")
 
@@ -29,7 +42,7 @@ def acceptance_criteria(body: str) -> list[dict[str, str]]:
     if not match:
         return []
     out: list[dict[str, str]] = []
-    for line in body[match.end():].splitlines():
+    for line in body[match.end() :].splitlines():
         if line.lstrip().startswith("#"):
             break
         item = _ITEM.match(line)
@@ -49,8 +62,10 @@ def check_template(text: str, file: str) -> None:
         raise TemplateError(f"{file}: invalid placeholder (a lone $)", "write $$ for a literal dollar sign")
     unknown = sorted(set(tpl.get_identifiers()) - set(VARIABLES))
     if unknown:
-        raise TemplateError(f"{file}: unknown template variable(s): {', '.join('$' + u for u in unknown)}",
-                            "variables: " + ", ".join("$" + v for v in VARIABLES))
+        raise TemplateError(
+            f"{file}: unknown template variable(s): {', '.join('$' + u for u in unknown)}",
+            "variables: " + ", ".join("$" + v for v in VARIABLES),
+        )
 
 
 def render(name: str, repo: Path, values: dict[str, Any]) -> str:
@@ -59,7 +74,9 @@ def render(name: str, repo: Path, values: dict[str, Any]) -> str:
     check_template(text, str(path))
     missing = [v for v in VARIABLES if v not in values]
     if missing:
-        raise TemplateError(f"prompt {name}: no value for {', '.join(missing)}", "this is a bug in orch; please report it")
+        raise TemplateError(
+            f"prompt {name}: no value for {', '.join(missing)}", "this is a bug in orch; please report it"
+        )
     return string.Template(text).substitute({k: str(v) for k, v in values.items()})
 
 
@@ -70,11 +87,12 @@ def _read_optional(path: Path, limit: int = 20000) -> str:
         return ""
 
 
-def issue_values(issue: Issue, repo: Path, rules: str, findings: list[str], runner_names: tuple[str, ...] = ("orch",)) -> dict[str, Any]:
+def issue_values(
+    issue: Issue, repo: Path, rules: str, findings: list[str], runner_names: tuple[str, ...] = ("orch",)
+) -> dict[str, Any]:
     criteria = acceptance_criteria(issue.body)
     # only maintainers' words reach the agent: a comment from anyone else could carry instructions
-    comments = [c for c in issue.comments
-                if c.trusted and c.author not in runner_names and "<!-- orch:" not in c.body]
+    comments = [c for c in issue.comments if c.trusted and c.author not in runner_names and "<!-- orch:" not in c.body]
     memory_dir = repo / "docs" / "agents" / "memory"
     memory = ""
     if memory_dir.is_dir():

@@ -24,7 +24,7 @@ def params(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
 
 # What a guard (or an action) may read beyond the issue and its run's recorded facts: each is fetched from the
 # tracker (or the repository) into one field of the Snapshot, and only for a state whose outgoing transitions declare
-# it (engine.snapshot_of). A guard that needs "authority" or "text" names its label in its `label` parameter.
+# it (snapshots.snapshot_of). A guard that needs "authority" or "text" names its label in its `label` parameter.
 #   authority  who applied the guard's label, and their permission        -> Snapshot.authority
 #   text       the issue's text against the text authorized at the claim  -> Snapshot.text (also fills authority)
 #   feedback   the reviews on the run's pull request                      -> Snapshot.feedback
@@ -59,7 +59,9 @@ def _table(*rows: Row) -> dict[str, Entry]:
     for row in rows:
         fn, schema = row[0], row[1]
         doc = (fn.__doc__ or "").strip().splitlines()
-        out[fn.__name__] = Entry(fn.__name__, fn, schema, doc[0] if doc else "", row[2] if len(row) > 2 else frozenset())
+        out[fn.__name__] = Entry(
+            fn.__name__, fn, schema, doc[0] if doc else "", row[2] if len(row) > 2 else frozenset()
+        )
     return out
 
 
@@ -139,7 +141,20 @@ ACTIONS: dict[str, Entry] = _table(
 
 # The actions with an effect others see (the tracker, the remote): a step that runs one after its run's claim first
 # checks that no other runner took the claim over (engine._Runner), so a superseded run never publishes.
-PUBLISHING = frozenset({
-    "add_labels", "remove_labels", "post_comment", "push_branch", "publish_proof", "open_draft_pr", "post_report",
-    "sync_children", "start_integration", "post_plan", "run_wave", "integrate", "hand_over_children",
-})
+PUBLISHING = frozenset(
+    {
+        "add_labels",
+        "remove_labels",
+        "post_comment",
+        "push_branch",
+        "publish_proof",
+        "open_draft_pr",
+        "post_report",
+        "sync_children",
+        "start_integration",
+        "post_plan",
+        "run_wave",
+        "integrate",
+        "hand_over_children",
+    }
+)

@@ -13,15 +13,19 @@ from statemachine import planning
 
 
 def claim_comment(run_id: str, policy: Any) -> str:
-    return (f"orch claimed this issue (run `{run_id}`) and is working on it. "
-            f"It will open a draft pull request or explain why it stopped; "
-            f"while it works the issue carries `{policy.label('running')}`.")
+    return (
+        f"orch claimed this issue (run `{run_id}`) and is working on it. "
+        f"It will open a draft pull request or explain why it stopped; "
+        f"while it works the issue carries `{policy.label('running')}`."
+    )
 
 
 def takeover_comment(old_run: str, new_run: str, renewed_at: Any, lease_seconds: Any) -> str:
-    return (f"Run `{old_run}` stopped renewing its claim (last renewed {renewed_at}; the lease is {lease_seconds} s): "
-            f"it was cancelled, timed out or lost its machine. Run `{new_run}` takes the issue over and starts again "
-            "from the base branch; a draft pull request the earlier run opened is reused.")
+    return (
+        f"Run `{old_run}` stopped renewing its claim (last renewed {renewed_at}; the lease is {lease_seconds} s): "
+        f"it was cancelled, timed out or lost its machine. Run `{new_run}` takes the issue over and starts again "
+        "from the base branch; a draft pull request the earlier run opened is reused."
+    )
 
 
 def _checks_lines(facts: dict[str, Any]) -> list[str]:
@@ -55,8 +59,10 @@ def _failed_verdicts(evaluations: list[dict[str, Any]]) -> list[str]:
 
 
 def _footer(run_id: str, facts: dict[str, Any]) -> str:
-    return (f"Run `{run_id}`, {facts.get('changed_lines', 0)} line(s) changed. "
-            "Opened as a draft by orch; a maintainer reviews and merges.")
+    return (
+        f"Run `{run_id}`, {facts.get('changed_lines', 0)} line(s) changed. "
+        "Opened as a draft by orch; a maintainer reviews and merges."
+    )
 
 
 def pull_body(number: int, run_id: str, facts: dict[str, Any], proof_section: Sequence[str] = ()) -> str:
@@ -87,49 +93,89 @@ def parent_pull_body(number: int, run_id: str, facts: dict[str, Any]) -> str:
     """The parent's pull request: the tree, each child's summary and evidence, and what it closes."""
     plan, tree = facts["plan"], facts["plan_tree"]
     closes = [f"Closes #{number}"] + [f"Closes #{tree[c['key']]['issue']}" for c in planning.ordered(plan)]
-    parts = [*closes, "", "## Plan", str(plan.get("summary", "")).strip(), "", *planning.checklist(plan, tree), "", "## Children"]
+    parts = [
+        *closes,
+        "",
+        "## Plan",
+        str(plan.get("summary", "")).strip(),
+        "",
+        *planning.checklist(plan, tree),
+        "",
+        "## Children",
+    ]
     for c in planning.ordered(plan):
         node = tree[c["key"]]
-        parts += ["", f"### #{node['issue']} {c['title']} (`{c['key']}`)", node.get("summary") or "(no summary)",
-                  f"Evidence: `.orch/runs/{node.get('run_id', '?')}/`; merged as {str(node.get('merge_sha', '?'))[:12]}."]
-    parts += ["", "## Checks on the integration branch", *_checks_lines(facts), "", "## Changes", *_changes_lines(facts),
-              "", _footer(run_id, facts)]
+        parts += [
+            "",
+            f"### #{node['issue']} {c['title']} (`{c['key']}`)",
+            node.get("summary") or "(no summary)",
+            f"Evidence: `.orch/runs/{node.get('run_id', '?')}/`; merged as {str(node.get('merge_sha', '?'))[:12]}.",
+        ]
+    parts += [
+        "",
+        "## Checks on the integration branch",
+        *_checks_lines(facts),
+        "",
+        "## Changes",
+        *_changes_lines(facts),
+        "",
+        _footer(run_id, facts),
+    ]
     return "\n".join(parts)
 
 
 def plan_comment(run_id: str, facts: dict[str, Any]) -> str:
     """The parent's plan as a checklist: its children, their waves, and where they merge."""
     plan = facts["plan"]
-    lines = [f"orch planned this issue into {len(plan['children'])} child issue(s) (run `{run_id}`); "
-             f"they run in waves and merge into `{facts['integration_branch']}`, then one draft pull request follows.",
-             "", str(plan.get("summary", "")).strip(), "", *planning.checklist(plan, facts["plan_tree"])]
+    lines = [
+        f"orch planned this issue into {len(plan['children'])} child issue(s) (run `{run_id}`); "
+        f"they run in waves and merge into `{facts['integration_branch']}`, then one draft pull request follows.",
+        "",
+        str(plan.get("summary", "")).strip(),
+        "",
+        *planning.checklist(plan, facts["plan_tree"]),
+    ]
     dropped = facts.get("dropped_children") or {}
     if dropped:
-        lines += ["", "No longer in the plan (left as they are): " + ", ".join(f"#{n} `{k}`" for k, n in sorted(dropped.items()))]
+        lines += [
+            "",
+            "No longer in the plan (left as they are): " + ", ".join(f"#{n} `{k}`" for k, n in sorted(dropped.items())),
+        ]
     return "\n".join(lines)
 
 
 def child_body(parent: int, child: dict[str, Any], numbers: dict[str, int]) -> str:
     """The child issue's body: the work, its acceptance criteria and ownership, and the hidden binding marker."""
     deps = [f"#{numbers[d]} (`{d}`)" if d in numbers else f"`{d}`" for d in child.get("depends_on", [])]
-    parts = [child.get("body", "").strip() or child["title"], "", "### Acceptance criteria", "",
-             *[f"- {a}" for a in child["acceptance_criteria"]], "", "Ownership:",
-             *[f"- {g}" for g in child["ownership"]], "",
-             f"Part of #{parent} (planned by orch; size {child['size']})." + (f" Depends on {', '.join(deps)}." if deps else ""),
-             "", planning.child_marker(parent, child["key"])]
+    parts = [
+        child.get("body", "").strip() or child["title"],
+        "",
+        "### Acceptance criteria",
+        "",
+        *[f"- {a}" for a in child["acceptance_criteria"]],
+        "",
+        "Ownership:",
+        *[f"- {g}" for g in child["ownership"]],
+        "",
+        f"Part of #{parent} (planned by orch; size {child['size']})."
+        + (f" Depends on {', '.join(deps)}." if deps else ""),
+        "",
+        planning.child_marker(parent, child["key"]),
+    ]
     return "\n".join(parts)
 
 
 def handover_comment(parent: int, integration_branch: str, pr: dict[str, Any]) -> str:
     """On a child once its parent's pull request is open: where its work is reviewed."""
-    return (f"Merged into `{integration_branch}` with the rest of #{parent}; "
-            f"review it in draft pull request #{pr.get('number', '?')} ({pr.get('url', '')}).")
+    return (
+        f"Merged into `{integration_branch}` with the rest of #{parent}; "
+        f"review it in draft pull request #{pr.get('number', '?')} ({pr.get('url', '')})."
+    )
 
 
 def ci_note(ctx: Any) -> str | None:
     """One line when orch acts as the Actions job token: the pull request it opened runs no CI, and the fix."""
     from statemachine.adapters.github import CI_FIX, job_token_ci_warning
-
     from statemachine.errors import OrchError
 
     identity = getattr(ctx.tracker, "identity", None)
@@ -145,18 +191,26 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
     run_id = ctx.run_id or "?"
     if outcome == "review":
         pr = facts.get("pull_request") or {}
-        head = [f"orch finished run `{run_id}`: draft pull request #{pr.get('number', '?')} ({pr.get('url', '')}) is ready for review."]
+        head = [
+            f"orch finished run `{run_id}`: draft pull request #{pr.get('number', '?')} ({pr.get('url', '')}) is ready for review."
+        ]
         ci = ci_note(ctx)
         if ci:
             head.append(ci)
     elif outcome == "passed":
         parent = facts.get("parent") or {}
-        head = [f"orch finished run `{run_id}`: every gate passed. Parent #{parent.get('number', '?')} merges this commit "
-                f"(`{str(facts.get('head_sha', '?'))[:12]}`) into `{parent.get('integration_branch', '?')}`; "
-                "one draft pull request for the parent follows."]
+        head = [
+            f"orch finished run `{run_id}`: every gate passed. Parent #{parent.get('number', '?')} merges this commit "
+            f"(`{str(facts.get('head_sha', '?'))[:12]}`) into `{parent.get('integration_branch', '?')}`; "
+            "one draft pull request for the parent follows."
+        ]
     else:
-        head = [f"orch stopped run `{run_id}` and marked this issue blocked. Evidence is kept under `.orch/runs/{run_id}/`.",
-                "", "## Why", *(_failed_verdicts(ctx.evaluations) or ["- (no guard recorded a reason)"])]
+        head = [
+            f"orch stopped run `{run_id}` and marked this issue blocked. Evidence is kept under `.orch/runs/{run_id}/`.",
+            "",
+            "## Why",
+            *(_failed_verdicts(ctx.evaluations) or ["- (no guard recorded a reason)"]),
+        ]
         report_error = facts.get("report_error")
         if report_error:
             head.append(f"- completion report: {report_error}")
@@ -167,23 +221,28 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
             head += ["", "## Questions from the agent", *[f"- {q}" for q in questions]]
         rework = int(facts.get("rework_count", 0))
         if rework:
-            head += ["", f"## History: {rework} rework iteration(s); the last findings were",
-                     *[f"- {f.splitlines()[0] if f else f}" for f in facts.get("findings", [])]]
+            head += [
+                "",
+                f"## History: {rework} rework iteration(s); the last findings were",
+                *[f"- {f.splitlines()[0] if f else f}" for f in facts.get("findings", [])],
+            ]
     plan = facts.get("plan")
     if plan and facts.get("plan_tree"):
         head += ["", "## The tree", *planning.checklist(plan, facts["plan_tree"])]
     elif facts.get("plan_problems"):
         head += ["", "## The plan", *[f"- {p}" for p in facts["plan_problems"]]]
     report = facts.get("report") or ({"summary": plan.get("summary", "")} if plan else {})
-    return "\n".join([
-        *head,
-        "",
-        "## Agent summary",
-        str(report.get("summary", "(no report)")).strip(),
-        "",
-        "## Checks",
-        *_checks_lines(facts),
-        "",
-        "## Changes",
-        *_changes_lines(facts),
-    ])
+    return "\n".join(
+        [
+            *head,
+            "",
+            "## Agent summary",
+            str(report.get("summary", "(no report)")).strip(),
+            "",
+            "## Checks",
+            *_checks_lines(facts),
+            "",
+            "## Changes",
+            *_changes_lines(facts),
+        ]
+    )

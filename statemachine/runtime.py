@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 from pathlib import Path
 
-from statemachine import catalog, policy as policy_mod
+from statemachine import catalog
+from statemachine import policy as policy_mod
 from statemachine.adapters.git import CliGit, repo_root
 from statemachine.adapters.jail import Jail
 from statemachine.errors import OrchError
 from statemachine.policy import Policy
-from statemachine.run_command import run_argv as run_argv  # the daemon reads it here
 from statemachine.ports import Agent, Tracker
+from statemachine.run_command import run_argv as run_argv  # the daemon reads it here
 from statemachine.store import Store
 
 STATE_DB = Path(".orch") / "state" / "orch.db"
@@ -58,11 +58,19 @@ def open_github(cfg: dict[str, object]) -> Tracker:
 
     # on GitHub Actions the runner says which GitHub it serves (GitHub Enterprise Server included); the policy wins
     on_actions = os.environ.get("GITHUB_ACTIONS") == "true" and os.environ.get("GITHUB_API_URL")
-    api_url = str(cfg.get("api_url") or (os.environ["GITHUB_API_URL"] if on_actions else "") or "https://api.github.com")
+    api_url = str(
+        cfg.get("api_url") or (os.environ["GITHUB_API_URL"] if on_actions else "") or "https://api.github.com"
+    )
     token, source = find_token()
-    return GitHubTracker(str(cfg["owner"]), str(cfg["repo"]), token, api_url=api_url, token_source=source,
-                         runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None,
-                         app_slug=app_slug(cfg))
+    return GitHubTracker(
+        str(cfg["owner"]),
+        str(cfg["repo"]),
+        token,
+        api_url=api_url,
+        token_source=source,
+        runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None,
+        app_slug=app_slug(cfg),
+    )
 
 
 def app_slug(cfg: dict[str, object]) -> str | None:

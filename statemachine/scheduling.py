@@ -22,7 +22,7 @@ def ownership(body: str) -> tuple[str, ...]:
         if not m:
             continue
         found = [p.strip("`") for p in re.split(r"[,\s]+", m.group(1)) if p.strip("`")]
-        for follow in lines[i + 1:]:
+        for follow in lines[i + 1 :]:
             if not follow.strip():
                 if found:
                     break
@@ -105,7 +105,9 @@ def spread(candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
     return out
 
 
-def select(candidates: list[Candidate], running: list[tuple[str, ...]], slots: int, unscoped_parallel: bool = False) -> list[Candidate]:
+def select(
+    candidates: list[Candidate], running: list[tuple[str, ...]], slots: int, unscoped_parallel: bool = False
+) -> list[Candidate]:
     """Pick up to ``slots`` candidates, in order, each compatible with everything running or already picked."""
     picked: list[Candidate] = []
     owned = list(running)

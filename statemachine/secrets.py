@@ -33,7 +33,9 @@ _NOT_A_VALUE = re.compile(
     r"(?:_(?:FILE|DIR|DIRECTORY|PATH|SOCK|SOCKET|HOME|URL|ENDPOINT|REGION|ZONE|LOCATION|PROFILE|PROJECT|PROJECT_ID"
     r"|ASKPASS|HELPER|OUTPUT)"
     r"|^GIT_CONFIG_(?:COUNT|KEY_\d+|NOSYSTEM|GLOBAL|SYSTEM)|^(?:KUBECONFIG|GIT_ASKPASS|SSH_ASKPASS|SSH_AUTH_SOCK"
-    r"|GOOGLE_APPLICATION_CREDENTIALS|GH_CONFIG_DIR))$", re.I)
+    r"|GOOGLE_APPLICATION_CREDENTIALS|GH_CONFIG_DIR))$",
+    re.I,
+)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keys too (STRIPE_API_KEY, an unused OPENAI_API_KEY): the agent's environment drops them, so they are secret here.
@@ -67,11 +69,20 @@ def encodings(value: str) -> list[tuple[str, str]]:
     """``(encoding, text)`` for every form of ``value`` that is matched, the plainest first."""
     raw = value.encode("utf-8", "surrogateescape")
     escaped = json.dumps(value)[1:-1]
-    forms = [("verbatim", value), ("reversed", value[::-1]),
-             ("json", escaped), ("json", json.dumps(value, ensure_ascii=False)[1:-1]), ("json", escaped.replace("/", "\\/")),
-             ("hex", raw.hex()), ("hex", raw.hex().upper()),
-             ("percent", quote(raw, safe="")), ("percent", quote(raw)), ("percent", quote_plus(raw, safe="")),
-             ("percent", "".join(f"%{b:02X}" for b in raw)), ("percent", "".join(f"%{b:02x}" for b in raw))]
+    forms = [
+        ("verbatim", value),
+        ("reversed", value[::-1]),
+        ("json", escaped),
+        ("json", json.dumps(value, ensure_ascii=False)[1:-1]),
+        ("json", escaped.replace("/", "\\/")),
+        ("hex", raw.hex()),
+        ("hex", raw.hex().upper()),
+        ("percent", quote(raw, safe="")),
+        ("percent", quote(raw)),
+        ("percent", quote_plus(raw, safe="")),
+        ("percent", "".join(f"%{b:02X}" for b in raw)),
+        ("percent", "".join(f"%{b:02x}" for b in raw)),
+    ]
     return forms + _base64_variants(raw)
 
 
@@ -192,7 +203,7 @@ class SecretSet:
                         break
                     name, encoding = table[m.group(0)]
                     hits.append(Hit(name, encoding, base + m.start()))
-                    out += [buf[pos:m.start()], f"[redacted:{name}]".encode()]
+                    out += [buf[pos : m.start()], f"[redacted:{name}]".encode()]
                     pos = m.end()
             cut = max(pos, safe)
             out.append(buf[pos:cut])
@@ -235,7 +246,9 @@ def tracker_token(tracker: Any) -> tuple[str, str] | None:
     return (source if _ENV_NAME.fullmatch(source) else "TRACKER_TOKEN"), token
 
 
-def collect(policy_data: Mapping[str, Any], tracker: Any = None, env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+def collect(
+    policy_data: Mapping[str, Any], tracker: Any = None, env: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """``(name, value)`` of every secret of a run: the tracker's token, the model key, the policy's and the secret-named variables."""
     env = os.environ if env is None else env
     out: list[tuple[str, str]] = []
@@ -281,13 +294,19 @@ class RedactingTracker:
     def update_comment(self, number: int, comment_id: int, body: str) -> Any:
         return self.inner.update_comment(number, comment_id, self._clean(body))
 
-    def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
-                    head_sha: str, base_sha: str, marker: str) -> Any:
-        return self.inner.create_pull(issue, self._clean(title), self._clean(body), head, base, head_sha, base_sha, marker)
+    def create_pull(
+        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+    ) -> Any:
+        return self.inner.create_pull(
+            issue, self._clean(title), self._clean(body), head, base, head_sha, base_sha, marker
+        )
 
     def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Any:
         return self.inner.create_issue(self._clean(title), self._clean(body), labels, marker=marker)
 
     def update_issue(self, number: int, title: str | None = None, body: str | None = None) -> Any:
-        return self.inner.update_issue(number, title=None if title is None else self._clean(title),
-                                       body=None if body is None else self._clean(body))
+        return self.inner.update_issue(
+            number,
+            title=None if title is None else self._clean(title),
+            body=None if body is None else self._clean(body),
+        )

@@ -97,7 +97,9 @@ class Store:
             self.conn.execute("PRAGMA busy_timeout = 10000")
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise StoreError(f"cannot put {path} in WAL mode (got {mode})", "is the folder on a network filesystem?")
+                raise StoreError(
+                    f"cannot put {path} in WAL mode (got {mode})", "is the folder on a network filesystem?"
+                )
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
             with self.transaction():
@@ -112,7 +114,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise translate(exc, path) from None
         except OSError as exc:
-            raise StoreError(f"cannot create the state folder {path.parent}: {exc.strerror}", "check permissions and free disk space") from None
+            raise StoreError(
+                f"cannot create the state folder {path.parent}: {exc.strerror}", "check permissions and free disk space"
+            ) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -185,12 +189,23 @@ class Store:
         rows = [(run_id, key, json.dumps(value, sort_keys=True)) for key, value in values.items()]
         with self.transaction() as c:
             c.executemany(
-                "INSERT INTO facts VALUES (?, ?, ?) ON CONFLICT(run_id, key) DO UPDATE SET value=excluded.value", rows)
+                "INSERT INTO facts VALUES (?, ?, ?) ON CONFLICT(run_id, key) DO UPDATE SET value=excluded.value", rows
+            )
 
     # steps and the journal -----------------------------------------------------------------
 
-    def begin_step(self, issue: int, run_id: str | None, nonce: str, trigger: str, source: str, dest: str,
-                   index: int, snapshot: dict[str, Any], verdicts: list[dict[str, Any]]) -> int:
+    def begin_step(
+        self,
+        issue: int,
+        run_id: str | None,
+        nonce: str,
+        trigger: str,
+        source: str,
+        dest: str,
+        index: int,
+        snapshot: dict[str, Any],
+        verdicts: list[dict[str, Any]],
+    ) -> int:
         with self.transaction() as c:
             cur = c.execute(
                 "INSERT INTO steps (issue, run_id, nonce, trigger, source, dest, transition_index, status, snapshot, "
@@ -201,7 +216,10 @@ class Store:
 
     def finish_step(self, step_id: int, issue: int, dest: str, run_id: str | None, outcome: str | None) -> None:
         with self.transaction() as c:
-            c.execute("UPDATE steps SET status='done', finished_at=?, run_id=COALESCE(run_id, ?) WHERE id=?", (now(), run_id, step_id))
+            c.execute(
+                "UPDATE steps SET status='done', finished_at=?, run_id=COALESCE(run_id, ?) WHERE id=?",
+                (now(), run_id, step_id),
+            )
             c.execute(
                 "INSERT INTO issue_state (issue, state, run_id, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(issue) DO UPDATE SET state=excluded.state, run_id=excluded.run_id, updated_at=excluded.updated_at",
@@ -224,7 +242,9 @@ class Store:
         with self.transaction() as c:
             if step_id is not None:
                 c.execute("UPDATE steps SET status='aborted', finished_at=? WHERE id=?", (now(), step_id))
-            c.execute("UPDATE steps SET status='aborted', finished_at=? WHERE issue=? AND status='pending'", (now(), issue))
+            c.execute(
+                "UPDATE steps SET status='aborted', finished_at=? WHERE issue=? AND status='pending'", (now(), issue)
+            )
             c.execute("UPDATE issue_state SET state=?, updated_at=? WHERE issue=?", (INITIAL_STATE, now(), issue))
             if run_id:
                 c.execute("UPDATE runs SET ended_at=?, outcome='superseded' WHERE run_id=?", (now(), run_id))
@@ -232,7 +252,9 @@ class Store:
     def abort_pending(self, issue: int) -> None:
         """Drop an interrupted step of a run that was stopped on purpose (its finished effects stay journaled)."""
         with self.transaction() as c:
-            c.execute("UPDATE steps SET status='aborted', finished_at=? WHERE issue=? AND status='pending'", (now(), issue))
+            c.execute(
+                "UPDATE steps SET status='aborted', finished_at=? WHERE issue=? AND status='pending'", (now(), issue)
+            )
 
     def pending_step(self, issue: int) -> StepRow | None:
         rows = self.query("SELECT * FROM steps WHERE issue=? AND status='pending' ORDER BY id LIMIT 1", (issue,))
@@ -263,16 +285,27 @@ class Store:
             )
 
     def journal(self, issue: int | None = None) -> list[dict[str, Any]]:
-        sql = ("SELECT j.step_id, j.idx, j.action, j.params, j.status, j.result, j.intent_at, j.done_at, s.issue "
-               "FROM journal j JOIN steps s ON s.id = j.step_id")
+        sql = (
+            "SELECT j.step_id, j.idx, j.action, j.params, j.status, j.result, j.intent_at, j.done_at, s.issue "
+            "FROM journal j JOIN steps s ON s.id = j.step_id"
+        )
         args: tuple[Any, ...] = ()
         if issue is not None:
             sql += " WHERE s.issue=?"
             args = (issue,)
         sql += " ORDER BY j.step_id, j.idx"
         return [
-            {"step": r[0], "idx": r[1], "action": r[2], "params": json.loads(r[3]), "status": r[4],
-             "result": json.loads(r[5]) if r[5] else None, "intent_at": r[6], "done_at": r[7], "issue": r[8]}
+            {
+                "step": r[0],
+                "idx": r[1],
+                "action": r[2],
+                "params": json.loads(r[3]),
+                "status": r[4],
+                "result": json.loads(r[5]) if r[5] else None,
+                "intent_at": r[6],
+                "done_at": r[7],
+                "issue": r[8],
+            }
             for r in self.query(sql, args)
         ]
 
@@ -314,22 +347,39 @@ def _alive(pid: int) -> bool:
 
 def _step(r: sqlite3.Row) -> StepRow:
     return StepRow(
-        id=r[0], issue=r[1], run_id=r[2], nonce=r[3], trigger=r[4], source=r[5], dest=r[6], transition_index=r[7],
-        status=r[8], snapshot=json.loads(r[9]), verdicts=json.loads(r[10]), started_at=r[11], finished_at=r[12],
+        id=r[0],
+        issue=r[1],
+        run_id=r[2],
+        nonce=r[3],
+        trigger=r[4],
+        source=r[5],
+        dest=r[6],
+        transition_index=r[7],
+        status=r[8],
+        snapshot=json.loads(r[9]),
+        verdicts=json.loads(r[10]),
+        started_at=r[11],
+        finished_at=r[12],
     )
 
 
 def translate(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
-        return StoreError(f"the state database {path} is locked by another process ({text})",
-                          "another orch command is writing; wait for it and run this again")
+        return StoreError(
+            f"the state database {path} is locked by another process ({text})",
+            "another orch command is writing; wait for it and run this again",
+        )
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return StoreError(f"the state database {path} is corrupted ({text})",
-                          f"move it aside (mv {path} {path}.broken) and run again; the tracker still holds the issues")
+        return StoreError(
+            f"the state database {path} is corrupted ({text})",
+            f"move it aside (mv {path} {path}.broken) and run again; the tracker still holds the issues",
+        )
     if "readonly" in text or "read-only" in text:
         return StoreError(f"the state database {path} is read-only ({text})", "check the folder's permissions")
     if "disk" in text and "full" in text:
         return StoreError(f"the disk holding {path} is full", "free some space and run again")
-    return StoreError(f"the state database {path} failed: {text}",
-                      "check the disk and the folder's permissions; if the file is damaged, move it aside and run again")
+    return StoreError(
+        f"the state database {path} failed: {text}",
+        "check the disk and the folder's permissions; if the file is damaged, move it aside and run again",
+    )

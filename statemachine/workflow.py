@@ -70,8 +70,14 @@ def install_spec(dist: Any = None) -> tuple[str | None, str]:
     return None, f"installed from {where}, which GitHub's runners cannot reach"
 
 
-def render(labels: tuple[str, ...] = ("agent:auto", "agent:plan-auto"), cron: str = "*/30 * * * *", python: str = "3.12",
-           package: str | None = None, agent_kind: str = "codex", api_key_env: str | None = "") -> str:
+def render(
+    labels: tuple[str, ...] = ("agent:auto", "agent:plan-auto"),
+    cron: str = "*/30 * * * *",
+    python: str = "3.12",
+    package: str | None = None,
+    agent_kind: str = "codex",
+    api_key_env: str | None = "",
+) -> str:
     """A workflow running `orch daemon --once` on `issues: labeled` and on a schedule, with the least permissions it needs.
 
     ``agent_kind`` picks the agent CLI to install; ``api_key_env`` names the model key's secret ("" means the kind's
@@ -84,13 +90,21 @@ def render(labels: tuple[str, ...] = ("agent:auto", "agent:plan-auto"), cron: st
     names = " or ".join(labels)
     key = DEFAULT_API_KEY_ENV.get(agent_kind) if api_key_env == "" else api_key_env
     cli = AGENT_CLIS.get(agent_kind)
-    install_agent = (f"""      - name: Install the agent CLI ({agent_kind}, pinned)
+    install_agent = (
+        f"""      - name: Install the agent CLI ({agent_kind}, pinned)
         run: {cli}
-""" if cli else "")
-    key_line = (f"""          # The model key reaches this step only; orch hands it to the agent alone (the jail's
+"""
+        if cli
+        else ""
+    )
+    key_line = (
+        f"""          # The model key reaches this step only; orch hands it to the agent alone (the jail's
           # environment allowlist never passes it to checks).
           {key}: ${{{{ secrets.{key} }}}}
-""" if key else "")
+"""
+        if key
+        else ""
+    )
     return f"""# Written by `orch setup --actions`. It runs orch on GitHub's runners: when an issue gets
 # the {names} label, and on a schedule to pick up anything missed or interrupted.
 #

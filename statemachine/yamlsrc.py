@@ -42,7 +42,10 @@ class Document:
 def to_plain(node: Any) -> Any:
     """Turn ruamel round-trip containers and scalar subclasses into plain Python values."""
     if isinstance(node, dict):
-        return {to_plain(str(k)) if not isinstance(k, (int, float, bool)) or k is None else k: to_plain(v) for k, v in node.items()}
+        return {
+            to_plain(str(k)) if not isinstance(k, (int, float, bool)) or k is None else k: to_plain(v)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [to_plain(v) for v in node]
     if isinstance(node, bool) or node is None:
@@ -71,7 +74,9 @@ def load_text(text: str, file: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        raise PolicyError([Problem(file, line, col, (), f"YAML syntax error: {what}", "fix the YAML syntax at that position")]) from None
+        raise PolicyError(
+            [Problem(file, line, col, (), f"YAML syntax error: {what}", "fix the YAML syntax at that position")]
+        ) from None
     except YAMLError as exc:
         raise PolicyError([Problem(file, 1, 1, (), f"YAML error: {exc}", "fix the YAML syntax")]) from None
     except (ValueError, RecursionError, TypeError, AttributeError) as exc:  # e.g. bad unicode escapes, absurd nesting,
@@ -80,8 +85,18 @@ def load_text(text: str, file: str) -> Document:
     try:
         data = to_plain(tree)
     except RecursionError:  # an anchor that contains its own alias (&a [*a]) at the top level
-        raise PolicyError([Problem(file, 1, 1, (), "cannot read YAML: an alias refers to the node that contains it",
-                                   "remove the recursive anchor")]) from None
+        raise PolicyError(
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    (),
+                    "cannot read YAML: an alias refers to the node that contains it",
+                    "remove the recursive anchor",
+                )
+            ]
+        ) from None
     return Document(file=file, tree=tree, data=data)
 
 
@@ -92,9 +107,22 @@ def load_file(path: Path, display: str | None = None) -> Document:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise PolicyError([Problem(name, 1, 1, (), "file not found", "run `orch setup` to write a starter policy, or pass --policy PATH")]) from None
+        raise PolicyError(
+            [
+                Problem(
+                    name,
+                    1,
+                    1,
+                    (),
+                    "file not found",
+                    "run `orch setup` to write a starter policy, or pass --policy PATH",
+                )
+            ]
+        ) from None
     except OSError as exc:
-        raise PolicyError([Problem(name, 1, 1, (), f"cannot read the file: {exc.strerror}", "check its permissions")]) from None
+        raise PolicyError(
+            [Problem(name, 1, 1, (), f"cannot read the file: {exc.strerror}", "check its permissions")]
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

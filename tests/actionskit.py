@@ -60,12 +60,15 @@ class Unproven(AssertionError):
 # GitHub's expression language (docs: "Evaluate expressions in workflows and actions"), the part the workflow uses:
 # literals, context property paths, ! == != && || and parentheses, contains(), fromJSON(), and the status functions.
 
-_TOKEN = re.compile(r"""\s*(?:
+_TOKEN = re.compile(
+    r"""\s*(?:
     (?P<str>'(?:[^']|'')*')
   | (?P<num>-?\d+(?:\.\d+)?)
   | (?P<op>\|\||&&|==|!=|<=|>=|<|>|!|\(|\)|,)
   | (?P<name>[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_*][A-Za-z0-9_-]*)*)
-)""", re.X)
+)""",
+    re.X,
+)
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -398,9 +401,9 @@ class Job:
     workflow: str
     event_name: str
     event: dict[str, Any]
-    workspace: str          # GITHUB_WORKSPACE: empty or absent; checkout clones into it
-    runner: str             # the runner's own folders: HOME, RUNNER_TEMP, tool cache, shims, artifacts, logs
-    repository: str         # owner/name
+    workspace: str  # GITHUB_WORKSPACE: empty or absent; checkout clones into it
+    runner: str  # the runner's own folders: HOME, RUNNER_TEMP, tool cache, shims, artifacts, logs
+    repository: str  # owner/name
     machine: Machine
     secrets: dict[str, str] = field(default_factory=dict)
     job_id: str = "orch"
@@ -408,17 +411,17 @@ class Job:
     ref: str = "refs/heads/main"
     actor: str = "alice"
     step_timeout: float = 300.0
-    dry_run: bool = False   # evaluate every condition, env and input, execute nothing (but the app-token action)
+    dry_run: bool = False  # evaluate every condition, env and input, execute nothing (but the app-token action)
 
 
 @dataclass
 class StepResult:
     index: int
     name: str
-    outcome: str            # success, failure, skipped, cancelled
+    outcome: str  # success, failure, skipped, cancelled
     exit_code: int | None = None
-    output: str = ""        # stdout and stderr, interleaved
-    env: dict[str, str] = field(default_factory=dict)   # what the step's process got (run steps)
+    output: str = ""  # stdout and stderr, interleaved
+    env: dict[str, str] = field(default_factory=dict)  # what the step's process got (run steps)
     inputs: dict[str, str] = field(default_factory=dict)  # evaluated `with:` (uses steps)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -426,12 +429,12 @@ class StepResult:
 
 @dataclass
 class JobResult:
-    ran: bool                       # the job's `if:` was true
+    ran: bool  # the job's `if:` was true
     concurrency_group: str
     cancel_in_progress: bool
     steps: list[StepResult]
     artifacts: Path
-    status: str                     # success, failure, cancelled, skipped
+    status: str  # success, failure, cancelled, skipped
 
     def step(self, name: str) -> StepResult:
         found = [s for s in self.steps if s.name == name]
@@ -462,6 +465,7 @@ def step_name(step: dict[str, Any]) -> str:
 
 # --- uses: steps, each replaced by its documented effect -------------------------------------------------------
 
+
 def _git(cwd: Path, *args: str, env: dict[str, str]) -> str:
     res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
@@ -486,16 +490,37 @@ def use_checkout(inputs: dict[str, str], job: Job, env: dict[str, str], log: lis
     _git(ws, "config", "--local", key, header, env=env)  # checkout sets it for its own fetch, then decides
     branch = job.ref.removeprefix("refs/heads/")
     if depth == 0:
-        _git(ws, "fetch", "-q", "--prune", "--no-recurse-submodules", "origin",
-             "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", env=env)
+        _git(
+            ws,
+            "fetch",
+            "-q",
+            "--prune",
+            "--no-recurse-submodules",
+            "origin",
+            "+refs/heads/*:refs/remotes/origin/*",
+            "+refs/tags/*:refs/tags/*",
+            env=env,
+        )
     else:
-        _git(ws, "fetch", "-q", "--no-tags", "--prune", "--no-recurse-submodules", f"--depth={depth}", "origin",
-             f"+{job.ref}:refs/remotes/origin/{branch}", env=env)
+        _git(
+            ws,
+            "fetch",
+            "-q",
+            "--no-tags",
+            "--prune",
+            "--no-recurse-submodules",
+            f"--depth={depth}",
+            "origin",
+            f"+{job.ref}:refs/remotes/origin/{branch}",
+            env=env,
+        )
     _git(ws, "checkout", "-q", "--force", "-B", branch, f"refs/remotes/origin/{branch}", env=env)
     if not persist:
         _git(ws, "config", "--local", "--unset-all", key, env=env)
-    log.append(f"checked out {branch} at {_git(ws, 'rev-parse', 'HEAD', env=env).strip()} "
-               f"(fetch-depth {depth}, persist-credentials {str(persist).lower()})")
+    log.append(
+        f"checked out {branch} at {_git(ws, 'rev-parse', 'HEAD', env=env).strip()} "
+        f"(fetch-depth {depth}, persist-credentials {str(persist).lower()})"
+    )
     return {}
 
 
@@ -509,8 +534,12 @@ def use_setup_python(inputs: dict[str, str], job: Job, env: dict[str, str], log:
     res = subprocess.run([job.machine.python, "-m", "venv", str(venv)], env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"venv: {res.stderr}")
-    have = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                          env=env, capture_output=True, text=True).stdout.strip()
+    have = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     log.append(f"python-version {want} requested; a fresh venv of Python {have} at {venv}")
     return {"python-version": have, "python-path": str(venv / "bin" / "python"), "__path__": str(venv / "bin")}
 
@@ -533,8 +562,12 @@ def use_upload_artifact(inputs: dict[str, str], job: Job, env: dict[str, str], l
         log.append(f"no files at {path}: it is hidden (include-hidden-files is false)")
         return {}
     if source.is_dir():
-        shutil.copytree(source, target, symlinks=True,
-                        ignore=(lambda _d, names: [n for n in names if n.startswith(".")]) if hidden else None)
+        shutil.copytree(
+            source,
+            target,
+            symlinks=True,
+            ignore=(lambda _d, names: [n for n in names if n.startswith(".")]) if hidden else None,
+        )
     else:
         target.mkdir(parents=True)
         shutil.copy2(source, target / source.name)
@@ -555,15 +588,26 @@ def use_app_token(inputs: dict[str, str], job: Job, env: dict[str, str], log: li
 USES: dict[str, tuple[Callable[..., dict[str, str]], set[str]]] = {
     "actions/checkout": (use_checkout, {"fetch-depth", "persist-credentials", "token"}),
     "actions/setup-python": (use_setup_python, {"python-version"}),
-    "actions/upload-artifact": (use_upload_artifact, {"name", "path", "if-no-files-found", "retention-days",
-                                                      "include-hidden-files"}),
-    "actions/create-github-app-token": (use_app_token, {"app-id", "private-key", "permission-contents",
-                                                        "permission-issues", "permission-pull-requests",
-                                                        "permission-metadata"}),
+    "actions/upload-artifact": (
+        use_upload_artifact,
+        {"name", "path", "if-no-files-found", "retention-days", "include-hidden-files"},
+    ),
+    "actions/create-github-app-token": (
+        use_app_token,
+        {
+            "app-id",
+            "private-key",
+            "permission-contents",
+            "permission-issues",
+            "permission-pull-requests",
+            "permission-metadata",
+        },
+    ),
 }
 
 
 # --- running a job ------------------------------------------------------------------------------------------------
+
 
 def _read_file_commands(path: Path) -> dict[str, str]:
     """GITHUB_OUTPUT / GITHUB_ENV syntax: name=value lines and name<<DELIM heredocs."""
@@ -588,8 +632,13 @@ def _read_file_commands(path: Path) -> dict[str, str]:
 
 
 class Runner:
-    def __init__(self, job: Job, on_step_start: Callable[[StepResult, subprocess.Popen[bytes]], None] | None = None,
-                 journal: Path | None = None, before_step: Callable[[StepResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        job: Job,
+        on_step_start: Callable[[StepResult, subprocess.Popen[bytes]], None] | None = None,
+        journal: Path | None = None,
+        before_step: Callable[[StepResult], None] | None = None,
+    ) -> None:
         self.job = job
         self.on_step_start = on_step_start
         self.before_step = before_step
@@ -619,23 +668,43 @@ class Runner:
         event_path.write_text(json.dumps(job.event))
         owner = job.repository.split("/")[0]
         return {
-            "PATH": os.pathsep.join(path), "HOME": str(r / "home"), "LANG": "C.UTF-8", "CI": "true",
-            "GITHUB_ACTIONS": "true", "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64", "RUNNER_NAME": "actionskit",
-            "RUNNER_TEMP": str(r / "temp"), "RUNNER_TOOL_CACHE": str(r / "toolcache"),
-            "GITHUB_WORKSPACE": job.workspace, "GITHUB_EVENT_NAME": job.event_name,
+            "PATH": os.pathsep.join(path),
+            "HOME": str(r / "home"),
+            "LANG": "C.UTF-8",
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "RUNNER_OS": "Linux",
+            "RUNNER_ARCH": "X64",
+            "RUNNER_NAME": "actionskit",
+            "RUNNER_TEMP": str(r / "temp"),
+            "RUNNER_TOOL_CACHE": str(r / "toolcache"),
+            "GITHUB_WORKSPACE": job.workspace,
+            "GITHUB_EVENT_NAME": job.event_name,
             "GITHUB_EVENT_PATH": str(event_path),
-            "GITHUB_REPOSITORY": job.repository, "GITHUB_REPOSITORY_OWNER": owner, "GITHUB_JOB": job.job_id,
-            "GITHUB_RUN_ID": str(job.run_id), "GITHUB_RUN_NUMBER": str(job.run_id), "GITHUB_RUN_ATTEMPT": "1",
-            "GITHUB_REF": job.ref, "GITHUB_REF_NAME": job.ref.removeprefix("refs/heads/"), "GITHUB_REF_TYPE": "branch",
-            "GITHUB_ACTOR": job.actor, "GITHUB_TRIGGERING_ACTOR": job.actor, "GITHUB_WORKFLOW": "orch",
+            "GITHUB_REPOSITORY": job.repository,
+            "GITHUB_REPOSITORY_OWNER": owner,
+            "GITHUB_JOB": job.job_id,
+            "GITHUB_RUN_ID": str(job.run_id),
+            "GITHUB_RUN_NUMBER": str(job.run_id),
+            "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_REF": job.ref,
+            "GITHUB_REF_NAME": job.ref.removeprefix("refs/heads/"),
+            "GITHUB_REF_TYPE": "branch",
+            "GITHUB_ACTOR": job.actor,
+            "GITHUB_TRIGGERING_ACTOR": job.actor,
+            "GITHUB_WORKFLOW": "orch",
             # the runner's GitHub is the emulator
-            "GITHUB_SERVER_URL": m.github_url, "GITHUB_API_URL": m.github_url,
+            "GITHUB_SERVER_URL": m.github_url,
+            "GITHUB_API_URL": m.github_url,
             "GITHUB_GRAPHQL_URL": m.github_url + "/graphql",
             # PyPI is the wheelhouse: real pip, offline, this machine's pip.conf ignored
-            "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": " ".join(m.pip_find_links), "PIP_CONFIG_FILE": os.devnull,
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": " ".join(m.pip_find_links),
+            "PIP_CONFIG_FILE": os.devnull,
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             # for the shims
-            "ACTIONSKIT_SHIM_LOG": str(r / "shims.log"), "ACTIONSKIT_NODE_PREFIX": m.node_prefix,
+            "ACTIONSKIT_SHIM_LOG": str(r / "shims.log"),
+            "ACTIONSKIT_NODE_PREFIX": m.node_prefix,
             "ACTIONSKIT_NPM_BIN": str(r / "npm-global" / "bin"),
         }
 
@@ -653,14 +722,30 @@ class Runner:
             if "uses" in step:
                 self.action(step)
         machine = self.machine_env()
-        github = {"event_name": job.event_name, "event": job.event, "repository": job.repository,
-                  "repository_owner": job.repository.split("/")[0], "run_id": str(job.run_id),
-                  "run_number": str(job.run_id), "run_attempt": "1", "ref": job.ref, "actor": job.actor,
-                  "workspace": job.workspace, "job": job.job_id, "server_url": job.machine.github_url,
-                  "api_url": job.machine.github_url, "token": job.secrets.get("GITHUB_TOKEN", "")}
+        github = {
+            "event_name": job.event_name,
+            "event": job.event,
+            "repository": job.repository,
+            "repository_owner": job.repository.split("/")[0],
+            "run_id": str(job.run_id),
+            "run_number": str(job.run_id),
+            "run_attempt": "1",
+            "ref": job.ref,
+            "actor": job.actor,
+            "workspace": job.workspace,
+            "job": job.job_id,
+            "server_url": job.machine.github_url,
+            "api_url": job.machine.github_url,
+            "token": job.secrets.get("GITHUB_TOKEN", ""),
+        }
         secrets = dict(job.secrets)
-        contexts: dict[str, Any] = {"github": github, "secrets": secrets, "env": {}, "steps": {},
-                                    "runner": {"os": "Linux", "arch": "X64", "temp": machine["RUNNER_TEMP"]}}
+        contexts: dict[str, Any] = {
+            "github": github,
+            "secrets": secrets,
+            "env": {},
+            "steps": {},
+            "runner": {"os": "Linux", "arch": "X64", "temp": machine["RUNNER_TEMP"]},
+        }
         precheck(doc, contexts)
         conc = doc.get("concurrency") or {}
         group = interpolate(conc.get("group", ""), contexts) if isinstance(conc, dict) else interpolate(conc, contexts)
@@ -687,8 +772,10 @@ class Runner:
             step_env = {k: interpolate(v, contexts) for k, v in (step.get("env") or {}).items()}
             env = {**machine, **job_env, **step_env}
             env["PATH"] = os.pathsep.join(extra_path + [env["PATH"]])
-            files = {n: self.runner / "files" / f"{n.lower()}-{index}"
-                     for n in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH")}
+            files = {
+                n: self.runner / "files" / f"{n.lower()}-{index}"
+                for n in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH")
+            }
             for name, f in files.items():
                 f.write_text("")
                 env[name] = str(f)
@@ -707,8 +794,12 @@ class Runner:
                     result.outcome, result.exit_code = "success", 0
                 else:
                     result.env = env
-                    self.run_script(interpolate(step["run"], contexts), env, result,
-                                    min(job.step_timeout, max(1.0, deadline - time.monotonic())))
+                    self.run_script(
+                        interpolate(step["run"], contexts),
+                        env,
+                        result,
+                        min(job.step_timeout, max(1.0, deadline - time.monotonic())),
+                    )
             except Unproven:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failing action fails its step, like on GitHub
@@ -721,10 +812,19 @@ class Runner:
             elif result.outcome == "failure":
                 self.status.failed = True
             if "id" in step:
-                contexts["steps"][step["id"]] = {"outputs": result.outputs, "outcome": result.outcome,
-                                                 "conclusion": result.outcome}
-            self.record("step-finished", index=index, name=result.name, outcome=result.outcome,
-                        exit_code=result.exit_code, seconds=round(result.seconds, 2))
+                contexts["steps"][step["id"]] = {
+                    "outputs": result.outputs,
+                    "outcome": result.outcome,
+                    "conclusion": result.outcome,
+                }
+            self.record(
+                "step-finished",
+                index=index,
+                name=result.name,
+                outcome=result.outcome,
+                exit_code=result.exit_code,
+                seconds=round(result.seconds, 2),
+            )
         status = "cancelled" if self.status.cancelled else "failure" if self.status.failed else "success"
         self.record("job-finished", status=status)
         return JobResult(True, group, cancel, steps, artifacts, status)
@@ -744,8 +844,9 @@ class Runner:
             raise Unproven(f"{action}: inputs the kit does not honour: {sorted(unknown)}")
         return action, fn
 
-    def uses(self, step: dict[str, Any], contexts: dict[str, Any], env: dict[str, str],
-             result: StepResult) -> dict[str, str]:
+    def uses(
+        self, step: dict[str, Any], contexts: dict[str, Any], env: dict[str, str], result: StepResult
+    ) -> dict[str, str]:
         _action, fn = self.action(step)
         log: list[str] = []
         try:
@@ -759,9 +860,15 @@ class Runner:
         path.write_text(script)
         log_path = self.runner / "files" / f"step-{result.index}.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(["bash", "-e", str(path)], cwd=self.job.workspace, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                ["bash", "-e", str(path)],
+                cwd=self.job.workspace,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self.current = proc
             self.record("step-process", index=result.index, pid=proc.pid)
             if self.on_step_start is not None:
@@ -805,8 +912,11 @@ class Runner:
         self.cancels += 1
 
 
-def run_job(job: Job, on_step_start: Callable[[StepResult, subprocess.Popen[bytes]], None] | None = None,
-            before_step: Callable[[StepResult], None] | None = None) -> JobResult:
+def run_job(
+    job: Job,
+    on_step_start: Callable[[StepResult, subprocess.Popen[bytes]], None] | None = None,
+    before_step: Callable[[StepResult], None] | None = None,
+) -> JobResult:
     return Runner(job, on_step_start, Path(job.runner) / "steps.jsonl", before_step).run()
 
 
@@ -845,5 +955,18 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
-__all__ = ["Evaluator", "Job", "JobResult", "Machine", "Runner", "StepResult", "Unproven", "condition", "interpolate",
-           "job_from_json", "job_to_json", "load_workflow", "run_job"]
+__all__ = [
+    "Evaluator",
+    "Job",
+    "JobResult",
+    "Machine",
+    "Runner",
+    "StepResult",
+    "Unproven",
+    "condition",
+    "interpolate",
+    "job_from_json",
+    "job_to_json",
+    "load_workflow",
+    "run_job",
+]

@@ -22,7 +22,7 @@ STATE_DB = Path(".orch") / "state" / "orch.db"
 
 # Every agent script starts with this: it reads the prompt, counts its own runs in a file outside
 # the repository and gets small helpers to edit the worktree and write the completion report.
-PRELUDE = '''\
+PRELUDE = """\
 import json, os, subprocess, sys, time
 from pathlib import Path
 
@@ -48,7 +48,7 @@ def report(changed, status="completed", summary="Did the work.", **extra):
     data.update(extra)
     REPORT.write_text(json.dumps(data))
 
-'''
+"""
 
 
 @dataclass
@@ -74,20 +74,20 @@ def make_agent(tmp: Path, body: str, name: str = "agent") -> Agent:
     return Agent(script, state)
 
 
-GOOD_AGENT = '''
+GOOD_AGENT = """
 write("app.py", (WT / "app.py").read_text() + "\\n\\ndef sub(a, b):\\n    return a - b\\n")
 write("docs/notes.md", "sub() subtracts.\\n")
 print("agent: edited app.py and docs/notes.md", flush=True)
 report(["app.py", "docs/notes.md"], summary="Added sub() and a note.")
-'''
+"""
 
 
 def blocked_path_body(path: str) -> str:
     """An agent that writes one file at ``path`` (a blocked path) and reports it truthfully."""
-    return f'''
+    return f"""
 write({path!r}, "X=1\\n")
 report([{path!r}])
-'''
+"""
 
 
 GOOD_APP = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
@@ -96,8 +96,13 @@ GOOD_NOTES = "sub() subtracts.\n"
 
 def policy_text(agent: Agent | None, *, agent_cfg: dict[str, Any] | None = None, **sections: Any) -> str:
     """A repository policy extending the default one; each section is written as inline JSON (valid YAML)."""
-    cfg: dict[str, Any] = {"kind": "command", "command": sys.executable,
-                           "args": [str(agent.script)] if agent else [], "timeout_seconds": 60, "idle_timeout_seconds": 30}
+    cfg: dict[str, Any] = {
+        "kind": "command",
+        "command": sys.executable,
+        "args": [str(agent.script)] if agent else [],
+        "timeout_seconds": 60,
+        "idle_timeout_seconds": 30,
+    }
     cfg.update(agent_cfg or {})
     data: dict[str, Any] = {"version": 1, "extends": "default", "tracker": {"kind": "local"}, "agent": cfg}
     if agent is not None:  # the test's instrumentation: the agent counts its runs in a folder outside the repository

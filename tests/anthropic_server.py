@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 Block = dict[str, Any]
 Turn = list[Block] | Callable[[dict[str, Any]], list[Block]]
 
-INPUT_TOKENS = 1000      # reported per main-loop request
-OUTPUT_TOKENS = 50       # reported per main-loop request
-CACHE_READ_TOKENS = 7    # reported per main-loop request
+INPUT_TOKENS = 1000  # reported per main-loop request
+OUTPUT_TOKENS = 50  # reported per main-loop request
+CACHE_READ_TOKENS = 7  # reported per main-loop request
 
 
 REPORT_PATH = re.compile(r"(/[^\s`'\"<>]*report\.json)")
@@ -72,8 +72,13 @@ def report_path_in(body: dict[str, Any]) -> str:
 
 def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The tool_result blocks of a request's conversation, oldest first."""
-    return [b for m in body.get("messages", []) if isinstance(m.get("content"), list)
-            for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    return [
+        b
+        for m in body.get("messages", [])
+        if isinstance(m.get("content"), list)
+        for b in m["content"]
+        if isinstance(b, dict) and b.get("type") == "tool_result"
+    ]
 
 
 @dataclass
@@ -188,7 +193,9 @@ class ScriptedAnthropic:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
-        self._send_json(h, 404, {"type": "error", "error": {"type": "not_found_error", "message": f"{url.path} not scripted"}})
+        self._send_json(
+            h, 404, {"type": "error", "error": {"type": "not_found_error", "message": f"{url.path} not scripted"}}
+        )
 
     def _answer(self, rec: Recorded) -> tuple[list[Block], str, dict[str, int]]:
         body = rec.body
@@ -204,15 +211,26 @@ class ScriptedAnthropic:
         # Fresh tool ids per answer, so a retried request never reuses one.
         blocks = [dict(b, id=f"toolu_{uuid.uuid4().hex[:24]}") if b["type"] == "tool_use" else b for b in blocks]
         stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
-        usage = {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS,
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": CACHE_READ_TOKENS}
+        usage = {
+            "input_tokens": INPUT_TOKENS,
+            "output_tokens": OUTPUT_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": CACHE_READ_TOKENS,
+        }
         return blocks, stop_reason, usage
 
     @staticmethod
     def _message(body: dict[str, Any], blocks: list[Block], stop_reason: str, usage: dict[str, int]) -> dict[str, Any]:
-        return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-                "model": body.get("model", "claude-scripted"), "content": blocks, "stop_reason": stop_reason,
-                "stop_sequence": None, "usage": usage}
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-scripted"),
+            "content": blocks,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": usage,
+        }
 
     @staticmethod
     def _send_json(h: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
@@ -224,30 +242,76 @@ class ScriptedAnthropic:
         h.end_headers()
         h.wfile.write(data)
 
-    def _send_sse(self, h: BaseHTTPRequestHandler, body: dict[str, Any], blocks: list[Block], stop_reason: str,
-                  usage: dict[str, int]) -> None:
+    def _send_sse(
+        self,
+        h: BaseHTTPRequestHandler,
+        body: dict[str, Any],
+        blocks: list[Block],
+        stop_reason: str,
+        usage: dict[str, int],
+    ) -> None:
         start_usage = {k: v for k, v in usage.items() if k != "output_tokens"}
         start_usage["output_tokens"] = 1
         msg = self._message(body, [], None, start_usage)  # type: ignore[arg-type]
         events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": msg})]
         for i, block in enumerate(blocks):
             if block["type"] == "text":
-                events.append(("content_block_start", {"type": "content_block_start", "index": i,
-                                                       "content_block": {"type": "text", "text": ""}}))
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
-                                                       "delta": {"type": "text_delta", "text": block["text"]}}))
+                events.append(
+                    (
+                        "content_block_start",
+                        {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+                    )
+                )
+                events.append(
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": i,
+                            "delta": {"type": "text_delta", "text": block["text"]},
+                        },
+                    )
+                )
             else:
-                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {
-                    "type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}}))
+                events.append(
+                    (
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": i,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": block["id"],
+                                "name": block["name"],
+                                "input": {},
+                            },
+                        },
+                    )
+                )
                 payload = json.dumps(block["input"])
                 half = len(payload) // 2  # two partial chunks, as the real API streams them
                 for part in (payload[:half], payload[half:]):
-                    events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
-                                                           "delta": {"type": "input_json_delta", "partial_json": part}}))
+                    events.append(
+                        (
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": i,
+                                "delta": {"type": "input_json_delta", "partial_json": part},
+                            },
+                        )
+                    )
             events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
-        events.append(("message_delta", {"type": "message_delta",
-                                         "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                                         "usage": {"output_tokens": usage["output_tokens"]}}))
+        events.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": usage["output_tokens"]},
+                },
+            )
+        )
         events.append(("message_stop", {"type": "message_stop"}))
         data = b"".join(f"event: {name}\ndata: {json.dumps(ev)}\n\n".encode() for name, ev in events)
         h.send_response(200)

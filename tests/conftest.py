@@ -14,8 +14,10 @@ import pytest
 from statemachine.cli import main
 
 GIT_IDENT = {
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@localhost",
 }
 
 
@@ -31,7 +33,9 @@ def repo(tmp_path: Path) -> Path:
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     (root / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    (root / "test_app.py").write_text("import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n")
+    (root / "test_app.py").write_text(
+        "import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
+    )
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "init")
     return root
@@ -81,5 +85,10 @@ def orch_process(repo: Path, *args: str, kill_after: int | None = None) -> subpr
     env = {k: v for k, v in os.environ.items() if k != "ORCH_TEST_KILL_AFTER_EFFECT"}
     if kill_after is not None:
         env["ORCH_TEST_KILL_AFTER_EFFECT"] = str(kill_after)
-    return subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -12,9 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-
 from tests.conftest import git
-
 
 SLOW = Path(__file__).parent / "agents" / "slow.py"
 
@@ -30,7 +28,8 @@ agent:
   args: ["{SLOW}", "{seconds}"]
   timeout_seconds: 120
   idle_timeout_seconds: 60
-{extra}""")
+{extra}"""
+    )
     (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "policy")
@@ -62,8 +61,13 @@ def events(repo: Path) -> list[dict]:
 
 
 def daemon(repo: Path, *args: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]
-    return subprocess.Popen([sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

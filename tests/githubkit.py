@@ -34,8 +34,13 @@ def emulator(tmp_path: Path) -> Iterator[GitHubEmulator]:
 def orch(clone: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     full = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")}
     full.update({"GH_TOKEN": BOT_TOKEN, **(env or {})})
-    proc = subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(clone)],
-                          capture_output=True, text=True, env=full, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "statemachine", *args, "--repo", str(clone)],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=120,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -50,8 +55,10 @@ def make_project(tmp_path: Path, gh: GitHubEmulator) -> Path:
     seed.mkdir()
     git(seed, "init", "-q", "-b", "main")
     (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    (seed / "test_app.py").write_text("import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
-                                      "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n")
+    (seed / "test_app.py").write_text(
+        "import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
+    )
     git(seed, "add", "-A")
     git(seed, "commit", "-qm", "init")
     gh.add_repo(OWNER, REPO, default_branch="main", source=seed, default_labels=True)
@@ -64,7 +71,9 @@ def make_project(tmp_path: Path, gh: GitHubEmulator) -> Path:
 def clone(gh: GitHubEmulator, tmp_path: Path, name: str) -> Path:
     target = tmp_path / name
     git(tmp_path, "clone", "-q", gh.git_url(OWNER, REPO, token="tok-alice"), str(target))
-    git(target, "remote", "set-url", "origin", gh.git_url(OWNER, REPO))  # no credential in the clone: orch pushes with its own
+    git(
+        target, "remote", "set-url", "origin", gh.git_url(OWNER, REPO)
+    )  # no credential in the clone: orch pushes with its own
     return target
 
 
@@ -76,8 +85,12 @@ def configure(clone_dir: Path, gh: GitHubEmulator) -> None:
     text = text.replace("tracker:\n", f"tracker:\n  api_url: {gh.api_url}\n", 1)
     import re
 
-    text = re.sub(r"\nagent:\n(?:  .*\n|\s*#.*\n)*", f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
-                  f"  args: [\"{AGENT}\", \"honest\"]\n\n", text, count=1)
+    text = re.sub(
+        r"\nagent:\n(?:  .*\n|\s*#.*\n)*",
+        f'\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ["{AGENT}", "honest"]\n\n',
+        text,
+        count=1,
+    )
     text = text.replace("checks: {}", f"checks:\n  unit:\n    command: {sys.executable} -m unittest -q")
     policy.write_text(text)
     assert "kind: github" in text and sys.executable in text
@@ -93,15 +106,19 @@ def issue_state(gh: GitHubEmulator, number: int) -> dict:
     repo = gh.state.repo(OWNER, REPO)
     issue = repo.issues[number]
     comments = [c for c in repo.comments.values() if c.issue == number] if hasattr(repo, "comments") else []
-    return {"labels": sorted(l.name if hasattr(l, "name") else str(l) for l in issue.labels), "issue": issue,
-            "comments": comments}
+    return {
+        "labels": sorted(l.name if hasattr(l, "name") else str(l) for l in issue.labels),
+        "issue": issue,
+        "comments": comments,
+    }
 
 
 def api(gh: GitHubEmulator, path: str, token: str = "tok-alice") -> object:
     import urllib.request
 
-    req = urllib.request.Request(gh.api_url + path, headers={"Authorization": f"token {token}",
-                                                            "Accept": "application/vnd.github+json"})
+    req = urllib.request.Request(
+        gh.api_url + path, headers={"Authorization": f"token {token}", "Accept": "application/vnd.github+json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -112,8 +129,9 @@ def api_pages(gh: GitHubEmulator, path: str) -> list[dict]:
     page = 1
     while True:
         sep = "&" if "?" in path else "?"
-        req = urllib.request.Request(f"{gh.api_url}{path}{sep}per_page=100&page={page}",
-                                     headers={"Authorization": "token tok-alice"})
+        req = urllib.request.Request(
+            f"{gh.api_url}{path}{sep}per_page=100&page={page}", headers={"Authorization": "token tok-alice"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             items = json.loads(resp.read())
         out += items

@@ -158,8 +158,13 @@ class ModelServer:
             def do_GET(self) -> None:
                 server._record(self, b"")
                 if self.path.rstrip("/").endswith("/models"):
-                    self._json(200, {"object": "list", "data": [
-                        {"id": server.model, "object": "model", "created": 0, "owned_by": "orch-tests"}]})
+                    self._json(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": server.model, "object": "model", "created": 0, "owned_by": "orch-tests"}],
+                        },
+                    )
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -181,8 +186,17 @@ class ModelServer:
                     self.close_connection = True
                     return
                 if isinstance(step, Fail):
-                    self._json(step.status, {"error": {"message": step.message, "type": "invalid_request_error",
-                                                       "code": None, "param": None}})
+                    self._json(
+                        step.status,
+                        {
+                            "error": {
+                                "message": step.message,
+                                "type": "invalid_request_error",
+                                "code": None,
+                                "param": None,
+                            }
+                        },
+                    )
                     return
                 try:
                     events = server._events(step, rec)
@@ -260,24 +274,45 @@ class ModelServer:
             item = self._tool_call(_resolve(step.command, request), request, f"call_{n}", f"fc_{n}", step.extra)
             usage = (step.input_tokens, step.output_tokens)
         elif isinstance(step, Message):
-            item = {"type": "message", "id": f"msg_{n}", "role": "assistant", "status": "completed",
-                    "content": [{"type": "output_text", "text": _resolve(step.text, request), "annotations": []}]}
+            item = {
+                "type": "message",
+                "id": f"msg_{n}",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": _resolve(step.text, request), "annotations": []}],
+            }
             usage = (step.input_tokens, step.output_tokens)
         else:  # pragma: no cover - Hang is handled before
             raise TypeError(step)
-        created = {"type": "response.created", "response": {"id": rid, "object": "response", "status": "in_progress",
-                                                             "model": self.model, "output": []}}
+        created = {
+            "type": "response.created",
+            "response": {"id": rid, "object": "response", "status": "in_progress", "model": self.model, "output": []},
+        }
         added = {"type": "response.output_item.added", "output_index": 0, "item": {**item, "status": "in_progress"}}
         done = {"type": "response.output_item.done", "output_index": 0, "item": item}
-        completed = {"type": "response.completed", "response": {
-            "id": rid, "object": "response", "status": "completed", "model": self.model, "output": [item],
-            "usage": {"input_tokens": usage[0], "input_tokens_details": {"cached_tokens": 0},
-                      "output_tokens": usage[1], "output_tokens_details": {"reasoning_tokens": 0},
-                      "total_tokens": usage[0] + usage[1]}}}
+        completed = {
+            "type": "response.completed",
+            "response": {
+                "id": rid,
+                "object": "response",
+                "status": "completed",
+                "model": self.model,
+                "output": [item],
+                "usage": {
+                    "input_tokens": usage[0],
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": usage[1],
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": usage[0] + usage[1],
+                },
+            },
+        }
         return [created, added, done, completed]
 
     @staticmethod
-    def _tool_call(command: str, request: Recorded, call_id: str, item_id: str, extra: dict[str, Any]) -> dict[str, Any]:
+    def _tool_call(
+        command: str, request: Recorded, call_id: str, item_id: str, extra: dict[str, Any]
+    ) -> dict[str, Any]:
         names = request.tool_names
         if "exec_command" in names:
             name, args = "exec_command", {"cmd": command, "login": False, "tty": False, "yield_time_ms": 10000}
@@ -287,5 +322,11 @@ class ModelServer:
             name, args = "shell", {"command": ["bash", "-c", command]}
         else:
             raise AssertionError(f"the client offered no shell tool; tools: {names}")
-        return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name,
-                "arguments": json.dumps({**args, **extra}), "status": "completed"}
+        return {
+            "type": "function_call",
+            "id": item_id,
+            "call_id": call_id,
+            "name": name,
+            "arguments": json.dumps({**args, **extra}),
+            "status": "completed",
+        }

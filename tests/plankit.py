@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.conftest import git
 
-AGENT = r'''
+AGENT = r"""
 import json, os, re, sys
 from pathlib import Path
 
@@ -63,13 +63,21 @@ for rel, text in edits.items():
     changed.append(rel)
 report.write_text(json.dumps({"status": "completed", "summary": f"implemented {key}",
                               "changed_files": sorted(set(changed)), "validation": []}))
-'''
+"""
 
 
-def child(key: str, deps: tuple[str, ...] = (), owns: tuple[str, ...] | None = None, title: str | None = None) -> dict[str, Any]:
-    return {"key": key, "title": title or f"Part {key}", "body": f"Implement {key}.",
-            "acceptance_criteria": [f"pkg/{key.replace('-', '_')}.py exists"],
-            "ownership": list(owns or (f"pkg/{key.replace('-', '_')}.py",)), "depends_on": list(deps), "size": "s"}
+def child(
+    key: str, deps: tuple[str, ...] = (), owns: tuple[str, ...] | None = None, title: str | None = None
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "title": title or f"Part {key}",
+        "body": f"Implement {key}.",
+        "acceptance_criteria": [f"pkg/{key.replace('-', '_')}.py exists"],
+        "ownership": list(owns or (f"pkg/{key.replace('-', '_')}.py",)),
+        "depends_on": list(deps),
+        "size": "s",
+    }
 
 
 DIAMOND = [child("a"), child("b", ("a",)), child("c", ("a",)), child("d", ("b", "c"))]
@@ -102,11 +110,14 @@ class PlanAgent:
 def write_policy(repo: Path, agent: PlanAgent, extra: str = "", tracker: str = "") -> None:
     (repo / ".orch").mkdir(exist_ok=True)
     (repo / ".orch" / "policy.yaml").write_text(
-        "version: 1\nextends: default\n" + tracker +
-        f"agent:\n  kind: command\n  command: {sys.executable}\n  args: ['{agent.script}']\n"
+        "version: 1\nextends: default\n"
+        + tracker
+        + f"agent:\n  kind: command\n  command: {sys.executable}\n  args: ['{agent.script}']\n"
         "  timeout_seconds: 120\n  idle_timeout_seconds: 60\n"
         f"checks:\n  unit: {{command: '{sys.executable} -m unittest -q', timeout_seconds: 120}}\n"
-        + ("" if "sandbox:" in extra else f"sandbox:\n  writable: ['{agent.folder}']\n") + extra)  # its plan, its run log
+        + ("" if "sandbox:" in extra else f"sandbox:\n  writable: ['{agent.folder}']\n")
+        + extra
+    )  # its plan, its run log
     (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "policy")

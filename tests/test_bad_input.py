@@ -43,8 +43,15 @@ def call(cli: Any, *args: Any) -> tuple[int, str, str]:
 
 def state_of(repo: Path) -> tuple[list[str], set[str]]:
     """Everything orch may write: the database rows and the files under .orch/ except the policy and prompts."""
-    files = {str(p.relative_to(repo)) for p in (repo / ".orch").rglob("*")
-             if not str(p.relative_to(repo)).startswith((".orch/policy.yaml", ".orch/prompts"))} if (repo / ".orch").exists() else set()
+    files = (
+        {
+            str(p.relative_to(repo))
+            for p in (repo / ".orch").rglob("*")
+            if not str(p.relative_to(repo)).startswith((".orch/policy.yaml", ".orch/prompts"))
+        }
+        if (repo / ".orch").exists()
+        else set()
+    )
     files = {f for f in files if not f.startswith(".orch/state")}
     return (db_dump(repo) if (repo / STATE_DB).exists() else []), files
 
@@ -118,45 +125,102 @@ def resting_not_human() -> str:
 
 # (id, policy text, [(fragment of a rendered problem, text on the problem's line or None)])
 POLICY_CASES: list[tuple[str, Any, list[tuple[str, str | None]]]] = [
-    ("malformed-yaml", HEAD + "agent:\n  args: [one, two\nchecks: {}\n",
-     [("YAML syntax error", None)]),
+    ("malformed-yaml", HEAD + "agent:\n  args: [one, two\nchecks: {}\n", [("YAML syntax error", None)]),
     ("tab-indent", HEAD + "agent:\n\tcommand: x\n", [("YAML syntax error", "\tcommand")]),
-    ("duplicate-key", HEAD + "limits:\n  rework_iterations: 1\nlimits:\n  rework_iterations: 2\n",
-     [("duplicate key \"limits\"", None)]),
+    (
+        "duplicate-key",
+        HEAD + "limits:\n  rework_iterations: 1\nlimits:\n  rework_iterations: 2\n",
+        [('duplicate key "limits"', None)],
+    ),
     ("not-a-mapping", "- version: 1\n- extends: default\n", [("the policy must be a YAML mapping", None)]),
-    ("not-utf8", b"version: 1\nextends: default\nrules: \"caf\xe9\"\n", [("the file is not UTF-8 text", None)]),
-    ("recursive-alias", "&root\nversion: 1\nextends: default\nself: *root\n", [("cannot read YAML: an alias refers to", None)]),
-    ("wrong-type-string", HEAD + "limits:\n  rework_iterations: two\n",
-     [("limits.rework_iterations: 'two' is a string, expected an integer", "rework_iterations: two")]),
-    ("wrong-type-list", HEAD + "checks: [lint, test]\n", [("checks: ['lint', 'test'] is a list, expected a mapping", "checks:")]),
+    ("not-utf8", b'version: 1\nextends: default\nrules: "caf\xe9"\n', [("the file is not UTF-8 text", None)]),
+    (
+        "recursive-alias",
+        "&root\nversion: 1\nextends: default\nself: *root\n",
+        [("cannot read YAML: an alias refers to", None)],
+    ),
+    (
+        "wrong-type-string",
+        HEAD + "limits:\n  rework_iterations: two\n",
+        [("limits.rework_iterations: 'two' is a string, expected an integer", "rework_iterations: two")],
+    ),
+    (
+        "wrong-type-list",
+        HEAD + "checks: [lint, test]\n",
+        [("checks: ['lint', 'test'] is a list, expected a mapping", "checks:")],
+    ),
     ("wrong-version", "version: 2\nextends: default\n", [("version: 2 must be 1", "version: 2")]),
-    ("out-of-range", HEAD + "agent:\n  timeout_seconds: 0\n", [("agent.timeout_seconds: 0 is less than or equal to the minimum of 0", "timeout_seconds: 0")]),
-    ("unknown-key", HEAD + "agent:\n  comand: codex\nbogus: 1\n",
-     [("agent.comand: unknown key 'comand' (did you mean 'command'?)", "comand: codex"),
-      ("bogus: unknown key 'bogus'", "bogus: 1")]),
-    ("unknown-extends", "version: 1\nextends: defualt\n", [("unknown bundled policy 'defualt' (did you mean 'default'?)", "extends: defualt")]),
-    ("bad-enum", HEAD.replace("kind: local", "kind: lokal"), [("'lokal' is not one of: local, github (did you mean 'local'?)", "kind: lokal")]),
-    ("unknown-template-field", HEAD + "branch_template: \"orch/{numbr}-{slug}\"\n",
-     [("branch_template: unknown field {numbr} (did you mean 'number'?)", "branch_template:")]),
-    ("secret-in-agent-env", HEAD + "agent:\n  env:\n    GITHUB_TOKEN: abc\n",
-     [("'GITHUB_TOKEN' looks like a secret", "GITHUB_TOKEN: abc")]),
-    ("duplicate-label-names", HEAD + "labels:\n  review:\n    name: \"agent:auto\"\n",
-     [("labels.review.name: label name 'agent:auto' is already used by role 'auto'", "name: \"agent:auto\"")]),
+    (
+        "out-of-range",
+        HEAD + "agent:\n  timeout_seconds: 0\n",
+        [("agent.timeout_seconds: 0 is less than or equal to the minimum of 0", "timeout_seconds: 0")],
+    ),
+    (
+        "unknown-key",
+        HEAD + "agent:\n  comand: codex\nbogus: 1\n",
+        [
+            ("agent.comand: unknown key 'comand' (did you mean 'command'?)", "comand: codex"),
+            ("bogus: unknown key 'bogus'", "bogus: 1"),
+        ],
+    ),
+    (
+        "unknown-extends",
+        "version: 1\nextends: defualt\n",
+        [("unknown bundled policy 'defualt' (did you mean 'default'?)", "extends: defualt")],
+    ),
+    (
+        "bad-enum",
+        HEAD.replace("kind: local", "kind: lokal"),
+        [("'lokal' is not one of: local, github (did you mean 'local'?)", "kind: lokal")],
+    ),
+    (
+        "unknown-template-field",
+        HEAD + 'branch_template: "orch/{numbr}-{slug}"\n',
+        [("branch_template: unknown field {numbr} (did you mean 'number'?)", "branch_template:")],
+    ),
+    (
+        "secret-in-agent-env",
+        HEAD + "agent:\n  env:\n    GITHUB_TOKEN: abc\n",
+        [("'GITHUB_TOKEN' looks like a secret", "GITHUB_TOKEN: abc")],
+    ),
+    (
+        "duplicate-label-names",
+        HEAD + 'labels:\n  review:\n    name: "agent:auto"\n',
+        [("labels.review.name: label name 'agent:auto' is already used by role 'auto'", 'name: "agent:auto"')],
+    ),
     ("unknown-guard", unknown_guard, [("unknown guard 'issue_opn' (did you mean 'issue_open'?)", "issue_opn")]),
     ("unknown-action", unknown_action, [("unknown action 'strat_run' (did you mean 'start_run'?)", "strat_run")]),
-    ("bad-params", bad_params,
-     [("lacks_labels has no parameter 'lables' (did you mean 'labels'?)", "lables:"),
-      ("lacks_labels: 'labels' is a required property", None),
-      ("add_labels: 'runing' is not one of: auto, plan_auto, child, running, blocked, manual, review (did you mean 'running'?)", "runing")]),
-    ("unreachable-state", unreachable, [("state 'proving' cannot be reached from 'queued' (add a transition with dest: proving)", None)]),
+    (
+        "bad-params",
+        bad_params,
+        [
+            ("lacks_labels has no parameter 'lables' (did you mean 'labels'?)", "lables:"),
+            ("lacks_labels: 'labels' is a required property", None),
+            (
+                "add_labels: 'runing' is not one of: auto, plan_auto, child, running, blocked, manual, review (did you mean 'running'?)",
+                "runing",
+            ),
+        ],
+    ),
+    (
+        "unreachable-state",
+        unreachable,
+        [("state 'proving' cannot be reached from 'queued' (add a transition with dest: proving)", None)],
+    ),
     ("no-way-out", no_way_out, [("state 'rework' has no way out", None)]),
     ("duplicate-transition", duplicate_transition, [("transition duplicates #", None)]),
-    ("resting-state-not-human", resting_not_human, [("a transition out of 'blocked' must be declared `human: true`", None)]),
+    (
+        "resting-state-not-human",
+        resting_not_human,
+        [("a transition out of 'blocked' must be declared `human: true`", None)],
+    ),
 ]
 
 
 @pytest.mark.parametrize("text, expected", [pytest.param(t, e, id=i) for i, t, e in POLICY_CASES])
-def test_policy_problems_are_located_and_change_nothing(cli: Any, repo: Path, tmp_path: Path, text: Any, expected: Any) -> None:
+def test_policy_problems_are_located_and_change_nothing(
+    cli: Any, repo: Path, tmp_path: Path, text: Any, expected: Any
+) -> None:
     write_policy(repo, make_agent(tmp_path, GOOD_AGENT))
     assert call(cli, "issue", "new", "--repo", repo, "Task", "--label", "agent:auto")[0] == 0
     before = state_of(repo)
@@ -212,6 +276,7 @@ def test_problems_in_every_file_are_reported_at_once(cli: Any, repo: Path, tmp_p
 
 # things that do not exist ------------------------------------------------------------------------
 
+
 def test_a_folder_that_is_not_a_git_repository(cli: Any, tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -219,7 +284,10 @@ def test_a_folder_that_is_not_a_git_repository(cli: Any, tmp_path: Path) -> None
         head, rest = (command[:2], command[2:]) if command[0] == "issue" else (command[:1], command[1:])
         code, out, err = call(cli, *head, "--repo", plain, *rest)
         assert code == 1, (command, err)
-        assert f"{plain} is not inside a git repository" in err and "hint: pass --repo PATH, or run `git init` first" in err
+        assert (
+            f"{plain} is not inside a git repository" in err
+            and "hint: pass --repo PATH, or run `git init` first" in err
+        )
     code, out, err = call(cli, "run", "--repo", tmp_path / "missing", "--issue", "1")
     assert code == 1 and "does not exist" in err
     assert list(plain.iterdir()) == []  # nothing written
@@ -237,21 +305,42 @@ def test_an_issue_that_does_not_exist(cli: Any, repo: Path, tmp_path: Path) -> N
     write_policy(repo, make_agent(tmp_path, GOOD_AGENT))
     assert call(cli, "issue", "new", "--repo", repo, "Real one", "--label", "agent:auto")[0] == 0
     before = state_of(repo)
-    for command in (("run", "--issue", "7"), ("step", "--issue", "7"), ("explain", "--issue", "7"), ("show", "--issue", "7"),
-                    ("prompt", "--issue", "7"), ("issue", "show", "7"), ("issue", "label", "7", "+x"),
-                    ("issue", "comment", "7", "hi"), ("issue", "close", "7")):
+    for command in (
+        ("run", "--issue", "7"),
+        ("step", "--issue", "7"),
+        ("explain", "--issue", "7"),
+        ("show", "--issue", "7"),
+        ("prompt", "--issue", "7"),
+        ("issue", "show", "7"),
+        ("issue", "label", "7", "+x"),
+        ("issue", "comment", "7", "hi"),
+        ("issue", "close", "7"),
+    ):
         head, rest = (command[:2], command[2:]) if command[0] == "issue" else (command[:1], command[1:])
         code, out, err = call(cli, *head, "--repo", repo, *rest)
         assert code == 1, (command, err)
-        assert "issue #7 does not exist in the local tracker" in err and "hint: `orch issue list` shows the issues" in err
+        assert (
+            "issue #7 does not exist in the local tracker" in err and "hint: `orch issue list` shows the issues" in err
+        )
     code, data = cli.json("run", "--repo", str(repo), "--issue", "7")
-    assert data == {"version": 1, "kind": "error", "error": "issue #7 does not exist in the local tracker",
-                    "hint": "`orch issue list` shows the issues", "exit_code": 1}
+    assert data == {
+        "version": 1,
+        "kind": "error",
+        "error": "issue #7 does not exist in the local tracker",
+        "hint": "`orch issue list` shows the issues",
+        "exit_code": 1,
+    }
     assert state_of(repo) == before
 
 
 def test_usage_errors_exit_2(cli: Any, repo: Path) -> None:
-    for argv in (["step"], ["run", "--issue", "x"], ["graph", "--format", "png"], ["issue", "label", "1"], ["frobnicate"]):
+    for argv in (
+        ["step"],
+        ["run", "--issue", "x"],
+        ["graph", "--format", "png"],
+        ["issue", "label", "1"],
+        ["frobnicate"],
+    ):
         with pytest.raises(SystemExit) as exc:
             cli(*argv)
         assert exc.value.code == 2, argv
@@ -259,9 +348,13 @@ def test_usage_errors_exit_2(cli: Any, repo: Path) -> None:
 
 # agents that misbehave ---------------------------------------------------------------------------
 
+
 def run_to_rest(cli: Any, repo: Path, agent: Agent, **policy: Any) -> tuple[int, dict[str, Any]]:
     write_policy(repo, agent, **policy)
-    assert call(cli, "issue", "new", "--repo", repo, "Add sub", "--body", "Add sub(a, b).", "--label", "agent:auto")[0] == 0
+    assert (
+        call(cli, "issue", "new", "--repo", repo, "Add sub", "--body", "Add sub(a, b).", "--label", "agent:auto")[0]
+        == 0
+    )
     code, data = cli.json("run", "--repo", str(repo), "--issue", "1")
     return code, data
 
@@ -285,7 +378,12 @@ def assert_blocked(cli: Any, repo: Path, code: int, data: dict[str, Any], gate: 
     assert code == 0 and gate in out, out
     code, ex = cli.json("explain", "--repo", str(repo), "--issue", "1")
     assert ex["state"] == "blocked" and ex["arrived"]["dest"] == "blocked"
-    failing = [f"{g['guard']}: FAIL {g['verdict']['reason']}" for t in ex["arrived"]["transitions"] for g in t["guards"] if not g["verdict"]["ok"]]
+    failing = [
+        f"{g['guard']}: FAIL {g['verdict']['reason']}"
+        for t in ex["arrived"]["transitions"]
+        for g in t["guards"]
+        if not g["verdict"]["ok"]
+    ]
     assert any(f.startswith(gate) for f in failing), failing
 
     evidence = repo / ".orch" / "runs" / ex["run_id"]
@@ -295,50 +393,80 @@ def assert_blocked(cli: Any, repo: Path, code: int, data: dict[str, Any], gate: 
     return evidence
 
 
-CRASH = '''
+CRASH = """
 write("app.py", "broken = True\\n")
 print("agent: giving up", flush=True)
 sys.exit(3)
-'''
-NO_REPORT = '''
+"""
+NO_REPORT = """
 write("app.py", "x = 1\\n")
 print("agent: done, no report", flush=True)
-'''
-BAD_JSON = '''
+"""
+BAD_JSON = """
 write("app.py", "x = 1\\n")
 REPORT.write_text("{not json")
-'''
-BAD_SCHEMA = '''
+"""
+BAD_SCHEMA = """
 write("app.py", "x = 1\\n")
 report(["app.py"], status="done")
-'''
-WRONG_FILES = '''
+"""
+WRONG_FILES = """
 write("app.py", "x = 1\\n")
 report(["other.py"])
-'''
-NOTHING = '''
+"""
+NOTHING = """
 print("agent: nothing to do", flush=True)
 report([])
-'''
-NEEDS_INFO = '''
+"""
+NEEDS_INFO = """
 write("app.py", "x = 1\\n")
 report(["app.py"], status="needs-info", questions=["Which sign convention?"])
-'''
+"""
 
 
-@pytest.mark.parametrize("body, gate, report", [
-    pytest.param(CRASH, "agent_succeeded: FAIL the agent exited with code 3", False, id="crash"),
-    pytest.param(NO_REPORT, "report_valid: FAIL no report: the agent did not write report.json", False, id="no-report"),
-    pytest.param(BAD_JSON, "report_valid: FAIL the report is not valid JSON", True, id="malformed-report"),
-    pytest.param(BAD_SCHEMA, "report_valid: FAIL the report does not match schemas/completion-report.schema.json at status", True, id="report-schema"),
-    pytest.param(WRONG_FILES, "report_matches_changes: FAIL the report's changed_files differ from the observed change set", True, id="report-lies"),
-    pytest.param(NOTHING, "has_changes: FAIL the agent changed nothing", True, id="no-change"),
-    pytest.param(NEEDS_INFO, "report_completed: FAIL the agent reports status 'needs-info'", True, id="needs-info"),
-    pytest.param(blocked_path_body(".github/workflows/x.yml"), "no_blocked_paths: FAIL .github/workflows/x.yml matches .github/workflows/**", True, id="workflow"),
-    pytest.param(blocked_path_body(".env"), "no_blocked_paths: FAIL .env matches .env*", True, id="dotenv"),
-    pytest.param(blocked_path_body(".env/production"), "no_blocked_paths: FAIL .env/production matches .env*", True, id="dotenv-folder"),
-    pytest.param(blocked_path_body("deploy/keys/server.pem"), "no_blocked_paths: FAIL deploy/keys/server.pem matches *.pem", True, id="pem"),
-])
+@pytest.mark.parametrize(
+    "body, gate, report",
+    [
+        pytest.param(CRASH, "agent_succeeded: FAIL the agent exited with code 3", False, id="crash"),
+        pytest.param(
+            NO_REPORT, "report_valid: FAIL no report: the agent did not write report.json", False, id="no-report"
+        ),
+        pytest.param(BAD_JSON, "report_valid: FAIL the report is not valid JSON", True, id="malformed-report"),
+        pytest.param(
+            BAD_SCHEMA,
+            "report_valid: FAIL the report does not match schemas/completion-report.schema.json at status",
+            True,
+            id="report-schema",
+        ),
+        pytest.param(
+            WRONG_FILES,
+            "report_matches_changes: FAIL the report's changed_files differ from the observed change set",
+            True,
+            id="report-lies",
+        ),
+        pytest.param(NOTHING, "has_changes: FAIL the agent changed nothing", True, id="no-change"),
+        pytest.param(NEEDS_INFO, "report_completed: FAIL the agent reports status 'needs-info'", True, id="needs-info"),
+        pytest.param(
+            blocked_path_body(".github/workflows/x.yml"),
+            "no_blocked_paths: FAIL .github/workflows/x.yml matches .github/workflows/**",
+            True,
+            id="workflow",
+        ),
+        pytest.param(blocked_path_body(".env"), "no_blocked_paths: FAIL .env matches .env*", True, id="dotenv"),
+        pytest.param(
+            blocked_path_body(".env/production"),
+            "no_blocked_paths: FAIL .env/production matches .env*",
+            True,
+            id="dotenv-folder",
+        ),
+        pytest.param(
+            blocked_path_body("deploy/keys/server.pem"),
+            "no_blocked_paths: FAIL deploy/keys/server.pem matches *.pem",
+            True,
+            id="pem",
+        ),
+    ],
+)
 def test_misbehaving_agent_is_blocked(cli: Any, repo: Path, tmp_path: Path, body: str, gate: str, report: bool) -> None:
     agent = make_agent(tmp_path, body)
     code, data = run_to_rest(cli, repo, agent)
@@ -351,7 +479,7 @@ def test_misbehaving_agent_is_blocked(cli: Any, repo: Path, tmp_path: Path, body
         assert "agent: giving up" in (evidence / "attempt-1" / "agent.log").read_text()
 
 
-HANG_LOUD = '''
+HANG_LOUD = """
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(STATE)])
 (STATE / "child.pid").write_text(str(child.pid))
 (STATE / "agent.pid").write_text(str(os.getpid()))
@@ -359,22 +487,35 @@ write("app.py", "x = 1\\n")
 while True:
     print("agent: still working", flush=True)
     time.sleep(0.05)
-'''
-HANG_QUIET = '''
+"""
+HANG_QUIET = """
 (STATE / "agent.pid").write_text(str(os.getpid()))
 write("app.py", "x = 1\\n")
 print("agent: thinking", flush=True)
 time.sleep(300)
-'''
+"""
 
 
-@pytest.mark.parametrize("body, agent_cfg, gate", [
-    pytest.param(HANG_LOUD, {"timeout_seconds": 4, "idle_timeout_seconds": 60},
-                 "agent_succeeded: FAIL the agent was stopped after 4s (total timeout)", id="total-timeout"),
-    pytest.param(HANG_QUIET, {"timeout_seconds": 120, "idle_timeout_seconds": 2.5},
-                 "agent_succeeded: FAIL the agent was stopped after 2.5s without output (idle timeout)", id="idle-timeout"),
-])
-def test_hanging_agent_is_stopped(cli: Any, repo: Path, tmp_path: Path, body: str, agent_cfg: dict[str, Any], gate: str) -> None:
+@pytest.mark.parametrize(
+    "body, agent_cfg, gate",
+    [
+        pytest.param(
+            HANG_LOUD,
+            {"timeout_seconds": 4, "idle_timeout_seconds": 60},
+            "agent_succeeded: FAIL the agent was stopped after 4s (total timeout)",
+            id="total-timeout",
+        ),
+        pytest.param(
+            HANG_QUIET,
+            {"timeout_seconds": 120, "idle_timeout_seconds": 2.5},
+            "agent_succeeded: FAIL the agent was stopped after 2.5s without output (idle timeout)",
+            id="idle-timeout",
+        ),
+    ],
+)
+def test_hanging_agent_is_stopped(
+    cli: Any, repo: Path, tmp_path: Path, body: str, agent_cfg: dict[str, Any], gate: str
+) -> None:
     agent = make_agent(tmp_path, body)
     code, data = run_to_rest(cli, repo, agent, agent_cfg=agent_cfg)
     evidence = assert_blocked(cli, repo, code, data, gate, report=False)
@@ -389,10 +530,14 @@ def test_hanging_agent_is_stopped(cli: Any, repo: Path, tmp_path: Path, body: st
 
 
 def test_background_process_of_the_agent_is_killed(cli: Any, repo: Path, tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, '''
+    agent = make_agent(
+        tmp_path,
+        """
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(STATE)], start_new_session=True)
 (STATE / "child.pid").write_text(str(child.pid))
-''' + GOOD_AGENT)
+"""
+        + GOOD_AGENT,
+    )
     code, data = run_to_rest(cli, repo, agent)
     assert code == 0 and data["final_state"] == "review", data
     assert (agent.state / "child.pid").exists()
@@ -400,15 +545,28 @@ child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", 
 
 
 def test_failing_check_leads_to_rework_then_blocked_with_findings(cli: Any, repo: Path, tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, '''
+    agent = make_agent(
+        tmp_path,
+        """
 write("app.py", "def add(a, b):\\n    return a - b\\n")
 print("agent: rewrote add", flush=True)
 report(["app.py"])
-''')
+""",
+    )
     check = {"tests": {"command": f"{sys.executable} -m unittest -q", "timeout_seconds": 120}}
     code, data = run_to_rest(cli, repo, agent, checks=check, limits={"rework_iterations": 1})
-    assert [s["dest"] for s in data["steps"]] == ["claimed", "implementing", "gating", "rework", "implementing", "gating", "blocked"]
-    evidence = assert_blocked(cli, repo, code, data, "within_rework_limit: FAIL rework budget spent: 1 of 1 iteration(s) used", report=True)
+    assert [s["dest"] for s in data["steps"]] == [
+        "claimed",
+        "implementing",
+        "gating",
+        "rework",
+        "implementing",
+        "gating",
+        "blocked",
+    ]
+    evidence = assert_blocked(
+        cli, repo, code, data, "within_rework_limit: FAIL rework budget spent: 1 of 1 iteration(s) used", report=True
+    )
     code, out, _ = call(cli, "explain", "--repo", repo, "--issue", 1)
     assert "checks_passed: FAIL 1 of 1 check(s) failed" in out
     assert agent.runs == 2
@@ -423,11 +581,14 @@ report(["app.py"])
 
 
 def test_rework_that_fixes_the_check_reaches_review(cli: Any, repo: Path, tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, '''
+    agent = make_agent(
+        tmp_path,
+        """
 fixed = "check 'tests'" in PROMPT
 write("app.py", "def add(a, b):\\n    return " + ("b + a" if fixed else "a - b") + "\\n")
 report(["app.py"])
-''')
+""",
+    )
     check = {"tests": {"command": f"{sys.executable} -m unittest -q", "timeout_seconds": 120}}
     code, data = run_to_rest(cli, repo, agent, checks=check)
     assert code == 0 and data["final_state"] == "review", data
@@ -438,13 +599,18 @@ report(["app.py"])
 
 
 def test_blocked_issue_can_be_requeued_by_the_maintainer(cli: Any, repo: Path, tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, '''
+    agent = make_agent(
+        tmp_path,
+        """
 if (STATE / "fixed").exists():
-''' + "\n".join("    " + line for line in GOOD_AGENT.strip().splitlines()) + '''
+"""
+        + "\n".join("    " + line for line in GOOD_AGENT.strip().splitlines())
+        + """
 else:
     print("agent: failing on purpose", flush=True)
     sys.exit(2)
-''')
+""",
+    )
     code, data = run_to_rest(cli, repo, agent)
     assert code == 5
     (agent.state / "fixed").write_text("")
@@ -469,6 +635,7 @@ def test_branch_checked_out_by_the_user_is_a_clear_error(cli: Any, repo: Path, t
 
 
 # the state database ------------------------------------------------------------------------------
+
 
 def _filed(cli: Any, repo: Path, tmp_path: Path) -> Agent:
     agent = make_agent(tmp_path, GOOD_AGENT)
@@ -503,7 +670,9 @@ def test_every_corrupted_table_is_a_clear_error(cli: Any, repo: Path, tmp_path: 
     assert ("locks",) in [(n,) for n, _ in tables]
     codes = {}
     # reviews and reviewer permissions are read only once an issue has a pull request (`orch review`, review feedback)
-    tables = [(n, r) for n, r in tables if n not in ("tracker_reviews", "tracker_review_comments", "tracker_permissions")]
+    tables = [
+        (n, r) for n, r in tables if n not in ("tracker_reviews", "tracker_review_comments", "tracker_permissions")
+    ]
     for name, root in tables:
         shutil.copy(pristine, db)
         with open(db, "r+b") as fh:

@@ -27,9 +27,9 @@ from tests.fixtures.webapp.kit import decode_png, png_bytes, pulls, run_facts
 
 MiB = 1024 * 1024
 
-ADD_SUB = '''
+ADD_SUB = """
 write("app.py", (WT / "app.py").read_text() + "\\n\\ndef sub(a, b):\\n    return a - b\\n")
-'''
+"""
 
 
 def _run(cli: Any, repo: Path, body: str = "Add sub.") -> tuple[int, dict[str, Any]]:
@@ -60,12 +60,17 @@ def _blocked_at_implementing(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 # reports ---------------------------------------------------------------------------------
 
+
 def test_an_oversized_completion_report_ends_the_attempt_unread(cli: Any, repo: Path, tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, ADD_SUB + '''
+    agent = make_agent(
+        tmp_path,
+        ADD_SUB
+        + """
 with open(REPORT, "wb") as fh:  # 200 MiB, sparse: valid JSON's start and then zeros
     fh.write(b'{"status": "completed", "summary": "')
     fh.truncate(200 * 1024 * 1024)
-''')
+""",
+    )
     write_policy(repo, agent)
     code, data = _run(cli, repo)
     assert code == 5
@@ -77,14 +82,24 @@ with open(REPORT, "wb") as fh:  # 200 MiB, sparse: valid JSON's start and then z
     assert len(blocked) == 1 and reason in blocked[0]
 
 
-@pytest.mark.parametrize(("schema", "noun"), [("completion-report", "completion report"), ("review-report", "review report"),
-                                              ("proof-report", "proof report"), ("plan-report", "plan report")])
+@pytest.mark.parametrize(
+    ("schema", "noun"),
+    [
+        ("completion-report", "completion report"),
+        ("review-report", "review report"),
+        ("proof-report", "proof report"),
+        ("plan-report", "plan report"),
+    ],
+)
 def test_every_report_is_size_checked_before_it_is_parsed(tmp_path: Path, schema: str, noun: str) -> None:
     path = tmp_path / "report.json"
     with open(path, "wb") as fh:
         fh.write(b"[" * 1000)  # would nest too deeply for the parser, if it were ever read
         fh.truncate(limits.REPORT.bytes + 1)
-    assert load_report(path, schema) == (None, f"the {noun} is 1,048,577 bytes; the cap is 1 MiB (reports are short JSON)")
+    assert load_report(path, schema) == (
+        None,
+        f"the {noun} is 1,048,577 bytes; the cap is 1 MiB (reports are short JSON)",
+    )
     path.write_text("[" * 100_000)  # under the cap, but nested beyond the parser's recursion limit
     data, error = load_report(path, schema)
     assert data is None and error is not None and "nests too deeply" in error
@@ -96,7 +111,9 @@ def test_a_huge_scenario_is_refused_unread(tmp_path: Path) -> None:
         fh.truncate(5 * MiB)
     scenario, reasons = browser.load_scenario(path)
     assert scenario is None
-    assert reasons == ["the scenario scenario.json is 5,242,880 bytes; the cap is 256 KiB (a browser scenario is a short list of steps)"]
+    assert reasons == [
+        "the scenario scenario.json is 5,242,880 bytes; the cap is 256 KiB (a browser scenario is a short list of steps)"
+    ]
 
 
 def test_bounded_readers(tmp_path: Path) -> None:
@@ -122,16 +139,35 @@ def test_bounded_readers(tmp_path: Path) -> None:
     small.write_bytes(b"{}")
     assert limits.read_capped(small, limits.REPORT) == b"{}"
     assert [limits.human(n) for n in (1, 512, 1024, MiB, MiB + 1, 60 * MiB, 62_914_561)] == [
-        "1 byte", "512 bytes", "1 KiB", "1 MiB", "1.0 MiB", "60 MiB", "60.0 MiB"]
+        "1 byte",
+        "512 bytes",
+        "1 KiB",
+        "1 MiB",
+        "1.0 MiB",
+        "60 MiB",
+        "60.0 MiB",
+    ]
 
 
-def test_a_failed_checks_huge_output_reaches_the_findings_only_as_its_tail(cli: Any, repo: Path, tmp_path: Path) -> None:
+def test_a_failed_checks_huge_output_reaches_the_findings_only_as_its_tail(
+    cli: Any, repo: Path, tmp_path: Path
+) -> None:
     agent = make_agent(tmp_path, ADD_SUB + 'report(["app.py"])\n')
     flood = "import sys; sys.stdout.write('y' * 5000000 + '\\nLAST-LINE of the check\\n'); sys.exit(1)"
-    write_policy(repo, agent, checks={"flood": {"command": f"{sys.executable} -c \"{flood}\""}}, limits={"rework_iterations": 1})
+    write_policy(
+        repo, agent, checks={"flood": {"command": f'{sys.executable} -c "{flood}"'}}, limits={"rework_iterations": 1}
+    )
     code, data = _run(cli, repo)
     assert code == 5 and data["final_state"] == "blocked"
-    assert [s["fired"]["trigger"] for s in data["steps"]] == ["claim", "start", "gate", "rework", "retry", "gate", "block"]
+    assert [s["fired"]["trigger"] for s in data["steps"]] == [
+        "claim",
+        "start",
+        "gate",
+        "rework",
+        "retry",
+        "gate",
+        "block",
+    ]
     assert agent.runs == 2
     second = agent.prompt(2)
     assert "check 'flood'" in second and "exited 1" in second and "LAST-LINE of the check" in second
@@ -140,21 +176,28 @@ def test_a_failed_checks_huge_output_reaches_the_findings_only_as_its_tail(cli: 
 
 # the changed-bytes gate ------------------------------------------------------------------
 
+
 def test_a_60_mib_binary_file_blocks_by_default(cli: Any, repo: Path, tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, ADD_SUB + '''
+    agent = make_agent(
+        tmp_path,
+        ADD_SUB
+        + """
 with open(WT / "blob.bin", "wb") as fh:  # 60 MiB, sparse: a NUL byte first, so binary by git's rule
     fh.write(b"\\0BLOB")
     fh.truncate(60 * 1024 * 1024)
 report(["app.py", "blob.bin"])
-''')
+""",
+    )
     write_policy(repo, agent)
     code, data = _run(cli, repo)
     assert code == 5
     verdict = _blocked_at_implementing(data)["within_byte_limits"]
     reason = "blob.bin is a 60 MiB binary file (62,914,560 bytes); gates.max_binary_file_bytes is 1 MiB"
     app = len((repo / "app.py").read_bytes()) + len("\n\ndef sub(a, b):\n    return a - b\n")
-    total = (f"the change adds or changes 60.0 MiB ({62_914_560 + app:,} bytes) in 2 file(s); gates.max_changed_bytes is "
-             f"10 MiB (largest: blob.bin (60 MiB), app.py ({app} bytes))")  # over the default total too
+    total = (
+        f"the change adds or changes 60.0 MiB ({62_914_560 + app:,} bytes) in 2 file(s); gates.max_changed_bytes is "
+        f"10 MiB (largest: blob.bin (60 MiB), app.py ({app} bytes))"
+    )  # over the default total too
     assert verdict == {"ok": False, "reason": reason + " (and 1 more)", "evidence": [reason, total]}
     assert reason in comments_of_kind(repo, 1, "report-blocked")[0]
     measured = run_facts(repo)["changed_bytes"]  # the runner's own measure of its capture
@@ -162,18 +205,26 @@ report(["app.py", "blob.bin"])
     assert pulls(repo) == []
 
 
-@pytest.mark.parametrize(("size", "gates", "final"), [
-    (MiB + 1, {}, "blocked"),                                   # the default cap, one byte over
-    (MiB, {}, "review"),                                        # exactly the cap
-    (MiB + 1, {"max_binary_file_bytes": None}, "review"),       # null removes the limit
-    (100, {"max_binary_file_bytes": 0}, "blocked"),             # 0: no binary content at all
-])
-def test_the_default_binary_cap_at_its_edge(cli: Any, repo: Path, tmp_path: Path, size: int, gates: dict[str, Any],
-                                            final: str) -> None:
-    agent = make_agent(tmp_path, ADD_SUB + f'''
+@pytest.mark.parametrize(
+    ("size", "gates", "final"),
+    [
+        (MiB + 1, {}, "blocked"),  # the default cap, one byte over
+        (MiB, {}, "review"),  # exactly the cap
+        (MiB + 1, {"max_binary_file_bytes": None}, "review"),  # null removes the limit
+        (100, {"max_binary_file_bytes": 0}, "blocked"),  # 0: no binary content at all
+    ],
+)
+def test_the_default_binary_cap_at_its_edge(
+    cli: Any, repo: Path, tmp_path: Path, size: int, gates: dict[str, Any], final: str
+) -> None:
+    agent = make_agent(
+        tmp_path,
+        ADD_SUB
+        + f"""
 (WT / "big.bin").write_bytes(b"\\0" + os.urandom({size} - 1))
 report(["app.py", "big.bin"])
-''')
+""",
+    )
     write_policy(repo, agent, gates=gates)
     code, data = _run(cli, repo)
     assert data["final_state"] == final, json.dumps(data)[-3000:]
@@ -181,7 +232,9 @@ report(["app.py", "big.bin"])
         assert code == 0
         approve = {g["guard"]: g["verdict"] for g in data["steps"][-1]["fired"]["guards"]}
         assert approve["within_byte_limits"]["ok"]
-        passed = {g["guard"]: g["verdict"] for g in data["steps"][2]["fired"]["guards"]}["within_byte_limits"]  # and before
+        passed = {g["guard"]: g["verdict"] for g in data["steps"][2]["fired"]["guards"]}[
+            "within_byte_limits"
+        ]  # and before
         assert passed["ok"] and "2 added or changed file(s)" in passed["reason"]
         return
     verdict = _blocked_at_implementing(data)["within_byte_limits"]
@@ -191,20 +244,26 @@ report(["app.py", "big.bin"])
 
 
 def test_total_changed_bytes_block_with_the_largest_files_named(cli: Any, repo: Path, tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, ADD_SUB + '''
+    agent = make_agent(
+        tmp_path,
+        ADD_SUB
+        + """
 line = "all text, no NUL byte in here\\n"  # 30 bytes
 write("data-a.txt", line * 52429)     # 1.5 MiB
 write("data-b.txt", line * 34953)     # 1 MiB
 report(["app.py", "data-a.txt", "data-b.txt"])
-''')
+""",
+    )
     write_policy(repo, agent, gates={"max_changed_bytes": 2 * MiB})
     code, data = _run(cli, repo)
     assert code == 5
     verdict = _blocked_at_implementing(data)["within_byte_limits"]
     app = len((repo / "app.py").read_bytes()) + len("\n\ndef sub(a, b):\n    return a - b\n")
     total = 52429 * 30 + 34953 * 30 + app
-    assert verdict["reason"] == (f"the change adds or changes 2.5 MiB ({total:,} bytes) in 3 file(s); gates.max_changed_bytes is "
-                                 f"2 MiB (largest: data-a.txt (1.5 MiB), data-b.txt (1.0 MiB), app.py ({app} bytes))")
+    assert verdict["reason"] == (
+        f"the change adds or changes 2.5 MiB ({total:,} bytes) in 3 file(s); gates.max_changed_bytes is "
+        f"2 MiB (largest: data-a.txt (1.5 MiB), data-b.txt (1.0 MiB), app.py ({app} bytes))"
+    )
     assert run_facts(repo)["changed_bytes"]["binary_count"] == 0  # text files: only the total limits them
 
 
@@ -218,8 +277,12 @@ def test_sizes_are_measured_in_the_captured_tree(repo: Path) -> None:
     git(repo, "add", "-A")
     tree = git(repo, "write-tree").strip()
     sizes = sorted(limits.changed_sizes(repo, base, tree), key=lambda f: f["path"])
-    assert sizes == [{"path": "app.py", "size": 32, "binary": False}, {"path": "blob.bin", "size": 5000, "binary": True},
-                     {"path": "link", "size": 6, "binary": False}, {"path": "notes.md", "size": 6, "binary": False}]
+    assert sizes == [
+        {"path": "app.py", "size": 32, "binary": False},
+        {"path": "blob.bin", "size": 5000, "binary": True},
+        {"path": "link", "size": 6, "binary": False},
+        {"path": "notes.md", "size": 6, "binary": False},
+    ]
     summary = limits.size_summary(sizes, keep=2)
     assert summary["total"] == 5044 and summary["count"] == 4 and summary["binary_count"] == 1
     assert [f["path"] for f in summary["largest"]] == ["blob.bin", "app.py"]
@@ -244,8 +307,14 @@ def test_byte_limits_null_and_zero() -> None:
     assert within_byte_limits(_snap({"max_changed_bytes": 0}, [])).ok  # deletions only
     unmeasured = within_byte_limits(_snap({}, None))  # e.g. a run captured before the gate existed
     assert not unmeasured.ok and unmeasured.reason == "the sizes of the changed files were not measured"
-    uncaptured = Snapshot(issue=Issue(1, "t", "", "open", ()), state="gating", run=RunFacts(), labels={},
-                          settings={"gates": {}}, taken_at="")
+    uncaptured = Snapshot(
+        issue=Issue(1, "t", "", "open", ()),
+        state="gating",
+        run=RunFacts(),
+        labels={},
+        settings={"gates": {}},
+        taken_at="",
+    )
     assert within_byte_limits(uncaptured).reason == "the change set was not captured"
 
 
@@ -253,7 +322,7 @@ def test_byte_limits_null_and_zero() -> None:
 
 PROOF_BODY = "Add sub.\n\n## Acceptance criteria\n- `sub(5, 3)` returns 2\n"
 
-PROOF_AGENT = '''
+PROOF_AGENT = """
 import hashlib
 BEHAVIOUR = {behaviour!r}
 MODE = os.environ.get("ORCH_MODE", "implement")
@@ -301,7 +370,7 @@ if BEHAVIOUR == "huge-report":
         fh.truncate(200 * 1024 * 1024)
 else:
     REPORT.write_text(json.dumps(result))
-'''
+"""
 
 SHOTS: dict[str, tuple[str, dict[str, Any]]] = {
     "text-screenshot": (b"<html><body>Count: 1</body></html>\n".hex(), {"viewport": "1280x800"}),
@@ -318,17 +387,37 @@ def _prove(cli: Any, repo: Path, tmp_path: Path, behaviour: str) -> tuple[int, d
     return _run(cli, repo, PROOF_BODY)
 
 
-@pytest.mark.parametrize(("behaviour", "reason"), [
-    ("text-screenshot", "artifact shot-home: shots/home.png is declared a screenshot but its bytes are text, not a PNG or JPEG image"),
-    ("wrong-viewport", "artifact shot-home: shots/home.png is a 390x844 PNG image, but the report states viewport 1280x800"),
-    ("wrong-size", "artifact shot-home: shots/home.png is a 1280x800 PNG image, but the report states size 1280x720"),
-    ("binary-output", "artifact cmd-ac-1: commands/ac-1.txt is declared command-output but its bytes are a PNG image, not text"),
-    ("huge-report", "the proof report is 209,715,200 bytes; the cap is 1 MiB (reports are short JSON)"),
-    ("huge-artifact", "artifact big: logs/big.txt is 11,534,336 bytes; the cap is 10 MiB (one piece of evidence a reviewer can "
-                      "open; larger files cannot be reviewed or published)"),
-    ("artifacts-total", "the proof's 7 artifacts are 56,623,"),
-])
-def test_a_proof_artifact_that_lies_about_its_bytes_blocks(cli: Any, repo: Path, tmp_path: Path, behaviour: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        (
+            "text-screenshot",
+            "artifact shot-home: shots/home.png is declared a screenshot but its bytes are text, not a PNG or JPEG image",
+        ),
+        (
+            "wrong-viewport",
+            "artifact shot-home: shots/home.png is a 390x844 PNG image, but the report states viewport 1280x800",
+        ),
+        (
+            "wrong-size",
+            "artifact shot-home: shots/home.png is a 1280x800 PNG image, but the report states size 1280x720",
+        ),
+        (
+            "binary-output",
+            "artifact cmd-ac-1: commands/ac-1.txt is declared command-output but its bytes are a PNG image, not text",
+        ),
+        ("huge-report", "the proof report is 209,715,200 bytes; the cap is 1 MiB (reports are short JSON)"),
+        (
+            "huge-artifact",
+            "artifact big: logs/big.txt is 11,534,336 bytes; the cap is 10 MiB (one piece of evidence a reviewer can "
+            "open; larger files cannot be reviewed or published)",
+        ),
+        ("artifacts-total", "the proof's 7 artifacts are 56,623,"),
+    ],
+)
+def test_a_proof_artifact_that_lies_about_its_bytes_blocks(
+    cli: Any, repo: Path, tmp_path: Path, behaviour: str, reason: str
+) -> None:
     code, data = _prove(cli, repo, tmp_path, behaviour)
     assert code == 5 and data["final_state"] == "blocked", json.dumps(data)[-3000:]
     assert [s["fired"]["trigger"] for s in data["steps"]] == ["claim", "start", "prove", "block"]
@@ -356,6 +445,7 @@ def test_a_real_png_of_the_stated_size_is_accepted(cli: Any, repo: Path, tmp_pat
 
 # publication and the image header reader ---------------------------------------------------
 
+
 def test_publication_checks_each_screenshot_again(tmp_path: Path) -> None:
     folder = tmp_path / "proof"
     (folder / "shots").mkdir(parents=True)
@@ -363,13 +453,29 @@ def test_publication_checks_each_screenshot_again(tmp_path: Path) -> None:
     arts = []
     for name, data in files.items():
         (folder / "shots" / name).write_bytes(data)
-        arts.append({"id": name[:-4], "kind": "screenshot", "path": f"shots/{name}", "publishable": True, "viewport": "390x844",
-                     "sha256": hashlib.sha256(data).hexdigest()})
+        arts.append(
+            {
+                "id": name[:-4],
+                "kind": "screenshot",
+                "path": f"shots/{name}",
+                "publishable": True,
+                "viewport": "390x844",
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
     with open(folder / "shots" / "huge.png", "wb") as fh:
         fh.write(png_bytes(390, 844))
         fh.truncate(11 * MiB)
-    arts.append({"id": "huge", "kind": "screenshot", "path": "shots/huge.png", "publishable": True, "viewport": "390x844",
-                 "sha256": "0" * 64})
+    arts.append(
+        {
+            "id": "huge",
+            "kind": "screenshot",
+            "path": "shots/huge.png",
+            "publishable": True,
+            "viewport": "390x844",
+            "sha256": "0" * 64,
+        }
+    )
     plan = proof.proof_branch_files({"dir": str(folder), "artifacts": arts}, owner="o", repo="r", run_id="1-a")
     assert plan.files == {"proof/1-a/good.png": folder / "shots" / "good.png"}
     assert plan.skipped == [
@@ -386,13 +492,24 @@ def test_runner_screenshots_are_held_to_their_own_record(tmp_path: Path) -> None
     data = png_bytes(390, 844)
     (folder / "browser").mkdir()
     (folder / "browser" / "final-mobile.png").write_bytes(data)
-    shot = {"id": "browser-final-mobile", "kind": "screenshot", "path": "browser/final-mobile.png", "publishable": True,
-            "sha256": hashlib.sha256(data).hexdigest(), "source": "runner", "viewport": "390x844", "width": 390, "height": 844}
+    shot = {
+        "id": "browser-final-mobile",
+        "kind": "screenshot",
+        "path": "browser/final-mobile.png",
+        "publishable": True,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "source": "runner",
+        "viewport": "390x844",
+        "width": 390,
+        "height": 844,
+    }
     detail, reasons = proof.inspect_artifact(folder, shot, started)
     assert reasons == [] and detail["content"] == "PNG 390x844"
     _detail, reasons = proof.inspect_artifact(folder, {**shot, "viewport": "1280x800"}, started)
-    assert reasons == ["artifact browser-final-mobile: browser/final-mobile.png is a 390x844 PNG image, "
-                       "but the runner's browser record states viewport 1280x800"]
+    assert reasons == [
+        "artifact browser-final-mobile: browser/final-mobile.png is a 390x844 PNG image, "
+        "but the runner's browser record states viewport 1280x800"
+    ]
 
 
 def test_image_headers_are_read_with_the_standard_library(tmp_path: Path) -> None:
@@ -403,8 +520,10 @@ def test_image_headers_are_read_with_the_standard_library(tmp_path: Path) -> Non
 
     assert sniff(png_bytes(7, 3)) == (images.Image("PNG", 7, 3), "a PNG image")
     # a JPEG: SOI, an APP0 segment, then the SOF0 frame header with height 600 and width 800
-    jpeg = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-            b"\xff\xc0\x00\x0b\x08\x02\x58\x03\x20\x01\x01\x11\x00\xff\xd9")
+    jpeg = (
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        b"\xff\xc0\x00\x0b\x08\x02\x58\x03\x20\x01\x01\x11\x00\xff\xd9"
+    )
     assert sniff(jpeg) == (images.Image("JPEG", 800, 600), "a JPEG image")
     assert sniff(b"\xff\xd8\xff\xe0\x00\x10JFIF")[1] == "a damaged JPEG (no frame header with its width and height)"
     assert sniff(b"\x89PNG\r\n\x1a\n" + b"\0" * 8)[1] == "a damaged PNG (no IHDR header)"

@@ -46,8 +46,10 @@ def test_a_holder_that_renews_is_alive_and_one_that_stopped_is_expired() -> None
 
 
 def test_only_the_identitys_markers_count() -> None:
-    forged = [claim(1, "evil", "2026-11-29T10:00:00Z", author="mallory"),
-              report(2, "r1", claims.ABANDONED, "2026-11-29T11:00:00Z", by="evil", author="mallory")]
+    forged = [
+        claim(1, "evil", "2026-11-29T10:00:00Z", author="mallory"),
+        report(2, "r1", claims.ABANDONED, "2026-11-29T11:00:00Z", by="evil", author="mallory"),
+    ]
     held = claims.holding([claim(0, "r1", "2026-11-29T09:00:00Z"), *forged], ME, 900, NOW)
     assert held.run_id == "r1", "someone else's takeover report ends nothing"
     assert claims.abandoned([c for c in forged], ME, "r1") is None
@@ -55,11 +57,13 @@ def test_only_the_identitys_markers_count() -> None:
 
 
 def test_a_takeover_report_ends_only_the_run_it_names() -> None:
-    comments = [claim(1, "r1", "2026-11-29T09:00:00Z"),
-                report(2, "r1", claims.ABANDONED, "2026-11-29T11:50:00Z", by="rA"),
-                claim(3, "rA", "2026-11-29T11:50:01Z"),
-                report(4, "r1", claims.ABANDONED, "2026-11-29T11:50:02Z", by="rB"),  # a second taker, a moment later
-                claim(5, "rB", "2026-11-29T11:50:03Z")]
+    comments = [
+        claim(1, "r1", "2026-11-29T09:00:00Z"),
+        report(2, "r1", claims.ABANDONED, "2026-11-29T11:50:00Z", by="rA"),
+        claim(3, "rA", "2026-11-29T11:50:01Z"),
+        report(4, "r1", claims.ABANDONED, "2026-11-29T11:50:02Z", by="rB"),  # a second taker, a moment later
+        claim(5, "rB", "2026-11-29T11:50:03Z"),
+    ]
     active = claims.active_claims(comments, ME)
     assert [a.run_id for a in active] == ["rA", "rB"], "the later takeover report must not end rA's fresh claim"
     assert claims.abandoned(comments, ME, "r1") == "rA"
@@ -67,16 +71,28 @@ def test_a_takeover_report_ends_only_the_run_it_names() -> None:
 
 
 def test_a_run_report_ends_every_claim_before_it() -> None:
-    comments = [claim(1, "r1", "2026-11-29T09:00:00Z"), claim(2, "r2", "2026-11-29T09:00:01Z"),
-                report(3, "r1", "review-7", "2026-11-29T10:00:00Z"), claim(4, "r3", "2026-11-29T11:00:00Z")]
+    comments = [
+        claim(1, "r1", "2026-11-29T09:00:00Z"),
+        claim(2, "r2", "2026-11-29T09:00:01Z"),
+        report(3, "r1", "review-7", "2026-11-29T10:00:00Z"),
+        claim(4, "r3", "2026-11-29T11:00:00Z"),
+    ]
     assert [a.run_id for a in claims.active_claims(comments, ME)] == ["r3"]
     kinds = [k for _r, k, _b in claims.reports_after(comments, ME, "2026-11-29T09:30:00Z")]
     assert kinds == ["review-7"]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["claim", "report", "abandon"]), st.sampled_from(["r1", "r2", "r3"]),
-                          st.sampled_from(["r1", "r2", "r3"])), max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["claim", "report", "abandon"]),
+            st.sampled_from(["r1", "r2", "r3"]),
+            st.sampled_from(["r1", "r2", "r3"]),
+        ),
+        max_size=12,
+    )
+)
 def test_every_reader_of_the_same_list_agrees_and_an_abandoned_run_never_holds(ops: list[tuple[str, str, str]]) -> None:
     comments = []
     for i, (op, run, by) in enumerate(ops):
@@ -93,7 +109,9 @@ def test_every_reader_of_the_same_list_agrees_and_an_abandoned_run_never_holds(o
     for a in active:  # an active claim came after every run report, and after every takeover report naming its run
         after = [c for c in comments if c.id > a.comment.id]
         assert not any("kind=report-blocked" in c.body for c in after)
-        last_abandon = max((c.id for c in comments if f"orch:run={a.run_id} kind=report-abandoned" in c.body), default=-1)
+        last_abandon = max(
+            (c.id for c in comments if f"orch:run={a.run_id} kind=report-abandoned" in c.body), default=-1
+        )
         assert last_abandon < a.comment.id
     # a prefix of the list (a lagging replica) never shows a holder that the whole list says was ended before it
     for k in range(len(comments) + 1):

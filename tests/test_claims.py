@@ -15,7 +15,8 @@ AGENT = Path(__file__).parent / "agents" / "hostile.py"
 def setup_repo(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     (repo / ".orch").mkdir()
     (repo / ".orch" / "policy.yaml").write_text(
-        f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{AGENT}', 'honest']\n")
+        f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{AGENT}', 'honest']\n"
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "policy")
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
@@ -87,7 +88,8 @@ def test_a_repository_without_commits_is_refused_before_the_claim(cli, tmp_path:
     git(empty, "init", "-q", "-b", "main")
     (empty / ".orch").mkdir()
     (empty / ".orch" / "policy.yaml").write_text(
-        f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{AGENT}', 'honest']\n")
+        f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{AGENT}', 'honest']\n"
+    )
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", empty)[0] == 0
     _no_trace(cli, empty, "does not name a commit")
 

@@ -44,14 +44,21 @@ ROOT = Path(__file__).resolve().parents[1]
 API_KEY_ENV = "ORCH_TEST_ANTHROPIC_KEY"
 API_KEY = "sk-ant-orch-test-0123456789abcdef"
 GH_SECRET = "ghp_orchTestNeverLeaks0123456789abcdefXYZ"
-REPORT = {"status": "completed", "summary": "Made add() explicit.", "changed_files": ["app.py"],
-          "validation": [{"command": "python -m unittest", "result": "passed"}]}
+REPORT = {
+    "status": "completed",
+    "summary": "Made add() explicit.",
+    "changed_files": ["app.py"],
+    "validation": [{"command": "python -m unittest", "result": "passed"}],
+}
 NEW_LINE = "return int(a) + int(b)"
 
 
 def find_claude() -> str | None:
-    for candidate in (os.environ.get("ORCH_TEST_CLAUDE"), str(ROOT / ".ci" / "node" / "node_modules" / ".bin" / "claude"),
-                      "/tmp/claudeprobe/node_modules/.bin/claude"):
+    for candidate in (
+        os.environ.get("ORCH_TEST_CLAUDE"),
+        str(ROOT / ".ci" / "node" / "node_modules" / ".bin" / "claude"),
+        "/tmp/claudeprobe/node_modules/.bin/claude",
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return shutil.which("claude")
@@ -61,7 +68,7 @@ CLAUDE = find_claude()
 needs_claude = pytest.mark.skipif(
     CLAUDE is None,
     reason="no Claude Code CLI: set ORCH_TEST_CLAUDE, or `npm install --prefix .ci/node @anthropic-ai/claude-code@2.1.197`, "
-           "or put claude on PATH",
+    "or put claude on PATH",
 )
 
 
@@ -95,10 +102,15 @@ def request_for(repo: Path, worktree: Path, idle: float = 60, timeout: float = 1
     evidence = repo / ".orch" / "runs" / "1" / "attempt-1"
     evidence.mkdir(parents=True, exist_ok=True)
     report = evidence / "report.json"
-    prompt = ("Make add() explicit in app.py.\n\n"
-              f"When you are done, write a completion report as JSON to `{report}`.\n")
-    return AgentRequest(prompt=prompt, workdir=worktree, evidence_dir=evidence, report_path=report,
-                        timeout_seconds=timeout, idle_timeout_seconds=idle)
+    prompt = f"Make add() explicit in app.py.\n\nWhen you are done, write a completion report as JSON to `{report}`.\n"
+    return AgentRequest(
+        prompt=prompt,
+        workdir=worktree,
+        evidence_dir=evidence,
+        report_path=report,
+        timeout_seconds=timeout,
+        idle_timeout_seconds=idle,
+    )
 
 
 def agent_for(srv: ScriptedAnthropic, repo: Path, **extra: Any) -> ClaudeAgent:
@@ -150,13 +162,15 @@ def processes_with(marker: str) -> list[int]:
 
 
 @needs_claude
-def test_claude_edits_the_worktree_writes_a_valid_report_and_records_tokens(repo: Path, worktree: Path, api_key: str,
-                                                                             home: Path) -> None:
+def test_claude_edits_the_worktree_writes_a_valid_report_and_records_tokens(
+    repo: Path, worktree: Path, api_key: str, home: Path
+) -> None:
     req = request_for(repo, worktree)
     with ScriptedAnthropic(turns=edit_script(worktree), final_text="All done: add() is explicit.") as srv:
         result = agent_for(srv, repo, model="claude-scripted-1").run(req)
-    assert (result.exit_code, result.error, result.timed_out, result.idle_timed_out) == (0, None, False, False), \
-        Path(result.log).read_text()[-3000:]
+    assert (result.exit_code, result.error, result.timed_out, result.idle_timed_out) == (0, None, False, False), Path(
+        result.log
+    ).read_text()[-3000:]
 
     # The file really changed in the worktree, and git sees exactly that change.
     assert NEW_LINE in (worktree / "app.py").read_text()
@@ -199,7 +213,8 @@ def test_claude_edits_the_worktree_writes_a_valid_report_and_records_tokens(repo
 
 @needs_claude
 def test_the_agent_environment_has_no_tokens_and_no_inherited_claude_settings(
-        repo: Path, worktree: Path, api_key: str, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path, worktree: Path, api_key: str, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GH_TOKEN", GH_SECRET)
     monkeypatch.setenv("GITHUB_TOKEN", GH_SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-never-leaks")
@@ -216,7 +231,7 @@ def test_the_agent_environment_has_no_tokens_and_no_inherited_claude_settings(
     # the environment is an allowlist: orch's own variables are not inherited, the policy's agent.env is passed
     assert env.get("ORCH_TEST_CANARY") == "from-the-policy"  # the tools do inherit the agent's environment...
     for name in ("GH_TOKEN", "GITHUB_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK"):
-        assert name not in env, name                   # ...but never these
+        assert name not in env, name  # ...but never these
     assert GH_SECRET not in env_dump.read_text()
     assert env["CLAUDE_CONFIG_DIR"] == str(req.evidence_dir / "claude-config")
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1" and env["DISABLE_AUTOUPDATER"] == "1"
@@ -238,30 +253,56 @@ def poison_home(home: Path, marker: Path) -> None:
 
 
 @needs_claude
-def test_a_poisoned_home_claude_folder_changes_a_bare_claude_run(repo: Path, worktree: Path, api_key: str, home: Path,
-                                                                  tmp_path: Path) -> None:
+def test_a_poisoned_home_claude_folder_changes_a_bare_claude_run(
+    repo: Path, worktree: Path, api_key: str, home: Path, tmp_path: Path
+) -> None:
     """The control for the next test: without orch's isolation, the poison in ~/.claude takes effect."""
     marker = tmp_path / "POISONED"
     poison_home(home, marker)
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "ANTHROPIC_API_KEY": API_KEY,
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ANTHROPIC_API_KEY": API_KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
     with ScriptedAnthropic(turns=edit_script(worktree)) as srv:
         env["ANTHROPIC_BASE_URL"] = srv.base_url
-        proc = subprocess.run([str(CLAUDE), "-p", "--output-format", "stream-json", "--verbose",
-                               "--permission-mode", "dontAsk", "--allowedTools", "Read", "Edit", "Write", "Bash"],
-                              input=f"Make add() explicit. Report to {tmp_path / 'report.json'}", cwd=worktree, env=env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [
+                str(CLAUDE),
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "dontAsk",
+                "--allowedTools",
+                "Read",
+                "Edit",
+                "Write",
+                "Bash",
+            ],
+            input=f"Make add() explicit. Report to {tmp_path / 'report.json'}",
+            cwd=worktree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     main = srv.main_requests()
-    assert marker.exists()                                                   # the user's hook ran
-    assert "Edit" not in [t["name"] for t in main[0].body["tools"]]         # the user's deny rule applied
-    assert "POISON-MEMORY-7731" in json.dumps(main[0].body)                 # the user's memory reached the model
+    assert marker.exists()  # the user's hook ran
+    assert "Edit" not in [t["name"] for t in main[0].body["tools"]]  # the user's deny rule applied
+    assert "POISON-MEMORY-7731" in json.dumps(main[0].body)  # the user's memory reached the model
     assert NEW_LINE not in (worktree / "app.py").read_text()
 
 
 @needs_claude
-def test_the_users_home_claude_folder_has_no_effect_on_an_orch_run(repo: Path, worktree: Path, api_key: str, home: Path,
-                                                                   tmp_path: Path) -> None:
+def test_the_users_home_claude_folder_has_no_effect_on_an_orch_run(
+    repo: Path, worktree: Path, api_key: str, home: Path, tmp_path: Path
+) -> None:
     marker = tmp_path / "POISONED"
     poison_home(home, marker)
     before = sorted(p.relative_to(home) for p in home.rglob("*"))
@@ -281,12 +322,20 @@ def test_the_users_home_claude_folder_has_no_effect_on_an_orch_run(repo: Path, w
 @needs_claude
 @pytest.mark.parametrize("sources, applies", [([], False), (["project"], True)])
 def test_repository_claude_settings_apply_only_when_the_policy_names_them(
-        repo: Path, worktree: Path, api_key: str, home: Path, tmp_path: Path, sources: list[str], applies: bool) -> None:
+    repo: Path, worktree: Path, api_key: str, home: Path, tmp_path: Path, sources: list[str], applies: bool
+) -> None:
     req = request_for(repo, worktree)
     marker = req.evidence_dir / "PROJECT-HOOK-RAN"  # where the jail lets a hook write
     (worktree / ".claude").mkdir()
-    (worktree / ".claude" / "settings.json").write_text(json.dumps({
-        "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": f"touch '{marker}'"}]}]}}))
+    (worktree / ".claude" / "settings.json").write_text(
+        json.dumps(
+            {
+                "hooks": {
+                    "PreToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": f"touch '{marker}'"}]}]
+                }
+            }
+        )
+    )
     with ScriptedAnthropic(turns=edit_script(worktree)) as srv:
         result = agent_for(srv, repo, setting_sources=sources).run(req)
     assert (result.exit_code, result.error) == (0, None), Path(result.log).read_text()[-3000:]
@@ -306,8 +355,9 @@ def test_max_turns_stops_the_session_with_a_reason(repo: Path, worktree: Path, a
 
 
 @needs_claude
-def test_an_unresponsive_model_server_triggers_the_idle_timeout(repo: Path, worktree: Path, api_key: str,
-                                                                home: Path) -> None:
+def test_an_unresponsive_model_server_triggers_the_idle_timeout(
+    repo: Path, worktree: Path, api_key: str, home: Path
+) -> None:
     req = request_for(repo, worktree, idle=5, timeout=90)
     with ScriptedAnthropic(hang=True) as srv:
         result = agent_for(srv, repo).run(req)
@@ -335,16 +385,19 @@ def test_refuses_without_the_binary_or_the_key(repo: Path, worktree: Path, monke
     assert no_key.exit_code is None and API_KEY_ENV in (no_key.error or "")
 
 
-@pytest.mark.parametrize("config, words", [
-    ({"allowed_tools": "Bash"}, "allowed_tools"),
-    ({"allowed_tools": []}, "allowed_tools"),
-    ({"allowed_tools": ["Bash; rm -rf /"]}, "allowed_tools"),
-    ({"max_turns": 0}, "max_turns"),
-    ({"permission_mode": "yolo"}, "permission_mode"),
-    ({"setting_sources": ["everything"]}, "setting_sources"),
-    ({"env": {"GITHUB_TOKEN": "x"}}, "secret"),
-    ({"args": "--verbose"}, "args"),
-])
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"allowed_tools": "Bash"}, "allowed_tools"),
+        ({"allowed_tools": []}, "allowed_tools"),
+        ({"allowed_tools": ["Bash; rm -rf /"]}, "allowed_tools"),
+        ({"max_turns": 0}, "max_turns"),
+        ({"permission_mode": "yolo"}, "permission_mode"),
+        ({"setting_sources": ["everything"]}, "setting_sources"),
+        ({"env": {"GITHUB_TOKEN": "x"}}, "secret"),
+        ({"args": "--verbose"}, "args"),
+    ],
+)
 def test_bad_policy_values_are_refused(repo: Path, config: dict[str, Any], words: str) -> None:
     with pytest.raises(OrchError) as err:
         ClaudeAgent(config, repo)
@@ -357,15 +410,23 @@ def test_argv_and_environment(repo: Path, worktree: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://users-gateway")
     monkeypatch.setenv("CLAUDECODE", "1")
     monkeypatch.setenv("GH_TOKEN", GH_SECRET)
-    agent = ClaudeAgent({"api_key_env": "MY_KEY_VAR", "model": "m1", "max_turns": 7, "env": {"LANG": "C.UTF-8"},
-                         "allowed_tools": ["Read", "Bash(python -m unittest *)", "Bash(git diff *)"],
-                         "args": ["--effort", "high"]}, repo)
+    agent = ClaudeAgent(
+        {
+            "api_key_env": "MY_KEY_VAR",
+            "model": "m1",
+            "max_turns": 7,
+            "env": {"LANG": "C.UTF-8"},
+            "allowed_tools": ["Read", "Bash(python -m unittest *)", "Bash(git diff *)"],
+            "args": ["--effort", "high"],
+        },
+        repo,
+    )
     req = request_for(repo, worktree)
     argv = agent.argv("/bin/claude", req.report_path.parent)
     assert argv[:5] == ["/bin/claude", "-p", "--output-format", "stream-json", "--verbose"]
     assert argv[argv.index("--tools") + 1] == "Read,Bash"
     i = argv.index("--allowedTools")
-    assert argv[i + 1:i + 4] == ["Read", "Bash(python -m unittest *)", "Bash(git diff *)"]
+    assert argv[i + 1 : i + 4] == ["Read", "Bash(python -m unittest *)", "Bash(git diff *)"]
     assert argv[i + 4].startswith("--")  # the variadic list ends at the next flag
     assert argv[argv.index("--permission-mode") + 1] == "dontAsk"
     assert argv[argv.index("--setting-sources") + 1] == ""
@@ -379,18 +440,30 @@ def test_argv_and_environment(repo: Path, worktree: Path, monkeypatch: pytest.Mo
 
 def test_token_usage_without_a_result_event_counts_each_message_once() -> None:
     usage = {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 1}
-    events = parse_events("\n".join([
-        "not json: a line claude printed on stderr",
-        json.dumps({"type": "system", "subtype": "init"}),
-        json.dumps({"type": "assistant", "message": {"id": "m1", "usage": usage}}),
-        json.dumps({"type": "assistant", "message": {"id": "m1", "usage": usage}}),  # a second block, same message
-        json.dumps({"type": "assistant", "message": {"id": "m2", "usage": {**usage, "output_tokens": 5}}}),
-    ]))
+    events = parse_events(
+        "\n".join(
+            [
+                "not json: a line claude printed on stderr",
+                json.dumps({"type": "system", "subtype": "init"}),
+                json.dumps({"type": "assistant", "message": {"id": "m1", "usage": usage}}),
+                json.dumps(
+                    {"type": "assistant", "message": {"id": "m1", "usage": usage}}
+                ),  # a second block, same message
+                json.dumps({"type": "assistant", "message": {"id": "m2", "usage": {**usage, "output_tokens": 5}}}),
+            ]
+        )
+    )
     assert token_usage(events) == {"input": 20, "output": 7, "cache_read_input": 2}
     assert token_usage([]) is None
     assert failure_message(events) is None
-    done = events + [{"type": "result", "subtype": "success", "is_error": False,
-                      "usage": {"input_tokens": 99, "output_tokens": 9, "server_tool_use": {"web_search_requests": 0}}}]
+    done = events + [
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "usage": {"input_tokens": 99, "output_tokens": 9, "server_tool_use": {"web_search_requests": 0}},
+        }
+    ]
     assert token_usage(done) == {"input": 99, "output": 9}
     failed = [{"type": "result", "subtype": "error_during_execution", "is_error": True, "errors": ["API Error: 500"]}]
     assert failure_message(failed) == "claude ended with error_during_execution: API Error: 500"

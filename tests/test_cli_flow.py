@@ -68,10 +68,17 @@ def _use_agent(repo: Path, script: Path) -> None:
     yaml = YAML()
     data = yaml.load(path.read_text())
     assert data["extends"] == "default"
-    data["agent"] = {"kind": "command", "command": sys.executable, "args": [str(script)],
-                     "timeout_seconds": 120, "idle_timeout_seconds": 60}
+    data["agent"] = {
+        "kind": "command",
+        "command": sys.executable,
+        "args": [str(script)],
+        "timeout_seconds": 120,
+        "idle_timeout_seconds": 60,
+    }
     data["checks"] = {"unit": {"command": f"{sys.executable} -m unittest -q", "timeout_seconds": 120}}
-    data["sandbox"] = {"writable": [str(script.parent / f"{script.stem}-state")]}  # where the test agent counts its runs
+    data["sandbox"] = {
+        "writable": [str(script.parent / f"{script.stem}-state")]
+    }  # where the test agent counts its runs
     with path.open("w") as fh:
         yaml.dump(data, fh)
 
@@ -168,7 +175,11 @@ def test_new_user_flow_from_setup_to_review_and_requeue(flow: Flow, repo: Path, 
     assert run_id == step["steps"][0]["run_id"]
     assert agent.runs == 1
     prompt = agent.prompt(1)
-    assert "issue #1: Add sub" in prompt and "[ac-1] `sub(3, 1)` returns 2" in prompt and "[ac-2] `add` keeps working" in prompt
+    assert (
+        "issue #1: Add sub" in prompt
+        and "[ac-1] `sub(3, 1)` returns 2" in prompt
+        and "[ac-2] `add` keeps working" in prompt
+    )
     assert "$" + "issue_title" not in prompt
 
     pulls = _pulls(repo)
@@ -180,9 +191,14 @@ def test_new_user_flow_from_setup_to_review_and_requeue(flow: Flow, repo: Path, 
     assert git_out(repo, "rev-parse", "main") == base_sha  # the base branch did not move
     # the branch holds one commit, made by the runner, on the base, whose tree is exactly the agent's change
     assert git_out(repo, "rev-list", f"{base_sha}..{pr.head_sha}").splitlines() == [pr.head_sha]
-    assert git_out(repo, "log", "-1", "--format=%an <%ae>|%cn|%P", pr.head_sha) == f"orch <orch@localhost>|orch|{base_sha}"
+    assert (
+        git_out(repo, "log", "-1", "--format=%an <%ae>|%cn|%P", pr.head_sha) == f"orch <orch@localhost>|orch|{base_sha}"
+    )
     assert f"Orch-Run: {run_id}" in git_out(repo, "log", "-1", "--format=%B", pr.head_sha)
-    assert git_out(repo, "diff", "--name-status", base_sha, pr.head_sha).splitlines() == ["M\tapp.py", "A\tdocs/notes.md"]
+    assert git_out(repo, "diff", "--name-status", base_sha, pr.head_sha).splitlines() == [
+        "M\tapp.py",
+        "A\tdocs/notes.md",
+    ]
     assert git_out(repo, "show", f"{pr.head_sha}:app.py") + "\n" == GOOD_APP
     assert git_out(repo, "show", f"{pr.head_sha}:docs/notes.md") + "\n" == GOOD_NOTES
     assert _labels(repo, 1) == {"agent:auto", "agent:review"}
@@ -200,7 +216,11 @@ def test_new_user_flow_from_setup_to_review_and_requeue(flow: Flow, repo: Path, 
     for t in pol.transitions:
         for s in t.sources:
             assert f"    {s} --> {t.dest}: {t.trigger}" in mm["graph"]
-            edge = next(line for line in dot["graph"].splitlines() if line.startswith(f'  "{s}" -> "{t.dest}" [label="{t.trigger}'))
+            edge = next(
+                line
+                for line in dot["graph"].splitlines()
+                if line.startswith(f'  "{s}" -> "{t.dest}" [label="{t.trigger}')
+            )
             assert ("style=dashed" in edge) == t.human
     code, text, _ = flow("graph")
     assert code == 0 and text.strip() == mm["graph"]
@@ -218,7 +238,10 @@ def test_new_user_flow_from_setup_to_review_and_requeue(flow: Flow, repo: Path, 
     assert all(s["status"] == "done" for s in shown["steps"])
     evidence = Path(shown["evidence"][run_id])
     assert (evidence / "attempt-1" / "agent.log").read_text().startswith("agent: edited app.py")
-    assert json.loads((evidence / "attempt-1" / "report.json").read_text())["changed_files"] == ["app.py", "docs/notes.md"]
+    assert json.loads((evidence / "attempt-1" / "report.json").read_text())["changed_files"] == [
+        "app.py",
+        "docs/notes.md",
+    ]
     code, text, _ = flow("show", "--issue", "1")
     assert code == 0 and str(evidence) in text and "gating --approve--> review" in text
 
@@ -264,7 +287,9 @@ def test_issue_commands(flow: Flow, repo: Path) -> None:
     code, listed = flow.json("issue", "list")
     assert code == 0 and listed["kind"] == "issues"
     assert [(i["number"], i["title"], i["state"], i["lifecycle_state"]) for i in listed["issues"]] == [
-        (1, "First", "open", "queued"), (2, "Second", "open", "queued")]
+        (1, "First", "open", "queued"),
+        (2, "Second", "open", "queued"),
+    ]
 
     code, labelled = flow.json("issue", "label", "2", "+agent:manual", "+needs-triage")
     assert code == 0 and labelled["labels"] == ["agent:manual", "needs-triage"]
@@ -319,7 +344,9 @@ def test_prompt_is_strict_and_uses_overrides(flow: Flow, repo: Path, tmp_path: P
     (prompts / "implementation.md").write_text("Fix #$issue_number ($issue_title); costs $$5.\n$acceptance_criteria\n")
     code, data = flow.json("prompt", "--issue", "1")
     assert code == 0
-    assert data["prompt"] == "Fix #1 (Add sub); costs $5.\n- [ac-1] `sub(3, 1)` returns 2\n- [ac-2] `add` keeps working\n"
+    assert (
+        data["prompt"] == "Fix #1 (Add sub); costs $5.\n- [ac-1] `sub(3, 1)` returns 2\n- [ac-2] `add` keeps working\n"
+    )
 
     (prompts / "implementation.md").write_text("Fix $issue_title and $isue_body\n")
     code, out, err = flow("prompt", "--issue", "1")
@@ -330,7 +357,9 @@ def test_prompt_is_strict_and_uses_overrides(flow: Flow, repo: Path, tmp_path: P
     assert code == 1 and err_json["kind"] == "error" and "$isue_body" in err_json["error"]
     code, lint = flow.json("lint")
     assert code == 3 and lint["ok"] is False
-    assert any("implementation.md" in p["file"] and "$isue_body" in p["message"] for f in lint["files"] for p in f["problems"])
+    assert any(
+        "implementation.md" in p["file"] and "$isue_body" in p["message"] for f in lint["files"] for p in f["problems"]
+    )
 
     (prompts / "implementation.md").write_text("Costs $5\n")
     code, out, err = flow("prompt", "--issue", "1")

@@ -22,13 +22,12 @@ from agentkit import (
     tracker,
     write_policy,
 )
-from conftest import git, orch_process as orch
+from conftest import git
+from conftest import orch_process as orch
 
 from statemachine.store import Store
 
 CHECKS = {"unit": {"command": f"{sys.executable} -m unittest -q", "timeout_seconds": 120}}
-
-
 
 
 def template(root: Path) -> Path:
@@ -37,8 +36,10 @@ def template(root: Path) -> Path:
     repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     (repo / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    (repo / "test_app.py").write_text("import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
-                                      "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n")
+    (repo / "test_app.py").write_text(
+        "import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")
     with tracker(repo) as t:
@@ -138,7 +139,9 @@ def kill_everywhere(tmp_path: Path, body: str, final: str) -> list[str]:
     effects = effects_of_a_full_run(repo, tmp_path / "reference", body, final)
     ks = list(range(1, len(effects) + 1))
     with ThreadPoolExecutor(max_workers=4) as pool:
-        failures = [f for f in pool.map(lambda k: check_case(repo, tmp_path / f"k{k}", body, k, effects, final), ks) if f]
+        failures = [
+            f for f in pool.map(lambda k: check_case(repo, tmp_path / f"k{k}", body, k, effects, final), ks) if f
+        ]
     assert failures == [], "\n".join(failures)
     return effects
 
@@ -146,8 +149,16 @@ def kill_everywhere(tmp_path: Path, body: str, final: str) -> list[str]:
 def test_delivery_survives_a_kill_after_every_effect(tmp_path: Path) -> None:
     effects = kill_everywhere(tmp_path, GOOD_AGENT, "review")
     # the delivery journals at least: the claim, the worktree, the agent, the capture, the checks, the publication
-    for action in ("start_run", "create_worktree", "run_agent", "capture_changes", "run_checks", "commit_changes",
-                   "open_draft_pr", "post_report"):
+    for action in (
+        "start_run",
+        "create_worktree",
+        "run_agent",
+        "capture_changes",
+        "run_checks",
+        "commit_changes",
+        "open_draft_pr",
+        "post_report",
+    ):
         assert action in effects, effects
     # one more than there are effects: nothing kills it, it simply finishes
     repo, agent = make_case(tmp_path / "template", tmp_path / "no-kill", GOOD_AGENT)

@@ -13,25 +13,15 @@ import pytest
 
 from tests.agentkit import processes_under
 from tests.daemonkit import (
-    counter_file, counter_sandbox, daemon, events, new_issue, setup, state_of, wait_for,
+    counter_file,
+    counter_sandbox,
+    daemon,
+    events,
+    new_issue,
+    setup,
+    state_of,
+    wait_for,
 )
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def test_once_runs_disjoint_issues_together_and_overlapping_ones_apart(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +105,9 @@ def test_an_issue_closed_mid_run_is_stopped_without_publication(cli, repo: Path,
     counter = counter_file(tmp_path)
     setup(cli, repo, seconds=30, extra=counter_sandbox(counter))
     n = new_issue(cli, repo, "will be closed", owns="x/**")
-    proc = daemon(repo, "--interval-seconds", "0.3", "--max-runs", "1", env={**os.environ, "AGENT_COUNTER": str(counter)})
+    proc = daemon(
+        repo, "--interval-seconds", "0.3", "--max-runs", "1", env={**os.environ, "AGENT_COUNTER": str(counter)}
+    )
     wait_for(lambda: counter.exists())
     assert cli("issue", "close", str(n), "--repo", repo)[0] == 0
     out, err = proc.communicate(timeout=60)
@@ -134,7 +126,12 @@ def test_a_second_daemon_on_the_same_clone_is_refused(cli, repo: Path) -> None: 
     setup(cli, repo)
     first = daemon(repo, "--interval-seconds", "5")
     try:
-        wait_for(lambda: (repo / ".orch" / "state" / "daemon.lock").exists() and "pid" in (repo / ".orch" / "state" / "daemon.lock").read_text())
+        wait_for(
+            lambda: (
+                (repo / ".orch" / "state" / "daemon.lock").exists()
+                and "pid" in (repo / ".orch" / "state" / "daemon.lock").read_text()
+            )
+        )
         second = daemon(repo, "--once")
         out, err = second.communicate(timeout=30)
         assert second.returncode == 1
@@ -148,8 +145,11 @@ def test_a_second_daemon_on_the_same_clone_is_refused(cli, repo: Path) -> None: 
 AGENT_POLICIES = {
     "codex": ("", "npm install -g @openai/codex@0.169.0", "OPENAI_API_KEY"),
     "claude": ("agent:\n  kind: claude\n", "npm install -g @anthropic-ai/claude-code@2.1.197", "ANTHROPIC_API_KEY"),
-    "claude-own-key": ("agent:\n  kind: claude\n  api_key_env: ORCH_MODEL_KEY\n",
-                       "npm install -g @anthropic-ai/claude-code@2.1.197", "ORCH_MODEL_KEY"),
+    "claude-own-key": (
+        "agent:\n  kind: claude\n  api_key_env: ORCH_MODEL_KEY\n",
+        "npm install -g @anthropic-ai/claude-code@2.1.197",
+        "ORCH_MODEL_KEY",
+    ),
     "command": (f"agent:\n  kind: command\n  command: {sys.executable}\n", None, None),
 }
 
@@ -166,8 +166,11 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, 
     assert code == 0
     wf = repo / ".github" / "workflows" / "orch.yml"
     text = wf.read_text()
-    res = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(wf)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(wf)],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     from ruamel.yaml import YAML
 
@@ -186,15 +189,22 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, 
     installs = [r for r in run_steps if "npm install" in r]
     assert installs == ([install] if install else [])
     # the jail: bubblewrap, and user namespaces that AppArmor would otherwise refuse on ubuntu-latest
-    assert any("apt-get install -y bubblewrap" in r and "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" in r
-               for r in run_steps)
+    assert any(
+        "apt-get install -y bubblewrap" in r and "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" in r
+        for r in run_steps
+    )
     # every action pinned by full commit SHA, the tag in a comment
     uses = [s["uses"] for s in steps if "uses" in s]
-    assert {u.split("@")[0] for u in uses} >= {"actions/checkout", "actions/setup-python", "actions/upload-artifact",
-                                               "actions/create-github-app-token"}
+    assert {u.split("@")[0] for u in uses} >= {
+        "actions/checkout",
+        "actions/setup-python",
+        "actions/upload-artifact",
+        "actions/create-github-app-token",
+    }
     assert all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
-    assert all(re.search(r"uses: \S+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line)
-               for line in text.splitlines() if "uses:" in line)
+    assert all(
+        re.search(r"uses: \S+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line) for line in text.splitlines() if "uses:" in line
+    )
     checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["persist-credentials"] is False
     # the model key reaches the orch step only, never an install step or a check
@@ -209,13 +219,21 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, 
         assert not [k for k in orch_step["env"] if k.endswith("_KEY")]
     assert "env" not in doc and set(job.get("env", {})) == {"ORCH_HAS_APP"}
     # orch's identity: the app's token, else ORCH_TOKEN, else the job token as github-actions[bot]
-    assert orch_step["env"]["GH_TOKEN"] == "${{ steps.app.outputs.token || secrets.ORCH_TOKEN || secrets.GITHUB_TOKEN }}"
-    assert "'github-actions'" in orch_step["env"]["ORCH_APP_SLUG"] and "steps.app.outputs.app-slug" in orch_step["env"]["ORCH_APP_SLUG"]
+    assert (
+        orch_step["env"]["GH_TOKEN"] == "${{ steps.app.outputs.token || secrets.ORCH_TOKEN || secrets.GITHUB_TOKEN }}"
+    )
+    assert (
+        "'github-actions'" in orch_step["env"]["ORCH_APP_SLUG"]
+        and "steps.app.outputs.app-slug" in orch_step["env"]["ORCH_APP_SLUG"]
+    )
     app = next(s for s in steps if s.get("id") == "app")
     assert app["if"] == "env.ORCH_HAS_APP == 'true'"
     assert {k: v for k, v in app["with"].items() if k.startswith("permission-")} == {
-        "permission-contents": "write", "permission-issues": "write", "permission-pull-requests": "write",
-        "permission-metadata": "read"}
+        "permission-contents": "write",
+        "permission-issues": "write",
+        "permission-pull-requests": "write",
+        "permission-metadata": "read",
+    }
     # evidence: the redacted run folders only, never .orch/state/
     # (upload-artifact leaves hidden paths such as .orch/ out, so the evidence is gathered into a plain folder first)
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
@@ -249,8 +267,16 @@ def test_http_state_and_page_in_chromium(cli, repo: Path) -> None:  # type: igno
 
         wait_for(running)
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                ],
+            )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector(f"#running tr[data-issue='{n}']")

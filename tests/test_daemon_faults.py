@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from tests.conftest import git
-from tests.github_emulator import GitHubEmulator
 from tests.daemonkit import new_issue, setup, wait_for
+from tests.github_emulator import GitHubEmulator
 from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
 
 
@@ -26,12 +26,18 @@ def test_an_unreachable_tracker_is_reported_and_the_daemon_keeps_serving(repo: P
     (repo / ".orch").mkdir()
     (repo / ".orch" / "policy.yaml").write_text(
         f"version: 1\nextends: default\ntracker:\n  kind: github\n  owner: acme\n  repo: widgets\n"
-        f"  api_url: http://127.0.0.1:{dead}\n")
+        f"  api_url: http://127.0.0.1:{dead}\n"
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "policy")
     env = {**os.environ, "GH_TOKEN": "tok-any"}
-    proc = subprocess.Popen([sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), "--json",
-                             "--interval-seconds", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), "--json", "--interval-seconds", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     events = repo / ".orch" / "state" / "events.jsonl"
     wait_for(lambda: events.exists() and events.read_text().count('"poll-failed"') >= 2, timeout=90)
     assert proc.poll() is None, "the daemon must keep running while the tracker is unreachable"
@@ -53,15 +59,33 @@ def test_an_infrastructure_failure_is_retried_with_backoff(tmp_path: Path) -> No
         policy = work / ".orch" / "policy.yaml"
         policy.write_text(policy.read_text() + "daemon:\n  retry_base_seconds: 0.5\n  retry_cap_seconds: 2\n")
         env = {**{k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")}, "GH_TOKEN": BOT_TOKEN}
-        subprocess.run([sys.executable, "-m", "statemachine", "setup", "--prepare-labels", "--repo", str(work)],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "statemachine", "setup", "--prepare-labels", "--repo", str(work)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         number = gh.create_issue(OWNER, REPO, "Flaky infra", body="add sub", user="alice")
         gh.add_label_event(OWNER, REPO, number, "agent:auto", "alice")
         # the issue itself answers 502 for a while: each `orch run` exhausts its own retries and exits 1
         fault = gh.inject("GET", rf"/repos/{OWNER}/{REPO}/issues/{number}$", "status", times=12, status=502)
-        proc = subprocess.Popen([sys.executable, "-m", "statemachine", "daemon", "--repo", str(work), "--json",
-                                 "--interval-seconds", "0.3"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "statemachine",
+                "daemon",
+                "--repo",
+                str(work),
+                "--json",
+                "--interval-seconds",
+                "0.3",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         events = work / ".orch" / "state" / "events.jsonl"
         try:
             wait_for(lambda: events.exists() and '"outcome": "review"' in events.read_text(), timeout=240)
@@ -83,8 +107,20 @@ def test_a_terminal_gets_a_live_table(repo: Path, cli) -> None:  # type: ignore[
     new_issue(cli, repo, "shown in the table", owns="t/**")
     pid, fd = pty.fork()
     if pid == 0:  # the child: orch daemon on a terminal
-        os.execv(sys.executable, [sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), "--once",
-                                  "--interval-seconds", "0.2"])
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "statemachine",
+                "daemon",
+                "--repo",
+                str(repo),
+                "--once",
+                "--interval-seconds",
+                "0.2",
+            ],
+        )
     chunks = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -31,12 +31,18 @@ PLACEHOLDERS = {"labels": "<role>"}
 FREE_KEY = "<name>"
 
 SCHEMA_TYPE_WORDS = {
-    "object": "mapping", "array": "list", "string": "string", "integer": "integer",
-    "number": "number", "boolean": "boolean", "null": "null",
+    "object": "mapping",
+    "array": "list",
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "null": "null",
 }
 
 
 # helpers ---------------------------------------------------------------------------------
+
 
 def read(name: str) -> str:
     return (DOCS / name).read_text(encoding="utf-8")
@@ -71,7 +77,7 @@ def section(text: str, title: str, doc: str) -> str:
         if i > start and other_level <= level:
             end = i
             break
-    return "\n".join(lines[start + 1:end])
+    return "\n".join(lines[start + 1 : end])
 
 
 def subsections(text: str, title: str, doc: str) -> dict[str, str]:
@@ -104,6 +110,7 @@ def load_default_policy() -> policy_mod.Policy:
 
 
 # the policy schema -----------------------------------------------------------------------
+
 
 def resolve(node: dict[str, Any]) -> dict[str, Any]:
     """Follow ``$ref`` to the schema's ``$defs``, keeping the referring node's own keys."""
@@ -215,7 +222,9 @@ def test_documented_defaults_match_the_default_policy() -> None:
         if not present:
             if not cell.lower().startswith("none"):
                 wrong.append(f"`{key}` is not set by policies/default.yaml: its default should start with 'none'")
-        elif isinstance(value, (bool, int, float)) or (isinstance(value, str) and "\n" not in value) or value in ([], {}):
+        elif (
+            isinstance(value, (bool, int, float)) or (isinstance(value, str) and "\n" not in value) or value in ([], {})
+        ):
             shown = f"`{json.dumps(value)}`"
             if shown not in cell:
                 wrong.append(f"`{key}`: the default should show {shown}")
@@ -250,6 +259,7 @@ def test_prompt_templates_and_variables_are_documented() -> None:
 
 
 # guards and actions ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["Guards", "Actions"])
 def test_registry_matches_the_reference(kind: str) -> None:
@@ -287,6 +297,7 @@ def test_registry_parameters_are_documented(kind: str) -> None:
 
 # the lifecycle ---------------------------------------------------------------------------
 
+
 def test_lifecycle_diagram_is_the_default_policy_graph() -> None:
     from statemachine.commands.graph import mermaid
 
@@ -295,7 +306,8 @@ def test_lifecycle_diagram_is_the_default_policy_graph() -> None:
     expected = mermaid(load_default_policy())
     assert blocks[0].rstrip("\n") == expected, (
         "docs/lifecycle.md: replace the mermaid block with the output of `orch graph --format mermaid` "
-        "for the bundled default policy")
+        "for the bundled default policy"
+    )
 
 
 def test_every_state_and_trigger_is_described() -> None:
@@ -310,7 +322,10 @@ def test_every_state_and_trigger_is_described() -> None:
 
 # the command line ------------------------------------------------------------------------
 
-def commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+
+def commands(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
@@ -374,7 +389,8 @@ def test_exit_code_table_matches_errors_py() -> None:
     assert len(rows) == len(table), "docs/cli.md: a constant appears twice in the exit-code table"
     assert table == exit_codes(), (
         f"docs/cli.md exit-code table {sorted(table.items(), key=lambda x: x[1])} differs from "
-        f"statemachine/errors.py {sorted(exit_codes().items(), key=lambda x: x[1])}")
+        f"statemachine/errors.py {sorted(exit_codes().items(), key=lambda x: x[1])}"
+    )
 
 
 def test_help_epilog_lists_the_same_exit_codes() -> None:
@@ -393,10 +409,13 @@ def test_every_json_kind_is_documented() -> None:
     body = section(read("cli.md"), "JSON output", "docs/cli.md")
     missing = sorted(k for k in kinds if f"`{k}`" not in body)
     assert not missing, f"docs/cli.md, JSON output: document the kinds {', '.join(missing)}"
-    assert f'"version": {JSON_VERSION}' in body, f'docs/cli.md, JSON output: the example should show "version": {JSON_VERSION}'
+    assert f'"version": {JSON_VERSION}' in body, (
+        f'docs/cli.md, JSON output: the example should show "version": {JSON_VERSION}'
+    )
 
 
 # installation ----------------------------------------------------------------------------
+
 
 def test_install_names_the_files_orch_writes_and_the_python_version() -> None:
     from statemachine.commands.setup import IGNORE_LINES
@@ -412,6 +431,7 @@ def test_install_names_the_files_orch_writes_and_the_python_version() -> None:
 
 
 # links -----------------------------------------------------------------------------------
+
 
 def slugs(text: str) -> set[str]:
     """Anchors GitHub makes for the headings of a Markdown file."""

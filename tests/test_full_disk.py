@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import git
 
-AGENT = '''import json, os, sys
+AGENT = """import json, os, sys
 from pathlib import Path
 once = Path(sys.argv[1])
 if not once.exists():  # only the first run fills the disk
@@ -29,14 +29,16 @@ try:
         "changed_files": sorted(["app.py"] + (["big.bin"] if Path("big.bin").exists() else [])), "validation": []}))
 except OSError as exc:
     print("agent: cannot write the report:", exc, flush=True)
-'''
+"""
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
     try:
@@ -46,8 +48,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def orch(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "statemachine", *args, "--repo", str(repo)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_a_full_disk_gives_a_clear_error_and_the_run_resumes(small_disk: Path, tmp_path: Path) -> None:
@@ -61,7 +64,8 @@ def test_a_full_disk_gives_a_clear_error_and_the_run_resumes(small_disk: Path, t
     (repo / ".orch").mkdir()
     (repo / ".orch" / "policy.yaml").write_text(
         f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{agent}', '{once}']\n"
-        "  timeout_seconds: 60\n  idle_timeout_seconds: 30\n")
+        "  timeout_seconds: 60\n  idle_timeout_seconds: 30\n"
+    )
     (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "init")

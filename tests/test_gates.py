@@ -67,13 +67,19 @@ def test_hostile_agent_is_blocked_by_the_right_gate(cli, repo: Path, behaviour: 
     assert data["final_state"] == "blocked"
     last = data["steps"][-1]
     assert last["fired"]["trigger"] == "block" and last["source"] == "implementing"
-    failed = {g["guard"]: g["verdict"]["reason"] + " " + " ".join(g["verdict"]["evidence"])
-              for ev in last["evaluations"] for g in ev["guards"] if not g["verdict"]["ok"]}
+    failed = {
+        g["guard"]: g["verdict"]["reason"] + " " + " ".join(g["verdict"]["evidence"])
+        for ev in last["evaluations"]
+        for g in ev["guards"]
+        if not g["verdict"]["ok"]
+    }
     assert gate in failed, failed
     assert reason in failed[gate]
     code, pulls = cli.json("issue", "show", "1", "--repo", repo)
     assert "agent:blocked" in pulls["labels"] and "agent:running" not in pulls["labels"]
-    assert git(repo, "branch", "--list", "orch/*").strip() == "" or "agent" not in git(repo, "log", "--all", "--format=%an")
+    assert git(repo, "branch", "--list", "orch/*").strip() == "" or "agent" not in git(
+        repo, "log", "--all", "--format=%an"
+    )
 
 
 def test_secret_never_appears_in_the_report_comment(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
@@ -99,7 +105,9 @@ def test_symlink_leading_outside_the_worktree_blocks(cli, repo: Path, tmp_path: 
 
 def test_checks_run_in_a_fresh_worktree_of_the_candidate(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     # the check needs a file the agent left ignored in its own worktree: a fresh checkout does not have it
-    write_policy(repo, "ignored-helper", extra="  helper:\n    command: test -f helper.flag\nlimits:\n  rework_iterations: 0\n")
+    write_policy(
+        repo, "ignored-helper", extra="  helper:\n    command: test -f helper.flag\nlimits:\n  rework_iterations: 0\n"
+    )
     code, data = run_issue(cli, repo)
     assert data["final_state"] == "blocked", data
     steps = [s["fired"]["trigger"] for s in data["steps"]]
@@ -119,8 +127,11 @@ def test_tdd_evidence_passes_when_new_tests_fail_on_base(cli, repo: Path) -> Non
 
 
 def test_tdd_evidence_rejects_tests_that_already_pass_on_base(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
-    write_policy(repo, "tdd-vacuous",
-                 extra=f"gates:\n  tdd:\n    command: {sys.executable} -m unittest -q {{tests}}\nlimits:\n  rework_iterations: 1\n")
+    write_policy(
+        repo,
+        "tdd-vacuous",
+        extra=f"gates:\n  tdd:\n    command: {sys.executable} -m unittest -q {{tests}}\nlimits:\n  rework_iterations: 1\n",
+    )
     code, data = run_issue(cli, repo)
     assert code == 5 and data["final_state"] == "blocked"
     triggers = [s["fired"]["trigger"] for s in data["steps"]]
@@ -134,8 +145,11 @@ def test_review_needs_work_goes_to_rework_then_approves(cli, repo: Path, tmp_pat
     state = tmp_path / "review-state"
     state.mkdir()
     monkeypatch.setenv("REVIEW_VERDICT_FILE", str(state / "reviewed-once"))
-    write_policy(repo, "review-needs-work-once",
-                 extra=f"gates:\n  review: true\nsandbox:\n  env: [REVIEW_VERDICT_FILE]\n  writable: ['{state}']\n")
+    write_policy(
+        repo,
+        "review-needs-work-once",
+        extra=f"gates:\n  review: true\nsandbox:\n  env: [REVIEW_VERDICT_FILE]\n  writable: ['{state}']\n",
+    )
     code, data = run_issue(cli, repo)
     assert code == 0 and data["final_state"] == "review", data
     triggers = [s["fired"]["trigger"] for s in data["steps"]]

@@ -32,8 +32,12 @@ for i in range(12):
 def test_worktrees_made_and_removed_by_concurrent_processes_never_fail(repo: Path, tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    procs = [subprocess.Popen([sys.executable, str(script), str(repo), f"w{n}"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for n in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(repo), f"w{n}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for n in range(6)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
     assert [code for code, _ in results] == [0] * 6, "\n".join(err for _, err in results)
     assert git(repo, "worktree", "list").count("\n") == 1  # every worktree was removed again

@@ -15,8 +15,17 @@ from statemachine.adapters.git import CliGit, run_git
 from statemachine.adapters.gitrun import git_env
 from tests.conftest import GIT_IDENT, git
 
-HOOKS = ("post-checkout", "pre-commit", "post-commit", "reference-transaction", "post-index-change", "pre-push",
-         "pre-auto-gc", "post-merge", "post-rewrite")
+HOOKS = (
+    "post-checkout",
+    "pre-commit",
+    "post-commit",
+    "reference-transaction",
+    "post-index-change",
+    "pre-push",
+    "pre-auto-gc",
+    "post-merge",
+    "post-rewrite",
+)
 
 
 class Markers:
@@ -60,38 +69,42 @@ def hostile(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tupl
         (repo / ".git" / "hooks" / hook).chmod(0o755)
     bare, decoy = tmp_path / "remote.git", tmp_path / "decoy.git"
     for path in (bare, decoy):
-        subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True, env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"})
+        subprocess.run(
+            ["git", "init", "-q", "--bare", str(path)], check=True, env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
+        )
     included = tmp_path / "trap" / "included.cfg"
-    included.write_text(f"[filter \"evil\"]\n\tprocess = {m.script('include-filter-process')}\n"
-                        f"[credential \"http://127.0.0.1\"]\n\thelper = {m.script('include-credential')}\n")
+    included.write_text(
+        f'[filter "evil"]\n\tprocess = {m.script("include-filter-process")}\n'
+        f'[credential "http://127.0.0.1"]\n\thelper = {m.script("include-credential")}\n'
+    )
     with (repo / ".git" / "config").open("a") as fh:
         fh.write(f"""[core]
-\tfsmonitor = {m.script('fsmonitor', 'exit 1')}
-\tsshCommand = {m.script('ssh-command', 'exit 1')}
-\tpager = {m.script('pager', 'exec cat')}
-\taskPass = {m.script('core-askpass')}
+\tfsmonitor = {m.script("fsmonitor", "exit 1")}
+\tsshCommand = {m.script("ssh-command", "exit 1")}
+\tpager = {m.script("pager", "exec cat")}
+\taskPass = {m.script("core-askpass")}
 [filter "evil"]
-\tclean = {m.script('filter-clean', 'exec cat')}
-\tsmudge = {m.script('filter-smudge', 'exec cat')}
+\tclean = {m.script("filter-clean", "exec cat")}
+\tsmudge = {m.script("filter-smudge", "exec cat")}
 \trequired = true
 [diff "evil"]
-\tcommand = {m.script('diff-command')}
-\ttextconv = {m.script('diff-textconv', 'exec cat "$1"')}
+\tcommand = {m.script("diff-command")}
+\ttextconv = {m.script("diff-textconv", 'exec cat "$1"')}
 [diff]
-\texternal = {m.script('diff-external')}
+\texternal = {m.script("diff-external")}
 [merge "evil"]
-\tdriver = {m.script('merge-driver')}
+\tdriver = {m.script("merge-driver")}
 [credential]
-\thelper = {m.script('credential-helper')}
+\thelper = {m.script("credential-helper")}
 [commit]
 \tgpgSign = true
 [log]
 \tshowSignature = true
 [gpg]
-\tprogram = {m.script('gpg', 'exit 1')}
+\tprogram = {m.script("gpg", "exit 1")}
 [remote "bare"]
 \turl = {bare}
-\treceivepack = {m.script('receivepack', 'exec git-receive-pack "$@"')}
+\treceivepack = {m.script("receivepack", 'exec git-receive-pack "$@"')}
 [include]
 \tpath = {included}
 """)
@@ -100,9 +113,9 @@ def hostile(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tupl
     global_hooks = m.hooks_dir("global")
     (home / ".gitconfig").write_text(f"""[core]
 \thooksPath = {global_hooks}
-\tfsmonitor = {m.script('global-fsmonitor', 'exit 1')}
+\tfsmonitor = {m.script("global-fsmonitor", "exit 1")}
 [alias]
-\torchprobe = !touch {m.dir / 'global-alias'}
+\torchprobe = !touch {m.dir / "global-alias"}
 [url "{decoy}"]
 \tinsteadOf = {bare}
 \tpushInsteadOf = {bare}
@@ -112,8 +125,10 @@ def hostile(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tupl
     (home / ".config" / "git" / "config").write_text(f"[core]\n\thooksPath = {m.hooks_dir('xdg')}\n")
     (home / ".config" / "git" / "attributes").write_text("* filter=xdg\n")
     system = tmp_path / "system.gitconfig"
-    system.write_text(f"[core]\n\thooksPath = {m.hooks_dir('system')}\n[filter \"xdg\"]\n"
-                      f"\tclean = {m.script('system-filter', 'exec cat')}\n[url \"{decoy}\"]\n\tpushInsteadOf = {bare}\n")
+    system.write_text(
+        f'[core]\n\thooksPath = {m.hooks_dir("system")}\n[filter "xdg"]\n'
+        f'\tclean = {m.script("system-filter", "exec cat")}\n[url "{decoy}"]\n\tpushInsteadOf = {bare}\n'
+    )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_CONFIG_SYSTEM", str(system))
@@ -123,8 +138,14 @@ def hostile(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tupl
 
 
 def plain_git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_IDENT, "GIT_DIR": str(cwd / ".git")},
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_IDENT, "GIT_DIR": str(cwd / ".git")},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_the_traps_fire_for_plain_git(hostile: tuple[Path, Markers, Path]) -> None:
@@ -136,11 +157,18 @@ def test_the_traps_fire_for_plain_git(hostile: tuple[Path, Markers, Path]) -> No
     plain_git(repo, "update-ref", "refs/heads/probe", "HEAD")
     plain_git(repo, "push", "bare", "HEAD:refs/heads/probe")
     fired = m.fired()
-    assert {"include-filter-process", "fsmonitor", "global-reference-transaction", "global-pre-push", "receivepack"} <= set(fired), fired
+    assert {
+        "include-filter-process",
+        "fsmonitor",
+        "global-reference-transaction",
+        "global-pre-push",
+        "receivepack",
+    } <= set(fired), fired
 
 
-def test_no_cligit_operation_runs_anything_the_repository_or_the_home_configures(hostile: tuple[Path, Markers, Path],
-                                                                               tmp_path: Path) -> None:
+def test_no_cligit_operation_runs_anything_the_repository_or_the_home_configures(
+    hostile: tuple[Path, Markers, Path], tmp_path: Path
+) -> None:
     repo, m, bare = hostile
     g = CliGit(repo)
     base = g.head_sha()
@@ -177,8 +205,13 @@ def test_no_cligit_operation_runs_anything_the_repository_or_the_home_configures
     g.push(str(bare), sha, "orch/by-path", ("x-access-token", "not-a-token"))
     g.remove_worktree(wt)
     assert m.fired() == []
-    heads = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=bare, capture_output=True, text=True,
-                           env={"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1"}).stdout.split()
+    heads = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)"],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1"},
+    ).stdout.split()
     assert heads == ["refs/heads/orch/by-path", "refs/heads/orch/issue-1"]  # not the decoy the global config names
 
 
@@ -208,8 +241,19 @@ def test_the_environment_is_built_not_inherited(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("GIT_ASKPASS", "/bin/false")
     monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
     env = git_env({"GIT_INDEX_FILE": "/tmp/i", "GIT_CONFIG_GLOBAL": "/home/me/.gitconfig"})
-    assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "GIT_INDEX_FILE", "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL",
-                        "GIT_ATTR_NOSYSTEM", "GIT_TERMINAL_PROMPT", "GIT_PROXY_COMMAND", "GIT_NO_REPLACE_OBJECTS"}
+    assert set(env) <= {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "GIT_INDEX_FILE",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_ATTR_NOSYSTEM",
+        "GIT_TERMINAL_PROMPT",
+        "GIT_PROXY_COMMAND",
+        "GIT_NO_REPLACE_OBJECTS",
+    }
     assert env["GIT_CONFIG_GLOBAL"] == "/dev/null" and env["GIT_INDEX_FILE"] == "/tmp/i"
     push = git_env(network=True)
     assert push["SSH_AUTH_SOCK"] == "/tmp/agent.sock" and "GIT_ASKPASS" not in push and "GIT_SSH_COMMAND" not in push
@@ -225,9 +269,11 @@ def test_push_uses_the_runners_askpass_and_no_configured_credential_helper(tmp_p
         gh.set_permission("acme", "widgets", "alice", "write")
         url = gh.git_url("acme", "widgets")
         with (repo / ".git" / "config").open("a") as fh:
-            fh.write(f"[remote \"origin\"]\n\turl = {url}\n[credential]\n\thelper = {m.script('helper')}\n"
-                     f"[credential \"{url}\"]\n\thelper = {m.script('url-helper')}\n"
-                     f"[credential \"{gh.api_url}\"]\n\thelper = {m.script('host-helper')}\n")
+            fh.write(
+                f'[remote "origin"]\n\turl = {url}\n[credential]\n\thelper = {m.script("helper")}\n'
+                f'[credential "{url}"]\n\thelper = {m.script("url-helper")}\n'
+                f'[credential "{gh.api_url}"]\n\thelper = {m.script("host-helper")}\n'
+            )
         # control: the ordinary git push asks those helpers
         assert plain_git(repo, "push", "origin", "HEAD:refs/heads/control").returncode != 0
         assert m.fired()
@@ -237,12 +283,20 @@ def test_push_uses_the_runners_askpass_and_no_configured_credential_helper(tmp_p
         sha = g.head_sha()
         g.push("origin", sha, "orch/issue-7", ("x-access-token", "tok-alice"))
         assert m.fired() == []
-        assert subprocess.run(["git", "rev-parse", "refs/heads/orch/issue-7"], cwd=gh.bare_path("acme", "widgets"),
-                              capture_output=True, text=True).stdout.strip() == sha
+        assert (
+            subprocess.run(
+                ["git", "rev-parse", "refs/heads/orch/issue-7"],
+                cwd=gh.bare_path("acme", "widgets"),
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            == sha
+        )
         assert ("POST", "/acme/widgets.git/git-receive-pack", 200, "alice") in gh.git_requests
 
 
 # the agent's own git directory ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def workspace(repo: Path, tmp_path: Path) -> tuple[CliGit, Path, str, Path]:
@@ -256,8 +310,15 @@ def workspace(repo: Path, tmp_path: Path) -> tuple[CliGit, Path, str, Path]:
 
 def agent_git(wt: Path, dest: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """git as the agent runs it: its own HOME, the private directory as GIT_DIR, its worktree as GIT_WORK_TREE."""
-    env = {"PATH": os.environ["PATH"], "HOME": str(dest.parent / "agent-home"), "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_DIR": str(dest), "GIT_WORK_TREE": str(wt), "GIT_TERMINAL_PROMPT": "0", **GIT_IDENT}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(dest.parent / "agent-home"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_DIR": str(dest),
+        "GIT_WORK_TREE": str(wt),
+        "GIT_TERMINAL_PROMPT": "0",
+        **GIT_IDENT,
+    }
     proc = subprocess.run(["git", *args], cwd=wt, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -305,37 +366,50 @@ def test_inspection_names_what_the_agent_did(workspace: tuple[CliGit, Path, str,
     agent_git(wt, dest, "config", "credential.helper", "store")
     (dest / "hooks" / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
     findings = inspect_private_gitdir(dest, base, "orch/issue-1")
-    assert findings == [
-        f"the agent tried to push (git push {bare}), 2 times",  # by the remote's name, then by its path
-        "the agent tried to push (git push https://127.0.0.1:9/x.git)",
-        f"added remote 'exfil' ({bare})",
-        "changed config: credential.helper",
-        "planted hook(s): pre-commit",
-        "made 2 commit(s) (the runner commits, not the agent)",
-        f"moved HEAD from {base[:12]} to {agent_git(wt, dest, 'rev-parse', 'HEAD').stdout.strip()[:12]}",
-    ], findings
+    assert (
+        findings
+        == [
+            f"the agent tried to push (git push {bare}), 2 times",  # by the remote's name, then by its path
+            "the agent tried to push (git push https://127.0.0.1:9/x.git)",
+            f"added remote 'exfil' ({bare})",
+            "changed config: credential.helper",
+            "planted hook(s): pre-commit",
+            "made 2 commit(s) (the runner commits, not the agent)",
+            f"moved HEAD from {base[:12]} to {agent_git(wt, dest, 'rev-parse', 'HEAD').stdout.strip()[:12]}",
+        ]
+    ), findings
     assert subprocess.run(["git", "for-each-ref"], cwd=bare, capture_output=True, text=True).stdout == ""  # refused
     assert (dest / PUSH_LOG).read_text().count("\n") == 3
     assert g.head_sha() == base and g.branch_head("orch/issue-1") == base  # the real repository is untouched
 
 
-def test_a_push_past_the_rewrite_meets_the_pre_push_hook(workspace: tuple[CliGit, Path, str, Path], tmp_path: Path) -> None:
+def test_a_push_past_the_rewrite_meets_the_pre_push_hook(
+    workspace: tuple[CliGit, Path, str, Path], tmp_path: Path
+) -> None:
     _, wt, base, dest = workspace
     bare = tmp_path / "reachable.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     agent_git(wt, dest, "config", "--unset", "url.ssh://orch-push-refused.invalid/.pushInsteadOf")
     assert agent_git(wt, dest, "push", str(bare), "HEAD:refs/heads/out", check=False).returncode != 0
     findings = inspect_private_gitdir(dest, base, "orch/issue-1")
-    assert findings == [f"the agent tried to push (git push {bare} HEAD:refs/heads/out)",
-                        "changed config: url.ssh://orch-push-refused.invalid/.pushinsteadof"], findings
+    assert findings == [
+        f"the agent tried to push (git push {bare} HEAD:refs/heads/out)",
+        "changed config: url.ssh://orch-push-refused.invalid/.pushinsteadof",
+    ], findings
     assert subprocess.run(["git", "for-each-ref"], cwd=bare, capture_output=True, text=True).stdout == ""
 
 
-def test_inspection_runs_nothing_the_agent_configured(workspace: tuple[CliGit, Path, str, Path], tmp_path: Path) -> None:
+def test_inspection_runs_nothing_the_agent_configured(
+    workspace: tuple[CliGit, Path, str, Path], tmp_path: Path
+) -> None:
     _, wt, base, dest = workspace
     m = Markers(tmp_path / "trap")
-    for key, value in (("core.fsmonitor", m.script("fsmonitor", "exit 1")), ("core.pager", m.script("pager")),
-                       ("diff.external", m.script("diff")), ("core.alternateRefsCommand", m.script("alt"))):
+    for key, value in (
+        ("core.fsmonitor", m.script("fsmonitor", "exit 1")),
+        ("core.pager", m.script("pager")),
+        ("diff.external", m.script("diff")),
+        ("core.alternateRefsCommand", m.script("alt")),
+    ):
         agent_git(wt, dest, "config", key, str(value))
     for hook in HOOKS:
         (dest / "hooks" / hook).write_text(m.script(f"hook-{hook}").read_text())
@@ -374,4 +448,5 @@ def test_an_ssh_fetch_is_named_as_such_and_a_missing_index_is_rebuilt(repo: Path
     assert agent_git(files, dest, "status", "--porcelain").stdout == ""
     assert agent_git(files, dest, "fetch", "ssh://example.invalid/x.git", check=False).returncode != 0
     assert inspect_private_gitdir(dest, base, "orch/issue-3") == [
-        "the agent tried to fetch over ssh (git fetch example.invalid:/x.git)"]
+        "the agent tried to fetch over ssh (git fetch example.invalid:/x.git)"
+    ]

@@ -77,7 +77,7 @@ class Hub:
 
     @property
     def new_violations(self) -> list[str]:
-        return self.emu.violations[self.violations_before:]
+        return self.emu.violations[self.violations_before :]
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,7 @@ def assert_clean(err: BaseException) -> None:
 
 # the Tracker contract (what the local tracker does) ----------------------------------------
 
+
 def test_get_and_list_issues(gh: Hub, tracker: GitHubTracker) -> None:
     a = gh.create_issue("Fix the parser", body="It breaks on tabs.", labels=["agent:auto", "bug"], user="alice")
     b = gh.create_issue("Other", body="", labels=["bug"], user="alice")
@@ -206,7 +207,9 @@ def test_find_comment_trusts_only_the_learned_identity(gh: Hub) -> None:
         wrong.find_comment(n, marker)
 
 
-def test_pull_request_find_or_create_is_a_draft_and_never_duplicated(gh: Hub, tracker: GitHubTracker, tmp_path: Path) -> None:
+def test_pull_request_find_or_create_is_a_draft_and_never_duplicated(
+    gh: Hub, tracker: GitHubTracker, tmp_path: Path
+) -> None:
     n = gh.create_issue("Feature", labels=["agent:auto"], user="alice")
     sha = push_branch(gh, tmp_path, "orch/1-feature")
     marker = f"<!-- orch:run={n}-abc kind=pull-request -->"
@@ -215,7 +218,9 @@ def test_pull_request_find_or_create_is_a_draft_and_never_duplicated(gh: Hub, tr
     assert pr.draft is True and pr.head == "orch/1-feature" and pr.base == "main" and pr.head_sha == sha
     assert pr.issue == n and pr.marker == marker and marker in pr.body and pr.url
     gh.reset_counts()
-    again = tracker.create_pull(n, "Feature (#1)", f"Closes #{n}\n\n{marker}", "orch/1-feature", "main", sha, "", marker)
+    again = tracker.create_pull(
+        n, "Feature (#1)", f"Closes #{n}\n\n{marker}", "orch/1-feature", "main", sha, "", marker
+    )
     assert again.number == pr.number
     assert gh.calls("POST", r"/pulls$") == []  # found by its marker: no second pull request
     found = tracker.find_pull(marker)
@@ -236,6 +241,7 @@ def test_an_issue_that_is_a_pull_request(gh: Hub, tracker: GitHubTracker, tmp_pa
 
 
 # request counts, pagination and ETags ------------------------------------------------------
+
 
 def test_pagination_uses_ceil_n_over_100_requests(gh: Hub, tracker: GitHubTracker) -> None:
     for i in range(250):
@@ -297,6 +303,7 @@ def test_request_counts_per_method(gh: Hub, tracker: GitHubTracker, tmp_path: Pa
 
 # labels: authority, permissions, ensure_label ----------------------------------------------
 
+
 def test_label_applied_by_and_permission(gh: Hub, tracker: GitHubTracker) -> None:
     n = gh.create_issue("Who labelled", user="alice")
     assert tracker.label_applied_by(n, "agent:auto") is None
@@ -343,8 +350,11 @@ def test_whoami_repo_info_branch_exists(gh: Hub, tracker: GitHubTracker) -> None
 
 # faults ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("status", [500, 502])
-def test_5xx_is_retried_with_bounded_jittered_backoff(gh: Hub, tracker: GitHubTracker, waits: Waits, status: int) -> None:
+def test_5xx_is_retried_with_bounded_jittered_backoff(
+    gh: Hub, tracker: GitHubTracker, waits: Waits, status: int
+) -> None:
     n = gh.create_issue("Flaky", user="alice")
     gh.inject("GET", rf"/issues/{n}$", "status", times=2, status=status)
     gh.reset_counts()
@@ -408,9 +418,15 @@ def test_primary_rate_limit_far_from_reset_is_a_clear_error(gh: Hub, tracker: Gi
 def test_primary_rate_limit_near_reset_waits_for_it(gh: Hub, tracker: GitHubTracker, waits: Waits) -> None:
     n = gh.create_issue("Soon")
     reset = int(time.time()) + 5
-    gh.inject("GET", rf"/issues/{n}$", "status", times=1, status=403,
-              message="API rate limit exceeded for user ID 3.",
-              headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    gh.inject(
+        "GET",
+        rf"/issues/{n}$",
+        "status",
+        times=1,
+        status=403,
+        message="API rate limit exceeded for user ID 3.",
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+    )
     assert tracker.get_issue(n).title == "Soon"
     assert len(waits) == 1 and 3 <= waits[0] <= 7  # until the reset (+1 s), not a blind backoff
 
@@ -491,6 +507,7 @@ def test_lost_response_on_create_pull_is_not_duplicated(gh: Hub, tracker: GitHub
 
 # error translation -----------------------------------------------------------------------
 
+
 def test_401_names_the_token_source(gh: Hub) -> None:
     with make(gh, token="tok-wrong") as t, pytest.raises(GitHubAuthError) as err:
         t.list_issues()
@@ -514,6 +531,7 @@ def test_404_repository_and_issue(gh: Hub, tracker: GitHubTracker) -> None:
 
 # big bodies ------------------------------------------------------------------------------
 
+
 def test_a_10_mb_body(gh: Hub, tracker: GitHubTracker) -> None:
     big = ("0123456789abcdef" * 65536) * 10  # 10 MiB
     n = gh.create_issue("Huge", body=big, user="alice")
@@ -527,6 +545,7 @@ def test_a_10_mb_body(gh: Hub, tracker: GitHubTracker) -> None:
 
 
 # the token -------------------------------------------------------------------------------
+
 
 def test_find_token_order_and_missing(tmp_path: Path) -> None:
     empty = str(tmp_path / "empty-bin")
@@ -551,8 +570,9 @@ def test_find_token_asks_the_gh_cli(tmp_path: Path) -> None:
     assert "gh auth login" in str(err.value)
 
 
-def test_a_spoofed_pull_request_with_the_runs_marker_is_never_adopted(gh: Hub, tracker: GitHubTracker,
-                                                                      tmp_path: Path) -> None:
+def test_a_spoofed_pull_request_with_the_runs_marker_is_never_adopted(
+    gh: Hub, tracker: GitHubTracker, tmp_path: Path
+) -> None:
     """The run id is public (it is in the claim comment): a body with the run's marker proves nothing. Only a pull
     request the runner opened, from the run's branch of this repository, is the run's."""
     n = gh.create_issue("Feature", labels=["agent:auto"], user="alice")
@@ -582,8 +602,9 @@ def test_a_spoofed_pull_request_with_the_runs_marker_is_never_adopted(gh: Hub, t
     assert gh.new_violations == []
 
 
-def test_someone_elses_pull_request_from_the_runs_branch_is_not_taken_over(gh: Hub, tracker: GitHubTracker,
-                                                                           tmp_path: Path) -> None:
+def test_someone_elses_pull_request_from_the_runs_branch_is_not_taken_over(
+    gh: Hub, tracker: GitHubTracker, tmp_path: Path
+) -> None:
     n = gh.create_issue("Feature", labels=["agent:auto"], user="alice")
     branch = "orch/2-feature"
     sha = push_branch(gh, tmp_path, branch)
@@ -599,7 +620,10 @@ def test_someone_elses_pull_request_from_the_runs_branch_is_not_taken_over(gh: H
 def test_an_app_installation_token_acts_as_its_bot(gh: Hub) -> None:
     login = gh.emu.add_app("orch-app", "ghs-installation-token")
     gh.emu.set_permission(OWNER, gh.repo, login, "write")
-    with make(gh, token="ghs-installation-token") as app, pytest.raises(GitHubPermissionError, match="installation token"):
+    with (
+        make(gh, token="ghs-installation-token") as app,
+        pytest.raises(GitHubPermissionError, match="installation token"),
+    ):
         app.identity()  # no slug: an error, never "trust everyone"
     n = gh.create_issue("Work", user="alice")
     with make(gh, token="ghs-installation-token", app_slug="orch-app") as app:

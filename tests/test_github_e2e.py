@@ -12,7 +12,16 @@ from pathlib import Path
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
 from tests.githubkit import (
-    BOT_TOKEN, OWNER, REPO, api, clone, configure, labelled_issue, make_project, orch, orch_json,
+    BOT_TOKEN,
+    OWNER,
+    REPO,
+    api,
+    clone,
+    configure,
+    labelled_issue,
+    make_project,
+    orch,
+    orch_json,
 )
 
 
@@ -32,7 +41,15 @@ def test_a_new_user_delivers_an_issue_to_a_draft_pull_request(gh: GitHubEmulator
 
     code, data = orch_json(work, "doctor")
     assert code == 0, data
-    assert {c["check"] for c in data["checks"] if c["ok"]} >= {"policy", "git", "agent", "origin", "token", "labels", "base branch"}
+    assert {c["check"] for c in data["checks"] if c["ok"]} >= {
+        "policy",
+        "git",
+        "agent",
+        "origin",
+        "token",
+        "labels",
+        "base branch",
+    }
 
     number = labelled_issue(gh, "Add sub")
     code, data = orch_json(work, "status")
@@ -108,8 +125,11 @@ def test_two_machines_racing_on_one_issue_claim_it_once(gh: GitHubEmulator, tmp_
         t.join()
     finals = sorted(r[1]["final_state"] for r in results.values())
     codes = sorted(r[0] for r in results.values())
-    why = {n: [g for ev in r[1]["steps"][-1]["evaluations"] for g in ev["guards"] if not g["verdict"]["ok"]]
-           for n, r in results.items() if r[1]["final_state"] == "blocked"}
+    why = {
+        n: [g for ev in r[1]["steps"][-1]["evaluations"] for g in ev["guards"] if not g["verdict"]["ok"]]
+        for n, r in results.items()
+        if r[1]["final_state"] == "blocked"
+    }
     assert codes == [0, 4] and finals == ["queued", "review"], (results, why)
     comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
     assert len([c for c in comments if "<!-- orch:claim run=" in c["body"]]) == 1  # type: ignore[union-attr]
@@ -173,8 +193,11 @@ def test_a_requeued_issue_takes_over_its_open_draft_pull_request(gh: GitHubEmula
     gh.state.repo(OWNER, REPO)  # the repository exists
     import urllib.request
 
-    req = urllib.request.Request(f"{gh.api_url}/repos/{OWNER}/{REPO}/issues/{number}/labels/agent%3Areview",
-                                 method="DELETE", headers={"Authorization": "token tok-alice"})
+    req = urllib.request.Request(
+        f"{gh.api_url}/repos/{OWNER}/{REPO}/issues/{number}/labels/agent%3Areview",
+        method="DELETE",
+        headers={"Authorization": "token tok-alice"},
+    )
     urllib.request.urlopen(req, timeout=10).close()
     code, second = orch_json(work, "run", "--issue", str(number))
     assert code == 0 and second["final_state"] == "review", second

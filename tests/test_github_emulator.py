@@ -30,9 +30,16 @@ from tests.github_emulator import (  # noqa: F401
 )
 
 OWNER, REPO = "acme", "widgets"
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@localhost", "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "",
-           "SSH_ASKPASS": "", "GIT_CONFIG_NOSYSTEM": "1"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@localhost",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@localhost",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "",
+    "SSH_ASKPASS": "",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 @dataclass
@@ -46,8 +53,16 @@ class Resp:
         return json.loads(self.body)
 
 
-def call(gh: GitHubEmulator, method: str, path: str, body: Any = None, token: str | None = "tok-alice",
-         headers: dict[str, str] | None = None, timeout: float = 10, scheme: str = "token") -> Resp:
+def call(
+    gh: GitHubEmulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = "tok-alice",
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+    scheme: str = "token",
+) -> Resp:
     url = path if path.startswith("http") else gh.api_url + path
     h = {"Accept": "application/vnd.github+json", **(headers or {})}
     if token is not None:
@@ -80,8 +95,14 @@ def ghapi(gh: GitHubEmulator, token: str = "tok-alice") -> Any:
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(["git", "-c", "credential.helper=", *args], cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, **GIT_ENV}, check=False)
+    res = subprocess.run(
+        ["git", "-c", "credential.helper=", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        check=False,
+    )
     if check and res.returncode != 0:
         raise AssertionError(f"git {args} failed: {res.stderr}")
     return res
@@ -235,8 +256,13 @@ def test_auth_errors_and_permissions(gh: GitHubEmulator) -> None:
     r = call(gh, "GET", "/user", token=None)
     assert r.status == 401 and r.json["message"] == "Requires authentication"
     assert r.json["documentation_url"].startswith("https://docs.github.com/")
-    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-used",
-            "x-ratelimit-resource"} <= set(r.headers)
+    assert {
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "x-ratelimit-used",
+        "x-ratelimit-resource",
+    } <= set(r.headers)
     r = call(gh, "GET", f"{R}/issues", token="wrong")
     assert r.status == 401 and r.json["message"] == "Bad credentials"
     r = call(gh, "GET", "/user", token="tok-alice", scheme="Bearer")
@@ -249,7 +275,12 @@ def test_auth_errors_and_permissions(gh: GitHubEmulator) -> None:
     assert call(gh, "GET", f"/repos/{OWNER}/nope").status == 404
     # read: may read, open issues and comment, not label or create pulls/labels
     assert call(gh, "GET", R, token="tok-bob").json["permissions"] == {
-        "admin": False, "maintain": False, "push": False, "triage": False, "pull": True}
+        "admin": False,
+        "maintain": False,
+        "push": False,
+        "triage": False,
+        "pull": True,
+    }
     r = call(gh, "POST", f"{R}/issues", {"title": "from bob", "labels": ["bug"]}, token="tok-bob")
     assert r.status == 201 and r.json["labels"] == []  # silently dropped without push access
     n = r.json["number"]
@@ -265,8 +296,17 @@ def test_auth_errors_and_permissions(gh: GitHubEmulator) -> None:
     assert gh.state.repo(OWNER, REPO).issues[n].labels == ["bug"]
 
 
-@pytest.mark.parametrize("role,permission", [("admin", "admin"), ("maintain", "write"), ("write", "write"),
-                                             ("triage", "read"), ("read", "read"), ("none", "none")])
+@pytest.mark.parametrize(
+    "role,permission",
+    [
+        ("admin", "admin"),
+        ("maintain", "write"),
+        ("write", "write"),
+        ("triage", "read"),
+        ("read", "read"),
+        ("none", "none"),
+    ],
+)
 def test_collaborator_permission_endpoint(gh: GitHubEmulator, role: str, permission: str) -> None:
     gh.add_user("dave", token="tok-dave")
     gh.set_permission(OWNER, REPO, "dave", role)
@@ -284,8 +324,11 @@ def test_labeled_events_record_the_actor(gh: GitHubEmulator) -> None:
     call(gh, "DELETE", f"{R}/issues/{n}/labels/agent%3Aplan", token="tok-carol")
     events = call(gh, "GET", f"{R}/issues/{n}/events").json
     assert [(e["event"], e["label"]["name"], e["actor"]["login"]) for e in events] == [
-        ("labeled", "agent:auto", "bob"), ("labeled", "agent:plan", "carol"),
-        ("labeled", "agent:running", "alice"), ("unlabeled", "agent:plan", "carol")]
+        ("labeled", "agent:auto", "bob"),
+        ("labeled", "agent:plan", "carol"),
+        ("labeled", "agent:running", "alice"),
+        ("unlabeled", "agent:plan", "carol"),
+    ]
     assert all(e["created_at"] <= f["created_at"] for e, f in itertools.pairwise(events))
     issue = call(gh, "GET", f"{R}/issues/{n}").json
     assert [lab["name"] for lab in issue["labels"]] == ["agent:auto", "agent:running"]
@@ -427,26 +470,32 @@ def test_ghapi_client_end_to_end(gh: GitHubEmulator) -> None:
 def test_a_corrupted_response_is_caught(tmp_path: Path) -> None:
     gh = GitHubEmulator(tmp_path)
     with pytest.raises(OpenAPIViolation) as info, gh:
-            gh.add_user("alice", token="tok-alice")
-            gh.add_repo(OWNER, REPO)
-            gh.set_permission(OWNER, REPO, "alice", "write")
-            n = gh.create_issue(OWNER, REPO, "x")
-            gh.corrupt("GET", r"/issues/\d+$", lambda body: {**body, "number": str(body["number"])})
-            gh.corrupt("GET", r"/labels$", lambda body: [{k: v for k, v in lab.items() if k != "color"} for lab in body])
-            gh.corrupt("GET", "^/user$", lambda body: {**body, "created_at": "last tuesday"})
-            assert call(gh, "GET", f"{R}/issues/{n}").json["number"] == str(n)  # sent as corrupted
-            call(gh, "GET", f"{R}/labels")
-            call(gh, "GET", "/user")
-            call(gh, "GET", f"{R}/issues/{n}")  # a corruption fires once
-            call(gh, "GET", f"{R}/issues?label=bug")  # not a parameter of this operation
-            call(gh, "POST", f"{R}/issues", {"tilte": "typo"})  # title is required
-            call(gh, "GET", f"{R}/issue/{n}")  # no such path
-            assert len(gh.violations) == 6, "\n".join(gh.violations)
+        gh.add_user("alice", token="tok-alice")
+        gh.add_repo(OWNER, REPO)
+        gh.set_permission(OWNER, REPO, "alice", "write")
+        n = gh.create_issue(OWNER, REPO, "x")
+        gh.corrupt("GET", r"/issues/\d+$", lambda body: {**body, "number": str(body["number"])})
+        gh.corrupt("GET", r"/labels$", lambda body: [{k: v for k, v in lab.items() if k != "color"} for lab in body])
+        gh.corrupt("GET", "^/user$", lambda body: {**body, "created_at": "last tuesday"})
+        assert call(gh, "GET", f"{R}/issues/{n}").json["number"] == str(n)  # sent as corrupted
+        call(gh, "GET", f"{R}/labels")
+        call(gh, "GET", "/user")
+        call(gh, "GET", f"{R}/issues/{n}")  # a corruption fires once
+        call(gh, "GET", f"{R}/issues?label=bug")  # not a parameter of this operation
+        call(gh, "POST", f"{R}/issues", {"tilte": "typo"})  # title is required
+        call(gh, "GET", f"{R}/issue/{n}")  # no such path
+        assert len(gh.violations) == 6, "\n".join(gh.violations)
     text = str(info.value)
     assert "6 OpenAPI violation(s)" in text
-    assert "response: GET /repos/acme/widgets/issues/1 -> 200 response body at /number: '1' is not of type 'integer'" in text
+    assert (
+        "response: GET /repos/acme/widgets/issues/1 -> 200 response body at /number: '1' is not of type 'integer'"
+        in text
+    )
     assert "at /0: 'color' is a required property" in text
-    assert "at /created_at: 'last tuesday' is not a 'date-time' (no oneOf alternative matched; closest: private-user)" in text
+    assert (
+        "at /created_at: 'last tuesday' is not a 'date-time' (no oneOf alternative matched; closest: private-user)"
+        in text
+    )
     assert "query parameter 'label' is not defined for issues/list-for-repo" in text
     assert "request body at /: 'title' is a required property" in text
     assert "GET /repos/acme/widgets/issue/1: no such path in GitHub's REST API" in text
@@ -468,7 +517,9 @@ def test_validation_is_fast(gh: GitHubEmulator) -> None:
     for _ in range(3):
         assert len(call(gh, "GET", f"{R}/issues?per_page=100").json) == 100
     per_page = (gh.validation_seconds - before_s) / 3
-    print(f"spec load {spec.load_seconds:.2f}s; validating a request+response of 100 issues: {per_page * 1000:.1f} ms; "
-          f"whole round trip {(time.perf_counter() - t0) / 3 * 1000:.1f} ms")
+    print(
+        f"spec load {spec.load_seconds:.2f}s; validating a request+response of 100 issues: {per_page * 1000:.1f} ms; "
+        f"whole round trip {(time.perf_counter() - t0) / 3 * 1000:.1f} ms"
+    )
     assert gh.validations - before_n == 6
     assert per_page < 1.0

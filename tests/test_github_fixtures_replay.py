@@ -49,18 +49,24 @@ KNOWN_DRIFT: dict[str, list[str]] = {
     "rename-repository": [r"'has_discussions' is a required property"],
     "get-organization": [r"'archived_at' is a required property"],
     "search-issues": [r"'search_type' is a required property"],
-    "release-assets": [r"'digest' is a required property",
-                       r"content-type 'text/plain' is not one of \['application/octet-stream'\]"],
-    "release-assets-conflict": [r"'digest' is a required property",
-                                r"content-type 'text/plain' is not one of \['application/octet-stream'\]",
-                                r"-> 422: no body is declared, but one was sent"],
+    "release-assets": [
+        r"'digest' is a required property",
+        r"content-type 'text/plain' is not one of \['application/octet-stream'\]",
+    ],
+    "release-assets-conflict": [
+        r"'digest' is a required property",
+        r"content-type 'text/plain' is not one of \['application/octet-stream'\]",
+        r"-> 422: no body is declared, but one was sent",
+    ],
     "branch-protection": [r"/restrictions/teams/0: 'type' is a required property"],
     # endpoints GitHub has removed (classic projects) or never described (web archive, trailing slash)
     "project-cards": [r"/projects/columns/.*: no such path in GitHub's REST API"],
     "get-archive": [r"legacy\.tar\.gz.*: no such path in GitHub's REST API"],
     "get-content": [r"/contents/: no such path", r"content-type 'application/vnd\.github\.v3\.raw' is not one of"],
-    "git-refs": [r"GET .*/git/refs/: method not allowed \(GitHub has POST\)",
-                 r"/git/refs/heads/test: no such path in GitHub's REST API"],
+    "git-refs": [
+        r"GET .*/git/refs/: method not allowed \(GitHub has POST\)",
+        r"/git/refs/heads/test: no such path in GitHub's REST API",
+    ],
 }
 
 
@@ -78,14 +84,24 @@ def as_bytes(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
-def validate_exchange(spec: OpenAPISpec, method: str, url_path: str, query: dict[str, list[str]],
-                      req_headers: dict[str, str], req_body: bytes, status: int, resp_headers: dict[str, str],
-                      resp_body: bytes) -> list[str]:
-    op, _, errors = spec.validate_request(method, url_path, query, {k.lower(): v for k, v in req_headers.items()},
-                                          req_body)
+def validate_exchange(
+    spec: OpenAPISpec,
+    method: str,
+    url_path: str,
+    query: dict[str, list[str]],
+    req_headers: dict[str, str],
+    req_body: bytes,
+    status: int,
+    resp_headers: dict[str, str],
+    resp_body: bytes,
+) -> list[str]:
+    op, _, errors = spec.validate_request(
+        method, url_path, query, {k.lower(): v for k, v in req_headers.items()}, req_body
+    )
     if op is not None:
-        errors += spec.validate_response(op, status, {k.lower(): v for k, v in resp_headers.items()}, resp_body,
-                                         path=url_path)
+        errors += spec.validate_response(
+            op, status, {k.lower(): v for k, v in resp_headers.items()}, resp_body, path=url_path
+        )
     return errors
 
 
@@ -94,9 +110,17 @@ def recorded_errors(spec: OpenAPISpec, name: str) -> list[str]:
     for fx in recorded(name):
         u = urlsplit(fx["path"])
         headers = {k: str(v) for k, v in fx.get("reqheaders", {}).items()}
-        errors += validate_exchange(spec, fx["method"].upper(), u.path, parse_qs(u.query, keep_blank_values=True),
-                                    headers, as_bytes(fx.get("body")), fx["status"], fx["headers"],
-                                    as_bytes(fx["response"]))
+        errors += validate_exchange(
+            spec,
+            fx["method"].upper(),
+            u.path,
+            parse_qs(u.query, keep_blank_values=True),
+            headers,
+            as_bytes(fx.get("body")),
+            fx["status"],
+            fx["headers"],
+            as_bytes(fx["response"]),
+        )
     return errors
 
 
@@ -133,23 +157,33 @@ def test_the_validator_rejects_mutated_recordings() -> None:
     page = recorded("paginate-issues")[0]
     cases = [
         ("POST", "/repos/o/r/issues", {**issue["response"], "number": "1"}, 201, "'1' is not of type 'integer'"),
-        ("POST", "/repos/o/r/issues", {k: v for k, v in issue["response"].items() if k != "user"}, 201,
-         "'user' is a required property"),
+        (
+            "POST",
+            "/repos/o/r/issues",
+            {k: v for k, v in issue["response"].items() if k != "user"},
+            201,
+            "'user' is a required property",
+        ),
         ("POST", "/repos/o/r/issues", {**issue["response"], "state_reason": "bored"}, 201, "'bored' is not one of"),
         ("POST", "/repos/o/r/issues", {**issue["response"], "created_at": "2017-10-10"}, 201, "is not a 'date-time'"),
         ("GET", "/repos/o/r/labels", [{**labels["response"][0], "default": "true"}], 200, "is not of type 'boolean'"),
         ("GET", "/repos/o/r/labels", labels["response"][0], 200, "is not of type 'array'"),
-        ("POST", "/repos/o/r/labels", {k: v for k, v in error["response"].items() if k != "documentation_url"}, 422,
-         "'documentation_url' is a required property"),
-        ("GET", "/repos/o/r/issues", [{**page["response"][0], "user": {"login": "x"}}], 200,
-         "is a required property"),
+        (
+            "POST",
+            "/repos/o/r/labels",
+            {k: v for k, v in error["response"].items() if k != "documentation_url"},
+            422,
+            "'documentation_url' is a required property",
+        ),
+        ("GET", "/repos/o/r/issues", [{**page["response"][0], "user": {"login": "x"}}], 200, "is a required property"),
         ("GET", "/repos/o/r/issues", page["response"], 418, "status 418 is not declared"),
     ]
     for method, path, body, status, expected in cases:
         found = spec.match(method, path)
         assert found is not None
-        errors = spec.validate_response(found[0], status, {"content-type": "application/json; charset=utf-8"},
-                                        json.dumps(body).encode(), path=path)
+        errors = spec.validate_response(
+            found[0], status, {"content-type": "application/json; charset=utf-8"}, json.dumps(body).encode(), path=path
+        )
         assert any(expected in e for e in errors), (method, path, expected, errors)
 
 
@@ -176,8 +210,12 @@ def fixtures_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         with open(log, "w") as out:
-            proc = subprocess.Popen([node, str(SERVER_JS), f"--port={port}", f"--fixtures-url={base}",
-                                     "--log-level=warn", "--ttl=120000"], cwd=ROOT, stdout=out, stderr=out)
+            proc = subprocess.Popen(
+                [node, str(SERVER_JS), f"--port={port}", f"--fixtures-url={base}", "--log-level=warn", "--ttl=120000"],
+                cwd=ROOT,
+                stdout=out,
+                stderr=out,
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -204,8 +242,12 @@ def fixtures_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def load_scenario(server: str, name: str) -> str:
-    req = urllib.request.Request(f"{server}/fixtures", data=json.dumps({"scenario": name}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"{server}/fixtures",
+        data=json.dumps({"scenario": name}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 201
         url: str = json.load(r)["url"]
@@ -237,8 +279,9 @@ class Recorder:
             status, rh, raw = e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
         u = urlsplit(url)
         api_path = u.path.removeprefix(self.prefix)
-        self.errors += validate_exchange(self.spec, method, api_path, parse_qs(u.query), headers, data or b"",
-                                         status, rh, raw)
+        self.errors += validate_exchange(
+            self.spec, method, api_path, parse_qs(u.query), headers, data or b"", status, rh, raw
+        )
         return status, rh, (json.loads(raw) if raw else None)
 
 
@@ -254,8 +297,14 @@ def link_rels(header: str) -> dict[str, str]:
 def ghapi_client(url: str, repo: str) -> tuple[Any, list[tuple[str, str, dict[str, Any]]]]:
     sent: list[tuple[str, str, dict[str, Any]]] = []
     gh_api: Any = importlib.import_module("ghapi.all").GhApi
-    api = gh_api(owner=ORG, repo=repo, token=TOKEN, gh_host=url, sync=True,
-                debug=lambda method, u, kw: sent.append((method, u, kw)))
+    api = gh_api(
+        owner=ORG,
+        repo=repo,
+        token=TOKEN,
+        gh_host=url,
+        sync=True,
+        debug=lambda method, u, kw: sent.append((method, u, kw)),
+    )
     return api, sent
 
 
@@ -271,8 +320,9 @@ def check_ghapi_requests(sent: list[tuple[str, str, dict[str, Any]]], base: str)
         query = {k: [str(v)] for k, v in (kw.get("params") or {}).items()}
         query.update(parse_qs(u.query))
         body = json.dumps(kw["json"]).encode() if kw.get("json") is not None else b""
-        _, _, errors = spec.validate_request(method, u.path[len(prefix):], query, {"content-type": "application/json"},
-                                             body)
+        _, _, errors = spec.validate_request(
+            method, u.path[len(prefix) :], query, {"content-type": "application/json"}, body
+        )
         assert errors == [], (method, url, errors)
 
 
@@ -291,8 +341,9 @@ def test_replay_labels(fixtures_server: str) -> None:
     assert call.errors == []
     # consumed: the server answers only the recorded exchange, once
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(urllib.request.Request(
-            call.base + base, headers={"Accept": "application/vnd.github.v3+json"}), timeout=10)
+        urllib.request.urlopen(
+            urllib.request.Request(call.base + base, headers={"Accept": "application/vnd.github.v3+json"}), timeout=10
+        )
     assert info.value.code == 404
 
 
@@ -303,8 +354,10 @@ def test_replay_labels_with_ghapi(fixtures_server: str) -> None:
     created = api.issues.create_label(name="test-label", color="663399", headers_=JSON_UTF8)
     assert created.name == "test-label" and created.url == f"{url}/repos/{ORG}/labels/labels/test-label"
     assert api.issues.get_label("test-label").color == "663399"
-    assert api.issues.update_label("test-label", new_name="test-label-updated", color="BADA55",
-                                   headers_=JSON_UTF8).color == "BADA55"
+    assert (
+        api.issues.update_label("test-label", new_name="test-label-updated", color="BADA55", headers_=JSON_UTF8).color
+        == "BADA55"
+    )
     api.issues.delete_label("test-label-updated")
     assert [m for m, _, _ in sent] == ["GET", "POST", "GET", "PATCH", "DELETE"]
     check_ghapi_requests(sent, url)
@@ -312,10 +365,14 @@ def test_replay_labels_with_ghapi(fixtures_server: str) -> None:
 
 def test_replay_add_labels_to_issue(fixtures_server: str) -> None:
     call = Recorder(load_scenario(fixtures_server, "add-labels-to-issue"))
-    status, headers, issue = call("POST", f"/repos/{ORG}/add-labels-to-issue/issues", {"title": "Issue without a label"})
+    status, headers, issue = call(
+        "POST", f"/repos/{ORG}/add-labels-to-issue/issues", {"title": "Issue without a label"}
+    )
     assert headers["location"] == f"{call.base}/repos/{ORG}/add-labels-to-issue/issues/1"
     assert status == 201 and issue["number"] == 1 and issue["labels"] == [] and issue["body"] is None
-    status, _, labels = call("POST", f"/repos/{ORG}/add-labels-to-issue/issues/1/labels", {"labels": ["Foo", "bAr", "baZ"]})
+    status, _, labels = call(
+        "POST", f"/repos/{ORG}/add-labels-to-issue/issues/1/labels", {"labels": ["Foo", "bAr", "baZ"]}
+    )
     assert status == 200 and [lab["name"] for lab in labels] == ["Foo", "bAr", "baZ"]
     assert call.errors == []
 
@@ -384,7 +441,9 @@ def shape_diff(ours: Any, theirs: Any, where: str = "") -> list[str]:
         return []  # nullable: either side may be null
     if isinstance(ours, dict) and isinstance(theirs, dict):
         a, b = set(ours) - IGNORED_KEYS, set(theirs) - IGNORED_KEYS
-        out = [f"{where}/{k}: only ours" for k in sorted(a - b)] + [f"{where}/{k}: only GitHub's" for k in sorted(b - a)]
+        out = [f"{where}/{k}: only ours" for k in sorted(a - b)] + [
+            f"{where}/{k}: only GitHub's" for k in sorted(b - a)
+        ]
         for k in sorted(a & b):
             out += shape_diff(ours[k], theirs[k], f"{where}/{k}")
         return out
@@ -413,11 +472,13 @@ def test_the_emulator_answers_like_the_recordings(tmp_path: Path) -> None:
                 else:
                     assert shape_diff(got, want) == [], (name, fx["path"])
                 if name == "labels" and fx["method"] == "get" and isinstance(want, list):
-                    assert [(lab["name"], lab["color"], lab["description"], lab["default"]) for lab in got] == \
-                        [(lab["name"], lab["color"], lab["description"], lab["default"]) for lab in want]
+                    assert [(lab["name"], lab["color"], lab["description"], lab["default"]) for lab in got] == [
+                        (lab["name"], lab["color"], lab["description"], lab["default"]) for lab in want
+                    ]
                 if "location" in fx["headers"]:
-                    assert headers["location"].removeprefix(gh.api_url) == \
-                        fx["headers"]["location"].removeprefix("https://api.github.com")
+                    assert headers["location"].removeprefix(gh.api_url) == fx["headers"]["location"].removeprefix(
+                        "https://api.github.com"
+                    )
         # pagination: same pages, same relations, /repositories/{id} links like GitHub's
         pages = recorded("paginate-issues")
         url: str | None = pages[0]["path"]
@@ -429,8 +490,10 @@ def test_the_emulator_answers_like_the_recordings(tmp_path: Path) -> None:
             ours, theirs = link_rels(headers["link"]), link_rels(fx["headers"]["link"])
             assert list(ours) == list(theirs)  # same relations, in GitHub's order
             assert {r: urlsplit(u).query for r, u in ours.items()} == {r: urlsplit(u).query for r, u in theirs.items()}
-            assert all(urlsplit(u).path == f"/repositories/{gh.state.repo(ORG, 'paginate-issues').id}/issues"
-                       for u in ours.values())
+            assert all(
+                urlsplit(u).path == f"/repositories/{gh.state.repo(ORG, 'paginate-issues').id}/issues"
+                for u in ours.values()
+            )
             url = ours.get("next")
         assert url is None
         assert call.errors == [] and gh.violations == []

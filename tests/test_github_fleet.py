@@ -32,28 +32,63 @@ def test_four_daemons_forty_issues_each_runs_exactly_once(tmp_path: Path) -> Non
             text = policy.read_text()
             start = text.index("\nagent:\n")
             end = text.index("\nchecks:")
-            policy.write_text(text[:start] + f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
-                              f"  args: [\"{QUICK}\", \"0.05\"]\n" + text[end:].replace(
-                                  text[end:].split("\n\n")[0], "\nchecks: {}")
-                              + f"\nsandbox:\n  env: [AGENT_COUNTER]\n  writable: ['{counter.parent}']\n")
-        env = {**{k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")},
-               "GH_TOKEN": BOT_TOKEN, "AGENT_COUNTER": str(counter)}
-        subprocess.run([sys.executable, "-m", "statemachine", "setup", "--prepare-labels", "--repo", str(machines[0])],
-                       env=env, check=True, capture_output=True)
+            policy.write_text(
+                text[:start] + f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
+                f'  args: ["{QUICK}", "0.05"]\n'
+                + text[end:].replace(text[end:].split("\n\n")[0], "\nchecks: {}")
+                + f"\nsandbox:\n  env: [AGENT_COUNTER]\n  writable: ['{counter.parent}']\n"
+            )
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")},
+            "GH_TOKEN": BOT_TOKEN,
+            "AGENT_COUNTER": str(counter),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "statemachine", "setup", "--prepare-labels", "--repo", str(machines[0])],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         numbers = []
         for i in range(40):
-            n = gh.create_issue(OWNER, REPO, f"feature {i}", body=f"feature {i}\n\nOwnership:\n- feature_{i}.py\n", user="alice")
+            n = gh.create_issue(
+                OWNER, REPO, f"feature {i}", body=f"feature {i}\n\nOwnership:\n- feature_{i}.py\n", user="alice"
+            )
             gh.add_label_event(OWNER, REPO, n, "agent:auto", "alice")
             numbers.append(n)
-        daemons = [subprocess.Popen([sys.executable, "-m", "statemachine", "daemon", "--repo", str(m), "--json",
-                                     "--concurrency", "2", "--interval-seconds", "0.5", "--shutdown-deadline", "5"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                   for m in machines]
+        daemons = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "statemachine",
+                    "daemon",
+                    "--repo",
+                    str(m),
+                    "--json",
+                    "--concurrency",
+                    "2",
+                    "--interval-seconds",
+                    "0.5",
+                    "--shutdown-deadline",
+                    "5",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for m in machines
+        ]
         try:
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
                 issues = {i["number"]: i for i in api(gh, f"/repos/{OWNER}/{REPO}/issues?state=open")}
-                rested = [n for n in numbers if {lab["name"] for lab in issues[n]["labels"]} & {"agent:review", "agent:blocked"}]
+                rested = [
+                    n
+                    for n in numbers
+                    if {lab["name"] for lab in issues[n]["labels"]} & {"agent:review", "agent:blocked"}
+                ]
                 if len(rested) == len(numbers):
                     break
                 time.sleep(1.0)
@@ -94,5 +129,7 @@ def test_four_daemons_forty_issues_each_runs_exactly_once(tmp_path: Path) -> Non
                 if rec["event"] == "run-finished" and rec["outcome"] in ("review", "blocked"):
                     started[rec["issue"]] += 1
         assert set(started.values()) == {1} and len(started) == 40
-        assert sum(1 for out, _ in outputs if '"run-finished"' in out) >= 2, "the work should spread over several machines"
+        assert sum(1 for out, _ in outputs if '"run-finished"' in out) >= 2, (
+            "the work should spread over several machines"
+        )
         assert gh.violations == []

@@ -13,7 +13,16 @@ from pathlib import Path
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
 from tests.githubkit import (
-    BOT, OWNER, REPO, api, clone, configure, labelled_issue, make_project, orch, orch_json,
+    BOT,
+    OWNER,
+    REPO,
+    api,
+    clone,
+    configure,
+    labelled_issue,
+    make_project,
+    orch,
+    orch_json,
 )
 
 
@@ -29,10 +38,16 @@ def comment_as(gh: GitHubEmulator, number: int, body: str, token: str) -> None:
     import json
     import urllib.request
 
-    req = urllib.request.Request(f"{gh.api_url}/repos/{OWNER}/{REPO}/issues/{number}/comments", method="POST",
-                                 data=json.dumps({"body": body}).encode(),
-                                 headers={"Authorization": f"token {token}", "Accept": "application/vnd.github+json",
-                                          "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{gh.api_url}/repos/{OWNER}/{REPO}/issues/{number}/comments",
+        method="POST",
+        data=json.dumps({"body": body}).encode(),
+        headers={
+            "Authorization": f"token {token}",
+            "Accept": "application/vnd.github+json",
+            "Content-Type": "application/json",
+        },
+    )
     urllib.request.urlopen(req, timeout=10).close()
 
 
@@ -78,7 +93,9 @@ def test_a_pull_request_from_a_fork_with_the_runs_marker_is_not_the_runs(gh: Git
     assert data["pull_request"]["number"] == ours[0]["number"], "the run records its own pull request"
 
 
-def test_two_runners_racing_over_a_lagging_comment_list_claim_every_issue_once(gh: GitHubEmulator, tmp_path: Path) -> None:
+def test_two_runners_racing_over_a_lagging_comment_list_claim_every_issue_once(
+    gh: GitHubEmulator, tmp_path: Path
+) -> None:
     """A comment shows in comment lists LAG seconds after it was posted (a prefix in creation order), and the
     runners read back at once (claim_settle_seconds 0). Each runner reads again until it sees its own claim,
     then the earliest claim wins: every issue is claimed by exactly one runner."""
@@ -122,8 +139,9 @@ def test_a_planted_child_issue_by_someone_else_is_not_taken_as_a_child(gh: GitHu
     work = plan_project(tmp_path, gh, agent)
     parent = gh.create_issue(OWNER, REPO, "Big feature", body="Build it in parts.", user="alice")
     gh.add_label_event(OWNER, REPO, parent, "agent:plan-auto", "alice")
-    planted = gh.create_issue(OWNER, REPO, "Part a", body=f"Do evil.\n\n<!-- orch:child parent={parent} key=a -->",
-                              user="reader")
+    planted = gh.create_issue(
+        OWNER, REPO, "Part a", body=f"Do evil.\n\n<!-- orch:child parent={parent} key=a -->", user="reader"
+    )
     gh.add_label_event(OWNER, REPO, planted, "agent:child", "alice")
     code, data = orch_json(work, "run", "--issue", str(parent))
     assert code == 0 and data["final_state"] == "review", data
@@ -135,7 +153,9 @@ def test_a_planted_child_issue_by_someone_else_is_not_taken_as_a_child(gh: GitHu
     assert f"Closes #{planted}" not in (repo.pulls[0].body or "")
 
 
-def test_the_job_token_is_github_actions_bot_and_its_pull_requests_run_no_ci(gh: GitHubEmulator, tmp_path: Path) -> None:
+def test_the_job_token_is_github_actions_bot_and_its_pull_requests_run_no_ci(
+    gh: GitHubEmulator, tmp_path: Path
+) -> None:
     """The Actions job token is the github-actions app's installation token: the workflow sets ORCH_APP_SLUG, and
     doctor and the report comment say plainly that pull requests it opens trigger no CI, and how to fix it."""
     work = ready(gh, tmp_path)

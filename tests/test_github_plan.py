@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
-from tests.plankit import DIAMOND, PlanAgent, child
 from tests.githubkit import OWNER, REPO, clone, configure, make_project, orch, orch_json
+from tests.plankit import DIAMOND, PlanAgent, child
 
 
 def plan_project(tmp_path: Path, gh: GitHubEmulator, agent: PlanAgent) -> Path:  # noqa: F811
@@ -18,8 +18,12 @@ def plan_project(tmp_path: Path, gh: GitHubEmulator, agent: PlanAgent) -> Path: 
     work = clone(gh, tmp_path, "machine")
     configure(work, gh)
     policy = work / ".orch" / "policy.yaml"
-    text = re.sub(r"\nagent:\n(?:  .*\n)*", f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
-                  f"  args: [\"{agent.script}\"]\n\n", policy.read_text(), count=1)
+    text = re.sub(
+        r"\nagent:\n(?:  .*\n)*",
+        f'\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ["{agent.script}"]\n\n',
+        policy.read_text(),
+        count=1,
+    )
     policy.write_text(text + f"sandbox:\n  writable: ['{agent.folder}']\n")  # the agent's plan and its run log
     code, _out, err = orch(work, "setup", "--prepare-labels")
     assert code == 0, err
@@ -48,7 +52,9 @@ def test_a_parent_becomes_child_issues_and_one_draft_pull_request_on_github(gh: 
     files = git(gh.bare_path(OWNER, REPO), "ls-tree", "-r", "--name-only", f"orch/plan-{parent}").split()
     assert {"pkg/a.py", "pkg/b.py", "pkg/c.py", "pkg/d.py"} <= set(files)
     code, view = orch_json(work, "plan", "--issue", str(parent))
-    assert [c["wave"] for c in view["children"]] == [1, 2, 2, 3] and {c["status"] for c in view["children"]} == {"merged"}
+    assert [c["wave"] for c in view["children"]] == [1, 2, 2, 3] and {c["status"] for c in view["children"]} == {
+        "merged"
+    }
 
     code, data = orch_json(work, "status")
     row = next(r for r in data["issues"] if r["number"] == parent)
@@ -68,8 +74,11 @@ def test_a_parent_becomes_child_issues_and_one_draft_pull_request_on_github(gh: 
 def delete(emu: GitHubEmulator, path: str, token: str = "tok-alice") -> None:
     import urllib.request
 
-    req = urllib.request.Request(emu.api_url + path, method="DELETE", headers={
-        "Authorization": f"token {token}", "Accept": "application/vnd.github+json"})
+    req = urllib.request.Request(
+        emu.api_url + path,
+        method="DELETE",
+        headers={"Authorization": f"token {token}", "Accept": "application/vnd.github+json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
 
@@ -93,7 +102,9 @@ def test_requested_changes_on_github_add_a_commit_to_the_same_pull_request(gh: G
     verdict = next(g["verdict"] for t in data["transitions"] for g in t["guards"] if g["guard"] == "review_feedback")
     assert verdict["ok"] is False and "reader (permission read)" in " ".join(verdict["evidence"])
 
-    gh.submit_review(OWNER, REPO, pr, "alice", "REQUEST_CHANGES", "please document sub", comments=[("app.py", 1, "here")])
+    gh.submit_review(
+        OWNER, REPO, pr, "alice", "REQUEST_CHANGES", "please document sub", comments=[("app.py", 1, "here")]
+    )
     code, second = orch_json(work, "run", "--issue", str(number))
     assert code == 0 and second["final_state"] == "review", second
     assert [s["fired"]["trigger"] for s in second["steps"] if s["fired"]][:2] == ["revise", "retry"]
@@ -120,7 +131,9 @@ def test_requested_changes_on_github_add_a_commit_to_the_same_pull_request(gh: G
     assert not [path for _method, path, _status in gh.requests if "/permission" in path]
 
 
-def test_a_planted_conflict_on_github_blocks_one_branch_and_publishes_nothing(gh: GitHubEmulator, tmp_path: Path) -> None:  # noqa: F811
+def test_a_planted_conflict_on_github_blocks_one_branch_and_publishes_nothing(
+    gh: GitHubEmulator, tmp_path: Path
+) -> None:  # noqa: F811
     agent = PlanAgent(tmp_path / "agent")
     agent.plan([child("a"), child("b", ("a",)), child("c", ("a",)), child("e", ("c",))])
     agent.edits({"b": {"shared.txt": "from b\n"}, "c": {"shared.txt": "from c\n"}})
@@ -130,7 +143,12 @@ def test_a_planted_conflict_on_github_blocks_one_branch_and_publishes_nothing(gh
     code, data = orch_json(work, "run", "--issue", str(parent))
     assert code == 5 and data["final_state"] == "blocked", data
     code, view = orch_json(work, "plan", "--issue", str(parent))
-    assert {c["key"]: c["status"] for c in view["children"]} == {"a": "merged", "b": "merged", "c": "conflict", "e": "skipped"}
+    assert {c["key"]: c["status"] for c in view["children"]} == {
+        "a": "merged",
+        "b": "merged",
+        "c": "conflict",
+        "e": "skipped",
+    }
     repo = gh.state.repo(OWNER, REPO)
     assert repo.pulls == []  # nothing published: no pull request, no integration branch on the remote
     assert git(gh.bare_path(OWNER, REPO), "branch", "--list", "orch/*").strip() == ""
@@ -150,12 +168,19 @@ def test_a_kill_at_each_publication_effect_on_github_duplicates_nothing(gh: GitH
     gh.add_label_event(OWNER, REPO, parent, "agent:plan-auto", "alice")
 
     def run(kill: int | None) -> int:
-        env = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN", "ORCH_TEST_KILL_AFTER_EFFECT")}
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN", "ORCH_TEST_KILL_AFTER_EFFECT")
+        }
         env.update({"GH_TOKEN": "tok-orch-bot", "ORCH_TEST_KILL_ISSUE": str(parent)})
         if kill is not None:
             env["ORCH_TEST_KILL_AFTER_EFFECT"] = str(kill)
-        return subprocess.run([sys.executable, "-m", "statemachine", "run", "--issue", str(parent), "--repo", str(work)],
-                              env=env, capture_output=True, text=True, timeout=300).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "statemachine", "run", "--issue", str(parent), "--repo", str(work)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).returncode
 
     # The parent's 18 effects: start_run, claim_issue, add_labels, run_planner, sync_children (5: files the children),
     # start_integration, post_plan, run_wave x3, integrate, run_checks, push_branch (13), open_draft_pr (14),

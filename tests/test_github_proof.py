@@ -22,9 +22,14 @@ def test_ui_proof_screenshots_are_published_on_a_proof_branch(tmp_path: Path) ->
         work = clone(gh, tmp_path, "machine")
         kit.write_policy(work, "honest")
         policy = work / ".orch" / "policy.yaml"
-        policy.write_text(policy.read_text().replace(
-            "extends: default\n", f"extends: default\ntracker:\n  kind: github\n  owner: {OWNER}\n  repo: {REPO}\n"
-                                  f"  api_url: {gh.api_url}\n", 1))
+        policy.write_text(
+            policy.read_text().replace(
+                "extends: default\n",
+                f"extends: default\ntracker:\n  kind: github\n  owner: {OWNER}\n  repo: {REPO}\n"
+                f"  api_url: {gh.api_url}\n",
+                1,
+            )
+        )
         git(work, "commit", "-qam", "github policy")
         assert orch(work, "setup", "--prepare-labels")[0] == 0
         number = gh.create_issue(OWNER, REPO, "Make Add one work", body=kit.UI_BODY, user="alice")
@@ -41,7 +46,9 @@ def test_ui_proof_screenshots_are_published_on_a_proof_branch(tmp_path: Path) ->
         files = git(bare, "ls-tree", "-r", "--name-only", branches[0]).split()
         assert any(f.endswith(".png") for f in files) and all(f.startswith("proof/") for f in files)
         # the pushed bytes are exactly the screenshot the runner checked
-        facts_proof = next(a for a in kit.run_facts(work, number)["proof"]["artifacts"] if a["id"] == "browser-final-mobile")
+        facts_proof = next(
+            a for a in kit.run_facts(work, number)["proof"]["artifacts"] if a["id"] == "browser-final-mobile"
+        )
         blob = next(f for f in files if f.endswith(Path(facts_proof["path"]).name))
         import hashlib
         import subprocess

@@ -47,8 +47,13 @@ class Waits(list[float]):
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubEmulator]:
     with GitHubEmulator(tmp_path_factory.mktemp("gh-reviews")) as emu:
-        for login, token in ((BOT, BOT_TOKEN), (READER, READER_TOKEN), (WRITER, WRITER_TOKEN),
-                             (TRIAGER, TRIAGER_TOKEN), ("alice", "tok-alice-rv")):
+        for login, token in (
+            (BOT, BOT_TOKEN),
+            (READER, READER_TOKEN),
+            (WRITER, WRITER_TOKEN),
+            (TRIAGER, TRIAGER_TOKEN),
+            ("alice", "tok-alice-rv"),
+        ):
             emu.add_user(login, token=token)
         yield emu
 
@@ -86,8 +91,11 @@ def calls(emulator: GitHubEmulator, repo: str, method: str, pattern: str) -> lis
 
 def api(emulator: GitHubEmulator, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request to the emulator's REST API with TOKEN; (status, decoded JSON body or None)."""
-    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-               "Authorization": f"token {token}"}
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "Authorization": f"token {token}",
+    }
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -124,8 +132,10 @@ def review_over_http(emulator: GitHubEmulator, repo: str, token: str, pull: int,
 
 # create_issue ------------------------------------------------------------------------------
 
-def test_create_issue_with_labels_and_marker_is_idempotent(emulator: GitHubEmulator, repo: str,
-                                                           tracker: GitHubTracker) -> None:
+
+def test_create_issue_with_labels_and_marker_is_idempotent(
+    emulator: GitHubEmulator, repo: str, tracker: GitHubTracker
+) -> None:
     marker = "<!-- orch:plan=7 kind=sub-issue-1 -->"
     first = tracker.create_issue("Split the parser", "Move tokenizing out.", ["agent:auto", "bug"], marker=marker)
     assert isinstance(first, Issue)
@@ -141,8 +151,9 @@ def test_create_issue_with_labels_and_marker_is_idempotent(emulator: GitHubEmula
     assert seen.labels == ("agent:auto", "bug") and marker in seen.body and seen.author == BOT
 
     # closed, it is still the issue with that marker: never a second one
-    status, _ = api(emulator, "tok-alice-rv", "PATCH", f"/repos/{OWNER}/{repo}/issues/{first.number}",
-                    {"state": "closed"})
+    status, _ = api(
+        emulator, "tok-alice-rv", "PATCH", f"/repos/{OWNER}/{repo}/issues/{first.number}", {"state": "closed"}
+    )
     assert status == 200
     third = tracker.create_issue("Split the parser", f"Move tokenizing out.\n\n{marker}", ["agent:auto"], marker=marker)
     assert third.number == first.number and third.state == "closed"
@@ -206,6 +217,7 @@ def test_labels_github_drops_on_create_are_added_after(emulator: GitHubEmulator,
 
 # update_issue ------------------------------------------------------------------------------
 
+
 def test_update_issue_sends_only_what_changes(emulator: GitHubEmulator, repo: str, tracker: GitHubTracker) -> None:
     n = emulator.create_issue(OWNER, repo, "Old title", body="old body", labels=["agent:auto"], user="alice")
     updated = tracker.update_issue(n, title="New title")
@@ -219,7 +231,10 @@ def test_update_issue_sends_only_what_changes(emulator: GitHubEmulator, repo: st
     updated = tracker.update_issue(n, title="Both", body="both body")
     assert (updated.title, updated.body) == ("Both", "both body")
     patches = calls(emulator, repo, "PATCH", rf"/issues/{n}$")
-    assert [json.loads(p.request_body) for p in patches][1:] == [{"body": "new body"}, {"title": "Both", "body": "both body"}]
+    assert [json.loads(p.request_body) for p in patches][1:] == [
+        {"body": "new body"},
+        {"title": "Both", "body": "both body"},
+    ]
     fresh = make(emulator, repo, token="tok-alice-rv").get_issue(n, comments=False)
     assert (fresh.title, fresh.body) == ("Both", "both body")
 
@@ -244,12 +259,15 @@ def test_update_issue_of_a_missing_issue(emulator: GitHubEmulator, repo: str, tr
 
 # reviews -----------------------------------------------------------------------------------
 
-def test_reviews_over_http_and_submitted_directly(emulator: GitHubEmulator, repo: str, tracker: GitHubTracker,
-                                                  tmp_path: Path) -> None:
+
+def test_reviews_over_http_and_submitted_directly(
+    emulator: GitHubEmulator, repo: str, tracker: GitHubTracker, tmp_path: Path
+) -> None:
     pull = open_pull(emulator, repo, tracker, tmp_path)
     assert tracker.list_reviews(pull) == []
-    status, data = review_over_http(emulator, repo, READER_TOKEN, pull, event="REQUEST_CHANGES",
-                                    body="Please rename gamma.")
+    status, data = review_over_http(
+        emulator, repo, READER_TOKEN, pull, event="REQUEST_CHANGES", body="Please rename gamma."
+    )
     assert status == 200 and data["state"] == "CHANGES_REQUESTED" and data["user"]["login"] == READER
     status, data = review_over_http(emulator, repo, WRITER_TOKEN, pull, event="COMMENT", body="Looks plausible.")
     assert status == 200 and data["state"] == "COMMENTED"
@@ -282,14 +300,29 @@ def test_create_review_refusals(emulator: GitHubEmulator, repo: str, tracker: Gi
     assert status == 200
     status, data = review_over_http(emulator, repo, READER_TOKEN, pull, event="REQUEST_CHANGES")
     assert status == 422  # requesting changes needs a body
-    status, data = review_over_http(emulator, repo, READER_TOKEN, pull, event="COMMENT", body="off the diff",
-                                    comments=[{"path": FILE, "line": 99, "body": "where?"}])
+    status, data = review_over_http(
+        emulator,
+        repo,
+        READER_TOKEN,
+        pull,
+        event="COMMENT",
+        body="off the diff",
+        comments=[{"path": FILE, "line": 99, "body": "where?"}],
+    )
     assert status == 422 and "part of the diff" in data["errors"][0]
-    status, data = review_over_http(emulator, repo, READER_TOKEN, pull, event="COMMENT", body="no such file",
-                                    comments=[{"path": "missing.txt", "line": 1, "body": "?"}])
+    status, data = review_over_http(
+        emulator,
+        repo,
+        READER_TOKEN,
+        pull,
+        event="COMMENT",
+        body="no such file",
+        comments=[{"path": "missing.txt", "line": 1, "body": "?"}],
+    )
     assert status == 422 and data["errors"] == ["Path could not be resolved"]
-    status, _ = api(emulator, "tok-nobody", "POST", f"/repos/{OWNER}/{repo}/pulls/{pull}/reviews",
-                    {"event": "COMMENT", "body": "x"})
+    status, _ = api(
+        emulator, "tok-nobody", "POST", f"/repos/{OWNER}/{repo}/pulls/{pull}/reviews", {"event": "COMMENT", "body": "x"}
+    )
     assert status == 401
     status, _ = review_over_http(emulator, repo, READER_TOKEN, 999, event="COMMENT", body="x")
     assert status == 404
@@ -306,8 +339,9 @@ def test_list_reviews_of_a_missing_pull_request(repo: str, tracker: GitHubTracke
     assert "pull request #4242 does not exist" in str(err2.value)
 
 
-def test_many_reviews_are_paged_and_cached(emulator: GitHubEmulator, repo: str, tracker: GitHubTracker,
-                                           tmp_path: Path) -> None:
+def test_many_reviews_are_paged_and_cached(
+    emulator: GitHubEmulator, repo: str, tracker: GitHubTracker, tmp_path: Path
+) -> None:
     pull = open_pull(emulator, repo, tracker, tmp_path)
     for i in range(101):
         emulator.submit_review(OWNER, repo, pull, READER if i % 2 else WRITER, "COMMENT", f"note {i}")
@@ -321,16 +355,34 @@ def test_many_reviews_are_paged_and_cached(emulator: GitHubEmulator, repo: str, 
 
 # review comments ---------------------------------------------------------------------------
 
-def test_review_comments_with_path_and_line(emulator: GitHubEmulator, repo: str, tracker: GitHubTracker,
-                                            tmp_path: Path) -> None:
+
+def test_review_comments_with_path_and_line(
+    emulator: GitHubEmulator, repo: str, tracker: GitHubTracker, tmp_path: Path
+) -> None:
     pull = open_pull(emulator, repo, tracker, tmp_path)
-    status, data = review_over_http(emulator, repo, READER_TOKEN, pull, event="REQUEST_CHANGES", body="Two things.",
-                                    comments=[{"path": FILE, "line": 3, "body": "gamma is vague"},
-                                              {"path": FILE, "position": 2, "body": "beta: typo?"}])
+    status, data = review_over_http(
+        emulator,
+        repo,
+        READER_TOKEN,
+        pull,
+        event="REQUEST_CHANGES",
+        body="Two things.",
+        comments=[
+            {"path": FILE, "line": 3, "body": "gamma is vague"},
+            {"path": FILE, "position": 2, "body": "beta: typo?"},
+        ],
+    )
     assert status == 200
     by_http = data["id"]
-    direct = emulator.submit_review(OWNER, repo, pull, WRITER, "COMMENT", "One more.",
-                                    [(FILE, 4, "delta ok"), (FILE, 40, "a line no longer in the diff")])
+    direct = emulator.submit_review(
+        OWNER,
+        repo,
+        pull,
+        WRITER,
+        "COMMENT",
+        "One more.",
+        [(FILE, 4, "delta ok"), (FILE, 40, "a line no longer in the diff")],
+    )
 
     comments = tracker.list_review_comments(pull)
     assert all(isinstance(c, ReviewComment) for c in comments)
@@ -351,11 +403,18 @@ def test_review_comments_with_path_and_line(emulator: GitHubEmulator, repo: str,
     assert status == 200 and pr["review_comments"] == 4
 
 
-def test_pending_review_comments_are_hidden_from_others(emulator: GitHubEmulator, repo: str, tracker: GitHubTracker,
-                                                        tmp_path: Path) -> None:
+def test_pending_review_comments_are_hidden_from_others(
+    emulator: GitHubEmulator, repo: str, tracker: GitHubTracker, tmp_path: Path
+) -> None:
     pull = open_pull(emulator, repo, tracker, tmp_path)
-    status, data = review_over_http(emulator, repo, READER_TOKEN, pull, body="not yet",
-                                    comments=[{"path": FILE, "line": 1, "body": "draft thought"}])
+    status, data = review_over_http(
+        emulator,
+        repo,
+        READER_TOKEN,
+        pull,
+        body="not yet",
+        comments=[{"path": FILE, "line": 1, "body": "draft thought"}],
+    )
     assert status == 200 and data["state"] == "PENDING"
     status, _ = review_over_http(emulator, repo, READER_TOKEN, pull, body="another")
     assert status == 422  # one pending review per person and pull request
@@ -366,6 +425,7 @@ def test_pending_review_comments_are_hidden_from_others(emulator: GitHubEmulator
 
 
 # permission --------------------------------------------------------------------------------
+
 
 def test_permission_of_reader_writer_and_others(emulator: GitHubEmulator, repo: str, tracker: GitHubTracker) -> None:
     assert tracker.permission(READER) == "read"

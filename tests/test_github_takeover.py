@@ -33,27 +33,45 @@ def machine(gh: GitHubEmulator, tmp_path: Path, name: str, agent_seconds: float,
     policy = m / ".orch" / "policy.yaml"
     text = policy.read_text()
     text = text.replace("tracker:\n", f"tracker:\n  claim_lease_seconds: {LEASE}\n", 1)
-    text = re.sub(r"\nagent:\n(?:  .*\n)*", f"\nagent:\n  kind: command\n  command: {sys.executable}\n"
-                  f"  args: [\"{SLOW}\", \"{agent_seconds}\"]\n\n", text, count=1)
+    text = re.sub(
+        r"\nagent:\n(?:  .*\n)*",
+        f'\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ["{SLOW}", "{agent_seconds}"]\n\n',
+        text,
+        count=1,
+    )
     policy.write_text(text + f"\nsandbox:\n  env: [AGENT_COUNTER]\n  writable: ['{counter.parent}']\n")
     return m
 
 
 def environment(counter: Path) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")},
-            "GH_TOKEN": BOT_TOKEN, "AGENT_COUNTER": str(counter)}
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")},
+        "GH_TOKEN": BOT_TOKEN,
+        "AGENT_COUNTER": str(counter),
+    }
 
 
 def daemon_once(m: Path, env: dict[str, str]) -> tuple[int, list[dict], str]:
-    proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--once", "--json", "--repo", str(m)],
-                          capture_output=True, text=True, env=env, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "statemachine", "daemon", "--once", "--json", "--repo", str(m)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")], proc.stderr
 
 
 def start_run(m: Path, n: int, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "statemachine", "run", "--issue", str(n), "--repo", str(m)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "statemachine", "run", "--issue", str(n), "--repo", str(m)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def wait_for_agent(counter: Path, n: int, starts: int = 1, timeout: float = 60) -> None:
@@ -74,8 +92,12 @@ def setup(tmp_path: Path, gh: GitHubEmulator) -> tuple[Path, Path, Path, dict[st
     a = machine(gh, tmp_path, "runner-a", 600, counter)  # A's agent would work for ten minutes
     b = machine(gh, tmp_path, "runner-b", 0.2, counter)
     env = environment(counter)
-    subprocess.run([sys.executable, "-m", "statemachine", "setup", "--prepare-labels", "--repo", str(a)],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "statemachine", "setup", "--prepare-labels", "--repo", str(a)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     n = gh.create_issue(OWNER, REPO, "add feature", body="Add the feature.\n", user="alice")
     gh.add_label_event(OWNER, REPO, n, "agent:auto", "alice")
     return a, b, counter, env, n
@@ -93,15 +115,22 @@ def delivered_once(gh: GitHubEmulator, n: int, a_run: str, b_run: str) -> None:
     assert labels(gh, n) == {"agent:auto", "agent:review"}
     bodies = [c["body"] for c in api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/comments")]
     kinds = [k for b in bodies for k in re.findall(r"<!-- orch:(claim run=\S+|run=\S+ kind=report-[a-z]+)", b)]
-    assert kinds == [f"claim run={a_run}", f"run={a_run} kind=report-abandoned", f"claim run={b_run}",
-                     f"run={b_run} kind=report-review"], kinds
+    assert kinds == [
+        f"claim run={a_run}",
+        f"run={a_run} kind=report-abandoned",
+        f"claim run={b_run}",
+        f"run={b_run} kind=report-review",
+    ], kinds
     takeover = next(b for b in bodies if "report-abandoned" in b)
     assert f"by={b_run}" in takeover and "stopped renewing its claim" in takeover
 
 
 def run_ids(gh: GitHubEmulator, n: int) -> list[str]:
-    return [m for c in api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/comments")
-            for m in re.findall(r"<!-- orch:claim run=(\S+) -->", c["body"])]
+    return [
+        m
+        for c in api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/comments")
+        for m in re.findall(r"<!-- orch:claim run=(\S+) -->", c["body"])
+    ]
 
 
 def test_a_lost_runner_is_taken_over_by_the_next_scheduled_run_once_its_lease_expires(tmp_path: Path) -> None:
@@ -163,8 +192,12 @@ def test_a_runner_that_slept_past_its_lease_finds_the_takeover_and_publishes_not
         assert f"took the claim of run {a_run} over" in out + err, (out, err)
         assert "Traceback" not in err
         delivered_once(gh, n, a_run, b_run)  # A added no label, posted no report, opened no pull request
-        refs = subprocess.run(["git", "ls-remote", gh.git_url(OWNER, REPO, token="tok-alice"), "refs/heads/orch/*"],
-                              capture_output=True, text=True, check=True).stdout.splitlines()
+        refs = subprocess.run(
+            ["git", "ls-remote", gh.git_url(OWNER, REPO, token="tok-alice"), "refs/heads/orch/*"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
         assert len(refs) == 1 and refs[0].split()[0] == api(gh, f"/repos/{OWNER}/{REPO}/pulls")[0]["head"]["sha"]
         db = sqlite3.connect(a / ".orch" / "state" / "orch.db")
         assert db.execute("SELECT state FROM issue_state WHERE issue=?", (n,)).fetchone()[0] == "queued"

@@ -67,8 +67,9 @@ def test_merge_tree_failure_keeps_its_message(repo: Path) -> None:
     assert caught.value.hint == "git 2.38 or newer is needed"
 
 
-def test_a_timeout_and_an_unstartable_git_become_orchs_errors(repo: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_timeout_and_an_unstartable_git_become_orchs_errors(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fifo = tmp_path / "config.pipe"
     os.mkfifo(fifo)
     git(repo, "config", "include.path", str(fifo))  # reading the config blocks until someone writes the pipe
@@ -90,8 +91,9 @@ def test_a_timeout_and_an_unstartable_git_become_orchs_errors(repo: Path, tmp_pa
         run_git(["version"], repo)
 
 
-def test_git_sees_the_built_environment_not_plumbums_copy_of_orchs(repo: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_sees_the_built_environment_not_plumbums_copy_of_orchs(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import plumbum
 
     git(repo, "config", "alias.orchenv", "!env")
@@ -110,8 +112,13 @@ def test_stdin_and_binary_output(repo: Path) -> None:
     assert run_git_bytes(["cat-file", "blob", sha], repo) == data
     # text output reads as it always did: undecodable bytes replaced (never dropped), universal newlines
     assert run_git(["cat-file", "blob", sha], repo) == "line one\nnot utf-8: \ufffd\ufffd\nend\n"
-    assert run_git(["hash-object", "--stdin"], repo, input="hello\n").strip() == "ce013625030ba8dba906f756967f9e9ca394464a"
-    assert run_git_bytes(["cat-file", "--batch-check"], repo, input=f"{sha}\n".encode()) == f"{sha} blob {len(data)}\n".encode()
+    assert (
+        run_git(["hash-object", "--stdin"], repo, input="hello\n").strip() == "ce013625030ba8dba906f756967f9e9ca394464a"
+    )
+    assert (
+        run_git_bytes(["cat-file", "--batch-check"], repo, input=f"{sha}\n".encode())
+        == f"{sha} blob {len(data)}\n".encode()
+    )
     assert run_git_result(["cat-file", "-t", sha], repo).args[-3:] == ["cat-file", "-t", sha]
 
 

@@ -62,11 +62,16 @@ def escape_policy(repo: Path, home: Path, remote: Path, state: Path, port: int) 
         "version: 1\nextends: default\ntracker: {kind: local}\n"
         f"agent: {json.dumps({'kind': 'command', 'command': sys.executable, 'args': args, 'timeout_seconds': 60, 'idle_timeout_seconds': 30})}\n"
         f"sandbox: {json.dumps({'writable': [str(state)]})}\n"
-        f"checks: {json.dumps({'unit': {'command': f'{sys.executable} -m unittest -q'}})}\n")
+        f"checks: {json.dumps({'unit': {'command': f'{sys.executable} -m unittest -q'}})}\n"
+    )
 
 
-def test_a_hostile_agent_escapes_nothing_and_is_blocked_for_its_push(cli, repo: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hostile_agent_escapes_nothing_and_is_blocked_for_its_push(
+    cli,
+    repo: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     home = fake_home(tmp_path)
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
@@ -136,8 +141,13 @@ def test_the_environment_is_an_allowlist(tmp_path: Path, monkeypatch: pytest.Mon
     ws = tmp_path / "ws"
     ws.mkdir()
     jail = Jail(Settings(env=("PASSED_BY_NAME",)), tmp_path / "repo")
-    out = jail.run([sys.executable, "-c", "import os, json; print(json.dumps(dict(os.environ)))"], Spec(workdir=ws),
-                   {"EXPLICIT": "1"}, tmp_path / "env.log", 30)
+    out = jail.run(
+        [sys.executable, "-c", "import os, json; print(json.dumps(dict(os.environ)))"],
+        Spec(workdir=ws),
+        {"EXPLICIT": "1"},
+        tmp_path / "env.log",
+        30,
+    )
     assert out.result.exit_code == 0, (tmp_path / "env.log").read_text()
     env = json.loads((tmp_path / "env.log").read_text())
     assert env["PASSED_BY_NAME"] == "yes" and env["EXPLICIT"] == "1" and env["LC_ALL"] == "C.UTF-8"
@@ -150,10 +160,14 @@ def test_the_filesystem_is_read_only_but_the_workspace_home_and_tmp(tmp_path: Pa
     ws.mkdir()
     outside = tmp_path / "outside.txt"
     outside.write_text("keep")
-    script = (f"import os\nfor p in ['/usr/x', '/etc/x', '{outside}', '{ws}/ok', '/tmp/ok', os.environ['HOME'] + '/ok']:\n"
-              "    try:\n        open(p, 'w').write('x'); print(p + '|written')\n"
-              "    except OSError as e:\n        print(p + '|refused', e.errno)\n")
-    out = Jail(Settings(), tmp_path / "repo").run([sys.executable, "-c", script], Spec(workdir=ws), {}, tmp_path / "fs.log", 30)
+    script = (
+        f"import os\nfor p in ['/usr/x', '/etc/x', '{outside}', '{ws}/ok', '/tmp/ok', os.environ['HOME'] + '/ok']:\n"
+        "    try:\n        open(p, 'w').write('x'); print(p + '|written')\n"
+        "    except OSError as e:\n        print(p + '|refused', e.errno)\n"
+    )
+    out = Jail(Settings(), tmp_path / "repo").run(
+        [sys.executable, "-c", script], Spec(workdir=ws), {}, tmp_path / "fs.log", 30
+    )
     assert out.result.exit_code == 0
     lines = dict(line.split("|", 1) for line in (tmp_path / "fs.log").read_text().splitlines())
     assert lines["/usr/x"].startswith("refused") and lines["/etc/x"].startswith("refused")
@@ -166,13 +180,19 @@ def test_network_reaches_only_the_allowed_hosts(tmp_path: Path) -> None:
     allowed, other = Listener(), Listener()
     ws = tmp_path / "ws"
     ws.mkdir()
-    script = ("import socket, urllib.request as u, sys\n"
-              f"s = socket.create_connection(('127.0.0.1', {allowed.port}), timeout=5); s.close(); print('loopback ok')\n"
-              "try:\n    u.urlopen('http://blocked.example/', timeout=5)\nexcept Exception as e:\n    print('proxy', e)\n"
-              f"try:\n    socket.create_connection(('127.0.0.1', {other.port}), timeout=2)\nexcept OSError as e:\n    print('other refused')\n")
-    out = Jail(Settings(), tmp_path / "repo").run([sys.executable, "-c", script],
-                                                  Spec(workdir=ws, hosts=("api.example.com",), loopback=(allowed.port,)),
-                                                  {}, tmp_path / "net.log", 30)
+    script = (
+        "import socket, urllib.request as u, sys\n"
+        f"s = socket.create_connection(('127.0.0.1', {allowed.port}), timeout=5); s.close(); print('loopback ok')\n"
+        "try:\n    u.urlopen('http://blocked.example/', timeout=5)\nexcept Exception as e:\n    print('proxy', e)\n"
+        f"try:\n    socket.create_connection(('127.0.0.1', {other.port}), timeout=2)\nexcept OSError as e:\n    print('other refused')\n"
+    )
+    out = Jail(Settings(), tmp_path / "repo").run(
+        [sys.executable, "-c", script],
+        Spec(workdir=ws, hosts=("api.example.com",), loopback=(allowed.port,)),
+        {},
+        tmp_path / "net.log",
+        30,
+    )
     log = (tmp_path / "net.log").read_text()
     assert out.result.exit_code == 0, log
     assert "loopback ok" in log and "other refused" in log and "403" in log
@@ -181,7 +201,9 @@ def test_network_reaches_only_the_allowed_hosts(tmp_path: Path) -> None:
     assert allowed.accepted == 1 and other.accepted == 0
 
 
-def test_no_silent_downgrade_without_bubblewrap(cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_no_silent_downgrade_without_bubblewrap(
+    cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     from tests.agentkit import GOOD_AGENT, make_agent, write_policy
 
     agent = make_agent(tmp_path, GOOD_AGENT)
@@ -221,8 +243,10 @@ def test_a_resumed_run_proves_the_earlier_agent_gone(tmp_path: Path) -> None:
     ws.mkdir()
     lock = workspace_lock(tmp_path / ".orch", ws)
     log = tmp_path / "holder.log"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ws), str(lock), str(log)],
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(ws), str(lock), str(log)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     try:
         deadline = time.monotonic() + 20
         while lock_free(lock) and time.monotonic() < deadline:
@@ -241,19 +265,31 @@ def test_orch_killed_mid_run_takes_its_agent_with_it(repo: Path, tmp_path: Path)
     from tests.agentkit import make_agent, write_policy
 
     beat = tmp_path / "slow-state" / "beat"
-    agent = make_agent(tmp_path, f"""
+    agent = make_agent(
+        tmp_path,
+        f"""
 import time
 while True:
     with open({str(beat)!r}, "a") as fh:
         fh.write("x")
     time.sleep(0.05)
-""", name="slow")
+""",
+        name="slow",
+    )
     write_policy(repo, agent)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    subprocess.run([sys.executable, "-m", "statemachine", "issue", "new", "Slow", "--label", "agent:auto", "--repo", str(repo)],
-                   check=True, env=env, capture_output=True)
-    orch = subprocess.Popen([sys.executable, "-m", "statemachine", "run", "--issue", "1", "--repo", str(repo)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "statemachine", "issue", "new", "Slow", "--label", "agent:auto", "--repo", str(repo)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    orch = subprocess.Popen(
+        [sys.executable, "-m", "statemachine", "run", "--issue", "1", "--repo", str(repo)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not beat.exists() and time.monotonic() < deadline:
         time.sleep(0.05)

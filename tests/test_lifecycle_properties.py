@@ -62,8 +62,17 @@ from statemachine.runtime import Runtime
 from statemachine.store import Store
 
 # Guards whose inputs this test controls for real (tracker state, the run's rework counter).
-REAL_GUARDS = frozenset({"issue_open", "has_label", "label_authorized", "lacks_labels", "within_rework_limit",
-                         "has_any_label", "not_a_child"})
+REAL_GUARDS = frozenset(
+    {
+        "issue_open",
+        "has_label",
+        "label_authorized",
+        "lacks_labels",
+        "within_rework_limit",
+        "has_any_label",
+        "not_a_child",
+    }
+)
 # The parent flow (planning, waves of child runs as processes, integration) and the child-only transitions are
 # covered end to end by tests/test_plan_auto.py and test_plan_recovery.py; here the issue lifecycle runs alone.
 PARENT_GUARDS = frozenset({"dispatched_by_parent", "redispatched_by_parent"})
@@ -81,8 +90,11 @@ def default_policy() -> Policy:
     from statemachine.model import PLAN_STATES
 
     full = policy_mod.load(resources.bundled_policy("default"))
-    keep = [t for t in full.transitions
-            if not (set(t.sources) | {t.dest}) & PLAN_STATES and not {g.name for g in t.guards} & PARENT_GUARDS]
+    keep = [
+        t
+        for t in full.transitions
+        if not (set(t.sources) | {t.dest}) & PLAN_STATES and not {g.name for g in t.guards} & PARENT_GUARDS
+    ]
     data = dict(full.data)
     data["lifecycle"] = {"transitions": [full.data["lifecycle"]["transitions"][t.index] for t in keep]}
     from statemachine.yamlsrc import Document
@@ -98,6 +110,7 @@ TRIGGERS = sorted({t.trigger for t in POLICY.transitions})
 
 
 # the oracle: answers for the guards that judge the outside world ------------------------------
+
 
 class Oracle:
     """The current answers of the outside-world guards, set before each rule."""
@@ -147,6 +160,7 @@ def model_choice(state: str, issue: Issue, rework: int, trigger: str | None = No
 
 
 # the simulated world: counted port effects, crash injection -----------------------------------
+
 
 class SimulatedCrash(BaseException):
     """The process dies here (BaseException, so no `except Exception` in orch can swallow it)."""
@@ -228,8 +242,12 @@ class FakeAgent:
         else:
             attempt = request.evidence_dir.name
             (request.workdir / "app.py").write_text(f"{APP}\n# changed in {attempt}\n")
-            report = {"status": "completed", "summary": f"Changed app.py ({attempt}).", "changed_files": ["app.py"],
-                      "validation": []}
+            report = {
+                "status": "completed",
+                "summary": f"Changed app.py ({attempt}).",
+                "changed_files": ["app.py"],
+                "validation": [],
+            }
         request.report_path.write_text(json.dumps(report))
         self.effects.effect("agent.run")
         return AgentResult(0, False, False, 0.25, str(log), 15)
@@ -298,8 +316,12 @@ class World:
         return int(self.store.facts(self.store.state_of(ISSUE)[1]).get("rework_count", 0))
 
     def raw_db(self) -> dict[str, list[tuple[Any, ...]]]:
-        names = [r[0] for r in self.store.query(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        names = [
+            r[0]
+            for r in self.store.query(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         return {n: [tuple(r) for r in self.store.query(f"SELECT * FROM {n} ORDER BY rowid")] for n in names}
 
     def files(self) -> dict[str, Any]:
@@ -308,7 +330,12 @@ class World:
         for path in sorted((self.root / ".orch").rglob("*")):
             rel = path.relative_to(self.root)
             # skip: the database, git's metadata, and the agent's own git directory (its index holds stat times)
-            if rel.parts[:2] == (".orch", "state") or ".git" in rel.parts or "git" in rel.parts[2:] or not path.is_file():
+            if (
+                rel.parts[:2] == (".orch", "state")
+                or ".git" in rel.parts
+                or "git" in rel.parts[2:]
+                or not path.is_file()
+            ):
                 continue
             text = path.read_text(errors="replace")
             if path.suffix == ".jsonl":
@@ -346,8 +373,9 @@ class World:
             key = ", ".join(r[1] for r in sorted(info, key=lambda r: r[5]) if r[5]) or "rowid"
             cur = self.store.conn.execute(f"SELECT * FROM {name} ORDER BY {key}")
             cols = [d[0] for d in cur.description]
-            tables[name] = [{c: _scrub(_maybe_json(v)) for c, v in zip(cols, r) if c not in SCRUB_KEYS}
-                            for r in cur.fetchall()]
+            tables[name] = [
+                {c: _scrub(_maybe_json(v)) for c, v in zip(cols, r) if c not in SCRUB_KEYS} for r in cur.fetchall()
+            ]
         text = json.dumps({"db": tables, "git": self.git_state(), "files": self.files()}, sort_keys=True, default=str)
         return json.loads(TIMESTAMP.sub("<time>", text.replace(str(self.root), "<world>")))
 
@@ -466,7 +494,7 @@ def aim(table: dict[str, bool], state: str, target: Transition | None) -> dict[s
         return table
     needed = {g.name: not g.negate for g in target.guards if g.name in table}
     table.update(needed)
-    for earlier in POLICY.outgoing(state)[:POLICY.outgoing(state).index(target)]:
+    for earlier in POLICY.outgoing(state)[: POLICY.outgoing(state).index(target)]:
         spoilers = [g for g in earlier.guards if g.name in table and g.name not in needed]
         if spoilers:
             table[spoilers[0].name] = spoilers[0].negate
@@ -478,7 +506,9 @@ def guard_outcomes(state: str, style: str) -> st.SearchStrategy[dict[str, bool]]
     base = st.fixed_dictionaries({g: st.booleans() for g in ORACLE_GUARDS})
     outgoing = POLICY.outgoing(state)
     order = STYLES[style]
-    preferred = sorted(outgoing, key=lambda t: order.index(t.dest) if t.dest in order else len(order))[:1] if order else []
+    preferred = (
+        sorted(outgoing, key=lambda t: order.index(t.dest) if t.dest in order else len(order))[:1] if order else []
+    )
     aims = st.sampled_from([*preferred * 8, *outgoing, None])
     return st.tuples(base, aims).map(lambda pair: aim(pair[0], state, pair[1]))
 
@@ -492,7 +522,9 @@ def maintainer(state: str, style: str) -> st.SearchStrategy[tuple[str, ...] | No
     it up so that it goes round again; while the runner works, nothing, or (in the random style) now and
     then a label change, closing or reopening the issue."""
     if state in REST_STATES or state == "queued":
-        return st.tuples(st.integers(0, 3), st.sampled_from([None, *HUMAN_CHANGES])).map(lambda p: p[1] if p[0] == 0 else TIDY)
+        return st.tuples(st.integers(0, 3), st.sampled_from([None, *HUMAN_CHANGES])).map(
+            lambda p: p[1] if p[0] == 0 else TIDY
+        )
     if style != "random":
         return st.none()
     return st.tuples(st.integers(0, 3), st.sampled_from(HUMAN_CHANGES)).map(lambda p: p[1] if p[0] == 0 else None)
@@ -507,29 +539,36 @@ def checked_step(world: World, expected: Transition | None) -> tuple[StepOutcome
     effects_before = len(world.effects.log)
     out = world.step()
     steps_after = world.store.steps(ISSUE)
-    new_journal = world.store.journal(ISSUE)[len(journal_before):]
+    new_journal = world.store.journal(ISSUE)[len(journal_before) :]
     new_effects = world.effects.log[effects_before:]
     assert out.source == source, f"the step started from {out.source}, the issue was in {source}"
     if expected is None:
-        assert out.fired is None and out.dest is None, f"{out.fired and out.fired.transition.trigger} fired; no transition may"
+        assert out.fired is None and out.dest is None, (
+            f"{out.fired and out.fired.transition.trigger} fired; no transition may"
+        )
         assert steps_after == steps_before, "a step that fired nothing added a steps row"
         assert new_journal == [] and new_effects == [], "a step that fired nothing ran actions"
         assert world.state() == source, "a step that fired nothing changed the state"
         return out, 0
     assert out.fired is not None, f"nothing fired from {source}; the model expects {expected.trigger} → {expected.dest}"
     t = out.fired.transition
-    assert t.index == expected.index, f"fired #{t.index} {t.trigger}, the model expects #{expected.index} {expected.trigger}"
+    assert t.index == expected.index, (
+        f"fired #{t.index} {t.trigger}, the model expects #{expected.index} {expected.trigger}"
+    )
     # exactly one steps row added, done, recording this transition
-    assert len(steps_after) == len(steps_before) + 1 and steps_after[:-1] == steps_before, \
+    assert len(steps_after) == len(steps_before) + 1 and steps_after[:-1] == steps_before, (
         f"one step added {len(steps_after) - len(steps_before)} steps rows (or rewrote earlier ones)"
+    )
     row = steps_after[-1]
     assert (row.status, row.source, row.dest, row.transition_index) == ("done", source, t.dest, t.index), row
     assert world.state() == out.dest == t.dest, f"the issue is in {world.state()} after firing {t.trigger} → {t.dest}"
     # that transition's actions ran once each, in order, journaled under that row only
-    assert [(j["step"], j["idx"], j["action"], j["status"]) for j in new_journal] == \
-        [(row.id, i, a.name, "done") for i, a in enumerate(t.actions)], f"journal of one step: {new_journal}"
-    assert all(tag is not None and tag[0] == row.id for _a, tag, _k in new_effects), \
+    assert [(j["step"], j["idx"], j["action"], j["status"]) for j in new_journal] == [
+        (row.id, i, a.name, "done") for i, a in enumerate(t.actions)
+    ], f"journal of one step: {new_journal}"
+    assert all(tag is not None and tag[0] == row.id for _a, tag, _k in new_effects), (
         f"port effects outside this step's actions: {new_effects}"
+    )
     # review is reached only from gating, with every guard passed (as recorded, and per the model)
     if t.dest == "review":
         assert source == "gating", f"reached review from {source}"
@@ -557,21 +596,28 @@ def interrupted_step(world: World, expected: Transition, plan: list[tuple[str, i
             assert pending is not None, "a crashed step left no pending step to resume"
             assert pending.transition_index == expected.index, "the interrupted step recorded another transition"
             step_id = pending.id
-            done_by_attempt[fx.attempt] = {j["idx"] for j in world.store.journal(ISSUE)
-                                           if j["step"] == step_id and j["status"] == "done"}
+            done_by_attempt[fx.attempt] = {
+                j["idx"] for j in world.store.journal(ISSUE) if j["step"] == step_id and j["status"] == "done"
+            }
             with unchanged(world, "explain on an interrupted step"):
                 _snap, evaluations = world.engine.explain(ISSUE)
-            assert next(e for e in evaluations if e.ok).transition.index == expected.index, \
+            assert next(e for e in evaluations if e.ok).transition.index == expected.index, (
                 "explain on an interrupted step shows another transition than the one being resumed"
+            )
             continue
         break
     fx.arm(None)
-    assert out.fired is not None and out.fired.transition.index == expected.index, "the resumed step fired another transition"
+    assert out.fired is not None and out.fired.transition.index == expected.index, (
+        "the resumed step fired another transition"
+    )
     assert out.resumed == (crashes > 0), f"resumed={out.resumed} after {crashes} crash(es)"
     assert world.store.pending_step(ISSUE) is None, "the resumed step is still pending"
     for attempt, done in done_by_attempt.items():
-        repeated = [(a, tag, kind) for a, tag, kind in fx.log
-                    if a > attempt and tag is not None and tag[0] == step_id and tag[1] in done]
+        repeated = [
+            (a, tag, kind)
+            for a, tag, kind in fx.log
+            if a > attempt and tag is not None and tag[0] == step_id and tag[1] in done
+        ]
         assert not repeated, f"effects of actions journaled done were executed again: {repeated}"
         reentered = [(a, s, i) for a, s, i in fx.intents if a > attempt and s == step_id and i in done]
         assert not reentered, f"actions journaled done were started again: {reentered}"
@@ -624,8 +670,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         if expected is None or not modes:  # nothing fires, or a transition without actions: nothing to interrupt
             checked_step(self.crashy, expected)
         else:
-            plan = data.draw(st.lists(st.sampled_from(modes).flatmap(
-                lambda m: st.tuples(st.just(m), st.integers(1, budget[m]))), min_size=1, max_size=2), label="crashes")
+            plan = data.draw(
+                st.lists(
+                    st.sampled_from(modes).flatmap(lambda m: st.tuples(st.just(m), st.integers(1, budget[m]))),
+                    min_size=1,
+                    max_size=2,
+                ),
+                label="crashes",
+            )
             interrupted_step(self.crashy, expected, plan)
         assert_same_world(self.ref, self.crashy, "the resumed step ended differently from an uninterrupted one")
 
@@ -650,7 +702,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def fire_trigger(self, data: st.DataObject, trigger: str) -> None:
         """Fire a random trigger on the machine itself: it must obey the table and the guards, and write nothing."""
-        from statemachine.engine import take_snapshot
+        from statemachine.snapshots import take_snapshot
 
         self.prepare(data, human=False)
         state, issue, rework = self.ref.state(), self.ref.issue(), self.ref.rework()
@@ -723,7 +775,9 @@ def oracle_guards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The oracle in place of the outside-world guards; deterministic nonces and commit dates."""
     for name in ORACLE_GUARDS:
         entry = registry.GUARDS[name]
-        monkeypatch.setitem(registry.GUARDS, name, registry.Entry(name, _oracle_guard(name), entry.params, entry.summary))
+        monkeypatch.setitem(
+            registry.GUARDS, name, registry.Entry(name, _oracle_guard(name), entry.params, entry.summary)
+        )
     monkeypatch.setattr(engine_mod, "uuid", Nonces)
     for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
         monkeypatch.setenv(var, "2024-01-01T00:00:00+00:00")
@@ -733,12 +787,21 @@ def oracle_guards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_lifecycle_invariants(oracle_guards: None) -> None:
-    run_state_machine_as_test(LifecycleMachine, settings=settings(
-        max_examples=int(os.environ.get("ORCH_PROPERTY_EXAMPLES", "10")), stateful_step_count=30,
-        deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        LifecycleMachine,
+        settings=settings(
+            max_examples=int(os.environ.get("ORCH_PROPERTY_EXAMPLES", "10")),
+            stateful_step_count=30,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
 
 
 # the same checks on fixed paths ------------------------------------------------------------------
+
 
 def aimed(target: Transition) -> dict[str, bool]:
     """Oracle answers under which ``target`` is the first transition whose oracle guards pass."""

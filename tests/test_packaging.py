@@ -23,8 +23,18 @@ pytestmark = pytest.mark.slow
 
 SOURCE = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv*", "__pycache__", "*.pyc", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache",
-    "dist", "build", "*.egg-info", ".orch",
+    ".git",
+    ".venv*",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".hypothesis",
+    ".mypy_cache",
+    ".ruff_cache",
+    "dist",
+    "build",
+    "*.egg-info",
+    ".orch",
 )
 BROKEN_POLICY = "version: 1\nextends: default\nlimits:\n  bogus_limit: 3\n"
 
@@ -32,8 +42,16 @@ BROKEN_POLICY = "version: 1\nextends: default\nlimits:\n  bogus_limit: 3\n"
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment minus anything that could make the venv see the source tree or another install."""
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"}}
-    env.update({"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONNOUSERSITE": "1", "GIT_AUTHOR_NAME": "test",
-                "GIT_AUTHOR_EMAIL": "test@localhost", "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost"})
+    env.update(
+        {
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PYTHONNOUSERSITE": "1",
+            "GIT_AUTHOR_NAME": "test",
+            "GIT_AUTHOR_EMAIL": "test@localhost",
+            "GIT_COMMITTER_NAME": "test",
+            "GIT_COMMITTER_EMAIL": "test@localhost",
+        }
+    )
     env.update(extra)
     return env
 
@@ -107,9 +125,11 @@ def test_wheel_contains_the_bundled_data(installed: Installed) -> None:
 
 
 def test_installed_package_uses_its_own_data(installed: Installed) -> None:
-    code = ("import statemachine, statemachine.resources as r; "
-            "print(statemachine.__file__); print(r.data_dir('policies')); print(r.data_dir('schemas')); "
-            "print(r.data_dir('prompts'))")
+    code = (
+        "import statemachine, statemachine.resources as r; "
+        "print(statemachine.__file__); print(r.data_dir('policies')); print(r.data_dir('schemas')); "
+        "print(r.data_dir('prompts'))"
+    )
     res = run([installed.python, "-c", code], installed.workdir, installed.env)
     assert res.returncode == 0, res.stderr
     module, *folders = [Path(line) for line in res.stdout.splitlines()]

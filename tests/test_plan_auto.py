@@ -78,7 +78,9 @@ def test_a_diamond_runs_in_three_waves_into_one_draft_pull_request(cli: Any, rep
 
 def test_a_conflict_blocks_only_its_branch_of_the_tree(cli: Any, repo: Path, agent: PlanAgent) -> None:
     agent.plan([child("a"), child("b", ("a",)), child("c", ("a",)), child("d", ("b",)), child("e", ("c",))])
-    agent.edits({"b": {"shared.txt": "from b\n"}, "c": {"shared.txt": "from c\n"}})  # outside their ownership: a conflict
+    agent.edits(
+        {"b": {"shared.txt": "from b\n"}, "c": {"shared.txt": "from c\n"}}
+    )  # outside their ownership: a conflict
     write_policy(repo, agent)
     n = parent(cli, repo)
     code, data = cli.json("run", "--issue", str(n), "--repo", repo)
@@ -96,8 +98,15 @@ def test_a_conflict_blocks_only_its_branch_of_the_tree(cli: Any, repo: Path, age
 
     # replanning: the maintainer fixes the plan and requeues the parent; the same children are updated, none duplicated
     before = {i.number for i in issues(repo)}
-    agent.plan([child("a"), child("b", ("a",)), child("c", ("a",), title="Part c, reworded"), child("d", ("b",)),
-                child("e", ("c",))])
+    agent.plan(
+        [
+            child("a"),
+            child("b", ("a",)),
+            child("c", ("a",), title="Part c, reworded"),
+            child("d", ("b",)),
+            child("e", ("c",)),
+        ]
+    )
     agent.edits({})
     assert cli("issue", "label", str(n), "-agent:blocked", "--repo", repo)[0] == 0
     code, data = cli.json("run", "--issue", str(n), "--repo", repo)
@@ -125,7 +134,10 @@ BAD_PLANS = {
     "unknown dependency": ([child("a", ("zz",))], "child 'a' depends on unknown key(s): zz"),
     "no children": ([], "the plan report does not match schemas/plan-report.schema.json at children"),
     "too many": ([child(k) for k in "abc"], "the plan has 3 children, more than plan.max_children=2"),
-    "blocked path": ([child("a", owns=(".github/workflows/**",))], "child 'a' owns '.github/workflows/**', which reaches the blocked path"),
+    "blocked path": (
+        [child("a", owns=(".github/workflows/**",))],
+        "child 'a' owns '.github/workflows/**', which reaches the blocked path",
+    ),
     "duplicate keys": ([child("a"), child("a")], "child keys must be unique; repeated: a"),
 }
 
@@ -236,8 +248,12 @@ def test_a_child_never_runs_on_its_own(cli: Any, repo: Path, agent: PlanAgent) -
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--once", "--repo", str(repo)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "statemachine", "daemon", "--once", "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 0 and not [e for e in events if e["event"] == "run-started"]
     skipped = [e for e in events if e["event"] == "skipped"]
@@ -253,8 +269,12 @@ def test_the_daemon_serves_a_parent_and_never_a_child_on_its_own(cli: Any, repo:
     agent.plan([child("a"), child("b", ("a",))])
     write_policy(repo, agent)
     n = parent(cli, repo)
-    proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--once", "--concurrency", "3", "--repo", str(repo)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "statemachine", "daemon", "--once", "--concurrency", "3", "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["issue"] for e in events if e["event"] == "run-started"] == [n]  # the parent runs its children itself
@@ -263,7 +283,8 @@ def test_the_daemon_serves_a_parent_and_never_a_child_on_its_own(cli: Any, repo:
 
 
 def test_requested_changes_on_the_parent_pull_request_add_a_commit_to_the_integration_branch(
-        cli: Any, repo: Path, agent: PlanAgent) -> None:
+    cli: Any, repo: Path, agent: PlanAgent
+) -> None:
     agent.plan([child("a"), child("b", ("a",))])
     write_policy(repo, agent)
     n = parent(cli, repo)
@@ -282,7 +303,8 @@ def test_requested_changes_on_the_parent_pull_request_add_a_commit_to_the_integr
 
 
 def test_the_daemon_runs_other_work_beside_a_parent_once_its_plan_says_what_it_owns(
-        cli: Any, repo: Path, agent: PlanAgent) -> None:
+    cli: Any, repo: Path, agent: PlanAgent
+) -> None:
     import json
     import subprocess
     import sys
@@ -291,11 +313,37 @@ def test_the_daemon_runs_other_work_beside_a_parent_once_its_plan_says_what_it_o
     (agent.folder / "SLEEP").write_text("2")
     write_policy(repo, agent)
     n = parent(cli, repo)
-    code, data = cli.json("issue", "new", "Notes", "--body", "Write notes.\n\nOwnership:\n- docs/**\n",
-                          "--label", "agent:auto", "--repo", repo)
+    code, data = cli.json(
+        "issue",
+        "new",
+        "Notes",
+        "--body",
+        "Write notes.\n\nOwnership:\n- docs/**\n",
+        "--label",
+        "agent:auto",
+        "--repo",
+        repo,
+    )
     other = int(data["number"])
-    proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--max-runs", "2", "--concurrency", "2",
-                           "--interval-seconds", "0.3", "--repo", str(repo)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "statemachine",
+            "daemon",
+            "--max-runs",
+            "2",
+            "--concurrency",
+            "2",
+            "--interval-seconds",
+            "0.3",
+            "--repo",
+            str(repo),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     order = [(e["event"], e["issue"]) for e in events if e["event"] in ("run-started", "run-finished")]

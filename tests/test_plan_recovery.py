@@ -12,11 +12,11 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.agentkit import STATE_DB, comments_of_kind, git_out, tracker
-from tests.conftest import git, orch_process as orch
-from tests.plankit import DIAMOND, PlanAgent, write_policy
-
 from statemachine.store import Store
+from tests.agentkit import STATE_DB, comments_of_kind, git_out, tracker
+from tests.conftest import git
+from tests.conftest import orch_process as orch
+from tests.plankit import DIAMOND, PlanAgent, write_policy
 
 
 def template(root: Path) -> Path:
@@ -102,8 +102,17 @@ def test_a_plan_auto_run_survives_a_kill_after_every_effect(tmp_path: Path) -> N
     proc = orch(reference, "run", "--issue", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     effects = parent_journal(reference)
-    for action in ("claim_issue", "run_planner", "sync_children", "start_integration", "run_wave", "integrate",
-                   "open_draft_pr", "hand_over_children", "post_report"):
+    for action in (
+        "claim_issue",
+        "run_planner",
+        "sync_children",
+        "start_integration",
+        "run_wave",
+        "integrate",
+        "open_draft_pr",
+        "hand_over_children",
+        "post_report",
+    ):
         assert action in effects, effects
     assert effects.count("run_wave") == 3 and len(agent.runs()) == 5
     ks = list(range(1, len(effects) + 1))

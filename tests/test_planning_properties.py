@@ -33,8 +33,17 @@ def plans(draw: Any, acyclic: bool = True) -> dict[str, Any]:
         if not acyclic:
             deps = [d for d in deps if d != key]
         owns = draw(st.lists(st.sampled_from(AREAS), min_size=1, max_size=2, unique=True))
-        children.append({"key": key, "title": key, "body": "", "acceptance_criteria": ["x"], "ownership": owns,
-                         "depends_on": deps, "size": "s"})
+        children.append(
+            {
+                "key": key,
+                "title": key,
+                "body": "",
+                "acceptance_criteria": ["x"],
+                "ownership": owns,
+                "depends_on": deps,
+                "size": "s",
+            }
+        )
     order = draw(st.permutations(children))  # the plan's order need not be the dependency order
     return {"summary": "random", "children": list(order)}
 
@@ -68,7 +77,9 @@ def test_a_cycle_is_found_exactly_when_there_is_one(plan: dict[str, Any]) -> Non
 
 @settings(max_examples=200, deadline=None)
 @given(plans(), st.integers(1, 4), st.data())
-def test_waves_respect_dependencies_ownership_and_concurrency(plan: dict[str, Any], concurrency: int, data: Any) -> None:
+def test_waves_respect_dependencies_ownership_and_concurrency(
+    plan: dict[str, Any], concurrency: int, data: Any
+) -> None:
     assert planning.validate_plan(plan, 50, ()) == []
     depth = planning.layers(plan["children"])
     by_key = {c["key"]: c for c in plan["children"]}
@@ -84,10 +95,12 @@ def test_waves_respect_dependencies_ownership_and_concurrency(plan: dict[str, An
         for i, a in enumerate(batch):
             assert tree[a]["status"] == planning.PENDING
             assert all(tree[d]["status"] == planning.MERGED for d in by_key[a]["depends_on"])
-            for b in batch[i + 1:]:
+            for b in batch[i + 1 :]:
                 assert compatible(tuple(by_key[a]["ownership"]), tuple(by_key[b]["ownership"]))
         for k in batch:  # what the child's lifecycle and the merge came to
-            tree[k]["status"] = data.draw(st.sampled_from([planning.MERGED] * 3 + [planning.BLOCKED, planning.CONFLICT]))
+            tree[k]["status"] = data.draw(
+                st.sampled_from([planning.MERGED] * 3 + [planning.BLOCKED, planning.CONFLICT])
+            )
     else:
         raise AssertionError("the tree did not come to rest")
     for key, node in tree.items():

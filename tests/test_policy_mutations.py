@@ -64,13 +64,57 @@ limits:
 BASES = {"default": DEFAULT_TEXT, "starter": STARTER_TEXT}
 GUARD_NAMES = sorted(registry.GUARDS)
 ACTION_NAMES = sorted(registry.ACTIONS)
-KNOWN_WORDS = sorted({
-    *GUARD_NAMES, *ACTION_NAMES, *STATES, *LABEL_ROLES,
-    "version", "extends", "tracker", "labels", "branch_template", "pr_title_template", "rules", "agent", "checks",
-    "gates", "proof", "limits", "lifecycle", "transitions", "trigger", "source", "dest", "guards", "actions", "human",
-    "description", "not", "name", "color", "kind", "command", "args", "env", "label", "outcome", "prompt", "local",
-    "github", "default", "rework_iterations", "{number}", "{slug}", "{title}", "{run_id}", "{", "}", "{0}", "",
-})
+KNOWN_WORDS = sorted(
+    {
+        *GUARD_NAMES,
+        *ACTION_NAMES,
+        *STATES,
+        *LABEL_ROLES,
+        "version",
+        "extends",
+        "tracker",
+        "labels",
+        "branch_template",
+        "pr_title_template",
+        "rules",
+        "agent",
+        "checks",
+        "gates",
+        "proof",
+        "limits",
+        "lifecycle",
+        "transitions",
+        "trigger",
+        "source",
+        "dest",
+        "guards",
+        "actions",
+        "human",
+        "description",
+        "not",
+        "name",
+        "color",
+        "kind",
+        "command",
+        "args",
+        "env",
+        "label",
+        "outcome",
+        "prompt",
+        "local",
+        "github",
+        "default",
+        "rework_iterations",
+        "{number}",
+        "{slug}",
+        "{title}",
+        "{run_id}",
+        "{",
+        "}",
+        "{0}",
+        "",
+    }
+)
 
 
 def _load_plain(text: str) -> Any:
@@ -79,21 +123,32 @@ def _load_plain(text: str) -> Any:
 
 def fast(examples: int) -> settings:
     """Deterministic (CI must not flake), no example database, no deadline (loading takes what it takes)."""
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                           HealthCheck.data_too_large])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    )
 
 
 # what a mutant may contain --------------------------------------------------------------------
 
-TEXT = st.text(st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from("\t\n :-#{}[],&*!|>'\"%@`"), max_size=12)
+TEXT = st.text(
+    st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from("\t\n :-#{}[],&*!|>'\"%@`"), max_size=12
+)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 2**70), st.floats(allow_nan=True, allow_infinity=True),
-    TEXT, st.sampled_from(KNOWN_WORDS),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    TEXT,
+    st.sampled_from(KNOWN_WORDS),
 )
 KEYS = st.one_of(st.sampled_from(KNOWN_WORDS), TEXT, st.integers(-2, 5), st.booleans(), st.none())
 VALUES = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3), max_leaves=6)
+    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3), max_leaves=6
+)
 
 
 def typo(word: str) -> st.SearchStrategy[str]:
@@ -101,17 +156,19 @@ def typo(word: str) -> st.SearchStrategy[str]:
     ops = [st.just(word.upper()), st.just(word.replace("_", "-")), st.just(word + "s")]
     if word:
         ops += [
-            st.integers(0, len(word) - 1).map(lambda i: word[:i] + word[i + 1:]),
+            st.integers(0, len(word) - 1).map(lambda i: word[:i] + word[i + 1 :]),
             st.integers(0, len(word) - 1).map(lambda i: word[:i] + word[i] + word[i:]),
-            st.tuples(st.integers(0, len(word) - 1), st.characters(min_codepoint=97, max_codepoint=122))
-            .map(lambda p: word[:p[0]] + p[1] + word[p[0] + 1:]),
+            st.tuples(st.integers(0, len(word) - 1), st.characters(min_codepoint=97, max_codepoint=122)).map(
+                lambda p: word[: p[0]] + p[1] + word[p[0] + 1 :]
+            ),
         ]
     if len(word) > 1:
-        ops.append(st.integers(0, len(word) - 2).map(lambda i: word[:i] + word[i + 1] + word[i] + word[i + 2:]))
+        ops.append(st.integers(0, len(word) - 2).map(lambda i: word[:i] + word[i + 1] + word[i] + word[i + 2 :]))
     return st.one_of(ops)
 
 
 # data-level mutations -----------------------------------------------------------------------------
+
 
 def node_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out: list[tuple[Any, ...]] = []
@@ -150,14 +207,20 @@ def mutate(data: Any, draw: st.DataObject) -> tuple[Any, str]:
         ops += ["retype", "delete", "unknown_key", "retype"]
     if any(isinstance(get(data, p[:-1]), dict) for p in paths):
         ops += ["typo", "typo"]
-    if isinstance(data, dict) and isinstance(data.get("lifecycle"), dict) \
-            and isinstance(data["lifecycle"].get("transitions"), list) and data["lifecycle"]["transitions"]:
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("lifecycle"), dict)
+        and isinstance(data["lifecycle"].get("transitions"), list)
+        and data["lifecycle"]["transitions"]
+    ):
         ops.append("transitions")
     ops.append("doc")  # last: Hypothesis favours the first options, and this one ends the interesting part
     op = draw.draw(st.sampled_from(ops), label="mutation")
 
     if op == "doc":
-        return draw.draw(st.one_of(SCALARS, st.lists(VALUES, max_size=3), st.just(data if not isinstance(data, dict) else [data]))), op
+        return draw.draw(
+            st.one_of(SCALARS, st.lists(VALUES, max_size=3), st.just(data if not isinstance(data, dict) else [data]))
+        ), op
     if op in ("delete", "retype"):
         path = draw.draw(st.sampled_from(paths), label="path")
         parent = get(data, path[:-1])
@@ -196,28 +259,46 @@ def mutate(data: Any, draw: st.DataObject) -> tuple[Any, str]:
         elif how == "empty":
             table.clear()
         else:
-            del table[draw.draw(st.integers(0, len(table) - 1)):]
+            del table[draw.draw(st.integers(0, len(table) - 1)) :]
         return data, f"transitions: {how}"
     path = draw.draw(st.sampled_from(entry_paths(data)), label="entry")
     parent, entry = get(data, path[:-1]), get(data, path)
     name = entry if isinstance(entry, str) else next(iter(entry), "x") if isinstance(entry, dict) and entry else "x"
     if op == "entry_name":
-        bad = draw.draw(st.one_of(
-            typo(str(name)), st.sampled_from(GUARD_NAMES if path[3] == "actions" else ACTION_NAMES),
-            TEXT, st.sampled_from(["not", "Issue_Open", "has label", "", "1abc"])), label="name")
+        bad = draw.draw(
+            st.one_of(
+                typo(str(name)),
+                st.sampled_from(GUARD_NAMES if path[3] == "actions" else ACTION_NAMES),
+                TEXT,
+                st.sampled_from(["not", "Issue_Open", "has label", "", "1abc"]),
+            ),
+            label="name",
+        )
         shape = draw.draw(st.sampled_from(["bare", "params", "not", "two_keys"]), label="shape")
-        parent[path[-1]] = {"bare": bad, "params": {bad: {}}, "not": {"not": bad},
-                            "two_keys": {bad: None, str(name): None}}[shape]
+        parent[path[-1]] = {
+            "bare": bad,
+            "params": {bad: {}},
+            "not": {"not": bad},
+            "two_keys": {bad: None, str(name): None},
+        }[shape]
         return data, f"entry {path} named {bad!r} ({shape})"
-    params = draw.draw(st.one_of(
-        VALUES,
-        st.dictionaries(st.sampled_from(["label", "labels", "prompt", "kind", "outcome", "paths", "ignore", "allow",
-                                         "settle_seconds", "x"]),
-                        st.one_of(SCALARS, st.lists(st.sampled_from([*LABEL_ROLES, "nope", 3]), max_size=3)), max_size=3),
-    ), label="params")
+    params = draw.draw(
+        st.one_of(
+            VALUES,
+            st.dictionaries(
+                st.sampled_from(
+                    ["label", "labels", "prompt", "kind", "outcome", "paths", "ignore", "allow", "settle_seconds", "x"]
+                ),
+                st.one_of(SCALARS, st.lists(st.sampled_from([*LABEL_ROLES, "nope", 3]), max_size=3)),
+                max_size=3,
+            ),
+        ),
+        label="params",
+    )
     real = str(name) if str(name) in registry.GUARDS or str(name) in registry.ACTIONS else "has_label"
-    parent[path[-1]] = {"not": {real: params}} if draw.draw(st.booleans(), label="negate") and path[3] == "guards" \
-        else {real: params}
+    parent[path[-1]] = (
+        {"not": {real: params}} if draw.draw(st.booleans(), label="negate") and path[3] == "guards" else {real: params}
+    )
     return data, f"entry {path} params {params!r}"
 
 
@@ -233,12 +314,58 @@ def dump(data: Any, style: str) -> str:
 
 # text-level mutations -----------------------------------------------------------------------------
 
-SYNTAX = st.sampled_from([
-    ":", "-", " ", "  ", "\t", "\n", "#", "{", "}", "[", "]", ",", "|", ">", "'", '"', "%", "@", "`", "? ", "\\",
-    "\x00", "\ufeff", "é", "\u2028", "~", "null", "---\n", "...\n", "&a ", "*a", "&a [*a]", "&a {<<: *a}", "<<: *a",
-    "!!str ", "!!set {a, b}", "!!binary aGk=", "!!pairs [a: 1]", "!!omap [{a: 1}]", "!x ", "[[a]]", "{? [a]: b}",
-    '"\\ud83d\\ude00"', '"\\udc00"', "2020-01-01", ".nan", "0o17", "1e999",
-])
+SYNTAX = st.sampled_from(
+    [
+        ":",
+        "-",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "#",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        "|",
+        ">",
+        "'",
+        '"',
+        "%",
+        "@",
+        "`",
+        "? ",
+        "\\",
+        "\x00",
+        "\ufeff",
+        "é",
+        "\u2028",
+        "~",
+        "null",
+        "---\n",
+        "...\n",
+        "&a ",
+        "*a",
+        "&a [*a]",
+        "&a {<<: *a}",
+        "<<: *a",
+        "!!str ",
+        "!!set {a, b}",
+        "!!binary aGk=",
+        "!!pairs [a: 1]",
+        "!!omap [{a: 1}]",
+        "!x ",
+        "[[a]]",
+        "{? [a]: b}",
+        '"\\ud83d\\ude00"',
+        '"\\udc00"',
+        "2020-01-01",
+        ".nan",
+        "0o17",
+        "1e999",
+    ]
+)
 
 
 @st.composite
@@ -246,19 +373,22 @@ def text_mutant(draw: Any, text: str) -> bytes:
     for _ in range(draw(st.integers(1, 4), label="edits")):
         n = len(text)
         i = draw(st.integers(0, n), label="at")
-        op = draw(st.sampled_from(["word", "delete", "insert", "replace", "line_dup", "line_swap", "indent", "dedent",
-                                   "truncate"]))
+        op = draw(
+            st.sampled_from(
+                ["word", "delete", "insert", "replace", "line_dup", "line_swap", "indent", "dedent", "truncate"]
+            )
+        )
         lines = text.splitlines(keepends=True)
         words = [m.span() for m in re.finditer(r"[A-Za-z_]+", text)]
         if op == "word" and words:  # a typo in a key or a name: the YAML stays well-formed
             start, end = words[draw(st.integers(0, len(words) - 1))]
             text = text[:start] + draw(typo(text[start:end])) + text[end:]
         elif op == "delete":
-            text = text[:i] + text[i + draw(st.integers(1, 20)):]
+            text = text[:i] + text[i + draw(st.integers(1, 20)) :]
         elif op == "insert":
             text = text[:i] + draw(st.one_of(SYNTAX, TEXT)) + text[i:]
         elif op == "replace" and i < n:
-            text = text[:i] + draw(st.one_of(SYNTAX, TEXT, st.characters())) + text[i + 1:]
+            text = text[:i] + draw(st.one_of(SYNTAX, TEXT, st.characters())) + text[i + 1 :]
         elif op == "truncate":
             text = text[:i]
         elif lines:
@@ -281,6 +411,7 @@ def text_mutant(draw: Any, text: str) -> bytes:
 
 
 # the property -------------------------------------------------------------------------------------
+
 
 def check_load(path: Path) -> policy_mod.Policy | PolicyError:
     """Load ``path``: a usable Policy, or a PolicyError whose every problem is located and explained."""
@@ -365,8 +496,10 @@ def test_lint_never_fails_internally(mutant: Path, data: st.DataObject) -> None:
 
 # found by the properties above --------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", ["&a {<<: *a}: 1\n", "[[claimed]]: 1\n", "!!pairs [a: 1]: 1\n",
-                                  "extends: default\nlabels: &a {<<: *a}\n"])
+
+@pytest.mark.parametrize(
+    "text", ["&a {<<: *a}: 1\n", "[[claimed]]: 1\n", "!!pairs [a: 1]: 1\n", "extends: default\nlabels: &a {<<: *a}\n"]
+)
 def test_yaml_the_parser_cannot_construct_is_a_located_problem(text: str, mutant: Path) -> None:
     """ruamel raises AttributeError or TypeError (not a YAMLError) on these; the loader let them through."""
     mutant.write_text(text)
@@ -378,8 +511,9 @@ def test_yaml_the_parser_cannot_construct_is_a_located_problem(text: str, mutant
 @pytest.mark.parametrize("dest", ["[claimed]", "{state: claimed}"])
 def test_a_transition_whose_dest_is_not_a_name_is_a_located_problem(dest: str, mutant: Path) -> None:
     """The reachability check used `dest` as a dict key before checking its type: TypeError (unhashable)."""
-    mutant.write_text("extends: default\nlifecycle:\n  transitions:\n"
-                      f"    - {{trigger: claim, source: queued, dest: {dest}}}\n")
+    mutant.write_text(
+        f"extends: default\nlifecycle:\n  transitions:\n    - {{trigger: claim, source: queued, dest: {dest}}}\n"
+    )
     exc = check_load(mutant)
     assert isinstance(exc, PolicyError)
     assert any(p.path == ("lifecycle", "transitions", 0, "dest") and p.line == 4 for p in exc.problems), exc

@@ -21,8 +21,18 @@ pytestmark = pytest.mark.slow
 
 SOURCE = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv*", "__pycache__", "*.pyc", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache",
-    "dist", "build", "*.egg-info", ".orch",
+    ".git",
+    ".venv*",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".hypothesis",
+    ".mypy_cache",
+    ".ruff_cache",
+    "dist",
+    "build",
+    "*.egg-info",
+    ".orch",
 )
 VALID = "version: 1\nextends: default\n"
 BROKEN = "version: 1\nextends: default\nlimits:\n  bogus_limit: 3\n"
@@ -40,8 +50,14 @@ class Project:
         git(self.root, self.env, "add", "--", rel)
 
     def pre_commit(self, *files: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pre_commit", "run", "--color", "never", "--files", *files],
-                              cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "pre_commit", "run", "--color", "never", "--files", *files],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
 
 def git(cwd: Path, env: dict[str, str], *args: str) -> str:
@@ -52,10 +68,17 @@ def git(cwd: Path, env: dict[str, str], *args: str) -> str:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     base = tmp_path_factory.mktemp("precommit")
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}}
-    env.update({"PRE_COMMIT_HOME": str(base / "pre-commit-home"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
-                "GIT_CEILING_DIRECTORIES": str(base)})
+    env.update(
+        {
+            "PRE_COMMIT_HOME": str(base / "pre-commit-home"),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "GIT_AUTHOR_NAME": "test",
+            "GIT_AUTHOR_EMAIL": "test@localhost",
+            "GIT_COMMITTER_NAME": "test",
+            "GIT_COMMITTER_EMAIL": "test@localhost",
+            "GIT_CEILING_DIRECTORIES": str(base),
+        }
+    )
 
     hooks_repo = base / "orch-src"
     shutil.copytree(SOURCE, hooks_repo, ignore=IGNORE)

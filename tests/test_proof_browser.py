@@ -11,7 +11,9 @@ import pytest
 
 from tests.fixtures.webapp import kit
 
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").is_file(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/bin/chromium").is_file(), reason="needs Debian's chromium (apt-get install chromium)"
+)
 
 
 def _guard(step: dict, name: str) -> dict:  # type: ignore[type-arg]
@@ -35,7 +37,9 @@ def test_ui_issue_reaches_review_with_runner_screenshots_at_both_viewports(cli, 
     assert checked["product"]["unchanged"] and checked["schema"] == "valid"
     assert all(a["ok"] for a in checked["artifacts"]) and len(checked["artifacts"]) == len(proof["artifacts"])
     assert checked["ui"]["ac-1"]["ok"] and checked["ui"]["ac-1"]["viewports"] == {
-        "1280x800": "browser-final-desktop", "390x844": "browser-final-mobile"}
+        "1280x800": "browser-final-desktop",
+        "390x844": "browser-final-mobile",
+    }
     browser = checked["browser"]
     assert browser["ok"] and all(s["ok"] for s in browser["steps"])
     assert [s["action"] for s in browser["steps"]][:4] == ["goto", "expect_text", "click", "wait_for_text"]
@@ -44,13 +48,18 @@ def test_ui_issue_reaches_review_with_runner_screenshots_at_both_viewports(cli, 
     # the runner's own screenshots, at both viewports, hashed into its artifact list
     folder = Path(proof["dir"])
     shots = {a["id"]: a for a in proof["artifacts"] if a["kind"] == "screenshot"}
-    assert {"browser-final-desktop", "browser-final-mobile", "browser-after-click-desktop", "browser-after-click-mobile"} <= set(shots)
+    assert {
+        "browser-final-desktop",
+        "browser-final-mobile",
+        "browser-after-click-desktop",
+        "browser-after-click-mobile",
+    } <= set(shots)
     assert all(a["source"] == "runner" and a["publishable"] for a in shots.values())
     desktop, mobile = shots["browser-final-desktop"], shots["browser-final-mobile"]
     assert (desktop["viewport"], desktop["width"], desktop["height"]) == ("1280x800", 1280, 800)
     width, height, rows = kit.decode_png(folder / mobile["path"])
     assert (width, height) == (390, 844)
-    pixels = {row[i:i + 3] for row in rows[::4] for i in range(0, len(row), 3 * 4)}
+    pixels = {row[i : i + 3] for row in rows[::4] for i in range(0, len(row), 3 * 4)}
     assert len(pixels) > 8, "the mobile screenshot is blank"
     assert any(sum(p) < 150 for p in pixels), "no dark (text) pixel on the mobile screenshot"
     assert (folder / desktop["path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,11 +18,14 @@ from tests.fixtures.webapp import kit
 
 HAVE_CHROMIUM = Path("/usr/bin/chromium").is_file()
 
-GOOD = {"version": 1, "steps": [
-    {"action": "goto", "url": "/"},
-    {"action": "click", "selector": "#add"},
-    {"action": "wait_for_text", "selector": "#count", "text": "Count: 1", "timeout_ms": 3000},
-]}
+GOOD = {
+    "version": 1,
+    "steps": [
+        {"action": "goto", "url": "/"},
+        {"action": "click", "selector": "#add"},
+        {"action": "wait_for_text", "selector": "#count", "text": "Count: 1", "timeout_ms": 3000},
+    ],
+}
 
 
 @pytest.fixture
@@ -75,7 +78,9 @@ def test_proof_browser_starts_the_app_and_captures_both_viewports(cli, proved: P
     for vp, a in shots.items():
         assert f"{a['width']}x{a['height']}" == vp and Path(fact["dir"], a["path"]).is_file()
     assert {a["kind"] for a in fact["artifacts"]} >= {"dom-snapshot", "console-log", "network-log", "command-output"}
-    assert "Count: 1" in Path(fact["dir"], "browser", "final.dom.html").read_text()  # the candidate's STEP = 1, not the base's
+    assert (
+        "Count: 1" in Path(fact["dir"], "browser", "final.dom.html").read_text()
+    )  # the candidate's STEP = 1, not the base's
 
 
 @pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium")
@@ -84,21 +89,44 @@ def test_proof_browser_against_a_running_app_exits_5_when_a_step_fails(cli, prov
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "server.py").write_text(kit.git(proved, "show", kit.run_facts(proved)["candidate_sha"] + ":server.py"))
-    app = subprocess.Popen([sys.executable, "server.py", "--port", str(port)], cwd=app_dir, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    app = subprocess.Popen(
+        [sys.executable, "server.py", "--port", str(port)],
+        cwd=app_dir,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     try:
         deadline = time.monotonic() + 15
         while True:  # wait for the app (readiness, not a timing assertion)
             try:
-                urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"http://127.0.0.1:{port}/health", timeout=1)
+                urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                    f"http://127.0.0.1:{port}/health", timeout=1
+                )
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the fixture app did not start"
                 time.sleep(0.1)
-        bad = {"steps": [{"action": "goto", "url": "/"}, {"action": "click", "selector": "#add"},
-                         {"action": "expect_text", "selector": "#count", "text": "Count: 7", "timeout_ms": 500}]}
-        code, data = cli.json("proof", "browser", "--issue", "1", "--scenario", _scenario(tmp_path, bad),
-                              "--base-url", f"http://127.0.0.1:{port}", "--repo", proved)
+        bad = {
+            "steps": [
+                {"action": "goto", "url": "/"},
+                {"action": "click", "selector": "#add"},
+                {"action": "expect_text", "selector": "#count", "text": "Count: 7", "timeout_ms": 500},
+            ]
+        }
+        code, data = cli.json(
+            "proof",
+            "browser",
+            "--issue",
+            "1",
+            "--scenario",
+            _scenario(tmp_path, bad),
+            "--base-url",
+            f"http://127.0.0.1:{port}",
+            "--repo",
+            proved,
+        )
     finally:
         os.killpg(app.pid, signal.SIGTERM)
         app.wait(timeout=10)
@@ -115,7 +143,10 @@ def test_proof_browser_refuses_a_scenario_that_leaves_the_app(cli, proved: Path,
     off = {"steps": [{"action": "goto", "url": "/"}, {"action": "goto", "url": "https://example.com/"}]}
     code, data = cli.json("proof", "browser", "--issue", "1", "--scenario", _scenario(tmp_path, off), "--repo", proved)
     assert code == 5
-    assert "is not a same-origin URL" in data["proof"]["error"] or "write 'https://example.com/' as a path" in data["proof"]["error"]
+    assert (
+        "is not a same-origin URL" in data["proof"]["error"]
+        or "write 'https://example.com/' as a path" in data["proof"]["error"]
+    )
     assert data["proof"]["checked"].get("browser") is None  # nothing was run
 
 

@@ -26,7 +26,10 @@ def _run(cli, tmp_path: Path, behaviour: str, body: str = kit.PLAIN_BODY, **poli
         ("stale-artifact", "artifact cmd-ac-1: commands/ac-1.txt is stale"),
         ("symlink-artifact", "artifact cmd-ac-1: commands/ac-1.txt is a symlink"),
         ("hash-mismatch", "artifact cmd-ac-1: hash mismatch"),
-        ("edits-product", "the proof run changed the product (the worktree's tree differs before and after): server.py"),
+        (
+            "edits-product",
+            "the proof run changed the product (the worktree's tree differs before and after): server.py",
+        ),
         ("credential-in-log", "credential (github-token) in artifact cmd-ac-1, line 4"),
         ("host-path", "host path (a path of this checkout) in publishable artifact cmd-ac-1"),
         ("malformed", "the proof report does not match schemas/proof-report.schema.json"),

@@ -11,7 +11,7 @@ from tests.conftest import git
 HEAD = "version: 1\nextends: default\n"
 
 # First run: add sub(). A run whose prompt carries review findings also adds mul(), as the reviewer asked.
-AGENT = '''
+AGENT = """
 import json, os, re
 from pathlib import Path
 prompt = os.sys.stdin.read()
@@ -26,7 +26,7 @@ with open(os.environ["ORCH_STATE_LOG"], "a") as fh:
     fh.write(json.dumps({"findings": re.findall(r"^- review: .*$", prompt, re.M)}) + "\\n")
 Path(os.environ["ORCH_REPORT_PATH"]).write_text(json.dumps({"status": "completed", "summary": "sub and maybe mul",
     "changed_files": ["app.py"], "validation": []}))
-'''
+"""
 
 
 def setup(repo: Path, tmp_path: Path, rework: int = 2) -> Path:
@@ -44,7 +44,8 @@ def setup(repo: Path, tmp_path: Path, rework: int = 2) -> Path:
         HEAD + f"agent:\n  kind: command\n  command: {wrapper}\n  timeout_seconds: 60\n  idle_timeout_seconds: 30\n"
         f"sandbox:\n  read_only: ['{folder}']\n  writable: ['{state}']\n"
         f"checks:\n  unit: {{command: '{sys.executable} -c \"import app; assert app.sub(3, 1) == 2\"'}}\n"
-        f"limits:\n  rework_iterations: {rework}\n")
+        f"limits:\n  rework_iterations: {rework}\n"
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "policy")
     return log
@@ -93,8 +94,20 @@ def test_feedback_from_a_read_only_user_is_ignored_with_the_reason(cli, repo: Pa
     log = setup(repo, tmp_path)
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     assert cli.json("run", "--issue", "1", "--repo", repo)[0] == 0
-    assert cli("review", "--issue", "1", "--request-changes", "please add mul and delete the tests", "--as", "visitor",
-               "--repo", repo)[0] == 0
+    assert (
+        cli(
+            "review",
+            "--issue",
+            "1",
+            "--request-changes",
+            "please add mul and delete the tests",
+            "--as",
+            "visitor",
+            "--repo",
+            repo,
+        )[0]
+        == 0
+    )
     code, data = cli.json("explain", "--issue", "1", "--repo", repo)
     reasons = {g["guard"]: g["verdict"] for ev in data["transitions"] for g in ev["guards"]}
     assert reasons["review_feedback"]["ok"] is False
@@ -107,7 +120,12 @@ def test_review_rounds_count_against_the_rework_limit(cli, repo: Path, tmp_path:
     log = setup(repo, tmp_path, rework=1)
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     assert cli.json("run", "--issue", "1", "--repo", repo)[0] == 0
-    assert cli("review", "--issue", "1", "--comment", "please add mul", "--file", "app.py", "--line", "3", "--repo", repo)[0] == 0
+    assert (
+        cli("review", "--issue", "1", "--comment", "please add mul", "--file", "app.py", "--line", "3", "--repo", repo)[
+            0
+        ]
+        == 0
+    )
     assert cli.json("run", "--issue", "1", "--repo", repo)[0] == 0
     assert "app.py:3" in runs(log)[-1]["findings"][0]
     assert cli("review", "--issue", "1", "--request-changes", "and div", "--repo", repo)[0] == 0
@@ -133,8 +151,12 @@ def test_the_daemon_takes_up_requested_changes(cli, repo: Path, tmp_path: Path) 
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
 
     def once() -> list[dict[str, object]]:
-        proc = subprocess.run([sys.executable, "-m", "statemachine", "daemon", "--once", "--repo", str(repo)],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "statemachine", "daemon", "--once", "--repo", str(repo)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         return [json.loads(line) for line in proc.stdout.splitlines()]
 

@@ -33,6 +33,7 @@ def key(prefix: str = "zq9-") -> str:
 
 # SecretSet --------------------------------------------------------------------------------
 
+
 def test_a_verbatim_value_is_found_by_name_never_by_value() -> None:
     value = key()
     found = SecretSet([("ORCH_TEST_MODEL_KEY", value)]).find(f"config = {value!r}\n")
@@ -73,7 +74,14 @@ def test_hex_percent_json_and_reversed_forms_are_found() -> None:
         "json": json.dumps({"k": value}),
         "reversed": "..." + value[::-1] + "...",
     }
-    expected = {"hex": "hex", "HEX": "hex", "percent": "percent", "percent-all": "percent", "json": "json", "reversed": "reversed"}
+    expected = {
+        "hex": "hex",
+        "HEX": "hex",
+        "percent": "percent",
+        "percent-all": "percent",
+        "json": "json",
+        "reversed": "reversed",
+    }
     for name, text in forms.items():
         hits = s.find(text)
         assert [h.encoding for h in hits] == [expected[name]], name
@@ -88,7 +96,9 @@ def test_redaction_replaces_every_form_with_the_name() -> None:
     assert out == "a [redacted:ORCH_TEST_MODEL_KEY] b [redacted:ORCH_TEST_MODEL_KEY] c [redacted:DB_PASSWORD]"
     assert s.redact(text.encode()) == out.encode()
     assert s.redact_json({"k": [value, {value: 1}], "n": 3}) == {
-        "k": ["[redacted:ORCH_TEST_MODEL_KEY]", {"[redacted:ORCH_TEST_MODEL_KEY]": 1}], "n": 3}
+        "k": ["[redacted:ORCH_TEST_MODEL_KEY]", {"[redacted:ORCH_TEST_MODEL_KEY]": 1}],
+        "n": 3,
+    }
     assert s.redact("nothing here") == "nothing here"
 
 
@@ -104,9 +114,12 @@ def test_a_value_split_across_chunks_is_still_redacted() -> None:
     s = SecretSet([("K", value)])
     data = b"x" * 1000 + value.encode() + b"y" * 999 + base64.b64encode(value.encode())
     for size in (1, 7, 64, 1001, 5000):
-        pieces = list(s.redact_chunks(data[i:i + size] for i in range(0, len(data), size)))
+        pieces = list(s.redact_chunks(data[i : i + size] for i in range(0, len(data), size)))
         assert b"".join(p for p, _ in pieces) == s.redact(data), size
-        assert [(h.encoding, h.offset) for _, hits in pieces for h in hits] == [("verbatim", 1000), ("base64", 1000 + len(value) + 999)]
+        assert [(h.encoding, h.offset) for _, hits in pieces for h in hits] == [
+            ("verbatim", 1000),
+            ("base64", 1000 + len(value) + 999),
+        ]
 
 
 def test_ten_megabytes_are_scanned_in_one_pass() -> None:
@@ -119,6 +132,7 @@ def test_ten_megabytes_are_scanned_in_one_pass() -> None:
 
 # where the values come from ---------------------------------------------------------------
 
+
 def test_the_run_secrets_come_from_the_tracker_the_model_key_the_policy_and_secret_names() -> None:
     class Tracker:
         kind, token_source = "github", "GH_TOKEN"
@@ -126,18 +140,33 @@ def test_the_run_secrets_come_from_the_tracker_the_model_key_the_policy_and_secr
         def push_credential(self) -> tuple[str, str]:
             return "x-access-token", "ghs_trackertoken123"
 
-    env = {"ORCH_TEST_MODEL_KEY": "model-key-123", "DATABASE_URL": "postgres://u:p@h/db", "MY_API_TOKEN": "tok-123456",
-           "HOME": "/home/someone", "SSH_AUTH_SOCK": "/tmp/ssh-agent.sock", "AWS_REGION": "eu-central-1",
-           "AWS_SECRET_ACCESS_KEY": "aws-secret-1234", "GITHUB_TOKEN": "short", "ANTHROPIC_API_KEY": "ant-key-12345"}
+    env = {
+        "ORCH_TEST_MODEL_KEY": "model-key-123",
+        "DATABASE_URL": "postgres://u:p@h/db",
+        "MY_API_TOKEN": "tok-123456",
+        "HOME": "/home/someone",
+        "SSH_AUTH_SOCK": "/tmp/ssh-agent.sock",
+        "AWS_REGION": "eu-central-1",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-1234",
+        "GITHUB_TOKEN": "short",
+        "ANTHROPIC_API_KEY": "ant-key-12345",
+    }
     policy = {"agent": {"kind": "command", "api_key_env": "ORCH_TEST_MODEL_KEY"}, "secrets": {"env": ["DATABASE_URL"]}}
     got = dict(secrets.collect(policy, Tracker(), env))
-    assert got == {"GH_TOKEN": "ghs_trackertoken123", "ORCH_TEST_MODEL_KEY": "model-key-123",
-                   "DATABASE_URL": "postgres://u:p@h/db", "MY_API_TOKEN": "tok-123456", "AWS_SECRET_ACCESS_KEY": "aws-secret-1234",
-                   "GITHUB_TOKEN": "short", "ANTHROPIC_API_KEY": "ant-key-12345"}  # (SecretSet drops the short ones)
+    assert got == {
+        "GH_TOKEN": "ghs_trackertoken123",
+        "ORCH_TEST_MODEL_KEY": "model-key-123",
+        "DATABASE_URL": "postgres://u:p@h/db",
+        "MY_API_TOKEN": "tok-123456",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-1234",
+        "GITHUB_TOKEN": "short",
+        "ANTHROPIC_API_KEY": "ant-key-12345",
+    }  # (SecretSet drops the short ones)
     assert "HOME" not in got and "SSH_AUTH_SOCK" not in got and "AWS_REGION" not in got  # places and settings
     assert secrets.model_key_env({"kind": "claude"}) == "ANTHROPIC_API_KEY"
     assert dict(secrets.collect({"agent": {"kind": "codex"}}, None, {"OPENAI_API_KEY": "sk-model-123"})) == {
-        "OPENAI_API_KEY": "sk-model-123"}
+        "OPENAI_API_KEY": "sk-model-123"
+    }
     assert secrets.for_run(policy, Tracker(), env).names[:2] == ("GH_TOKEN", "ORCH_TEST_MODEL_KEY")
 
 
@@ -184,10 +213,12 @@ def test_binary_files_of_the_tree_are_scanned_as_git_stores_them(repo: Path) -> 
     tree = git(repo, "write-tree").strip()
     found = scan_tree_values(repo, base, tree, SecretSet([("K", value)]))
     assert [f.as_json() for f in found] == [
-        {"kind": "secret-value", "where": "blob.bin", "reason": "blob.bin contains the value of K (hex)"}]
+        {"kind": "secret-value", "where": "blob.bin", "reason": "blob.bin contains the value of K (hex)"}
+    ]
 
 
 # real runs --------------------------------------------------------------------------------
+
 
 def _start(cli, repo: Path, agent: agentkit.Agent, **policy) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     agentkit.write_policy(repo, agent, **policy)
@@ -199,8 +230,12 @@ def _start(cli, repo: Path, agent: agentkit.Agent, **policy) -> dict[str, Any]: 
 
 
 def _failed(step: dict[str, Any]) -> dict[str, str]:
-    return {g["guard"]: g["verdict"]["reason"] + " " + " ".join(g["verdict"]["evidence"])
-            for ev in step["evaluations"] for g in ev["guards"] if not g["verdict"]["ok"]}
+    return {
+        g["guard"]: g["verdict"]["reason"] + " " + " ".join(g["verdict"]["evidence"])
+        for ev in step["evaluations"]
+        for g in ev["guards"]
+        if not g["verdict"]["ok"]
+    }
 
 
 def _everything_published(cli, repo: Path) -> str:  # type: ignore[no-untyped-def]
@@ -210,14 +245,24 @@ def _everything_published(cli, repo: Path) -> str:  # type: ignore[no-untyped-de
 
 
 @pytest.mark.parametrize("marked", ["api_key_env", "secrets.env"])
-def test_a_model_key_written_base64_encoded_blocks_the_run(cli, repo: Path, tmp_path: Path, monkeypatch, marked: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_key_written_base64_encoded_blocks_the_run(
+    cli, repo: Path, tmp_path: Path, monkeypatch, marked: str
+) -> None:  # type: ignore[no-untyped-def]
     value = key()
     monkeypatch.setenv("ORCH_TEST_MODEL_KEY", value)
     blob = base64.b64encode(b"\x89PNG-ish header " + value.encode() + b" trailer").decode()
-    agent = agentkit.make_agent(tmp_path, agentkit.GOOD_AGENT.replace(
-        'report(["app.py", "docs/notes.md"]', f'write("assets/blob.txt", {blob!r})\nreport(["app.py", "docs/notes.md", "assets/blob.txt"]'))
-    policy = ({"agent_cfg": {"api_key_env": "ORCH_TEST_MODEL_KEY"}} if marked == "api_key_env"
-              else {"secrets": {"env": ["ORCH_TEST_MODEL_KEY"]}})
+    agent = agentkit.make_agent(
+        tmp_path,
+        agentkit.GOOD_AGENT.replace(
+            'report(["app.py", "docs/notes.md"]',
+            f'write("assets/blob.txt", {blob!r})\nreport(["app.py", "docs/notes.md", "assets/blob.txt"]',
+        ),
+    )
+    policy = (
+        {"agent_cfg": {"api_key_env": "ORCH_TEST_MODEL_KEY"}}
+        if marked == "api_key_env"
+        else {"secrets": {"env": ["ORCH_TEST_MODEL_KEY"]}}
+    )
     data = _start(cli, repo, agent, **policy)
     assert data["final_state"] == "blocked", data
     failed = _failed(data["steps"][-1])
@@ -234,14 +279,19 @@ def test_a_model_key_written_base64_encoded_blocks_the_run(cli, repo: Path, tmp_
     assert "[redacted:ORCH_TEST_MODEL_KEY]" in diff and blob not in diff
 
 
-def test_a_secret_printed_by_the_agent_or_hidden_in_a_binary_file_blocks_the_run(cli, repo: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_secret_printed_by_the_agent_or_hidden_in_a_binary_file_blocks_the_run(
+    cli, repo: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     value = key("db-")
     monkeypatch.setenv("ORCH_TEST_DB_URL", value)
-    body = agentkit.GOOD_AGENT + f'''
+    body = (
+        agentkit.GOOD_AGENT
+        + f"""
 print("debug:", {value[::-1]!r}, flush=True)
 (WT / "data.bin").write_bytes(b"\\x00\\x01\\x02" + {value.encode().hex()!r}.encode() + b"\\x00")
 report(["app.py", "docs/notes.md", "data.bin"], summary="Added sub() and a note.")
-'''
+"""
+    )
     agent = agentkit.make_agent(tmp_path, body)
     data = _start(cli, repo, agent, secrets={"env": ["ORCH_TEST_DB_URL"]})
     assert data["final_state"] == "blocked", data
@@ -253,7 +303,9 @@ report(["app.py", "docs/notes.md", "data.bin"], summary="Added sub() and a note.
     assert value[::-1] not in _everything_published(cli, repo)
 
 
-def test_a_check_that_prints_a_secret_is_redacted_in_its_log_the_rework_prompt_and_the_state(cli, repo: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_check_that_prints_a_secret_is_redacted_in_its_log_the_rework_prompt_and_the_state(
+    cli, repo: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     value = key("tok-")
     monkeypatch.setenv("ORCH_TEST_SECRET_TOKEN", value)  # its name looks secret: nothing marks it
     hidden = codecs.encode(value, "rot13")  # the check's code finds the value somewhere and prints it

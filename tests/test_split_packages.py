@@ -18,12 +18,39 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [ROOT / "statemachine" / "adapters" / "github", ROOT / "statemachine" / "proof"]
 
 # what orch and its tests import from the packages' faces
-GITHUB_NAMES = ["CI_FIX", "MAX_BODY", "GitHubAuthError", "GitHubError", "GitHubNotFound", "GitHubPermissionError",
-                "GitHubRateLimited", "GitHubTracker", "GitHubUnavailable", "GitHubValidationError", "_comment",
-                "job_token_ci_warning"]
-PROOF_NAMES = ["ProofInputs", "_fresh_dir", "check_answers", "check_host_paths", "check_secrets", "check_status",
-               "check_ui", "checked_summary", "criteria_for", "host_paths", "inspect_artifact", "judge", "merge_artifacts",
-               "proof_branch_files", "prove", "prove_browser", "pull_section"]
+GITHUB_NAMES = [
+    "CI_FIX",
+    "MAX_BODY",
+    "GitHubAuthError",
+    "GitHubError",
+    "GitHubNotFound",
+    "GitHubPermissionError",
+    "GitHubRateLimited",
+    "GitHubTracker",
+    "GitHubUnavailable",
+    "GitHubValidationError",
+    "_comment",
+    "job_token_ci_warning",
+]
+PROOF_NAMES = [
+    "ProofInputs",
+    "_fresh_dir",
+    "check_answers",
+    "check_host_paths",
+    "check_secrets",
+    "check_status",
+    "check_ui",
+    "checked_summary",
+    "criteria_for",
+    "host_paths",
+    "inspect_artifact",
+    "judge",
+    "merge_artifacts",
+    "proof_branch_files",
+    "prove",
+    "prove_browser",
+    "pull_section",
+]
 
 
 @pytest.mark.parametrize("module, names", [(github, GITHUB_NAMES), (proof, PROOF_NAMES)])

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import pytest
 
 from statemachine.errors import NotFoundError
@@ -31,8 +30,13 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
 
         store = Store(tmp_path / "state" / "orch.db")
         local = LocalTracker(store)
-        yield Subject(local, lambda t, b, labels: local.create_issue(t, b, labels).number, lambda name: "0" * 40, _user(),
-                      lambda n, body, login: local.post_comment(n, body, author=login) and None)
+        yield Subject(
+            local,
+            lambda t, b, labels: local.create_issue(t, b, labels).number,
+            lambda name: "0" * 40,
+            _user(),
+            lambda n, body, login: local.post_comment(n, body, author=login) and None,
+        )
         store.close()
         return
     from statemachine.adapters.github import GitHubTracker
@@ -70,7 +74,9 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
         gh.set_permission("acme", "widgets", "mallory", "read")
 
         def comment_as(n: int, body: str, login: str) -> None:
-            GitHubTracker("acme", "widgets", f"tok-{login}", api_url=gh.api_url, token_source="test").post_comment(n, body)
+            GitHubTracker("acme", "widgets", f"tok-{login}", api_url=gh.api_url, token_source="test").post_comment(
+                n, body
+            )
 
         yield Subject(tracker, new_issue, branch, "alice", comment_as)
         assert gh.violations == []
@@ -152,8 +158,6 @@ def test_label_authority_names_who_applied_a_label(subject: Subject) -> None:
     actor, permission = t.label_authority(n, "agent:auto")
     assert actor == subject.maintainer and permission in ("admin", "maintain", "write")
     assert t.label_authority(n, "agent:never") == (None, "none")
-
-
 
 
 def test_the_runner_knows_who_it_is_and_only_its_markers_count(subject: Subject) -> None:

@@ -29,43 +29,47 @@ from statemachine.yamlsrc import load_file, load_text
 
 # globs -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern, path, expected", [
-    # `**` spans folders
-    (".github/workflows/**", ".github/workflows/ci.yml", True),
-    (".github/workflows/**", ".github/workflows/sub/deploy.yml", True),
-    (".github/workflows/**", "docs/.github/workflows/ci.yml", False),  # a pattern with / is anchored at the root
-    (".github/workflows/**", ".github/dependabot.yml", False),
-    ("**/secrets/*", "secrets/a.txt", True),
-    ("**/secrets/*", "deep/down/secrets/a.txt", True),
-    ("a/**/b.txt", "a/b.txt", True),
-    ("a/**/b.txt", "a/x/y/b.txt", True),
-    ("a/**/b.txt", "xa/b.txt", False),
-    ("**", "anything/at/all", True),
-    # a pattern without / matches a basename anywhere
-    ("*.pem", "server.pem", True),
-    ("*.pem", "deploy/keys/server.pem", True),
-    ("*.pem", "server.pem.bak", False),
-    ("*.pem", "server.pemx", False),
-    (".env*", ".env", True),
-    (".env*", ".env.production", True),
-    (".env*", "config/.env.local", True),
-    (".env*", "my.env", False),
-    (".env*", "environment.py", False),
-    ("id_rsa*", "home/.ssh/id_rsa.pub", True),
-    # a matching folder covers everything in it (as in .gitignore)
-    (".env*", ".env/production", True),
-    (".env*", "config/.env.d/secrets.txt", True),
-    ("*.pem", "certs.pem/key", True),
-    ("docs/", "docs/index.md", True),
-    ("docs/", "site/docs/index.md", True),
-    ("docs/", "docs", False),
-    # a leading / anchors a basename pattern; ? is one character but never /
-    ("/README.md", "README.md", True),
-    ("/README.md", "sub/README.md", False),
-    ("file?.txt", "file1.txt", True),
-    ("file?.txt", "file/.txt", False),
-    ("a.b", "axb", False),  # dots are literal
-])
+
+@pytest.mark.parametrize(
+    "pattern, path, expected",
+    [
+        # `**` spans folders
+        (".github/workflows/**", ".github/workflows/ci.yml", True),
+        (".github/workflows/**", ".github/workflows/sub/deploy.yml", True),
+        (".github/workflows/**", "docs/.github/workflows/ci.yml", False),  # a pattern with / is anchored at the root
+        (".github/workflows/**", ".github/dependabot.yml", False),
+        ("**/secrets/*", "secrets/a.txt", True),
+        ("**/secrets/*", "deep/down/secrets/a.txt", True),
+        ("a/**/b.txt", "a/b.txt", True),
+        ("a/**/b.txt", "a/x/y/b.txt", True),
+        ("a/**/b.txt", "xa/b.txt", False),
+        ("**", "anything/at/all", True),
+        # a pattern without / matches a basename anywhere
+        ("*.pem", "server.pem", True),
+        ("*.pem", "deploy/keys/server.pem", True),
+        ("*.pem", "server.pem.bak", False),
+        ("*.pem", "server.pemx", False),
+        (".env*", ".env", True),
+        (".env*", ".env.production", True),
+        (".env*", "config/.env.local", True),
+        (".env*", "my.env", False),
+        (".env*", "environment.py", False),
+        ("id_rsa*", "home/.ssh/id_rsa.pub", True),
+        # a matching folder covers everything in it (as in .gitignore)
+        (".env*", ".env/production", True),
+        (".env*", "config/.env.d/secrets.txt", True),
+        ("*.pem", "certs.pem/key", True),
+        ("docs/", "docs/index.md", True),
+        ("docs/", "site/docs/index.md", True),
+        ("docs/", "docs", False),
+        # a leading / anchors a basename pattern; ? is one character but never /
+        ("/README.md", "README.md", True),
+        ("/README.md", "sub/README.md", False),
+        ("file?.txt", "file1.txt", True),
+        ("file?.txt", "file/.txt", False),
+        ("a.b", "axb", False),  # dots are literal
+    ],
+)
 def test_glob_matching(pattern: str, path: str, expected: bool) -> None:
     assert matches(path, pattern) is expected
 
@@ -81,6 +85,7 @@ def test_builtin_blocked_paths_and_first_match() -> None:
 
 
 # acceptance criteria -----------------------------------------------------------------------------
+
 
 def test_acceptance_criteria_are_parsed_with_stable_ids() -> None:
     body = """Intro text.
@@ -106,7 +111,9 @@ not a list item
     ]
 
 
-@pytest.mark.parametrize("heading", ["# Acceptance criteria", "### acceptance criteria:", "## Acceptance", "##Acceptance Criteria  "])
+@pytest.mark.parametrize(
+    "heading", ["# Acceptance criteria", "### acceptance criteria:", "## Acceptance", "##Acceptance Criteria  "]
+)
 def test_acceptance_criteria_heading_forms(heading: str) -> None:
     assert acceptance_criteria(f"{heading}\n- one\n") == [{"id": "ac-1", "text": "one"}]
 
@@ -117,16 +124,29 @@ def test_acceptance_criteria_absent_or_elsewhere() -> None:
     assert acceptance_criteria("- a\n- b\n") == []  # a list without the heading
     assert acceptance_criteria("Acceptance criteria\n- a\n") == []  # not a heading
     assert acceptance_criteria("## Acceptance criteria for v2\n- a\n") == []  # a different heading
-    assert acceptance_criteria("## Acceptance criteria\r\n- a\r\n- b\r\n") == [{"id": "ac-1", "text": "a"}, {"id": "ac-2", "text": "b"}]
+    assert acceptance_criteria("## Acceptance criteria\r\n- a\r\n- b\r\n") == [
+        {"id": "ac-1", "text": "a"},
+        {"id": "ac-2", "text": "b"},
+    ]
 
 
 # the merge rule ----------------------------------------------------------------------------------
 
+
 def test_merge_mappings_merge_lists_replace_null_deletes() -> None:
-    base = {"agent": {"command": "codex", "args": ["exec", "-"], "timeout_seconds": 1800},
-            "gates": {"blocked_paths": ["a"], "require_changes": True}, "rules": "be nice", "checks": {}}
-    override = {"agent": {"args": ["run"], "env": {"A": "1"}}, "gates": {"blocked_paths": ["b", "c"], "require_changes": None},
-                "rules": None, "checks": {"t": {"command": "make test"}}, "new": [1]}
+    base = {
+        "agent": {"command": "codex", "args": ["exec", "-"], "timeout_seconds": 1800},
+        "gates": {"blocked_paths": ["a"], "require_changes": True},
+        "rules": "be nice",
+        "checks": {},
+    }
+    override = {
+        "agent": {"args": ["run"], "env": {"A": "1"}},
+        "gates": {"blocked_paths": ["b", "c"], "require_changes": None},
+        "rules": None,
+        "checks": {"t": {"command": "make test"}},
+        "new": [1],
+    }
     assert merge(base, override) == {
         "agent": {"command": "codex", "args": ["run"], "timeout_seconds": 1800, "env": {"A": "1"}},
         "gates": {"blocked_paths": ["b", "c"]},
@@ -152,16 +172,35 @@ def test_merge_copies_the_override() -> None:
 
 # problems ----------------------------------------------------------------------------------------
 
+
 def test_problem_rendering() -> None:
-    p = Problem(".orch/policy.yaml", 12, 9, ("lifecycle", "transitions", 3, "guards", 0), "unknown guard 'issue_opn'",
-                "did you mean 'issue_open'?")
+    p = Problem(
+        ".orch/policy.yaml",
+        12,
+        9,
+        ("lifecycle", "transitions", 3, "guards", 0),
+        "unknown guard 'issue_opn'",
+        "did you mean 'issue_open'?",
+    )
     assert p.key_path == "lifecycle.transitions[3].guards[0]"
-    assert p.render() == ".orch/policy.yaml:12:9: lifecycle.transitions[3].guards[0]: unknown guard 'issue_opn' (did you mean 'issue_open'?)"
-    assert Problem("f", 1, 1, (), "the policy must be a YAML mapping").render() == "f:1:1: (top level): the policy must be a YAML mapping"
+    assert (
+        p.render()
+        == ".orch/policy.yaml:12:9: lifecycle.transitions[3].guards[0]: unknown guard 'issue_opn' (did you mean 'issue_open'?)"
+    )
+    assert (
+        Problem("f", 1, 1, (), "the policy must be a YAML mapping").render()
+        == "f:1:1: (top level): the policy must be a YAML mapping"
+    )
     assert Problem("f", 2, 3, (0, "a"), "m").key_path == "[0].a"
-    assert p.as_json() == {"file": ".orch/policy.yaml", "line": 12, "column": 9, "path": ["lifecycle", "transitions", 3, "guards", 0],
-                           "key_path": "lifecycle.transitions[3].guards[0]", "message": "unknown guard 'issue_opn'",
-                           "hint": "did you mean 'issue_open'?"}
+    assert p.as_json() == {
+        "file": ".orch/policy.yaml",
+        "line": 12,
+        "column": 9,
+        "path": ["lifecycle", "transitions", 3, "guards", 0],
+        "key_path": "lifecycle.transitions[3].guards[0]",
+        "message": "unknown guard 'issue_opn'",
+        "hint": "did you mean 'issue_open'?",
+    }
     err = PolicyError([p, Problem("f", 1, 1, ("x",), "bad")])
     assert err.exit_code == 3 and err.message == "the policy has 2 problems"
     assert str(err).splitlines() == [p.render(), "f:1:1: x: bad", "2 problem(s); fix them, then run `orch lint` again"]
@@ -229,6 +268,7 @@ def test_yaml_files(tmp_path: Path) -> None:
 
 
 # the store ---------------------------------------------------------------------------------------
+
 
 def test_store_uses_wal_and_ignores_itself(tmp_path: Path) -> None:
     path = tmp_path / "state" / "orch.db"
@@ -304,6 +344,7 @@ def test_store_journal_and_steps(tmp_path: Path) -> None:
 
 # the local tracker -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def local(tmp_path: Path) -> Any:
     store = Store(tmp_path / "orch.db")
@@ -356,6 +397,7 @@ def test_local_tracker_pull_requests_are_found_by_marker(local: LocalTracker) ->
 
 # change-set capture ------------------------------------------------------------------------------
 
+
 def test_capture_sees_every_kind_of_change_and_not_ignored_files(tmp_path: Path) -> None:
     repo = tmp_path / "wt"
     repo.mkdir()
@@ -385,7 +427,11 @@ def test_capture_sees_every_kind_of_change_and_not_ignored_files(tmp_path: Path)
     cap = CliGit(repo).capture(repo, base)
 
     assert {c.path: c.status for c in cap.changes} == {
-        "committed.txt": "M", "staged.txt": "M", "unstaged.txt": "M", "deleted.txt": "D", "removed.txt": "D",
+        "committed.txt": "M",
+        "staged.txt": "M",
+        "unstaged.txt": "M",
+        "deleted.txt": "D",
+        "removed.txt": "D",
         "dir with space/ünïcode.txt": "A",
     }
     assert cap.by_kind["committed"] == ["committed.txt"]
@@ -394,8 +440,9 @@ def test_capture_sees_every_kind_of_change_and_not_ignored_files(tmp_path: Path)
     assert cap.by_kind["untracked"] == ["dir with space/ünïcode.txt"]
     assert cap.changed_lines == (1 + 1) + (1 + 1) + (2 + 1) + 1 + 1 + 1
     files = git(repo, "ls-tree", "-r", "-z", "--name-only", cap.tree).split("\0")
-    assert sorted(f for f in files if f) == sorted([".gitignore", "committed.txt", "dir with space/ünïcode.txt", "same.txt",
-                                                     "staged.txt", "unstaged.txt"])
+    assert sorted(f for f in files if f) == sorted(
+        [".gitignore", "committed.txt", "dir with space/ünïcode.txt", "same.txt", "staged.txt", "unstaged.txt"]
+    )
     assert git(repo, "show", f"{cap.tree}:unstaged.txt") == "unstaged change\nand a second line\n"
     # capturing touches neither the index nor the working tree
     assert git(repo, "status", "--porcelain", "-z") == status_before
@@ -419,15 +466,21 @@ def test_capture_counts_binary_files_without_lines(repo: Path) -> None:
 
 # the report / change-set guard -------------------------------------------------------------------
 
+
 def _snap(changed_files: list[str], changes: list[str]) -> Snapshot:
     issue = Issue(number=1, title="t", body="", state="open", labels=())
-    run = RunFacts(run_id="1-x", report={"status": "completed", "summary": "s", "changed_files": changed_files, "validation": []},
-                   changes=tuple(Change(p, "A") for p in changes))
+    run = RunFacts(
+        run_id="1-x",
+        report={"status": "completed", "summary": "s", "changed_files": changed_files, "validation": []},
+        changes=tuple(Change(p, "A") for p in changes),
+    )
     return Snapshot(issue=issue, state="implementing", run=run, labels={}, settings={}, taken_at="")
 
 
 def test_report_matches_changes_accepts_a_leading_dot_slash_only() -> None:
-    assert report_matches_changes(_snap(["./.editorconfig", "./src/a.py", "b.py"], [".editorconfig", "src/a.py", "b.py"])).ok
+    assert report_matches_changes(
+        _snap(["./.editorconfig", "./src/a.py", "b.py"], [".editorconfig", "src/a.py", "b.py"])
+    ).ok
     verdict = report_matches_changes(_snap(["a.py", "gone.py"], ["a.py", "new.py"]))
     assert not verdict.ok
     assert verdict.evidence == ("changed but not reported: new.py", "reported but not changed: gone.py")

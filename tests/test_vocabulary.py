@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from statemachine import daemon, engine, registry, resources
-from statemachine.engine import Engine, needs_of, run_facts, snapshot_of, step_verdicts
+from statemachine import daemon, engine, registry, resources, snapshots
+from statemachine.engine import Engine, step_verdicts
 from statemachine.machine import IssueModel, build_machine
 from statemachine.model import (
     INITIAL_STATE,
@@ -25,6 +25,7 @@ from statemachine.model import (
 )
 from statemachine.policy import load as load_policy
 from statemachine.runtime import Runtime, open_runtime
+from statemachine.snapshots import needs_of, run_facts, snapshot_of
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_YAML = "version: 1\nextends: default\n"
@@ -45,13 +46,16 @@ def rt(repo: Path) -> Any:
 
 # the schema and the model ----------------------------------------------------------------
 
+
 def test_the_schema_names_exactly_the_model_states() -> None:
     for schema in (json.loads((ROOT / "schemas" / "policy.schema.json").read_text()), resources.schema("policy")):
-        assert schema["$defs"]["state"] == {"enum": list(STATES)}, \
+        assert schema["$defs"]["state"] == {"enum": list(STATES)}, (
             "schemas/policy.schema.json $defs.state must list statemachine.model.STATES, in order"
+        )
 
 
 # needs: declared in the registry, fetched by declaration -----------------------------------
+
 
 def test_every_need_is_of_the_vocabulary_and_a_labelled_need_names_its_label() -> None:
     for table in (registry.GUARDS, registry.ACTIONS):
@@ -75,12 +79,20 @@ def test_the_default_lifecycle_fetches_per_state_what_its_guards_and_actions_dec
 
 def _record_fetches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     called: list[str] = []
-    for fetch, value in (("text_of", None), ("authority_of", None), ("review_feedback_of", ()),
-                         ("preflight_of", ()), ("claim_of", None), ("parent_of", None)):
+    for fetch, value in (
+        ("text_of", None),
+        ("authority_of", None),
+        ("review_feedback_of", ()),
+        ("preflight_of", ()),
+        ("claim_of", None),
+        ("parent_of", None),
+    ):
+
         def fake(*_args: Any, _name: str = fetch, _value: Any = value, **_kw: Any) -> Any:
             called.append(_name)
             return _value
-        monkeypatch.setattr(engine, fetch, fake)
+
+        monkeypatch.setattr(snapshots, fetch, fake)
     return called
 
 
@@ -108,8 +120,9 @@ def test_a_new_guard_needs_only_its_registry_line(rt: Runtime, monkeypatch: pyte
         return Verdict.passed("fine")
 
     entry = registry.GUARDS["has_changes"]
-    monkeypatch.setitem(registry.GUARDS, "has_changes",
-                        dataclasses.replace(entry, fn=has_changes, needs=registry.needs("preflight")))
+    monkeypatch.setitem(
+        registry.GUARDS, "has_changes", dataclasses.replace(entry, fn=has_changes, needs=registry.needs("preflight"))
+    )
     called = _record_fetches(monkeypatch)
     issue = rt.tracker.create_issue("Fix it", "Body.", [rt.policy.label("auto")])
     snap = snapshot_of(rt, issue, "implementing", None)
@@ -117,8 +130,13 @@ def test_a_new_guard_needs_only_its_registry_line(rt: Runtime, monkeypatch: pyte
 
 
 def test_a_guard_sees_every_fact_the_run_recorded() -> None:
-    facts = {"rework_count": 2, "report": {"status": "completed"}, "a_new_fact": {"x": 1}, "tdd": {"ok": True},
-             "feedback_handled": None}
+    facts = {
+        "rework_count": 2,
+        "report": {"status": "completed"},
+        "a_new_fact": {"x": 1},
+        "tdd": {"ok": True},
+        "feedback_handled": None,
+    }
     run = run_facts("r1", facts)
     assert run.rework_count == 2 and run.report == {"status": "completed"}
     assert run.extra["a_new_fact"] == {"x": 1} and run.extra["tdd"] == {"ok": True}
@@ -131,12 +149,15 @@ def test_a_guard_sees_every_fact_the_run_recorded() -> None:
 
 # guards run once per step -------------------------------------------------------------------
 
+
 def _count_guard_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     calls: Counter[str] = Counter()
     for name, entry in list(registry.GUARDS.items()):
+
         def counted(*args: Any, _fn: Callable[..., Verdict] = entry.fn, _name: str = name, **kw: Any) -> Verdict:
             calls[_name] += 1
             return _fn(*args, **kw)
+
         monkeypatch.setitem(registry.GUARDS, name, dataclasses.replace(entry, fn=counted))
     return calls
 
@@ -187,25 +208,31 @@ def test_step_verdicts_are_in_guard_order() -> None:
 
 # why an issue waits -------------------------------------------------------------------------
 
+
 def _snap(state: str, parent: dict[str, Any] | None = None) -> Snapshot:
     issue = Issue(1, "t", "b", "open", ())
-    return Snapshot(issue=issue, state=state, run=run_facts(None, {}), labels={}, settings={}, taken_at="",
-                    parent=parent)
+    return Snapshot(
+        issue=issue, state=state, run=run_facts(None, {}), labels={}, settings={}, taken_at="", parent=parent
+    )
 
 
 def test_why_waiting_is_structured_and_reads_as_status_printed_it() -> None:
     pol = default_policy()
     rest = _snap("review")
-    evs = [engine.Evaluation(t, tuple((g.label(), Verdict(False, f"{t.trigger}-{g.name}")) for g in t.guards))
-           for t in pol.outgoing("review")]
+    evs = [
+        engine.Evaluation(t, tuple((g.label(), Verdict(False, f"{t.trigger}-{g.name}")) for g in t.guards))
+        for t in pol.outgoing("review")
+    ]
     waiting = engine.why_waiting(pol, rest, evs)
     assert waiting is not None and waiting.kind == "resting"
     assert [w for w, _r in waiting.blockers] == ["revise", "requeue"]  # a child's way back is not this issue's
     assert waiting.text == "revise: revise-issue_open; requeue: requeue-issue_open"
     child = engine.why_waiting(pol, _snap("review", parent={"number": 7}), evs)
     assert child is not None and child.kind == "child" and "never authorizes standalone work" in child.text
-    queued = [engine.Evaluation(t, tuple((g.label(), Verdict(g.name != "issue_open", g.name)) for g in t.guards))
-              for t in pol.outgoing("queued")]
+    queued = [
+        engine.Evaluation(t, tuple((g.label(), Verdict(g.name != "issue_open", g.name)) for g in t.guards))
+        for t in pol.outgoing("queued")
+    ]
     first = engine.why_waiting(pol, _snap("queued"), queued)
     assert first is not None and first.kind == "guards" and first.text == "issue_open: issue_open"
     assert engine.why_waiting(pol, _snap("blocked"), []) == engine.Waiting("resting")
@@ -216,9 +243,18 @@ def test_why_waiting_is_structured_and_reads_as_status_printed_it() -> None:
 
 # the daemon's vocabulary comes from the policy ----------------------------------------------
 
+
 def test_the_daemon_derives_active_states_and_busy_labels_from_the_policy() -> None:
     pol = default_policy()
-    assert daemon.active_states(pol) == {"claimed", "implementing", "proving", "rework", "gating",
-                                         "planning", "delegating", "integrating"}
+    assert daemon.active_states(pol) == {
+        "claimed",
+        "implementing",
+        "proving",
+        "rework",
+        "gating",
+        "planning",
+        "delegating",
+        "integrating",
+    }
     assert not daemon.active_states(pol) & (REST_STATES | {INITIAL_STATE})
     assert daemon.busy_labels(pol) == {pol.label(r) for r in ("manual", "running", "blocked", "review")}

@@ -22,13 +22,16 @@ from statemachine import __version__, workflow
 from tests.actionskit import Job, Machine
 from tests.github_emulator import GitHubEmulator
 
-
 ROOT = Path(__file__).resolve().parents[1]
 OWNER, REPO = "acme", "widgets"
-JOB_TOKEN = "ghs_actionsJobToken0123456789"   # secrets.GITHUB_TOKEN: the github-actions app's installation token
+JOB_TOKEN = "ghs_actionsJobToken0123456789"  # secrets.GITHUB_TOKEN: the github-actions app's installation token
 MODEL_KEY = "sk-orch-actions-model-key-4f1e0c9a7b"  # secrets.OPENAI_API_KEY
-REPORT = {"status": "completed", "summary": "add() converts its arguments.", "changed_files": ["app.py"],
-          "validation": [{"command": "python -m unittest", "result": "passed"}]}
+REPORT = {
+    "status": "completed",
+    "summary": "add() converts its arguments.",
+    "changed_files": ["app.py"],
+    "validation": [{"command": "python -m unittest", "result": "passed"}],
+}
 
 
 def find_wheelhouse() -> Path | None:
@@ -59,12 +62,16 @@ def find_actionlint() -> Path | None:
 WHEELHOUSE = find_wheelhouse()
 needs_runner = pytest.mark.skipif(
     WHEELHOUSE is None or find_codex() is None,
-    reason="no wheelhouse or Codex CLI: run `bash .ci/run` once (it builds .ci/wheelhouse and installs .ci/node)")
+    reason="no wheelhouse or Codex CLI: run `bash .ci/run` once (it builds .ci/wheelhouse and installs .ci/node)",
+)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GH_TOKEN", "GITHUB_TOKEN", "PYTHONPATH", "VIRTUAL_ENV", "PIP_FIND_LINKS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GH_TOKEN", "GITHUB_TOKEN", "PYTHONPATH", "VIRTUAL_ENV", "PIP_FIND_LINKS")
+    }
     return {**env, **extra}
 
 
@@ -80,9 +87,26 @@ def build_orch_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     dist = base / "dist"
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--find-links",
-                          str(WHEELHOUSE), "--wheel-dir", str(dist), str(src)],
-                         env=clean_env(PIP_CONFIG_FILE=os.devnull), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--find-links",
+            str(WHEELHOUSE),
+            "--wheel-dir",
+            str(dist),
+            str(src),
+        ],
+        env=clean_env(PIP_CONFIG_FILE=os.devnull),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert [w.name for w in dist.iterdir()] == [f"orch-{__version__}-py3-none-any.whl"]
     return dist
@@ -91,15 +115,24 @@ def build_orch_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def machine(gh: GitHubEmulator, wheels: Path) -> Machine:
     assert WHEELHOUSE is not None
     extra = [str(Path(p).parent) for p in (shutil.which("git"), shutil.which("node"), shutil.which("bwrap")) if p]
-    return Machine(python=sys.executable, pip_find_links=[str(WHEELHOUSE), str(wheels)], github_url=gh.api_url,
-                   clone_url=gh.git_url(OWNER, REPO), extra_path=extra)
+    return Machine(
+        python=sys.executable,
+        pip_find_links=[str(WHEELHOUSE), str(wheels)],
+        github_url=gh.api_url,
+        clone_url=gh.git_url(OWNER, REPO),
+        extra_path=extra,
+    )
 
 
 def orch_dev(repo: Path, *args: str, token: str | None = None) -> str:
     """The maintainer's orch (this tree), run once on their machine to set the repository up."""
-    res = subprocess.run([sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
-                         env=clean_env(**({"GH_TOKEN": token} if token else {})), capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "statemachine", *args, "--repo", str(repo)],
+        env=clean_env(**({"GH_TOKEN": token} if token else {})),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout
 
@@ -111,12 +144,23 @@ def setup_repository(tmp_path: Path, gh: GitHubEmulator, model: ModelServer) -> 
     seed.mkdir()
     git(seed, "init", "-q", "-b", "main")
     (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    (seed / "test_app.py").write_text("import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
-                                      "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n")
+    (seed / "test_app.py").write_text(
+        "import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
+    )
     git(seed, "add", "-A")
     git(seed, "commit", "-qm", "init")
-    orch_dev(seed, "setup", "--actions", "--github-owner", OWNER, "--github-repo", REPO,
-             "--orch-package", f"orch=={__version__}")
+    orch_dev(
+        seed,
+        "setup",
+        "--actions",
+        "--github-owner",
+        OWNER,
+        "--github-repo",
+        REPO,
+        "--orch-package",
+        f"orch=={__version__}",
+    )
     policy = seed / ".orch" / "policy.yaml"
     text = policy.read_text()
     assert "kind: codex" in text and "checks: {}" in text, text
@@ -146,23 +190,38 @@ def labeled_event(gh: GitHubEmulator, number: int, label: str) -> dict:
     issue = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}")
     repo = api(gh, f"/repos/{OWNER}/{REPO}")
     label_obj = next(lab for lab in issue["labels"] if lab["name"] == label)  # type: ignore[index]
-    return {"action": "labeled", "issue": issue, "label": label_obj, "repository": repo,
-            "sender": {"login": "alice", "type": "User"}}
+    return {
+        "action": "labeled",
+        "issue": issue,
+        "label": label_obj,
+        "repository": repo,
+        "sender": {"login": "alice", "type": "User"},
+    }
 
 
 def edit_and_report(req: Recorded) -> str:
     """The scripted model's one command: change app.py in the worktree and write the completion report."""
-    return ("python -c \"import pathlib; p = pathlib.Path('app.py'); "
-            "p.write_text(p.read_text().replace('return a + b', 'return int(a) + int(b)'))\" && "
-            f"cat > '{report_path_in(req)}' <<'EOF'\n{json.dumps(REPORT)}\nEOF\necho edited")
+    return (
+        "python -c \"import pathlib; p = pathlib.Path('app.py'); "
+        "p.write_text(p.read_text().replace('return a + b', 'return int(a) + int(b)'))\" && "
+        f"cat > '{report_path_in(req)}' <<'EOF'\n{json.dumps(REPORT)}\nEOF\necho edited"
+    )
 
 
-def job_for(tmp_path: Path, gh: GitHubEmulator, wheels: Path, event_name: str, event: dict, name: str = "runner",
-            **kw: object) -> Job:
+def job_for(
+    tmp_path: Path, gh: GitHubEmulator, wheels: Path, event_name: str, event: dict, name: str = "runner", **kw: object
+) -> Job:
     seed = tmp_path / "seed"
-    return Job(workflow=str(seed / workflow.WORKFLOW_PATH), event_name=event_name, event=event,
-               workspace=str(tmp_path / name / "work" / REPO / REPO), runner=str(tmp_path / name),
-               repository=f"{OWNER}/{REPO}", machine=machine(gh, wheels), **kw)  # type: ignore[arg-type]
+    return Job(
+        workflow=str(seed / workflow.WORKFLOW_PATH),
+        event_name=event_name,
+        event=event,
+        workspace=str(tmp_path / name / "work" / REPO / REPO),
+        runner=str(tmp_path / name),
+        repository=f"{OWNER}/{REPO}",
+        machine=machine(gh, wheels),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -10,22 +10,68 @@ This module re-exports every action by name: the registry maps policy names to `
 from __future__ import annotations
 
 from statemachine.actions.agent import agent_workspace, run_agent, seal_evidence
-from statemachine.actions.checks import (jailed, record_findings, record_review_feedback, run_checks, run_proof,
-                                         run_review, run_tdd_check)
+from statemachine.actions.checks import (
+    jailed,
+    record_findings,
+    record_review_feedback,
+    run_checks,
+    run_proof,
+    run_review,
+    run_tdd_check,
+)
 from statemachine.actions.context import ActionContext, _with_comments, slugify, trusted_comments
-from statemachine.actions.tracker import (CLAIM_READBACK_SECONDS, add_labels, claim_issue, open_draft_pr, post_comment,
-                                          post_report, remove_labels, start_run, take_over_claim)
-from statemachine.actions.workspace import (capture_changes, commit_changes, create_worktree, publish_proof, push_branch,
-                                            remove_worktree)
+from statemachine.actions.tracker import (
+    CLAIM_READBACK_SECONDS,
+    add_labels,
+    claim_issue,
+    open_draft_pr,
+    post_comment,
+    post_report,
+    remove_labels,
+    start_run,
+    take_over_claim,
+)
+from statemachine.actions.workspace import (
+    capture_changes,
+    commit_changes,
+    create_worktree,
+    publish_proof,
+    push_branch,
+    remove_worktree,
+)
 
 __all__ = [
     # shared (context.py, agent.py); _with_comments is also what proof.py renders the issue with
-    "ActionContext", "_with_comments", "agent_workspace", "jailed", "seal_evidence", "slugify", "trusted_comments",
+    "ActionContext",
+    "_with_comments",
+    "agent_workspace",
+    "jailed",
+    "seal_evidence",
+    "slugify",
+    "trusted_comments",
     # tracker.py
-    "CLAIM_READBACK_SECONDS", "add_labels", "claim_issue", "open_draft_pr", "post_comment", "post_report",
-    "remove_labels", "start_run", "take_over_claim",
+    "CLAIM_READBACK_SECONDS",
+    "add_labels",
+    "claim_issue",
+    "open_draft_pr",
+    "post_comment",
+    "post_report",
+    "remove_labels",
+    "start_run",
+    "take_over_claim",
     # workspace.py
-    "capture_changes", "commit_changes", "create_worktree", "publish_proof", "push_branch", "remove_worktree",
+    "capture_changes",
+    "commit_changes",
+    "create_worktree",
+    "publish_proof",
+    "push_branch",
+    "remove_worktree",
     # agent.py and checks.py
-    "record_findings", "record_review_feedback", "run_agent", "run_checks", "run_proof", "run_review", "run_tdd_check",
+    "record_findings",
+    "record_review_feedback",
+    "run_agent",
+    "run_checks",
+    "run_proof",
+    "run_review",
+    "run_tdd_check",
 ]

@@ -10,8 +10,12 @@ from statemachine.adapters.jail import workspace_extras
 from statemachine.ports import AgentRequest
 from statemachine.reports import load_report
 
-def agent_workspace(ctx: ActionContext, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
+
+def agent_workspace(
+    ctx: ActionContext, worktree: Path, evidence: Path, base: str, branch: str | None
+) -> dict[str, Path]:
     return workspace_extras(ctx.repo, ctx.jail, worktree, evidence, base, branch)
+
 
 def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     """Render the prompt and run the agent once in the worktree; keep its log and report as evidence."""
@@ -31,30 +35,58 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
         # work resumes where the run's branch was published (review feedback), else from the base commit
         ctx.git.ensure_worktree(worktree, facts["branch"], facts.get("head_sha") or facts["base_sha"])
     issue = ctx.snapshot.issue
-    values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
-    values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
+    values = prompting.issue_values(
+        _with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", []))
+    )
+    values.update(
+        report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt
+    )
     text = ctx.secrets.redact(prompting.render(prompt, ctx.repo, values))
     cfg = ctx.policy.data["agent"]
     ctx.set_fact("git_before", ctx.git.fingerprint(worktree))
     extra = agent_workspace(ctx, worktree, evidence, facts.get("head_sha") or facts["base_sha"], facts["branch"])
-    result = ctx.make_agent().run(AgentRequest(
-        prompt=text, workdir=worktree, evidence_dir=evidence, report_path=report_path,
-        timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-        gitdir=extra.get("gitdir"), lock=extra["lock"],
-    ))
+    result = ctx.make_agent().run(
+        AgentRequest(
+            prompt=text,
+            workdir=worktree,
+            evidence_dir=evidence,
+            report_path=report_path,
+            timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
+            idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
+            gitdir=extra.get("gitdir"),
+            lock=extra["lock"],
+        )
+    )
     leaks = seal_evidence(ctx, evidence)  # before anything reads the report or the log
     report, error = load_report(report_path, "completion-report")
     agent_fact = {
-        "step": ctx.step_id, "attempt": attempt, "exit_code": result.exit_code, "timed_out": result.timed_out,
-        "idle_timed_out": result.idle_timed_out, "duration_seconds": round(result.duration_seconds, 3), "log": result.log,
-        "output_bytes": result.output_bytes, "error": result.error, "tokens": result.tokens,
-        "timeout_seconds": cfg.get("timeout_seconds"), "idle_timeout_seconds": cfg.get("idle_timeout_seconds"),
+        "step": ctx.step_id,
+        "attempt": attempt,
+        "exit_code": result.exit_code,
+        "timed_out": result.timed_out,
+        "idle_timed_out": result.idle_timed_out,
+        "duration_seconds": round(result.duration_seconds, 3),
+        "log": result.log,
+        "output_bytes": result.output_bytes,
+        "error": result.error,
+        "tokens": result.tokens,
+        "timeout_seconds": cfg.get("timeout_seconds"),
+        "idle_timeout_seconds": cfg.get("idle_timeout_seconds"),
         "secret_values": leaks,
     }
     # together: the agent fact's presence means the attempt finished, with everything it observed
-    ctx.set_facts({"attempt": attempt, "report": report, "report_error": error, "checks": None, "proof": None,
-                   "agent": agent_fact})
+    ctx.set_facts(
+        {
+            "attempt": attempt,
+            "report": report,
+            "report_error": error,
+            "checks": None,
+            "proof": None,
+            "agent": agent_fact,
+        }
+    )
     return {"attempt": attempt, "exit_code": result.exit_code, "report": error or "valid"}
+
 
 def seal_evidence(ctx: ActionContext, folder: Path) -> list[dict[str, str]]:
     """Rewrite every file an agent run left in its evidence folder (log, report, its own state) with each secret value

@@ -14,6 +14,7 @@ from statemachine.adapters.jail import Spec, own_git
 from statemachine.ports import AgentRequest
 from statemachine.reports import load_report
 
+
 def jailed(ctx: ActionContext, command: str, worktree: Path, log: Path, timeout: float, base: str) -> Any:
     """A check's or a TDD run's shell command in the jail: its worktree writable, a git directory of its own,
     no credential, and network only to the policy's ``sandbox.network.checks`` hosts."""
@@ -34,6 +35,7 @@ def jailed(ctx: ActionContext, command: str, worktree: Path, log: Path, timeout:
 
             shutil.rmtree(scratch, ignore_errors=True)
 
+
 def _check_worktree(ctx: ActionContext, facts: dict[str, Any], name: str, sha: str) -> Path:
     path = ctx.orch_dir / "worktrees" / f"{name}-{ctx.require_run()}-{facts.get('attempt', 0)}"
     ctx.git.add_detached_worktree(path, sha)
@@ -51,12 +53,20 @@ def run_checks(ctx: ActionContext) -> dict[str, Any]:
         try:
             for name, spec in checks:
                 log = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.log"
-                res = jailed(ctx, spec["command"], worktree, log, float(spec.get("timeout_seconds", 900)), facts["candidate_sha"])
+                res = jailed(
+                    ctx, spec["command"], worktree, log, float(spec.get("timeout_seconds", 900)), facts["candidate_sha"]
+                )
                 leaked = _redact_log(ctx, log)  # a check runs the agent's code, which may print what it can find
-                results[name] = {"exit_code": res.exit_code, "timed_out": res.timed_out,
-                                 "duration_seconds": round(res.duration_seconds, 3), "log": str(log),
-                                 "command": spec["command"], "error": res.error, "commit": facts["candidate_sha"],
-                                 "redacted": leaked}
+                results[name] = {
+                    "exit_code": res.exit_code,
+                    "timed_out": res.timed_out,
+                    "duration_seconds": round(res.duration_seconds, 3),
+                    "log": str(log),
+                    "command": spec["command"],
+                    "error": res.error,
+                    "commit": facts["candidate_sha"],
+                    "redacted": leaked,
+                }
         finally:
             ctx.git.remove_worktree(worktree)
     ctx.set_fact("checks", results)
@@ -94,8 +104,15 @@ def run_tdd_check(ctx: ActionContext) -> dict[str, Any]:
             exits[side] = res.exit_code if not res.timed_out else -1
         finally:
             ctx.git.remove_worktree(worktree)
-    tdd = {"tests": tests, "command": command, "base_exit": exits["base"], "candidate_exit": exits["candidate"],
-           "base_log": str(out_dir / "base.log"), "candidate_log": str(out_dir / "candidate.log"), "error": None}
+    tdd = {
+        "tests": tests,
+        "command": command,
+        "base_exit": exits["base"],
+        "candidate_exit": exits["candidate"],
+        "base_log": str(out_dir / "base.log"),
+        "candidate_log": str(out_dir / "candidate.log"),
+        "error": None,
+    }
     ctx.set_fact("tdd", tdd)
     return {"base_exit": exits["base"], "candidate_exit": exits["candidate"]}
 
@@ -126,24 +143,47 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
     evidence = report_path.parent
     worktree = _check_worktree(ctx, facts, "review", facts["candidate_sha"])
     try:
-        values = prompting.issue_values(_with_comments(ctx, ctx.snapshot.issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", [])))
-        values.update(report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt)
+        values = prompting.issue_values(
+            _with_comments(ctx, ctx.snapshot.issue),
+            ctx.repo,
+            ctx.policy.data.get("rules", ""),
+            list(facts.get("findings", [])),
+        )
+        values.update(
+            report_path=report_path,
+            worktree=worktree,
+            branch=facts["branch"],
+            base_sha=facts["base_sha"],
+            attempt=attempt,
+        )
         cfg = ctx.policy.data["agent"]
         extra = agent_workspace(ctx, worktree, evidence, facts["candidate_sha"], None)
-        result = ctx.make_agent().run(AgentRequest(
-            prompt=ctx.secrets.redact(prompting.render("review", ctx.repo, values)), workdir=worktree, evidence_dir=evidence,
-            report_path=report_path, timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
-            idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-            extra_env={"ORCH_MODE": "review"}, gitdir=extra.get("gitdir"), lock=extra["lock"],
-        ))
+        result = ctx.make_agent().run(
+            AgentRequest(
+                prompt=ctx.secrets.redact(prompting.render("review", ctx.repo, values)),
+                workdir=worktree,
+                evidence_dir=evidence,
+                report_path=report_path,
+                timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
+                idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
+                extra_env={"ORCH_MODE": "review"},
+                gitdir=extra.get("gitdir"),
+                lock=extra["lock"],
+            )
+        )
     finally:
         ctx.git.remove_worktree(worktree)
     seal_evidence(ctx, evidence)  # the review's findings reach the rework prompt: they are stored redacted
     report, error = load_report(report_path, "review-report", "review report")
     if error is None and result.exit_code != 0:
         error = f"the review run exited with {result.exit_code}"
-    review = {"error": error, "verdict": (report or {}).get("verdict"), "defects": (report or {}).get("defects", []),
-              "summary": (report or {}).get("summary", ""), "log": result.log}
+    review = {
+        "error": error,
+        "verdict": (report or {}).get("verdict"),
+        "defects": (report or {}).get("defects", []),
+        "summary": (report or {}).get("summary", ""),
+        "log": result.log,
+    }
     ctx.set_fact("review", review)
     return {"verdict": review["verdict"], "error": error}
 
@@ -155,14 +195,30 @@ def run_proof(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     attempt = int(facts.get("attempt", 0))
     issue = _with_comments(ctx, ctx.snapshot.issue)  # the authorized text, and writers' comments only
-    inp = proof.ProofInputs(repo=ctx.repo, policy_data=ctx.policy.data, git=ctx.git, make_agent=ctx.make_agent, issue=issue,
-                            worktree=Path(facts["worktree"]), base_sha=facts["base_sha"], candidate_sha=facts["candidate_sha"],
-                            branch=facts["branch"], attempt=attempt, run_id=ctx.require_run(),
-                            proof_dir=ctx.evidence_dir() / f"attempt-{attempt}" / "proof",
-                            findings=list(facts.get("findings", [])), secrets=ctx.secrets)
+    inp = proof.ProofInputs(
+        repo=ctx.repo,
+        policy_data=ctx.policy.data,
+        git=ctx.git,
+        make_agent=ctx.make_agent,
+        issue=issue,
+        worktree=Path(facts["worktree"]),
+        base_sha=facts["base_sha"],
+        candidate_sha=facts["candidate_sha"],
+        branch=facts["branch"],
+        attempt=attempt,
+        run_id=ctx.require_run(),
+        proof_dir=ctx.evidence_dir() / f"attempt-{attempt}" / "proof",
+        findings=list(facts.get("findings", [])),
+        secrets=ctx.secrets,
+    )
     fact = proof.prove(inp)
     ctx.set_fact("proof", fact)
-    return {"status": fact["status"], "error": fact["error"], "criteria": len(fact["criteria"]), "artifacts": len(fact["artifacts"])}
+    return {
+        "status": fact["status"],
+        "error": fact["error"],
+        "criteria": len(fact["criteria"]),
+        "artifacts": len(fact["artifacts"]),
+    }
 
 
 def record_findings(ctx: ActionContext) -> dict[str, Any]:
@@ -175,7 +231,11 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
     for name, r in sorted((facts.get("checks") or {}).items()):
         if r.get("exit_code") != 0:
             tail = limits.read_tail(Path(r["log"]), limits.FINDING_LOG_TAIL)  # the check ran the agent's code: any size
-            findings.append(f"check {name!r} ({r.get('command')}) " + ("timed out" if r.get("timed_out") else f"exited {r.get('exit_code')}") + f"; output tail:\n{tail}")
+            findings.append(
+                f"check {name!r} ({r.get('command')}) "
+                + ("timed out" if r.get("timed_out") else f"exited {r.get('exit_code')}")
+                + f"; output tail:\n{tail}"
+            )
     proof = facts.get("proof") or {}
     findings += [f"proof: {f}" for f in proof.get("findings", [])]
     from statemachine import gates
@@ -188,7 +248,9 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
     for d in review.get("defects", []):
         where = f" ({d['file']}:{d.get('line', '?')})" if d.get("file") else ""
         findings.append(f"review {d.get('severity', '?')}{where}: {d.get('description', '')}")
-    ctx.set_facts({"findings": findings, "rework_count": int(facts.get("rework_count", 0)) + 1, "findings_step": ctx.step_id})
+    ctx.set_facts(
+        {"findings": findings, "rework_count": int(facts.get("rework_count", 0)) + 1, "findings_step": ctx.step_id}
+    )
     return {"findings": len(findings)}
 
 
@@ -209,7 +271,13 @@ def record_review_feedback(ctx: ActionContext) -> dict[str, Any]:
         what = "requested changes" if f.get("state") == "CHANGES_REQUESTED" else "commented"
         findings.append(f"review: {f['author']} {what}{where}: {str(f.get('body', '')).strip() or '(no text)'}")
     pr = facts.get("pull_request") or {}
-    ctx.set_facts({"findings": findings, "feedback_handled": handled + [f["key"] for f in new],
-                   "rework_count": int(facts.get("rework_count", 0)) + 1,
-                   "review_rounds": int(facts.get("review_rounds", 0)) + 1, "feedback_step": ctx.step_id})
+    ctx.set_facts(
+        {
+            "findings": findings,
+            "feedback_handled": handled + [f["key"] for f in new],
+            "rework_count": int(facts.get("rework_count", 0)) + 1,
+            "review_rounds": int(facts.get("review_rounds", 0)) + 1,
+            "feedback_step": ctx.step_id,
+        }
+    )
     return {"findings": len(findings), "ignored": len(new) - len(findings), "pull_request": pr.get("number")}

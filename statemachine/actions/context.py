@@ -7,9 +7,10 @@ import it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from statemachine.adapters.jail import Jail
 from statemachine.errors import OrchError
@@ -17,6 +18,7 @@ from statemachine.model import Comment, Snapshot
 from statemachine.ports import Agent, Git, Tracker
 from statemachine.secrets import SecretSet
 from statemachine.store import Store
+
 
 @dataclass
 class ActionContext:
@@ -94,6 +96,7 @@ class ActionContext:
     def jail(self) -> Jail:
         return Jail.for_policy(self.policy.data, self.repo)
 
+
 def _with_comments(ctx: ActionContext, issue: Any) -> Any:
     """The issue as the agent may see it: its title and body as authorized at the claim (fact ``authorized_text``) and
     its comments, each trusted only when its author has write, maintain or admin permission (read once per author per
@@ -116,8 +119,9 @@ def _with_comments(ctx: ActionContext, issue: Any) -> Any:
     return replace(issue, comments=trusted)
 
 
-def trusted_comments(tracker: Any, comments: tuple[Comment, ...],
-                     known: dict[str, str]) -> tuple[tuple[Comment, ...], dict[str, str]]:
+def trusted_comments(
+    tracker: Any, comments: tuple[Comment, ...], known: dict[str, str]
+) -> tuple[tuple[Comment, ...], dict[str, str]]:
     """``comments`` with ``trusted`` set from each author's permission (write, maintain or admin), and the permissions
     known afterwards: an author in ``known`` is not looked up again. The runner's own comments (orch markers) are
     never looked up: they never reach a prompt. ``author_association`` is not used: COLLABORATOR covers read and
@@ -145,6 +149,7 @@ def _names(ctx: ActionContext, roles: list[str]) -> list[str]:
 def slugify(text: str, limit: int = 40) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return (slug[:limit].rstrip("-")) or "issue"
+
 
 def _worktree_path(ctx: ActionContext, facts: dict[str, Any]) -> Path:
     """The run's worktree: where the agent works on the run's branch."""

@@ -66,16 +66,31 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     issue = ctx.snapshot.issue
     try:
         values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), [])
-        values.update(report_path=report_path, worktree=worktree, base_sha=base_sha, attempt=attempt,
-                      branch=settings["integration_branch_template"].format(number=issue.number, slug=slugify(issue.title)),
-                      report_schema=json.dumps(resources.schema("plan-report"), indent=2))
+        values.update(
+            report_path=report_path,
+            worktree=worktree,
+            base_sha=base_sha,
+            attempt=attempt,
+            branch=settings["integration_branch_template"].format(number=issue.number, slug=slugify(issue.title)),
+            report_schema=json.dumps(resources.schema("plan-report"), indent=2),
+        )
         text = ctx.secrets.redact(prompting.render("planning", ctx.repo, values))
         _read_only(worktree, True)
         extra = agent_workspace(ctx, worktree, evidence, base_sha, None)
-        result = ctx.make_agent().run(AgentRequest(
-            prompt=text, workdir=worktree, evidence_dir=evidence, report_path=report_path,
-            timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-            extra_env={"ORCH_MODE": "planning"}, gitdir=extra.get("gitdir"), lock=extra["lock"], read_only=True))
+        result = ctx.make_agent().run(
+            AgentRequest(
+                prompt=text,
+                workdir=worktree,
+                evidence_dir=evidence,
+                report_path=report_path,
+                timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
+                idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
+                extra_env={"ORCH_MODE": "planning"},
+                gitdir=extra.get("gitdir"),
+                lock=extra["lock"],
+                read_only=True,
+            )
+        )
         _read_only(worktree, False)
         cap = ctx.git.capture(worktree, base_sha)
         changed = sorted({c.path for c in cap.changes} | set(cap.by_kind.get("committed", [])))
@@ -90,14 +105,38 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
         problems = planning.validate_plan(plan, int(settings["max_children"]), blocked)
     problems = [str(f["reason"]) for f in leaks] + problems
     if plan is not None and problems:
-        error = f"the plan cannot run: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-    ctx.set_facts({"attempt": attempt, "plan": None if error else plan, "plan_report": plan, "plan_error": error,
-                   "plan_problems": problems, "planning_changes": changed,
-                   "plan_digest": planning.issue_digest(issue.title, issue.body), "agent": {"step": ctx.step_id, "attempt": attempt, "exit_code": result.exit_code, "timed_out": result.timed_out,
-                           "idle_timed_out": result.idle_timed_out, "duration_seconds": round(result.duration_seconds, 3),
-                           "log": result.log, "error": result.error, "timeout_seconds": cfg.get("timeout_seconds"),
-                           "idle_timeout_seconds": cfg.get("idle_timeout_seconds")}})
-    return {"attempt": attempt, "children": len((plan or {}).get("children", [])), "error": error, "changed": len(changed)}
+        error = f"the plan cannot run: {problems[0]}" + (
+            f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        )
+    ctx.set_facts(
+        {
+            "attempt": attempt,
+            "plan": None if error else plan,
+            "plan_report": plan,
+            "plan_error": error,
+            "plan_problems": problems,
+            "planning_changes": changed,
+            "plan_digest": planning.issue_digest(issue.title, issue.body),
+            "agent": {
+                "step": ctx.step_id,
+                "attempt": attempt,
+                "exit_code": result.exit_code,
+                "timed_out": result.timed_out,
+                "idle_timed_out": result.idle_timed_out,
+                "duration_seconds": round(result.duration_seconds, 3),
+                "log": result.log,
+                "error": result.error,
+                "timeout_seconds": cfg.get("timeout_seconds"),
+                "idle_timeout_seconds": cfg.get("idle_timeout_seconds"),
+            },
+        }
+    )
+    return {
+        "attempt": attempt,
+        "children": len((plan or {}).get("children", [])),
+        "error": error,
+        "changed": len(changed),
+    }
 
 
 def sync_children(ctx: ActionContext) -> dict[str, Any]:
@@ -135,8 +174,13 @@ def sync_children(ctx: ActionContext) -> dict[str, Any]:
         if not issue.is_open:
             tree[key].update(status=CLOSED, reason="the child issue is closed; reopen it to run it")
     dropped = sorted(k for k in existing if k not in numbers)
-    ctx.set_facts({"children": numbers, "dropped_children": {k: existing[k].number for k in dropped},
-                   "plan_tree": planning.propagate(plan, tree)})
+    ctx.set_facts(
+        {
+            "children": numbers,
+            "dropped_children": {k: existing[k].number for k in dropped},
+            "plan_tree": planning.propagate(plan, tree),
+        }
+    )
     return {"created": created, "updated": updated, "children": numbers, "dropped": dropped}
 
 
@@ -146,7 +190,9 @@ def start_integration(ctx: ActionContext) -> dict[str, Any]:
     if facts.get("integration_branch"):
         return {"branch": facts["integration_branch"], "reused": True}
     issue = ctx.snapshot.issue
-    branch = plan_settings(ctx.policy)["integration_branch_template"].format(number=issue.number, slug=slugify(issue.title))
+    branch = plan_settings(ctx.policy)["integration_branch_template"].format(
+        number=issue.number, slug=slugify(issue.title)
+    )
     ctx.git.set_branch(branch, facts["base_sha"])
     ctx.set_fact("integration_branch", branch)
     return {"branch": branch, "sha": facts["base_sha"]}
@@ -199,11 +245,17 @@ def run_wave(ctx: ActionContext) -> dict[str, Any]:
         node = tree[key]
         if node["status"] != PASSED:
             continue
-        merged, conflicts = ctx.git.merge_into(facts["integration_branch"], node["head_sha"],
-                                               f"Merge child {key} (#{node['issue']}) into {facts['integration_branch']}\n\n"
-                                               f"Orch-Run: {ctx.require_run()}\n")
+        merged, conflicts = ctx.git.merge_into(
+            facts["integration_branch"],
+            node["head_sha"],
+            f"Merge child {key} (#{node['issue']}) into {facts['integration_branch']}\n\n"
+            f"Orch-Run: {ctx.require_run()}\n",
+        )
         if merged is None:
-            node.update(status=CONFLICT, reason="merging it into the integration branch conflicts on " + ", ".join(conflicts[:5]))
+            node.update(
+                status=CONFLICT,
+                reason="merging it into the integration branch conflicts on " + ", ".join(conflicts[:5]),
+            )
         else:
             node.update(status=MERGED, merge_sha=merged, reason=None)
         ctx.set_fact("plan_tree", tree)
@@ -220,9 +272,13 @@ def _run_children(ctx: ActionContext, issues: dict[str, int]) -> dict[str, int]:
     try:
         for key, number in issues.items():
             argv = run_argv(ctx.repo, number, ctx.policy.path)
-            with open(out_dir / f"{key}-step{ctx.step_id}.json", "ab") as out, open(out_dir / f"{key}-step{ctx.step_id}.log", "ab") as err:
-                procs[key] = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ctx.repo,
-                                              preexec_fn=_die_with_parent)
+            with (
+                open(out_dir / f"{key}-step{ctx.step_id}.json", "ab") as out,
+                open(out_dir / f"{key}-step{ctx.step_id}.log", "ab") as err,
+            ):
+                procs[key] = subprocess.Popen(
+                    argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ctx.repo, preexec_fn=_die_with_parent
+                )
         return {key: proc.wait() for key, proc in procs.items()}
     finally:
         for proc in procs.values():
@@ -254,16 +310,30 @@ def _outcome(ctx: ActionContext, key: str, number: int, code: int) -> dict[str, 
     ours = (child.get("parent") or {}).get("run_id") == ctx.run_id
     if ctx.store.pending_step(number) is None and ours:
         if state == "review" and child.get("head_sha"):
-            return {"status": PASSED, "head_sha": child["head_sha"], "run_id": run_id,
-                    "summary": str((child.get("report") or {}).get("summary", "")).strip()}
+            return {
+                "status": PASSED,
+                "head_sha": child["head_sha"],
+                "run_id": run_id,
+                "summary": str((child.get("report") or {}).get("summary", "")).strip(),
+            }
         if state == "blocked":
-            return {"status": BLOCKED, "run_id": run_id, "reason": f"its run {run_id} ended blocked; the report on #{number} says why"}
+            return {
+                "status": BLOCKED,
+                "run_id": run_id,
+                "reason": f"its run {run_id} ended blocked; the report on #{number} says why",
+            }
     if code == EXIT_STUCK and ctx.store.pending_step(number) is None:
         issue = ctx.tracker.get_issue(number, comments=False)
-        why = "it was closed" if not issue.is_open else "no transition could start it (see `orch explain --issue %d`)" % number
+        why = (
+            "it was closed"
+            if not issue.is_open
+            else f"no transition could start it (see `orch explain --issue {number}`)"
+        )
         return {"status": BLOCKED, "reason": f"the child could not start: {why}"}
-    raise OrchError(f"child #{number} ({key}) stopped before its lifecycle came to rest (exit {code})",
-                    "run the parent again: the child resumes where it stopped")
+    raise OrchError(
+        f"child #{number} ({key}) stopped before its lifecycle came to rest (exit {code})",
+        "run the parent again: the child resumes where it stopped",
+    )
 
 
 def integrate(ctx: ActionContext) -> dict[str, Any]:
@@ -292,10 +362,24 @@ def integrate(ctx: ActionContext) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "diff.patch").write_text(ctx.secrets.redact(diff))
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
-    ctx.set_facts({"branch": branch, "candidate_sha": head, "head_sha": head, "tree": cap.tree, "changes": changes,
-                   "changed_lines": cap.changed_lines, "checks": None,
-                   "inspection": {"secrets": [f.as_json() for f in secrets], "destructive": [f.as_json() for f in destructive],
-                                  "git_tampering": [], "symlinks": [f.as_json() for f in symlinks], "edited_after_report": []}})
+    ctx.set_facts(
+        {
+            "branch": branch,
+            "candidate_sha": head,
+            "head_sha": head,
+            "tree": cap.tree,
+            "changes": changes,
+            "changed_lines": cap.changed_lines,
+            "checks": None,
+            "inspection": {
+                "secrets": [f.as_json() for f in secrets],
+                "destructive": [f.as_json() for f in destructive],
+                "git_tampering": [],
+                "symlinks": [f.as_json() for f in symlinks],
+                "edited_after_report": [],
+            },
+        }
+    )
     return {"head": head, "files": len(changes), "lines": cap.changed_lines}
 
 
@@ -310,6 +394,8 @@ def hand_over_children(ctx: ActionContext) -> dict[str, Any]:
         ctx.tracker.add_labels(number, [label])
         marker = f"<!-- orch:run={ctx.require_run()} kind=handover-{key} -->"
         if ctx.first_try or ctx.tracker.find_comment(number, marker) is None:
-            ctx.tracker.post_comment(number, reporting.handover_comment(ctx.issue, facts["integration_branch"], pr) + "\n\n" + marker)
+            ctx.tracker.post_comment(
+                number, reporting.handover_comment(ctx.issue, facts["integration_branch"], pr) + "\n\n" + marker
+            )
         done.append(number)
     return {"children": done}

@@ -9,6 +9,7 @@ from statemachine import reporting
 from statemachine.actions.context import ActionContext, _names
 from statemachine.errors import ClaimLost, OrchError
 
+
 def start_run(ctx: ActionContext) -> dict[str, Any]:
     """Open a new run record bound to this claim (its id is fixed by the step, so a retry reuses it)."""
     run_id = f"{ctx.issue}-{ctx.nonce[:10]}"
@@ -64,9 +65,7 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     import random
     import time
 
-    from statemachine import preflight
-
-    from statemachine import claims
+    from statemachine import claims, preflight
 
     run_id = ctx.require_run()
     me = ctx.tracker.identity()  # learned before the first effect: a token that cannot say who it is claims nothing
@@ -78,7 +77,9 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
         body = reporting.claim_comment(run_id, ctx.policy) + "\n\n" + mine
         if getattr(ctx.tracker, "fleet", False):
             ctx.lease_written = time.time()
-            body = claims.renewed_body(body, ctx.lease_written)  # the lease starts now; the run renews it while it works
+            body = claims.renewed_body(
+                body, ctx.lease_written
+            )  # the lease starts now; the run renews it while it works
         existing = ctx.tracker.post_comment(ctx.issue, body)
     if settle_seconds is None:
         settle_seconds = float(ctx.policy.data["tracker"].get("claim_settle_seconds", 0))
@@ -89,7 +90,7 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
         comments = ctx.tracker.list_comments(ctx.issue)
         if any(c.id == existing.id for c in comments) or time.monotonic() >= deadline:
             break
-        ceiling = min(4.0, 0.25 * 2 ** attempt)  # the list lags: read it again once it may show our claim
+        ceiling = min(4.0, 0.25 * 2**attempt)  # the list lags: read it again once it may show our claim
         time.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
         attempt += 1
     active = claims.active_claims(comments, me)
@@ -99,15 +100,26 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     # claim after it still wins.
     stale = any(kind != claims.ABANDONED for _run, kind, _by in claims.reports_after(comments, me, seen_at))
     if stale or not active or active[0].run_id != run_id:
-        winner = "a run that finished after this runner looked" if stale else (
-            active[0].run_id if active else "unknown (the runner's own claim never showed in the comment list)")
+        winner = (
+            "a run that finished after this runner looked"
+            if stale
+            else (active[0].run_id if active else "unknown (the runner's own claim never showed in the comment list)")
+        )
         ctx.tracker.delete_comment(ctx.issue, existing.id)
-        raise ClaimLost(f"issue #{ctx.issue} was claimed first by run {winner}; this runner backs off",
-                        "nothing to do: the other runner owns the issue")
+        raise ClaimLost(
+            f"issue #{ctx.issue} was claimed first by run {winner}; this runner backs off",
+            "nothing to do: the other runner owns the issue",
+        )
     ctx.set_fact("claim", {"comment": existing.id, "run_id": run_id})  # the run renews this comment's lease as it works
     ctx.set_fact("claimed_at", existing.created_at)  # review feedback older than this run is not this run's to handle
-    ctx.set_fact("issue_comments", [{"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at,
-                                     "trusted": c.trusted} for c in comments if "<!-- orch:" not in c.body])
+    ctx.set_fact(
+        "issue_comments",
+        [
+            {"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at, "trusted": c.trusted}
+            for c in comments
+            if "<!-- orch:" not in c.body
+        ],
+    )
     return {"comment": existing.id, "run_id": run_id}
 
 
@@ -120,15 +132,22 @@ def take_over_claim(ctx: ActionContext) -> dict[str, Any]:
     held = ctx.snapshot.claim or {}
     old = held.get("run_id")
     if not old or not held.get("expired"):
-        raise OrchError(f"issue #{ctx.issue}: no expired claim to take over",
-                        "this action follows the claim_expired guard; check the policy's lifecycle")
+        raise OrchError(
+            f"issue #{ctx.issue}: no expired claim to take over",
+            "this action follows the claim_expired guard; check the policy's lifecycle",
+        )
     marker = claims.abandon_marker(str(old), run_id)
     existing = ctx.find_comment(marker)
     if existing is None:
-        body = reporting.takeover_comment(str(old), run_id, held.get("renewed_at"), held.get("lease_seconds")) + "\n\n" + marker
+        body = (
+            reporting.takeover_comment(str(old), run_id, held.get("renewed_at"), held.get("lease_seconds"))
+            + "\n\n"
+            + marker
+        )
         existing = ctx.tracker.post_comment(ctx.issue, body)
     ctx.set_fact("took_over", {"run_id": old, "renewed_at": held.get("renewed_at"), "comment": existing.id})
     return {"comment": existing.id, "took_over": old}
+
 
 def open_draft_pr(ctx: ActionContext) -> dict[str, Any]:
     """Open a draft pull request for the run's branch, found by its marker if it already exists."""
@@ -141,12 +160,21 @@ def open_draft_pr(ctx: ActionContext) -> dict[str, Any]:
     if facts.get("plan"):  # a parent: the tree and its children
         body = reporting.parent_pull_body(issue.number, ctx.require_run(), facts)
     else:
-        body = reporting.pull_body(issue.number, ctx.require_run(), facts, pull_section(facts))  # proof: empty unless proved
+        body = reporting.pull_body(
+            issue.number, ctx.require_run(), facts, pull_section(facts)
+        )  # proof: empty unless proved
     body += "\n\n" + marker
     # create_pull is find-or-create by the marker on every tracker: a retry never opens a second one
-    existing = ctx.tracker.create_pull(issue.number, title, body, facts["branch"], facts["base_branch"],
-                                       facts["head_sha"], facts["base_sha"], marker)
-    pr = {"number": existing.number, "url": existing.url, "head": existing.head, "base": existing.base, "draft": existing.draft}
+    existing = ctx.tracker.create_pull(
+        issue.number, title, body, facts["branch"], facts["base_branch"], facts["head_sha"], facts["base_sha"], marker
+    )
+    pr = {
+        "number": existing.number,
+        "url": existing.url,
+        "head": existing.head,
+        "base": existing.base,
+        "draft": existing.draft,
+    }
     ctx.set_fact("pull_request", pr)
     return pr
 

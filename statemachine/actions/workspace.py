@@ -11,25 +11,36 @@ from statemachine import limits
 from statemachine.actions.context import ActionContext, _worktree_path, slugify
 from statemachine.errors import OrchError
 
+
 def create_worktree(ctx: ActionContext) -> dict[str, Any]:
     """Make a git worktree on the run's branch, from the base branch's exact commit."""
     facts = ctx.facts()
     run_id = ctx.require_run()
     parent = facts.get("parent")
     if parent:  # a child starts from its parent's integration branch as it stood when its wave began
-        base_branch, base_sha = facts.get("base_branch") or parent["integration_branch"], facts.get("base_sha") or parent["base_sha"]
+        base_branch, base_sha = (
+            facts.get("base_branch") or parent["integration_branch"],
+            facts.get("base_sha") or parent["base_sha"],
+        )
     else:
         base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.data["tracker"].get("base_branch", ""))
         base_sha = facts.get("base_sha") or ctx.git.head_sha(base_branch)
     issue = ctx.snapshot.issue
     branch = facts.get("branch") or ctx.policy.data["branch_template"].format(
-        number=issue.number, slug=slugify(issue.title), run_id=run_id)
+        number=issue.number, slug=slugify(issue.title), run_id=run_id
+    )
     worktree = _worktree_path(ctx, facts)
-    for key, value in (("base_branch", base_branch), ("base_sha", base_sha), ("branch", branch), ("worktree", str(worktree))):
+    for key, value in (
+        ("base_branch", base_branch),
+        ("base_sha", base_sha),
+        ("branch", branch),
+        ("worktree", str(worktree)),
+    ):
         if key not in facts:
             ctx.set_fact(key, value)
     ctx.git.ensure_worktree(worktree, branch, base_sha)
     return {"worktree": str(worktree), "branch": branch, "base_sha": base_sha}
+
 
 def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     """Capture the whole change set (committed, staged, unstaged, untracked), inspect it, and freeze it as the candidate commit."""
@@ -53,16 +64,43 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     report = facts.get("report") or {}
     message = f"{issue.title} (#{issue.number})\n\n{str(report.get('summary', '')).strip()}\n\nOrch-Run: {ctx.require_run()}\n"
     candidate = ctx.git.commit_tree(cap.tree, published or facts["base_sha"], message)
-    ctx.set_facts({"capture_error": None, "changes": changes, "changes_by_kind": cap.by_kind, "changed_lines": cap.changed_lines,
-                   "changed_bytes": changed_bytes, "tree": cap.tree, "candidate_sha": candidate, "inspection": inspection})
-    (attempt_dir / "changes.json").write_text(json.dumps(
-        {"tree": cap.tree, "candidate": candidate, "changes": changes, "by_kind": cap.by_kind, "sizes": sizes,
-         "inspection": inspection}, indent=2))
-    return {"tree": cap.tree, "candidate": candidate, "files": len(changes), "lines": cap.changed_lines,
-            "bytes": changed_bytes["total"]}
+    ctx.set_facts(
+        {
+            "capture_error": None,
+            "changes": changes,
+            "changes_by_kind": cap.by_kind,
+            "changed_lines": cap.changed_lines,
+            "changed_bytes": changed_bytes,
+            "tree": cap.tree,
+            "candidate_sha": candidate,
+            "inspection": inspection,
+        }
+    )
+    (attempt_dir / "changes.json").write_text(
+        json.dumps(
+            {
+                "tree": cap.tree,
+                "candidate": candidate,
+                "changes": changes,
+                "by_kind": cap.by_kind,
+                "sizes": sizes,
+                "inspection": inspection,
+            },
+            indent=2,
+        )
+    )
+    return {
+        "tree": cap.tree,
+        "candidate": candidate,
+        "files": len(changes),
+        "lines": cap.changed_lines,
+        "bytes": changed_bytes["total"],
+    }
 
 
-def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any, diff: str, attempt_dir: Path) -> dict[str, Any]:
+def _inspect(
+    ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any, diff: str, attempt_dir: Path
+) -> dict[str, Any]:
     """Scan the candidate for secrets, destructive commands, git tampering, escaping symlinks and late edits."""
     from statemachine import inspect_candidate as insp
 
@@ -108,17 +146,24 @@ def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any
         def refs(text: str) -> set[str]:
             # branches and tags only: remote-tracking refs move when the runner pushes other runs' branches, and
             # other runs' branches (and proof branches) move under concurrent runs in this clone
-            return {line for line in text.splitlines()
-                    if line.startswith(("refs/heads/", "refs/tags/"))
-                    and not line.startswith("refs/heads/orch-proof/")
-                    and not (prefix and line.startswith(f"refs/heads/{prefix}") and not line.startswith(own + " "))}
+            return {
+                line
+                for line in text.splitlines()
+                if line.startswith(("refs/heads/", "refs/tags/"))
+                and not line.startswith("refs/heads/orch-proof/")
+                and not (prefix and line.startswith(f"refs/heads/{prefix}") and not line.startswith(own + " "))
+            }
 
         changed_refs = sorted(refs(before["refs"]) ^ refs(after["refs"]))
         if changed_refs:
             tampering.append("refs changed: " + "; ".join(changed_refs[:6]))
-        for key, what in (("head", "the worktree's HEAD moved"), ("gitfile", "the worktree's .git file changed"),
-                          ("config", "the repository's git config changed"), ("hooks", "git hooks changed"),
-                          ("worktree_config", "the worktree's git config changed")):
+        for key, what in (
+            ("head", "the worktree's HEAD moved"),
+            ("gitfile", "the worktree's .git file changed"),
+            ("config", "the repository's git config changed"),
+            ("hooks", "git hooks changed"),
+            ("worktree_config", "the worktree's git config changed"),
+        ):
             if before.get(key) != after.get(key):
                 tampering.append(what)
     paths = [c.path for c in cap.changes if c.status != "D"]
@@ -133,6 +178,7 @@ def _inspect(ctx: ActionContext, facts: dict[str, Any], worktree: Path, cap: Any
         "symlinks": [f.as_json() for f in symlinks],
         "edited_after_report": late,
     }
+
 
 def commit_changes(ctx: ActionContext) -> dict[str, Any]:
     """Point the run's branch at the candidate commit: exactly the tree that was inspected and checked."""
@@ -187,7 +233,11 @@ def publish_proof(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     proof = facts.get("proof")
     if ctx.tracker.kind == "local" or not proof or not proof.get("dir"):
-        return {"skipped": "no proof screenshots to publish" if ctx.tracker.kind != "local" else "local tracker: kept locally"}
+        return {
+            "skipped": "no proof screenshots to publish"
+            if ctx.tracker.kind != "local"
+            else "local tracker: kept locally"
+        }
     tr = ctx.policy.data["tracker"]
     api = str(tr.get("api_url") or "https://api.github.com")
     server = "https://github.com" if "api.github.com" in api else api.split("/api/")[0]

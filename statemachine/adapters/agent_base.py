@@ -25,9 +25,16 @@ def resolve_command(command: str, repo_root: Path | None) -> str | None:
 
 def jail_spec(request: AgentRequest, exe: str, hosts: tuple[str, ...] | None) -> Spec:
     """The jail of one agent run: its workspace, its attempt's evidence folder, its own git directory and lock."""
-    return Spec(workdir=request.workdir, writable=(request.evidence_dir, request.report_path.parent),
-                executable=exe, hosts=hosts, gitdir=request.gitdir, lock=request.lock, label="agent",
-                workdir_writable=not request.read_only)
+    return Spec(
+        workdir=request.workdir,
+        writable=(request.evidence_dir, request.report_path.parent),
+        executable=exe,
+        hosts=hosts,
+        gitdir=request.gitdir,
+        lock=request.lock,
+        label="agent",
+        workdir_writable=not request.read_only,
+    )
 
 
 def model_hosts(base_url: str, jail: Jail) -> tuple[str, ...]:
@@ -41,8 +48,9 @@ def model_hosts(base_url: str, jail: Jail) -> tuple[str, ...]:
 
 def agent_result(outcome: Outcome, log: Path) -> AgentResult:
     r = outcome.result
-    return AgentResult(r.exit_code, r.timed_out, r.idle_timed_out, r.duration_seconds, str(log), r.output_bytes,
-                       error=r.error)
+    return AgentResult(
+        r.exit_code, r.timed_out, r.idle_timed_out, r.duration_seconds, str(log), r.output_bytes, error=r.error
+    )
 
 
 def refuse(log: Path, message: str, hint: str) -> AgentResult:

@@ -71,8 +71,10 @@ def make_private_gitdir(worktree: Path, dest: Path, base_sha: str, branch: str |
         try:
             run_git([*where, "read-tree", base_sha], Path(worktree), env)
         except GitCommandFailed as exc:
-            raise GitError(f"cannot build the workspace index at {base_sha[:12]}: {exc.stderr.strip()}",
-                           "check that the base commit exists in the repository") from None
+            raise GitError(
+                f"cannot build the workspace index at {base_sha[:12]}: {exc.stderr.strip()}",
+                "check that the base commit exists in the repository",
+            ) from None
         run_git([*where, "update-index", "-q", "--refresh"], Path(worktree), env, check=False)  # stat data only
     return dest
 
@@ -107,12 +109,18 @@ def inspect_private_gitdir(dest: Path, base_sha: str, branch: str | None) -> lis
 
 # building --------------------------------------------------------------------------------------------------
 
+
 def _branch_ref(dest: Path, branch: str | None) -> Path | None:
     if branch is None:
         return None
     parts = branch.split("/")
-    if not branch or branch.startswith("-") or any(p in ("", ".", "..") or p.endswith(".lock") for p in parts) \
-            or any(c in branch for c in " ~^:?*[\\\n\t\x7f") or "@{" in branch:
+    if (
+        not branch
+        or branch.startswith("-")
+        or any(p in ("", ".", "..") or p.endswith(".lock") for p in parts)
+        or any(c in branch for c in " ~^:?*[\\\n\t\x7f")
+        or "@{" in branch
+    ):
         raise GitError(f"{branch!r} is not a valid branch name", "use the run's branch, such as orch/issue-1")
     return dest / "refs" / "heads" / Path(*parts)
 
@@ -124,11 +132,19 @@ def _quote(value: str) -> str:
 
 def _config_text(dest: Path, base_sha: str) -> str:
     sha256 = len(base_sha) == 64
-    lines = ["[core]", f"\trepositoryformatversion = {1 if sha256 else 0}", "\tfilemode = true", "\tbare = false",
-             "\tlogallrefupdates = true", f"\thooksPath = {_quote(str(dest / 'hooks'))}",
-             f"\tsshCommand = {_quote(shlex.quote(str(dest / TRAP)))}",
-             "[ssh]", "\tvariant = simple",  # no `ssh -G` probe: the trap runs once per push
-             f'[url {_quote(TRAP_URL)}]', '\tpushInsteadOf = ""']  # every push URL begins with ""
+    lines = [
+        "[core]",
+        f"\trepositoryformatversion = {1 if sha256 else 0}",
+        "\tfilemode = true",
+        "\tbare = false",
+        "\tlogallrefupdates = true",
+        f"\thooksPath = {_quote(str(dest / 'hooks'))}",
+        f"\tsshCommand = {_quote(shlex.quote(str(dest / TRAP)))}",
+        "[ssh]",
+        "\tvariant = simple",  # no `ssh -G` probe: the trap runs once per push
+        f"[url {_quote(TRAP_URL)}]",
+        '\tpushInsteadOf = ""',
+    ]  # every push URL begins with ""
     if sha256:
         lines += ["[extensions]", "\tobjectFormat = sha256"]
     return "\n".join(lines) + "\n"
@@ -138,12 +154,15 @@ def _scripts(dest: Path) -> dict[Path, str]:
     """The pre-push hook and the ssh command every push is rewritten to reach: each records, then refuses."""
     log = shlex.quote(str(dest / PUSH_LOG))
     records = {
-        dest / "hooks" / "pre-push": "{ printf 'pre-push %s %s' \"$1\" \"$2\"; while read -r lref lsha rref rsha; do "
-                                     f"printf ' %s:%s' \"$lref\" \"$rref\"; done; printf '\\n'; }} >> {log}",
+        dest / "hooks" / "pre-push": '{ printf \'pre-push %s %s\' "$1" "$2"; while read -r lref lsha rref rsha; do '
+        f"printf ' %s:%s' \"$lref\" \"$rref\"; done; printf '\\n'; }} >> {log}",
         dest / TRAP: f"printf 'ssh-trap %s\\n' \"$*\" >> {log}",
     }
-    return {path: f"#!/bin/sh\n# orch: pushing is the runner's job. Record the attempt, then refuse it.\n{record}\n"
-                  f"echo {shlex.quote(_REFUSED)} >&2\nexit 1\n" for path, record in records.items()}
+    return {
+        path: f"#!/bin/sh\n# orch: pushing is the runner's job. Record the attempt, then refuse it.\n{record}\n"
+        f"echo {shlex.quote(_REFUSED)} >&2\nexit 1\n"
+        for path, record in records.items()
+    }
 
 
 def _worktree_gitdir(worktree: Path) -> Path | None:
@@ -156,11 +175,12 @@ def _worktree_gitdir(worktree: Path) -> Path | None:
         return None
     if not line.startswith("gitdir:"):
         return None
-    target = Path(line[len("gitdir:"):].strip())
+    target = Path(line[len("gitdir:") :].strip())
     return target if target.is_absolute() else (Path(worktree) / target).resolve()
 
 
 # inspecting ------------------------------------------------------------------------------------------------
+
 
 def _git(dest: Path, *args: str) -> str | None:
     try:
@@ -253,8 +273,9 @@ def _history_findings(dest: Path, base_sha: str, branch: str | None) -> list[str
         out.append(f"created ref(s): {', '.join(others)}")
     if own and own not in table:
         out.append(f"deleted branch {branch!r}")
-    count = _git(dest, "rev-list", "--count", "--all", "--reflog", "--not", base_sha) \
-        or _git(dest, "rev-list", "--count", "--all", "--not", base_sha)
+    count = _git(dest, "rev-list", "--count", "--all", "--reflog", "--not", base_sha) or _git(
+        dest, "rev-list", "--count", "--all", "--not", base_sha
+    )
     if count and count.strip() != "0":
         out.append(f"made {count.strip()} commit(s) (the runner commits, not the agent)")
     try:

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agent_base import (agent_result as agent_result, jail_spec as jail_spec,
-                                              model_hosts as model_hosts, refuse as refuse,
-                                              resolve_command as resolve_command)
+from statemachine.adapters.agent_base import agent_result as agent_result
+from statemachine.adapters.agent_base import jail_spec as jail_spec
+from statemachine.adapters.agent_base import model_hosts as model_hosts
+from statemachine.adapters.agent_base import refuse as refuse
+from statemachine.adapters.agent_base import resolve_command as resolve_command
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name
 from statemachine.errors import OrchError
@@ -21,8 +23,14 @@ class CommandAgent:
 
     kind = "command"
 
-    def __init__(self, command: str, args: list[str], env: dict[str, str] | None = None, repo_root: Path | None = None,
-                 jail: Jail | None = None) -> None:
+    def __init__(
+        self,
+        command: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        repo_root: Path | None = None,
+        jail: Jail | None = None,
+    ) -> None:
         self.command = command
         self.args = list(args)
         self.env = dict(env or {})
@@ -38,7 +46,9 @@ class CommandAgent:
         if exe is None:
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(f"orch: agent command {self.command!r} not found\n")
-            return AgentResult(None, False, False, 0.0, str(log), 0, error=f"agent command {self.command!r} not found on PATH")
+            return AgentResult(
+                None, False, False, 0.0, str(log), 0, error=f"agent command {self.command!r} not found on PATH"
+            )
         prompt_file = request.evidence_dir / "prompt.md"
         prompt_file.write_text(request.prompt)
         env = {
@@ -52,8 +62,15 @@ class CommandAgent:
         spec = jail_spec(request, exe, hosts)
         # a script the policy names by its full path (`command: python`, `args: [/opt/agents/run.py]`) is shown read-only
         spec.read_only = tuple(Path(a) for a in self.args if os.path.isabs(a) and os.path.isfile(a))
-        outcome = self.jail.run([exe, *self.args], spec, env, log, request.timeout_seconds,
-                                request.idle_timeout_seconds, stdin_text=request.prompt)
+        outcome = self.jail.run(
+            [exe, *self.args],
+            spec,
+            env,
+            log,
+            request.timeout_seconds,
+            request.idle_timeout_seconds,
+            stdin_text=request.prompt,
+        )
         return agent_result(outcome, log)
 
 
@@ -62,8 +79,10 @@ def make_agent(config: dict[str, Any], repo_root: Path, jail: Jail | None = None
     env = dict(config.get("env") or {})
     bad = [k for k in env if is_secret_name(k)]
     if bad:
-        raise OrchError(f"agent.env names secret-looking variables: {', '.join(bad)}",
-                        "the agent never receives credentials; remove them from the policy")
+        raise OrchError(
+            f"agent.env names secret-looking variables: {', '.join(bad)}",
+            "the agent never receives credentials; remove them from the policy",
+        )
     if kind == "command":
         return CommandAgent(config["command"], config.get("args", []), env, repo_root, jail)
     if kind == "codex":
@@ -75,4 +94,3 @@ def make_agent(config: dict[str, Any], repo_root: Path, jail: Jail | None = None
 
         return ClaudeAgent(config, repo_root, jail)  # type: ignore[return-value]
     raise OrchError(f"agent kind {kind!r} is not known", "use command, codex or claude")
-

@@ -13,24 +13,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from statemachine.adapters.app_server import AppSpec as AppSpec
+from statemachine.adapters.app_server import RunningApp as RunningApp
+from statemachine.adapters.app_server import app_spec as app_spec
+from statemachine.adapters.app_server import free_port as free_port
 from statemachine.adapters.process import scrubbed_env
 from statemachine.errors import OrchError
 
 VIEWPORTS: tuple[tuple[str, int, int], ...] = (("desktop", 1280, 800), ("mobile", 390, 844))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 DEFAULT_STEP_TIMEOUT_MS = 5000
 INTERACTIONS = ("goto", "click", "fill", "press")
@@ -39,25 +45,6 @@ RESERVED_SHOTS = ("final",)
 
 class BrowserError(OrchError):
     """The browser proof cannot run on this machine (no Playwright, no Chromium)."""
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    command: str
-    url: str
-    ready_path: str = "/"
-    ready_status: int = 200
-    timeout_seconds: float = 30.0
-
-
-def app_spec(policy_data: dict[str, Any]) -> AppSpec | None:
-    """The policy's `proof.app`, or None when browser proof is not configured."""
-    app = (policy_data.get("proof") or {}).get("app")
-    if not app:
-        return None
-    ready = app.get("ready") or {}
-    return AppSpec(command=str(app["command"]), url=str(app["url"]), ready_path=str(ready.get("path", "/")),
-                   ready_status=int(ready.get("status", 200)), timeout_seconds=float(app.get("timeout_seconds", 30)))
 
 
 def chromium_path() -> str:
@@ -86,8 +73,10 @@ def validate_scenario(data: Any, base_url: str | None = None) -> list[str]:
 
     from statemachine import resources
 
-    errors = sorted(jsonschema.Draft202012Validator(resources.schema("browser-scenario")).iter_errors(data),
-                    key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        jsonschema.Draft202012Validator(resources.schema("browser-scenario")).iter_errors(data),
+        key=lambda e: list(e.absolute_path),
+    )
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
@@ -103,7 +92,9 @@ def validate_scenario(data: Any, base_url: str | None = None) -> list[str]:
             elif base_url is not None and resolve_url(base_url, url) is None:
                 reasons.append(f"step {i}: {url!r} leaves the app's origin {base_url}")
             elif base_url is None and parts.scheme:
-                reasons.append(f"step {i}: write {url!r} as a path: the app's origin is only known when the runner starts it")
+                reasons.append(
+                    f"step {i}: write {url!r} as a path: the app's origin is only known when the runner starts it"
+                )
         if step["action"] == "screenshot":
             if step["name"] in RESERVED_SHOTS or step["name"] in names:
                 reasons.append(f"step {i}: screenshot name {step['name']!r} is reserved or used twice")
@@ -130,112 +121,9 @@ def load_scenario(path: Path, base_url: str | None = None) -> tuple[dict[str, An
 
 # the app ---------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _probe(url: str, timeout: float = 2.0) -> int | None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-class RunningApp:
-    """The app started from `proof.app` in its own process group; stopped (the whole group) on exit."""
-
-    def __init__(self, spec: AppSpec, cwd: Path, log_path: Path, jail: Any = None) -> None:
-        self.spec = spec
-        self.cwd = cwd
-        self.log_path = log_path
-        self.jail = jail  # statemachine.adapters.jail.Jail: the app is the agent's code, so it runs jailed
-        self.started: Any = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.base_url = ""
-        self.error: str | None = None
-
-    def __enter__(self) -> RunningApp:
-        port = free_port()
-        command = self.spec.command.replace("{port}", str(port))
-        self.base_url = self.spec.url.replace("{port}", str(port))
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {"PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}
-        if self.jail is not None:
-            from statemachine.adapters.jail import Spec, Started
-
-            hosts = self.jail.settings.check_hosts or None
-            self.started = Started(self.jail, ["/bin/sh", "-c", command],
-                                   Spec(workdir=self.cwd, hosts=hosts, ingress_port=port if self.jail.enabled else None,
-                                        label="proof app"), env, self.log_path) if self.jail.enabled else None
-        if self.started is not None:
-            self.proc = self.started.proc
-        else:
-            log = open(self.log_path, "wb")
-            try:
-                self.proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True,
-                                             env=scrubbed_env(env))
-            finally:
-                log.close()
-        probe = self.base_url.rstrip("/") + self.spec.ready_path
-        deadline = time.monotonic() + self.spec.timeout_seconds
-        last: int | None = None
-        while True:
-            if self.proc.poll() is not None:
-                self.error = f"the app exited with {self.proc.returncode} before it was ready (see {self.log_path.name})"
-                break
-            last = _probe(probe)
-            if last == self.spec.ready_status:
-                break
-            if time.monotonic() > deadline:
-                self.error = (f"the app was not ready within {self.spec.timeout_seconds:g}s: GET {self.spec.ready_path} "
-                              f"answered {last if last is not None else 'nothing'}, not {self.spec.ready_status}")
-                break
-            time.sleep(0.1)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        self.proc = None
-        try:
-            self._stop(proc)
-        finally:
-            if self.started is not None:
-                self.started.close()
-                self.started = None
-
-    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
-        for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-            try:
-                os.killpg(proc.pid, 0)
-            except (ProcessLookupError, PermissionError):
-                break  # the whole group is gone
-        try:
-            proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
-
 
 # the browser -----------------------------------------------------------------------------
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -279,16 +167,24 @@ class _Recorder:
         context.route("**/*", route)
         page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
         page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
-        page.on("requestfailed", lambda r: None if r.url in self.blocked else self.network.append(f"FAILED {r.method} {r.url}: {r.failure}"))
-        page.on("response", lambda r: self.network.append(f"HTTP {r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
+        page.on(
+            "requestfailed",
+            lambda r: None if r.url in self.blocked else self.network.append(f"FAILED {r.method} {r.url}: {r.failure}"),
+        )
+        page.on(
+            "response",
+            lambda r: self.network.append(f"HTTP {r.status} {r.request.method} {r.url}") if r.status >= 400 else None,
+        )
 
 
 def _playwright() -> Any:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise BrowserError("browser proof needs Playwright for Python", "pip install playwright (no browser download: "
-                           "orch drives the system Chromium)") from None
+        raise BrowserError(
+            "browser proof needs Playwright for Python",
+            "pip install playwright (no browser download: orch drives the system Chromium)",
+        ) from None
     return sync_playwright
 
 
@@ -327,8 +223,17 @@ def run_scenario(scenario: dict[str, Any], base_url: str, out_dir: Path, rel_roo
                     if tries_left == 0 or "Unable to capture screenshot" not in str(exc):
                         raise
                     page.wait_for_timeout(200)
-            shots.append({"id": f"browser-{name}-{label}", "kind": "screenshot", "path": rel(path), "publishable": True,
-                          "viewport": f"{width}x{height}", "after_step": after_step, "name": name})
+            shots.append(
+                {
+                    "id": f"browser-{name}-{label}",
+                    "kind": "screenshot",
+                    "path": rel(path),
+                    "publishable": True,
+                    "viewport": f"{width}x{height}",
+                    "after_step": after_step,
+                    "name": name,
+                }
+            )
         page.set_viewport_size({"width": VIEWPORTS[0][1], "height": VIEWPORTS[0][2]})
 
     saved_env = {k: os.environ.get(k) for k in ("PLAYWRIGHT_BROWSERS_PATH", "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD")}
@@ -340,9 +245,15 @@ def run_scenario(scenario: dict[str, Any], base_url: str, out_dir: Path, rel_roo
         try:
             with sync_playwright() as pw:
                 context = pw.chromium.launch_persistent_context(
-                    str(Path(tmp) / "user-data"), executable_path=exe, headless=True, args=CHROMIUM_ARGS,
-                    env=scrubbed_env(), viewport={"width": VIEWPORTS[0][1], "height": VIEWPORTS[0][2]},
-                    service_workers="block", accept_downloads=False)
+                    str(Path(tmp) / "user-data"),
+                    executable_path=exe,
+                    headless=True,
+                    args=CHROMIUM_ARGS,
+                    env=scrubbed_env(),
+                    viewport={"width": VIEWPORTS[0][1], "height": VIEWPORTS[0][2]},
+                    service_workers="block",
+                    accept_downloads=False,
+                )
                 try:
                     page = context.pages[0] if context.pages else context.new_page()
                     recorder.attach(context, page)
@@ -356,7 +267,9 @@ def run_scenario(scenario: dict[str, Any], base_url: str, out_dir: Path, rel_roo
                             record["ok"] = True
                         except Exception as exc:  # a Playwright timeout or assertion: recorded, the run stops
                             record["ok"] = False
-                            record["error"] = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+                            record["error"] = (
+                                str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+                            )
                             error = f"step {i} ({step['action']}) failed: {record['error']}"
                         record["seconds"] = round(time.monotonic() - started, 3)
                         steps.append(record)
@@ -373,8 +286,15 @@ def run_scenario(scenario: dict[str, Any], base_url: str, out_dir: Path, rel_roo
                     capture(page, "final", final_after)
                     dom = out_dir / "final.dom.html"
                     dom.write_text(page.content())
-                    artifacts.append({"id": "browser-dom", "kind": "dom-snapshot", "path": rel(dom), "publishable": False,
-                                      "after_step": final_after})
+                    artifacts.append(
+                        {
+                            "id": "browser-dom",
+                            "kind": "dom-snapshot",
+                            "path": rel(dom),
+                            "publishable": False,
+                            "after_step": final_after,
+                        }
+                    )
                 finally:
                     context.close()
         finally:
@@ -388,7 +308,9 @@ def run_scenario(scenario: dict[str, Any], base_url: str, out_dir: Path, rel_roo
     network = out_dir / "network.log"
     network.write_text("".join(line + "\n" for line in recorder.network))
     steps_file = out_dir / "steps.json"
-    steps_file.write_text(json.dumps({"base_url": base_url, "steps": steps, "ok": error is None, "error": error}, indent=2))
+    steps_file.write_text(
+        json.dumps({"base_url": base_url, "steps": steps, "ok": error is None, "error": error}, indent=2)
+    )
     artifacts += [
         {"id": "browser-console", "kind": "console-log", "path": rel(console), "publishable": False},
         {"id": "browser-network", "kind": "network-log", "path": rel(network), "publishable": False},
@@ -404,10 +326,18 @@ def run_scenario(scenario: dict[str, Any], base_url: str, out_dir: Path, rel_roo
             size = png_size(path)
             a["width"], a["height"] = size if size else (0, 0)
     return {
-        "ran": True, "ok": error is None, "error": error, "base_url": base_url, "steps": steps,
-        "last_interaction_step": last_interaction, "last_interaction_ns": last_ns, "text_assertions": text_assertions,
-        "console_messages": len(recorder.console), "console_errors": sum(1 for c in recorder.console if c.startswith(("[error]", "[pageerror]"))),
-        "failed_requests": len(recorder.network), "viewports": [f"{w}x{h}" for _, w, h in VIEWPORTS],
+        "ran": True,
+        "ok": error is None,
+        "error": error,
+        "base_url": base_url,
+        "steps": steps,
+        "last_interaction_step": last_interaction,
+        "last_interaction_ns": last_ns,
+        "text_assertions": text_assertions,
+        "console_messages": len(recorder.console),
+        "console_errors": sum(1 for c in recorder.console if c.startswith(("[error]", "[pageerror]"))),
+        "failed_requests": len(recorder.network),
+        "viewports": [f"{w}x{h}" for _, w, h in VIEWPORTS],
         "artifacts": shots + artifacts,
     }
 
@@ -438,27 +368,55 @@ def _do_step(page: Any, step: dict[str, Any], base_url: str) -> None:
         raise ValueError(f"unknown action {action!r}")
 
 
-def browser_proof(scenario: dict[str, Any], out_dir: Path, rel_root: Path, *, spec: AppSpec | None = None,
-                  app_cwd: Path | None = None, base_url: str | None = None, jail: Any = None) -> dict[str, Any]:
+def browser_proof(
+    scenario: dict[str, Any],
+    out_dir: Path,
+    rel_root: Path,
+    *,
+    spec: AppSpec | None = None,
+    app_cwd: Path | None = None,
+    base_url: str | None = None,
+    jail: Any = None,
+) -> dict[str, Any]:
     """Start the app (unless ``base_url`` names one already running), run the scenario, stop the app."""
     if base_url is not None:
         result = run_scenario(scenario, base_url, out_dir, rel_root)
         result["app"] = {"started": False, "base_url": base_url}
         return result
     if spec is None or app_cwd is None:
-        return {"ran": False, "ok": False, "error": "no app to run the scenario against: the policy sets no proof.app",
-                "steps": [], "artifacts": []}
+        return {
+            "ran": False,
+            "ok": False,
+            "error": "no app to run the scenario against: the policy sets no proof.app",
+            "steps": [],
+            "artifacts": [],
+        }
     log = out_dir / "app.log"
     with RunningApp(spec, app_cwd, log, jail) as app:
         if app.error:
-            result = {"ran": False, "ok": False, "error": app.error, "steps": [], "artifacts": [], "base_url": app.base_url}
+            result = {
+                "ran": False,
+                "ok": False,
+                "error": app.error,
+                "steps": [],
+                "artifacts": [],
+                "base_url": app.base_url,
+            }
         else:
             result = run_scenario(scenario, app.base_url, out_dir, rel_root)
     result["app"] = {"started": True, "command": spec.command, "base_url": app.base_url}
     if log.is_file():
-        result["artifacts"].append({"id": "browser-app-log", "kind": "command-output", "path": log.relative_to(rel_root).as_posix(),
-                                    "publishable": False, "sha256": sha256_file(log), "source": "runner",
-                                    "mtime_ns": log.stat().st_mtime_ns})
+        result["artifacts"].append(
+            {
+                "id": "browser-app-log",
+                "kind": "command-output",
+                "path": log.relative_to(rel_root).as_posix(),
+                "publishable": False,
+                "sha256": sha256_file(log),
+                "source": "runner",
+                "mtime_ns": log.stat().st_mtime_ns,
+            }
+        )
     return result
 
 
@@ -466,4 +424,5 @@ def mobile_unsupported(target: str) -> BrowserError:
     return BrowserError(
         f"{target} proof is not supported on this machine: there is no {'Android emulator' if target == 'android' else 'iOS simulator'} "
         "or device tooling here",
-        "use `orch proof browser` (it captures every final state at the 390x844 mobile viewport too)")
+        "use `orch proof browser` (it captures every final state at the 390x844 mobile viewport too)",
+    )

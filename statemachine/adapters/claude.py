@@ -40,8 +40,8 @@ DEFAULT_API_KEY_ENV = "ANTHROPIC_API_KEY"
 DEFAULT_TOOLS = ("Read", "Edit", "Write", "Glob", "Grep", "Bash")
 PERMISSION_MODES = ("dontAsk", "acceptEdits", "default", "bypassPermissions", "auto", "plan")
 SETTING_SOURCES = ("user", "project", "local")
-LOG_NAME = "agent.log"               # the stream-json events (stdout) and claude's diagnostics (stderr)
-CONFIG_NAME = "claude-config"        # CLAUDE_CONFIG_DIR: settings, session transcript, .claude.json
+LOG_NAME = "agent.log"  # the stream-json events (stdout) and claude's diagnostics (stderr)
+CONFIG_NAME = "claude-config"  # CLAUDE_CONFIG_DIR: settings, session transcript, .claude.json
 # Set for every run: no update checks, telemetry, error reports or other traffic besides the model API.
 QUIET_ENV = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
@@ -74,7 +74,11 @@ def token_usage(events: list[dict[str, Any]]) -> dict[str, int] | None:
         seen: dict[str, dict[str, Any]] = {}
         for event in events:
             message = event.get("message")
-            if event.get("type") != "assistant" or not isinstance(message, dict) or not isinstance(message.get("usage"), dict):
+            if (
+                event.get("type") != "assistant"
+                or not isinstance(message, dict)
+                or not isinstance(message.get("usage"), dict)
+            ):
                 continue
             seen[str(message.get("id") or len(seen))] = message["usage"]  # one message may come as several events
         if not seen:
@@ -115,23 +119,35 @@ class ClaudeAgent:
         tools = config.get("allowed_tools")
         if tools is None:
             tools = list(DEFAULT_TOOLS)
-        valid = isinstance(tools, list) and bool(tools) and all(isinstance(t, str) and _TOOL_NAME.match(t.strip()) for t in tools)
+        valid = (
+            isinstance(tools, list)
+            and bool(tools)
+            and all(isinstance(t, str) and _TOOL_NAME.match(t.strip()) for t in tools)
+        )
         if not valid:
-            raise OrchError(f"agent.allowed_tools must be a non-empty list of tool names or rules, not {tools!r}",
-                            'for example allowed_tools: [Read, Edit, Write, Glob, Grep, "Bash(python -m pytest *)"]')
+            raise OrchError(
+                f"agent.allowed_tools must be a non-empty list of tool names or rules, not {tools!r}",
+                'for example allowed_tools: [Read, Edit, Write, Glob, Grep, "Bash(python -m pytest *)"]',
+            )
         self.allowed_tools = [t.strip() for t in tools]
         max_turns = config.get("max_turns")
         if max_turns is not None and (isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1):
-            raise OrchError(f"agent.max_turns must be a positive whole number, not {max_turns!r}", "for example max_turns: 50")
+            raise OrchError(
+                f"agent.max_turns must be a positive whole number, not {max_turns!r}", "for example max_turns: 50"
+            )
         self.max_turns: int | None = max_turns
         self.permission_mode = str(config.get("permission_mode") or "dontAsk")
         if self.permission_mode not in PERMISSION_MODES:
-            raise OrchError(f"agent.permission_mode {self.permission_mode!r} is not one of {', '.join(PERMISSION_MODES)}",
-                            "use dontAsk (the default): the policy's tools run, everything else is denied without a prompt")
+            raise OrchError(
+                f"agent.permission_mode {self.permission_mode!r} is not one of {', '.join(PERMISSION_MODES)}",
+                "use dontAsk (the default): the policy's tools run, everything else is denied without a prompt",
+            )
         sources = config.get("setting_sources") or []
         if not isinstance(sources, list) or any(s not in SETTING_SOURCES for s in sources):
-            raise OrchError(f"agent.setting_sources must list some of {', '.join(SETTING_SOURCES)}, not {sources!r}",
-                            "the default (none) reads no settings files; [project] also reads the repository's .claude/settings.json")
+            raise OrchError(
+                f"agent.setting_sources must list some of {', '.join(SETTING_SOURCES)}, not {sources!r}",
+                "the default (none) reads no settings files; [project] also reads the repository's .claude/settings.json",
+            )
         self.setting_sources = [str(s) for s in sources]
         self.partial_messages = bool(config.get("partial_messages", True))
         self.scrub_subprocess_env = bool(config.get("scrub_subprocess_env", False))
@@ -142,8 +158,10 @@ class ClaudeAgent:
         self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
         bad = [k for k in self.env if is_secret_name(k)]
         if bad:
-            raise OrchError(f"agent.env names secret-looking variables: {', '.join(bad)}",
-                            "the agent never receives credentials; remove them from the policy")
+            raise OrchError(
+                f"agent.env names secret-looking variables: {', '.join(bad)}",
+                "the agent never receives credentials; remove them from the policy",
+            )
         self.timeout_seconds = config.get("timeout_seconds")
         self.idle_timeout_seconds = config.get("idle_timeout_seconds")
 
@@ -163,13 +181,22 @@ class ClaudeAgent:
 
     def argv(self, exe: str, report_dir: Path) -> list[str]:
         argv = [
-            exe, "-p", "--output-format", "stream-json", "--verbose",
-            "--permission-mode", self.permission_mode,
-            "--tools", ",".join(self.tool_names()),
-            "--allowedTools", *self.allowed_tools,
-            "--setting-sources", ",".join(self.setting_sources),
+            exe,
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            self.permission_mode,
+            "--tools",
+            ",".join(self.tool_names()),
+            "--allowedTools",
+            *self.allowed_tools,
+            "--setting-sources",
+            ",".join(self.setting_sources),
             "--strict-mcp-config",
-            "--add-dir", str(report_dir),
+            "--add-dir",
+            str(report_dir),
         ]
         if self.partial_messages:
             argv.append("--include-partial-messages")
@@ -181,12 +208,16 @@ class ClaudeAgent:
 
     def jail_env(self, config_dir: Path, request: AgentRequest) -> dict[str, str]:
         """What Claude Code gets besides the jail's allowlist: quiet settings, its config folder, its model key."""
-        env = {**self.env, **request.extra_env, **QUIET_ENV,
-               "CLAUDE_CONFIG_DIR": str(config_dir),
-               "ANTHROPIC_API_KEY": os.environ.get(self.api_key_env, ""),
-               "ORCH_REPORT_PATH": str(request.report_path),
-               "ORCH_WORKTREE": str(request.workdir),
-               "ORCH_PROMPT_FILE": str(request.evidence_dir / "prompt.md")}
+        env = {
+            **self.env,
+            **request.extra_env,
+            **QUIET_ENV,
+            "CLAUDE_CONFIG_DIR": str(config_dir),
+            "ANTHROPIC_API_KEY": os.environ.get(self.api_key_env, ""),
+            "ORCH_REPORT_PATH": str(request.report_path),
+            "ORCH_WORKTREE": str(request.workdir),
+            "ORCH_PROMPT_FILE": str(request.evidence_dir / "prompt.md"),
+        }
         if self.base_url:
             env["ANTHROPIC_BASE_URL"] = self.base_url
         if self.scrub_subprocess_env:
@@ -224,11 +255,17 @@ class ClaudeAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return refuse(log, f"claude command {self.command!r} not found",
-                                "install it with `npm install -g @anthropic-ai/claude-code` or set agent.command to its path")
+            return refuse(
+                log,
+                f"claude command {self.command!r} not found",
+                "install it with `npm install -g @anthropic-ai/claude-code` or set agent.command to its path",
+            )
         if not os.environ.get(self.api_key_env):
-            return refuse(log, f"the model API key variable {self.api_key_env} is not set",
-                                "export it in orch's environment, or set agent.api_key_env to the variable that holds it")
+            return refuse(
+                log,
+                f"the model API key variable {self.api_key_env} is not set",
+                "export it in orch's environment, or set agent.api_key_env to the variable that holds it",
+            )
         config_dir = evidence / CONFIG_NAME
         if config_dir.exists():
             shutil.rmtree(config_dir)  # a fresh config per run, even when an interrupted attempt is retried
@@ -239,13 +276,26 @@ class ClaudeAgent:
         timeout = float(request.timeout_seconds or self.timeout_seconds or 1800)
         idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
         if self.jail.enabled:
-            outcome = self.jail.run(self.argv(exe, report_dir),
-                                    jail_spec(request, exe, model_hosts(self.base_url or "https://api.anthropic.com", self.jail)),
-                                    self.jail_env(config_dir, request), log, timeout, idle, stdin_text=request.prompt)
+            outcome = self.jail.run(
+                self.argv(exe, report_dir),
+                jail_spec(request, exe, model_hosts(self.base_url or "https://api.anthropic.com", self.jail)),
+                self.jail_env(config_dir, request),
+                log,
+                timeout,
+                idle,
+                stdin_text=request.prompt,
+            )
             result = outcome.result
         else:
-            result = run_process(self.argv(exe, report_dir), request.workdir, self.environment(config_dir, request), log,
-                                 timeout, idle, stdin_text=request.prompt)
+            result = run_process(
+                self.argv(exe, report_dir),
+                request.workdir,
+                self.environment(config_dir, request),
+                log,
+                timeout,
+                idle,
+                stdin_text=request.prompt,
+            )
         try:
             events = parse_events(log.read_text(errors="replace"))
         except OSError:
@@ -255,6 +305,13 @@ class ClaudeAgent:
             failed = failure_message(events)
             if result.exit_code != 0 or failed:
                 error = failed or f"claude exited with code {result.exit_code}"
-        return AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
-                           str(log), result.output_bytes, error=error, tokens=token_usage(events))
-
+        return AgentResult(
+            result.exit_code,
+            result.timed_out,
+            result.idle_timed_out,
+            result.duration_seconds,
+            str(log),
+            result.output_bytes,
+            error=error,
+            tokens=token_usage(events),
+        )

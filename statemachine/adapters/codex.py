@@ -36,8 +36,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 PROVIDER_ID = "orch"
 SANDBOX_MODES = ("workspace-write", "danger-full-access")
-LOG_NAME = "agent.log"              # the JSONL event stream (stdout) and codex's diagnostics (stderr)
-HOME_NAME = ".codex"                # codex keeps <writable root>/.codex read-only for the sandboxed commands
+LOG_NAME = "agent.log"  # the JSONL event stream (stdout) and codex's diagnostics (stderr)
+HOME_NAME = ".codex"  # codex keeps <writable root>/.codex read-only for the sandboxed commands
 LAST_MESSAGE_NAME = "last-message.md"
 SANDBOX_CHECK_LOG = "sandbox-check.log"
 
@@ -147,17 +147,25 @@ class CodexAgent:
         self.timeout_seconds = config.get("timeout_seconds")
         self.idle_timeout_seconds = config.get("idle_timeout_seconds")
         if not isinstance(self.network, bool):
-            raise OrchError(f"agent.network must be true or false, not {self.network!r}",
-                            "network: true lets the agent's commands reach the network; the default is false")
+            raise OrchError(
+                f"agent.network must be true or false, not {self.network!r}",
+                "network: true lets the agent's commands reach the network; the default is false",
+            )
         if self.sandbox not in SANDBOX_MODES:
-            raise OrchError(f"agent.sandbox {self.sandbox!r} is not one of {', '.join(SANDBOX_MODES)}",
-                            "use workspace-write (the default); danger-full-access only where the machine itself is a disposable sandbox")
+            raise OrchError(
+                f"agent.sandbox {self.sandbox!r} is not one of {', '.join(SANDBOX_MODES)}",
+                "use workspace-write (the default); danger-full-access only where the machine itself is a disposable sandbox",
+            )
         if not isinstance(config.get("args") or [], list):
-            raise OrchError("agent.args must be a list of strings", 'for example args: ["-c", "model_reasoning_effort=\\"high\\""]')
+            raise OrchError(
+                "agent.args must be a list of strings", 'for example args: ["-c", "model_reasoning_effort=\\"high\\""]'
+            )
         bad = [k for k in self.env if is_secret_name(k)]
         if bad:
-            raise OrchError(f"agent.env names secret-looking variables: {', '.join(bad)}",
-                            "the agent never receives credentials; remove them from the policy")
+            raise OrchError(
+                f"agent.env names secret-looking variables: {', '.join(bad)}",
+                "the agent never receives credentials; remove them from the policy",
+            )
 
     # -- pieces ---------------------------------------------------------------------------------------
 
@@ -169,31 +177,42 @@ class CodexAgent:
         root: dict[str, Any] = {}
         if self.model:
             root["model"] = str(self.model)
-        root.update({
-            "model_provider": PROVIDER_ID,
-            "approval_policy": "never",
-            "sandbox_mode": self.effective_sandbox,
-            "check_for_update_on_startup": False,
-        })
+        root.update(
+            {
+                "model_provider": PROVIDER_ID,
+                "approval_policy": "never",
+                "sandbox_mode": self.effective_sandbox,
+                "check_for_update_on_startup": False,
+            }
+        )
         if not self.network:
             root["web_search"] = "disabled"  # the hosted search tool would bypass the sandbox's network ban
         lines = [f"{k} = {_toml(v)}" for k, v in root.items()]
         tables: list[tuple[str, dict[str, Any]]] = [
             ("sandbox_workspace_write", {"network_access": self.network, "writable_roots": [str(report_dir)]}),
-            ("shell_environment_policy", {
-                # the commands codex runs inherit its environment minus *KEY*/*SECRET*/*TOKEN* and the model key
-                "inherit": "all", "ignore_default_excludes": False,
-                "exclude": [self.api_key_env] if self.api_key_env else [],
-            }),
-            ("skills", {"include_instructions": False}),   # no skills from ~/.agents or elsewhere in the prompt
+            (
+                "shell_environment_policy",
+                {
+                    # the commands codex runs inherit its environment minus *KEY*/*SECRET*/*TOKEN* and the model key
+                    "inherit": "all",
+                    "ignore_default_excludes": False,
+                    "exclude": [self.api_key_env] if self.api_key_env else [],
+                },
+            ),
+            ("skills", {"include_instructions": False}),  # no skills from ~/.agents or elsewhere in the prompt
             # no apps/plugins/hooks/memories from outside the run; no background login-shell snapshot racing its end
             ("features", {"apps": False, "plugins": False, "hooks": False, "memories": False, "shell_snapshot": False}),
             ("analytics", {"enabled": False}),
             ("feedback", {"enabled": False}),
-            (f"model_providers.{PROVIDER_ID}", {
-                "name": "orch", "base_url": self.base_url, "wire_api": "responses",
-                **({"env_key": self.api_key_env} if self.api_key_env else {}),
-            }),
+            (
+                f"model_providers.{PROVIDER_ID}",
+                {
+                    "name": "orch",
+                    "base_url": self.base_url,
+                    "wire_api": "responses",
+                    **({"env_key": self.api_key_env} if self.api_key_env else {}),
+                },
+            ),
         ]
         for name, values in tables:
             lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
@@ -203,9 +222,22 @@ class CodexAgent:
 
     def argv(self, exe: str, workdir: Path, evidence_dir: Path) -> list[str]:
         return [
-            exe, "exec", "--json", "--color", "never", "--strict-config", "--ignore-rules", "--skip-git-repo-check",
-            "--sandbox", self.effective_sandbox, "-C", str(workdir), "-o", str(evidence_dir / LAST_MESSAGE_NAME),
-            *self.args, "-",
+            exe,
+            "exec",
+            "--json",
+            "--color",
+            "never",
+            "--strict-config",
+            "--ignore-rules",
+            "--skip-git-repo-check",
+            "--sandbox",
+            self.effective_sandbox,
+            "-C",
+            str(workdir),
+            "-o",
+            str(evidence_dir / LAST_MESSAGE_NAME),
+            *self.args,
+            "-",
         ]
 
     @property
@@ -242,11 +274,17 @@ class CodexAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return refuse(log, f"codex command {self.command!r} not found",
-                                "install it with `npm install -g @openai/codex` or set agent.command to its path")
+            return refuse(
+                log,
+                f"codex command {self.command!r} not found",
+                "install it with `npm install -g @openai/codex` or set agent.command to its path",
+            )
         if self.api_key_env and not os.environ.get(self.api_key_env):
-            return refuse(log, f"the model API key variable {self.api_key_env} is not set",
-                                "export it in orch's environment, or set agent.api_key_env (null for a server without auth)")
+            return refuse(
+                log,
+                f"the model API key variable {self.api_key_env} is not set",
+                "export it in orch's environment, or set agent.api_key_env (null for a server without auth)",
+            )
         home = evidence / HOME_NAME
         if home.exists():  # a fresh home per run, even when an interrupted attempt is retried
             stop_strays(home)
@@ -261,28 +299,57 @@ class CodexAgent:
         idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
 
         if self.jail.enabled:
-            outcome = self.jail.run(self.argv(exe, request.workdir, evidence),
-                                    jail_spec(request, exe, model_hosts(self.base_url, self.jail)),
-                                    self.jail_env(home), log, timeout, idle, stdin_text=request.prompt)
+            outcome = self.jail.run(
+                self.argv(exe, request.workdir, evidence),
+                jail_spec(request, exe, model_hosts(self.base_url, self.jail)),
+                self.jail_env(home),
+                log,
+                timeout,
+                idle,
+                stdin_text=request.prompt,
+            )
             return self._result(agent_result(outcome, log), log)
 
         if self.sandbox == "workspace-write":
             problem = self._sandbox_problem(exe, request.workdir, env, evidence / SANDBOX_CHECK_LOG)
             if problem:
-                return refuse(log, f"codex's sandbox cannot run on this machine: {problem}",
-                                    "run orch where unprivileged user namespaces work (bubblewrap), or set "
-                                    "agent.sandbox: danger-full-access only if this machine is itself a disposable sandbox")
+                return refuse(
+                    log,
+                    f"codex's sandbox cannot run on this machine: {problem}",
+                    "run orch where unprivileged user namespaces work (bubblewrap), or set "
+                    "agent.sandbox: danger-full-access only if this machine is itself a disposable sandbox",
+                )
 
-        result = run_process(self.argv(exe, request.workdir, evidence), request.workdir, env, log, timeout, idle,
-                             stdin_text=request.prompt)
+        result = run_process(
+            self.argv(exe, request.workdir, evidence),
+            request.workdir,
+            env,
+            log,
+            timeout,
+            idle,
+            stdin_text=request.prompt,
+        )
         strays = processes_with_home(home)
         if strays:
             left = stop_strays(home)
             with open(log, "a") as fh:
-                fh.write(f"orch: stopped {len(strays)} process(es) the agent left running: {strays}"
-                         + (f"; still running: {left}" if left else "") + "\n")
-        return self._result(AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
-                                        str(log), result.output_bytes, error=result.error), log)
+                fh.write(
+                    f"orch: stopped {len(strays)} process(es) the agent left running: {strays}"
+                    + (f"; still running: {left}" if left else "")
+                    + "\n"
+                )
+        return self._result(
+            AgentResult(
+                result.exit_code,
+                result.timed_out,
+                result.idle_timed_out,
+                result.duration_seconds,
+                str(log),
+                result.output_bytes,
+                error=result.error,
+            ),
+            log,
+        )
 
     def _result(self, result: AgentResult, log: Path) -> AgentResult:
         """The run's outcome read from codex's event stream: the error it reported, the tokens it used."""
@@ -295,17 +362,30 @@ class CodexAgent:
             failed = failure_message(events)
             if result.exit_code != 0 or any(e.get("type") == "turn.failed" for e in events):
                 error = failed or f"codex exited with code {result.exit_code}"
-        return AgentResult(result.exit_code, result.timed_out, result.idle_timed_out, result.duration_seconds,
-                           result.log, result.output_bytes, error=error, tokens=token_usage(events))
+        return AgentResult(
+            result.exit_code,
+            result.timed_out,
+            result.idle_timed_out,
+            result.duration_seconds,
+            result.log,
+            result.output_bytes,
+            error=error,
+            tokens=token_usage(events),
+        )
 
     def _sandbox_problem(self, exe: str, workdir: Path, env: dict[str, str], log: Path) -> str | None:
         """Run `true` in codex's own workspace sandbox; the reason it failed, or None when it works."""
-        res = run_process([exe, "sandbox", "-P", ":workspace", "-C", str(workdir), "--", "true"], workdir, env, log, 60.0)
+        res = run_process(
+            [exe, "sandbox", "-P", ":workspace", "-C", str(workdir), "--", "true"], workdir, env, log, 60.0
+        )
         if res.exit_code == 0:
             return None
         try:
-            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip() and not ln.startswith("WARNING:")]
+            lines = [
+                ln
+                for ln in log.read_text(errors="replace").splitlines()
+                if ln.strip() and not ln.startswith("WARNING:")
+            ]
         except OSError:
             lines = []
         return (lines[-1] if lines else res.error or f"exit code {res.exit_code}")[:500]
-

@@ -22,10 +22,9 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-
 PROXY_PORT = 3128
-NET_DIR = "/run/orch/net"            # the egress sockets, bound read-only into the jail
-INGRESS_DIR = "/run/orch/ingress"    # the proof server's socket, made by the relay inside the jail
+NET_DIR = "/run/orch/net"  # the egress sockets, bound read-only into the jail
+INGRESS_DIR = "/run/orch/ingress"  # the proof server's socket, made by the relay inside the jail
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 HEAD_LIMIT = 16 * 1024
 
@@ -59,6 +58,7 @@ def split_hosts(hosts: tuple[str, ...] | None) -> tuple[tuple[str, ...] | None, 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:
     """Copy both ways until either side closes."""
+
     def one(src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
@@ -74,6 +74,7 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
                     s.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
+
     t = threading.Thread(target=one, args=(b, a), daemon=True)
     t.start()
     one(a, b)
@@ -112,7 +113,9 @@ class _Server(threading.Thread):
 class Network:
     """The sockets of one jailed run; a no-op for a run with no network at all."""
 
-    def __init__(self, hosts: tuple[str, ...] | None, loopback: tuple[int, ...] = (), ingress_port: int | None = None) -> None:
+    def __init__(
+        self, hosts: tuple[str, ...] | None, loopback: tuple[int, ...] = (), ingress_port: int | None = None
+    ) -> None:
         self.allowed = {parse_host(h) for h in hosts} if hosts is not None else None
         self.loopback = tuple(sorted(set(loopback)))
         self.ingress_port = ingress_port
@@ -163,8 +166,16 @@ class Network:
             return {}
         url = f"http://127.0.0.1:{PROXY_PORT}"
         no_proxy = "localhost,127.0.0.1,::1"
-        return {"HTTPS_PROXY": url, "HTTP_PROXY": url, "https_proxy": url, "http_proxy": url,
-                "ALL_PROXY": url, "all_proxy": url, "NO_PROXY": no_proxy, "no_proxy": no_proxy}
+        return {
+            "HTTPS_PROXY": url,
+            "HTTP_PROXY": url,
+            "https_proxy": url,
+            "http_proxy": url,
+            "ALL_PROXY": url,
+            "all_proxy": url,
+            "NO_PROXY": no_proxy,
+            "no_proxy": no_proxy,
+        }
 
     def wrap(self, argv: list[str]) -> list[str]:
         """The jail's command: the relay first when there are sockets to serve, then ``argv``."""
@@ -231,7 +242,9 @@ class Network:
                 upstream = socket.create_connection((host, port), timeout=30)
                 upstream.settimeout(None)
             except OSError as exc:
-                conn.sendall(f"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nX-Orch: {exc.strerror}\r\n\r\n".encode())
+                conn.sendall(
+                    f"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nX-Orch: {exc.strerror}\r\n\r\n".encode()
+                )
                 conn.close()
                 return
             if method.upper() == "CONNECT":
@@ -254,8 +267,11 @@ class Network:
         text = f"orch: the jail may not reach {what}; only the policy's hosts are allowed\n".encode()
         reason = "Forbidden" if code == 403 else "Bad Request"
         try:
-            conn.sendall(f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(text)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + text)
+            conn.sendall(
+                f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(text)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + text
+            )
         finally:
             conn.close()
 

@@ -46,16 +46,20 @@ class CliGit:
         try:
             return run_git(["rev-parse", "--verify", f"{ref}^{{commit}}"], self.root).strip()
         except GitError:
-            raise GitError(f"{ref} does not name a commit in {self.root}",
-                           "commit something first, or set tracker.base_branch in the policy") from None
+            raise GitError(
+                f"{ref} does not name a commit in {self.root}",
+                "commit something first, or set tracker.base_branch in the policy",
+            ) from None
 
     def base_branch(self, configured: str) -> str:
         if configured:
             return configured
         out = run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], self.root, check=False).strip()
         if not out:
-            raise GitError("the repository is on a detached HEAD and the policy names no base branch",
-                           "set tracker.base_branch in .orch/policy.yaml")
+            raise GitError(
+                "the repository is on a detached HEAD and the policy names no base branch",
+                "set tracker.base_branch in .orch/policy.yaml",
+            )
         return out
 
     @contextmanager
@@ -83,7 +87,10 @@ class CliGit:
             current = run_git(["rev-parse", "--abbrev-ref", "HEAD"], path, check=False).strip()
             if current == branch:
                 return
-            raise GitError(f"{path} holds a worktree on {current!r}, not {branch!r}", f"remove it: git worktree remove --force {path}")
+            raise GitError(
+                f"{path} holds a worktree on {current!r}, not {branch!r}",
+                f"remove it: git worktree remove --force {path}",
+            )
         run_git(["worktree", "prune"], self.root, check=False)
         for block in run_git(["worktree", "list", "--porcelain"], self.root).split("\n\n"):
             fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
@@ -91,8 +98,13 @@ class CliGit:
                 continue
             holder = Path(fields["worktree"])
             if holder.resolve().parent != path.resolve().parent:
-                raise GitError(f"branch {branch!r} is checked out at {holder}", f"switch that checkout to another branch: git -C {holder} switch -")
-            run_git(["checkout", "--quiet", "--detach"], holder)  # an earlier run's worktree: release the branch, keep its files
+                raise GitError(
+                    f"branch {branch!r} is checked out at {holder}",
+                    f"switch that checkout to another branch: git -C {holder} switch -",
+                )
+            run_git(
+                ["checkout", "--quiet", "--detach"], holder
+            )  # an earlier run's worktree: release the branch, keep its files
         path.parent.mkdir(parents=True, exist_ok=True)
         run_git(["worktree", "add", "--force", "-B", branch, str(path), base_sha], self.root)
 
@@ -114,7 +126,9 @@ class CliGit:
             run_git(["add", "--all", "--", "."], worktree, env)
             tree = run_git(["write-tree"], worktree, env).strip()
         changes = []
-        fields = run_git(["diff-tree", "-r", "-z", "--no-renames", "--name-status", base_sha, tree], worktree).split("\0")
+        fields = run_git(["diff-tree", "-r", "-z", "--no-renames", "--name-status", base_sha, tree], worktree).split(
+            "\0"
+        )
         for status, path in zip(fields[0::2], fields[1::2], strict=False):  # a trailing NUL leaves one extra field
             if status:
                 changes.append(Change(path=path, status=status))
@@ -155,7 +169,11 @@ class CliGit:
 
         def digest(path: Path) -> str:
             try:
-                return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ("dir" if path.is_dir() else "missing")
+                return (
+                    hashlib.sha256(path.read_bytes()).hexdigest()
+                    if path.is_file()
+                    else ("dir" if path.is_dir() else "missing")
+                )
             except OSError:
                 return "unreadable"
 
@@ -165,7 +183,10 @@ class CliGit:
             "gitfile": digest(gitfile),
             "config": digest(common / "config"),
             "hooks": ",".join(hook_list),
-            "worktree_config": digest(Path(run_git(["rev-parse", "--path-format=absolute", "--git-dir"], worktree).strip()) / "config.worktree"),
+            "worktree_config": digest(
+                Path(run_git(["rev-parse", "--path-format=absolute", "--git-dir"], worktree).strip())
+                / "config.worktree"
+            ),
         }
 
     def add_detached_worktree(self, path: Path, sha: str) -> None:
@@ -185,16 +206,24 @@ class CliGit:
         user, token = credential
         with tempfile.TemporaryDirectory(prefix="orch-askpass-") as tmp:
             askpass = Path(tmp) / "askpass.sh"
-            askpass.write_text('#!/bin/sh\ncase "$1" in\n  Username*) printf %s "$ORCH_PUSH_USER" ;;\n  *) printf %s "$ORCH_PUSH_TOKEN" ;;\nesac\n')
+            askpass.write_text(
+                '#!/bin/sh\ncase "$1" in\n  Username*) printf %s "$ORCH_PUSH_USER" ;;\n  *) printf %s "$ORCH_PUSH_TOKEN" ;;\nesac\n'
+            )
             askpass.chmod(0o700)
             # the only askpass and the only credential: every helper the repository names is cleared (run_git)
             env = {"GIT_ASKPASS": str(askpass), "ORCH_PUSH_USER": user, "ORCH_PUSH_TOKEN": token}
             try:
-                run_git(["push", "--porcelain", remote, f"{'+' if force else ''}{sha}:refs/heads/{branch}"], self.root, env,
-                        network=True)
+                run_git(
+                    ["push", "--porcelain", remote, f"{'+' if force else ''}{sha}:refs/heads/{branch}"],
+                    self.root,
+                    env,
+                    network=True,
+                )
             except GitError as exc:
-                raise GitError(str(exc.message).replace(token, "***"), "check that the token may push to the repository "
-                               "(contents: write) and that the remote exists") from None
+                raise GitError(
+                    str(exc.message).replace(token, "***"),
+                    "check that the token may push to the repository (contents: write) and that the remote exists",
+                ) from None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return run_git_result(["merge-base", "--is-ancestor", ancestor, descendant], self.root).returncode == 0
@@ -211,14 +240,19 @@ class CliGit:
         if self.is_ancestor(sha, head):
             return head, []
         try:  # 1: conflicts, listed after the tree
-            proc = run_git_result(["merge-tree", "--write-tree", "--name-only", "--no-messages", head, sha], self.root,
-                                  retcode=(0, 1))
+            proc = run_git_result(
+                ["merge-tree", "--write-tree", "--name-only", "--no-messages", head, sha], self.root, retcode=(0, 1)
+            )
         except GitCommandFailed as exc:
-            raise GitError(f"git merge-tree failed for {branch}: {exc.stderr.strip()}", "git 2.38 or newer is needed") from None
+            raise GitError(
+                f"git merge-tree failed for {branch}: {exc.stderr.strip()}", "git 2.38 or newer is needed"
+            ) from None
         lines = proc.stdout.splitlines()
         if proc.returncode == 1:
             return None, [line for line in lines[1:] if line.strip()]
-        merged = run_git(["commit-tree", lines[0].strip(), "-p", head, "-p", sha, "-m", message], self.root, RUNNER_IDENT).strip()
+        merged = run_git(
+            ["commit-tree", lines[0].strip(), "-p", head, "-p", sha, "-m", message], self.root, RUNNER_IDENT
+        ).strip()
         run_git(["update-ref", f"refs/heads/{branch}", merged, head], self.root)
         return merged, []
 
@@ -234,7 +268,6 @@ class CliGit:
 
     def diff_text(self, base: str, tree: str) -> str:
         return run_git(["diff", "--no-color", "--no-renames", "--no-ext-diff", base, tree], self.root)
-
 
 
 def _names(out: str) -> list[str]:

@@ -33,8 +33,16 @@ from typing import Any
 
 from statemachine.errors import GitError
 
-__all__ = ["HARDENED_CONFIG", "GitCommandFailed", "Retcode", "git_argv", "git_env", "run_git", "run_git_bytes",
-           "run_git_result"]
+__all__ = [
+    "HARDENED_CONFIG",
+    "GitCommandFailed",
+    "Retcode",
+    "git_argv",
+    "git_env",
+    "run_git",
+    "run_git_bytes",
+    "run_git_result",
+]
 
 # The exit codes a call accepts, as plumbum's ``retcode``: one code, several, or None for any.
 Retcode = int | tuple[int, ...] | None
@@ -51,62 +59,100 @@ class GitCommandFailed(GitError):
         self.stdout = stdout
         self.stderr = stderr
 
+
 HARDENED_CONFIG: tuple[tuple[str, str], ...] = (
-    ("core.hooksPath", "/dev/null"),        # no hook runs: pre-commit, post-checkout, reference-transaction, pre-push...
-    ("core.fsmonitor", "false"),            # no fsmonitor hook or daemon
-    ("core.sshCommand", "ssh"),             # the repository's config cannot swap the ssh program
-    ("core.askPass", ""),                   # the only askpass is the one the runner passes for its own push
-    ("credential.helper", ""),              # an empty value clears every helper configured before it
+    ("core.hooksPath", "/dev/null"),  # no hook runs: pre-commit, post-checkout, reference-transaction, pre-push...
+    ("core.fsmonitor", "false"),  # no fsmonitor hook or daemon
+    ("core.sshCommand", "ssh"),  # the repository's config cannot swap the ssh program
+    ("core.askPass", ""),  # the only askpass is the one the runner passes for its own push
+    ("credential.helper", ""),  # an empty value clears every helper configured before it
     ("core.pager", "cat"),
-    ("core.editor", "false"),               # orch never edits interactively; an editor would fail, not run
+    ("core.editor", "false"),  # orch never edits interactively; an editor would fail, not run
     ("sequence.editor", "false"),
-    ("core.attributesFile", "/dev/null"),   # with GIT_ATTR_NOSYSTEM: only the repository's own attributes
-    ("core.excludesFile", "/dev/null"),     # the maintainer's personal ignore file does not shape a capture
-    ("protocol.ext.allow", "never"),        # an `ext::` URL (url.<x>.insteadOf) would run a command
-    ("commit.gpgSign", "false"),            # no runner commit is signed (git 2.39's commit-tree ignores it; commit does not)
+    ("core.attributesFile", "/dev/null"),  # with GIT_ATTR_NOSYSTEM: only the repository's own attributes
+    ("core.excludesFile", "/dev/null"),  # the maintainer's personal ignore file does not shape a capture
+    ("protocol.ext.allow", "never"),  # an `ext::` URL (url.<x>.insteadOf) would run a command
+    ("commit.gpgSign", "false"),  # no runner commit is signed (git 2.39's commit-tree ignores it; commit does not)
     ("tag.gpgSign", "false"),
     ("push.gpgSign", "false"),
-    ("log.showSignature", "false"),         # no signature verification (it runs gpg.program)
+    ("log.showSignature", "false"),  # no signature verification (it runs gpg.program)
     ("gpg.program", "false"),
     ("gpg.ssh.program", "false"),
     ("gpg.x509.program", "false"),
-    ("merge.renormalize", "false"),         # a merge never runs clean filters over blobs
+    ("merge.renormalize", "false"),  # a merge never runs clean filters over blobs
     ("submodule.recurse", "false"),
     ("push.recurseSubmodules", "no"),
 )
 
 # Keys with a free middle part (section.<name>.key) that run a program, and the inert value each gets.
 _NAMED_PROGRAM_KEYS = {
-    ("filter", "clean"): "", ("filter", "smudge"): "", ("filter", "process"): "",  # empty: the filter is skipped
+    ("filter", "clean"): "",
+    ("filter", "smudge"): "",
+    ("filter", "process"): "",  # empty: the filter is skipped
     ("filter", "required"): "false",
-    ("merge", "driver"): "false",           # a merge that needs the driver reports a conflict instead
-    ("credential", "helper"): "",           # credential.<url>.helper outranks the plain key, so clear each URL's own
+    ("merge", "driver"): "false",  # a merge that needs the driver reports a conflict instead
+    ("credential", "helper"): "",  # credential.<url>.helper outranks the plain key, so clear each URL's own
 }
 
 # Commands that run no filter, merge driver, credential helper or transport: no need to list the repository's config.
 # (Not write-tree, nor anything else that writes the index: writing it re-hashes racily clean files through the
 # clean filter.)
-_NO_PROGRAMS = frozenset({"rev-parse", "symbolic-ref", "for-each-ref", "update-ref", "commit-tree", "merge-base",
-                          "diff-tree", "cat-file", "ls-tree", "show-ref", "rev-list", "init", "config",
-                          "version"})
+_NO_PROGRAMS = frozenset(
+    {
+        "rev-parse",
+        "symbolic-ref",
+        "for-each-ref",
+        "update-ref",
+        "commit-tree",
+        "merge-base",
+        "diff-tree",
+        "cat-file",
+        "ls-tree",
+        "show-ref",
+        "rev-list",
+        "init",
+        "config",
+        "version",
+    }
+)
 # Options added after the subcommand. Diff porcelain would otherwise run diff.external or the command and textconv of
 # a diff driver that .gitattributes names. remote.<x>.receivepack and uploadpack run a command on a local or ssh
 # remote, and git keeps the first value it reads, so only the command line overrides them.
 _ADDED_OPTIONS = {
-    "diff": ("--no-ext-diff", "--no-textconv"), "show": ("--no-ext-diff", "--no-textconv"),
-    "log": ("--no-ext-diff", "--no-textconv"), "push": ("--receive-pack=git-receive-pack",),
-    "fetch": ("--upload-pack=git-upload-pack",), "ls-remote": ("--upload-pack=git-upload-pack",),
+    "diff": ("--no-ext-diff", "--no-textconv"),
+    "show": ("--no-ext-diff", "--no-textconv"),
+    "log": ("--no-ext-diff", "--no-textconv"),
+    "push": ("--receive-pack=git-receive-pack",),
+    "fetch": ("--upload-pack=git-upload-pack",),
+    "ls-remote": ("--upload-pack=git-upload-pack",),
 }
 
 _LOCALE = {"LANG": "C", "LC_ALL": "C"}
 _ENFORCED = {
-    "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_ATTR_NOSYSTEM": "1",
-    "GIT_TERMINAL_PROMPT": "0", "GIT_PROXY_COMMAND": "",  # set but empty: core.gitProxy is never consulted
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PROXY_COMMAND": "",  # set but empty: core.gitProxy is never consulted
     "GIT_NO_REPLACE_OBJECTS": "1",  # refs/replace cannot make an object read as another
 }
 # Kept from orch's own environment for a push only: ssh finds its keys and agent, https its proxy and CAs.
-_NETWORK_KEEP = ("HOME", "SSH_AUTH_SOCK", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                 "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH")
+_NETWORK_KEEP = (
+    "HOME",
+    "SSH_AUTH_SOCK",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+)
 
 
 def git_env(env: Mapping[str, str] | None = None, *, network: bool = False) -> dict[str, str]:
@@ -128,7 +174,7 @@ _HARDENED_OPTIONS: tuple[str, ...] = tuple(x for key, value in HARDENED_CONFIG f
 def _with_added_options(args: list[str]) -> list[str]:
     sub = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
     if sub is not None and args[sub] in _ADDED_OPTIONS:
-        return [*args[:sub + 1], *_ADDED_OPTIONS[args[sub]], *args[sub + 1:]]
+        return [*args[: sub + 1], *_ADDED_OPTIONS[args[sub]], *args[sub + 1 :]]
     return list(args)
 
 
@@ -146,6 +192,7 @@ def _git_binary() -> str:
 
 
 # plumbum -----------------------------------------------------------------------------------------------------
+
 
 class _Plumbum:
     """plumbum, imported on the first git command (its import costs tens of milliseconds that a command running no
@@ -190,8 +237,16 @@ def _text(data: bytes) -> str:
     return data.decode(locale.getpreferredencoding(False), "replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _exec(git: str, args: list[str], shown: list[str], cwd: Path, env: dict[str, str], timeout: float | None,
-          retcode: Retcode, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+def _exec(
+    git: str,
+    args: list[str],
+    shown: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float | None,
+    retcode: Retcode,
+    stdin: bytes | None,
+) -> tuple[int, bytes, bytes]:
     """Run ``git args`` through plumbum; the exit code, stdout and stderr as bytes. Every failure leaves as orch's
     own error, worded with ``shown`` (the caller's arguments) and ``cwd``."""
     pb = _Plumbum.get()
@@ -205,16 +260,25 @@ def _exec(git: str, args: list[str], shown: list[str], cwd: Path, env: dict[str,
         # plumbum keeps the output as given in ``args`` (its own attributes hold an ascii() form of bytes)
         code, out, err = exc.args[1], _raw(exc.args[2]), _raw(exc.args[3])
         stderr, stdout = _text(err).strip(), _text(out).strip()
-        raise GitCommandFailed(f"git {' '.join(shown[:3])} failed in {cwd}: {stderr or stdout}",
-                               "check the repository's state with `git status`", code, _text(out), _text(err)) from None
+        raise GitCommandFailed(
+            f"git {' '.join(shown[:3])} failed in {cwd}: {stderr or stdout}",
+            "check the repository's state with `git status`",
+            code,
+            _text(out),
+            _text(err),
+        ) from None
     except pb.timed_out:
-        raise GitError(f"git {' '.join(shown[:3])} did not finish within {timeout:g}s in {cwd}",
-                       "check the repository's config for an include of a pipe or a slow file system") from None
+        raise GitError(
+            f"git {' '.join(shown[:3])} did not finish within {timeout:g}s in {cwd}",
+            "check the repository's config for an include of a pipe or a slow file system",
+        ) from None
     except OSError as exc:
         if not Path(git).exists():
             raise GitError("git is not installed or not on PATH", "install git (2.38 or newer)") from None
-        raise GitError(f"git {' '.join(shown[:3])} cannot run in {cwd}: {exc.strerror or exc}",
-                       "check that the folder exists and can be read") from None
+        raise GitError(
+            f"git {' '.join(shown[:3])} cannot run in {cwd}: {exc.strerror or exc}",
+            "check that the folder exists and can be read",
+        ) from None
     return int(code), _raw(out), _raw(err)
 
 
@@ -231,14 +295,29 @@ def _accepting_zero(retcode: Retcode) -> Retcode:
     return codes if 0 in codes else (0, *codes)
 
 
-def _neutralize_named(git: str, leading: list[str], shown: list[str], cwd: Path, env: dict[str, str],
-                      timeout: float | None, retcode: Retcode) -> dict[str, str] | tuple[int, bytes, bytes]:
+def _neutralize_named(
+    git: str,
+    leading: list[str],
+    shown: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float | None,
+    retcode: Retcode,
+) -> dict[str, str] | tuple[int, bytes, bytes]:
     """GIT_CONFIG_COUNT entries that pin each program-running key the repository's config sets under a free name
     (the environment form takes any name as-is, where `-c` would split one holding '='); or, when the config
     cannot be listed, that failure as the command's own (the command is not run unpinned): raised when the caller
     does not accept its exit code, returned when it does."""
-    code, out, err = _exec(git, [*leading, "config", "--list", "--name-only", "-z"], shown, cwd, env, timeout,
-                           _accepting_zero(retcode), None)
+    code, out, err = _exec(
+        git,
+        [*leading, "config", "--list", "--name-only", "-z"],
+        shown,
+        cwd,
+        env,
+        timeout,
+        _accepting_zero(retcode),
+        None,
+    )
     if code != 0:
         return code, out, err
     pins: dict[str, str] = {}
@@ -255,8 +334,15 @@ def _neutralize_named(git: str, leading: list[str], shown: list[str], cwd: Path,
     return pinned
 
 
-def _run(args: list[str], cwd: Path, env: Mapping[str, str] | None, network: bool, timeout: float | None,
-         retcode: Retcode, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+def _run(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str] | None,
+    network: bool,
+    timeout: float | None,
+    retcode: Retcode,
+    stdin: bytes | None,
+) -> tuple[int, bytes, bytes]:
     """The one way orch runs git (see HARDENED_CONFIG)."""
     git = _git_binary()
     full_env = git_env(env, network=network)
@@ -269,9 +355,16 @@ def _run(args: list[str], cwd: Path, env: Mapping[str, str] | None, network: boo
     return _exec(git, args, args, cwd, full_env, timeout, retcode, stdin)
 
 
-def run_git_result(args: list[str], cwd: Path, env: Mapping[str, str] | None = None, *, network: bool = False,
-                   timeout: float | None = None, retcode: Retcode = None,
-                   input: str | bytes | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
+def run_git_result(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    network: bool = False,
+    timeout: float | None = None,
+    retcode: Retcode = None,
+    input: str | bytes | None = None,
+) -> subprocess.CompletedProcess[str]:  # noqa: A002
     """Run one git command the runner's way (see HARDENED_CONFIG); return its exit code and output (text). By default
     no exit code raises; ``retcode`` names the codes this call accepts, and any other raises ``GitCommandFailed``.
     ``network``: a push or fetch, which keeps HOME, the SSH agent and proxy settings. ``input``: the command's stdin
@@ -282,16 +375,33 @@ def run_git_result(args: list[str], cwd: Path, env: Mapping[str, str] | None = N
     return subprocess.CompletedProcess(git_argv("git", args), code, _text(out), _text(err))
 
 
-def run_git(args: list[str], cwd: Path, env: Mapping[str, str] | None = None, check: bool = True, *,
-            network: bool = False, timeout: float | None = None, retcode: Retcode = 0,
-            input: str | bytes | None = None) -> str:  # noqa: A002
+def run_git(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    *,
+    network: bool = False,
+    timeout: float | None = None,
+    retcode: Retcode = 0,
+    input: str | bytes | None = None,
+) -> str:  # noqa: A002
     """Run one git command and return its stdout (text). ``check`` False accepts any exit code; otherwise ``retcode``
     (0 unless told) names the accepted ones and any other raises ``GitCommandFailed``."""
-    return run_git_result(args, cwd, env, network=network, timeout=timeout, retcode=retcode if check else None,
-                          input=input).stdout
+    return run_git_result(
+        args, cwd, env, network=network, timeout=timeout, retcode=retcode if check else None, input=input
+    ).stdout
 
 
-def run_git_bytes(args: list[str], cwd: Path, env: Mapping[str, str] | None = None, *, network: bool = False,
-                  timeout: float | None = None, retcode: Retcode = 0, input: bytes | None = None) -> bytes:  # noqa: A002
+def run_git_bytes(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    network: bool = False,
+    timeout: float | None = None,
+    retcode: Retcode = 0,
+    input: bytes | None = None,
+) -> bytes:  # noqa: A002
     """``run_git`` for binary output: stdout exactly as git wrote it (a blob, a NUL-separated listing of raw paths)."""
     return _run(args, cwd, env, network, timeout, retcode, input)[1]

@@ -15,108 +15,51 @@ that bubblewrap holds while the jail lives lets a resumed run prove that an earl
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import hashlib
 import os
-import shutil
-import signal
-import stat
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from statemachine.adapters import egress
 from statemachine.adapters.egress import INGRESS_DIR, NET_DIR
+from statemachine.adapters.jail_files import REMOVED_SUFFIX as REMOVED_SUFFIX
+from statemachine.adapters.jail_files import _start_time, disarm, ensure_gone
+from statemachine.adapters.jail_files import lock_free as lock_free
+from statemachine.adapters.jail_files import own_git as own_git
+from statemachine.adapters.jail_files import workspace_extras as workspace_extras
+from statemachine.adapters.jail_files import workspace_lock as workspace_lock
+from statemachine.adapters.jail_settings import MODES as MODES
+from statemachine.adapters.jail_settings import JailError as JailError
+from statemachine.adapters.jail_settings import Probe as Probe
+from statemachine.adapters.jail_settings import Settings as Settings
+from statemachine.adapters.jail_settings import _namespaces
+from statemachine.adapters.jail_settings import bwrap_path as bwrap_path
+from statemachine.adapters.jail_settings import probe as probe
 from statemachine.adapters.process import ProcessResult, run_process
 from statemachine.errors import OrchError
 
-MODES = ("bubblewrap", "none")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 # Inside /etc, files that hold a machine's secrets (readable when orch itself runs as root).
-ETC_PRIVATE = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/etc/sudoers",
-               "/etc/sudoers.d", "/etc/security/opasswd", "/etc/ssl/private")
+ETC_PRIVATE = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssh",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/security/opasswd",
+    "/etc/ssl/private",
+)
 JAIL_HOME = "/home/agent"
-TMP_BYTES = 2 * 1024 ** 3            # /tmp and HOME are memory: a cap keeps a runaway agent from filling RAM
+TMP_BYTES = 2 * 1024**3  # /tmp and HOME are memory: a cap keeps a runaway agent from filling RAM
 # Variables an agent or check receives from orch's environment, by name (never by "all but secrets").
 ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "SOURCE_DATE_EPOCH")
 ENV_ALLOW_PREFIX = ("LC_",)
-REMOVED_SUFFIX = ".orch-removed"     # beside what ``disarm`` removed from an evidence folder
-
-
-class JailError(OrchError):
-    """The jail cannot start; the run must not go ahead unjailed."""
-
-
-@dataclass(frozen=True)
-class Probe:
-    ok: bool
-    bwrap: str | None
-    version: str | None
-    reason: str | None = None
-
-
-def bwrap_path() -> str | None:
-    return os.environ.get("ORCH_BWRAP") or shutil.which("bwrap")
-
-
-@functools.lru_cache(maxsize=4)
-def probe(bwrap: str | None = None) -> Probe:
-    """Can bubblewrap build a jail here (user, PID and network namespaces)? Cached per process."""
-    exe = bwrap or bwrap_path()
-    if exe is None:
-        return Probe(False, None, None, "bubblewrap (bwrap) is not installed: apt-get install bubblewrap "
-                                        "(dnf install bubblewrap, pacman -S bubblewrap)")
-    try:
-        version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout.strip() or None
-        res = subprocess.run([exe, *_namespaces(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Probe(False, exe, None, f"{exe} cannot run: {exc}")
-    if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
-        return Probe(False, exe, version, f"bubblewrap cannot create namespaces here ({why}); unprivileged user "
-                                          "namespaces are probably disabled (sysctl kernel.unprivileged_userns_clone=1, "
-                                          "or AppArmor's kernel.apparmor_restrict_unprivileged_userns=0)")
-    return Probe(True, exe, version)
-
-
-def _namespaces() -> list[str]:
-    uid = os.getuid() or 1000  # root outside is an ordinary user inside: no capabilities, no root-owned powers
-    gid = os.getgid() or 1000
-    return ["--unshare-user", "--uid", str(uid), "--gid", str(gid), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-net", "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The policy's ``sandbox`` section (``sandbox: none`` is ``mode: none``)."""
-
-    mode: str = "bubblewrap"
-    read_only: tuple[str, ...] = ()
-    writable: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    agent_hosts: tuple[str, ...] = ()
-    check_hosts: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> Settings:
-        raw = data.get("sandbox")
-        if raw is None or raw == "bubblewrap":
-            return cls()
-        if raw == "none":
-            return cls(mode="none")
-        if not isinstance(raw, dict):
-            raise OrchError(f"sandbox must be a mapping or 'none', not {raw!r}", "see docs/security.md")
-        net = raw.get("network") or {}
-        return cls(mode=str(raw.get("mode") or "bubblewrap"), read_only=tuple(str(p) for p in raw.get("read_only") or ()),
-                   writable=tuple(str(p) for p in raw.get("writable") or ()), env=tuple(str(n) for n in raw.get("env") or ()),
-                   agent_hosts=tuple(str(h) for h in net.get("agent") or ()),
-                   check_hosts=tuple(str(h) for h in net.get("checks") or ()))
 
 
 @dataclass
@@ -126,12 +69,12 @@ class Spec:
     workdir: Path
     writable: tuple[Path, ...] = ()
     read_only: tuple[Path, ...] = ()
-    executable: str | None = None          # the program's resolved path: its install folder becomes visible
-    hosts: tuple[str, ...] | None = None   # host[:port] reachable through the egress proxy; None: no network
-    loopback: tuple[int, ...] = ()         # ports of services on orch's loopback (a model server) reachable as-is
-    ingress_port: int | None = None        # a server inside listens here; orch reaches it through a socket
-    gitdir: Path | None = None             # bound over ``workdir/.git``: the workspace's own git directory
-    lock: Path | None = None               # held by bubblewrap while the jail lives
+    executable: str | None = None  # the program's resolved path: its install folder becomes visible
+    hosts: tuple[str, ...] | None = None  # host[:port] reachable through the egress proxy; None: no network
+    loopback: tuple[int, ...] = ()  # ports of services on orch's loopback (a model server) reachable as-is
+    ingress_port: int | None = None  # a server inside listens here; orch reaches it through a socket
+    gitdir: Path | None = None  # bound over ``workdir/.git``: the workspace's own git directory
+    lock: Path | None = None  # held by bubblewrap while the jail lives
     label: str = "process"
     workdir_writable: bool = True
 
@@ -139,7 +82,7 @@ class Spec:
 @dataclass
 class Outcome:
     result: ProcessResult
-    denied: list[str] = field(default_factory=list)   # egress the proxy refused, "host:port"
+    denied: list[str] = field(default_factory=list)  # egress the proxy refused, "host:port"
     jailed: bool = True
 
 
@@ -156,7 +99,11 @@ class Jail:
         self.home = Path(os.path.expanduser("~")).resolve()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Jail) and (self.settings, self.repo, self.home) == (other.settings, other.repo, other.home)
+        return isinstance(other, Jail) and (self.settings, self.repo, self.home) == (
+            other.settings,
+            other.repo,
+            other.home,
+        )
 
     def __hash__(self) -> int:
         return hash((self.settings, self.repo, self.home))
@@ -177,9 +124,11 @@ class Jail:
         if self.enabled:
             p = probe()
             if not p.ok:
-                raise JailError(f"the agent jail cannot start: {p.reason}",
-                                "install bubblewrap and allow user namespaces, or (only where this machine is itself "
-                                "a disposable sandbox) set `sandbox: none` in the policy")
+                raise JailError(
+                    f"the agent jail cannot start: {p.reason}",
+                    "install bubblewrap and allow user namespaces, or (only where this machine is itself "
+                    "a disposable sandbox) set `sandbox: none` in the policy",
+                )
 
     # -- what is visible ----------------------------------------------------------------------------
 
@@ -202,11 +151,15 @@ class Jail:
                 raise OrchError(f"sandbox.{key}: {raw!r} does not exist", "create it, or remove it from the policy")
             for guarded in self.protected():
                 if _under(guarded, path):
-                    raise OrchError(f"sandbox.{key}: {raw!r} would expose {guarded} to the agent",
-                                    "name a narrower folder (a toolchain or cache), never the repository or your home")
+                    raise OrchError(
+                        f"sandbox.{key}: {raw!r} would expose {guarded} to the agent",
+                        "name a narrower folder (a toolchain or cache), never the repository or your home",
+                    )
                 if key == "writable" and self.repo is not None and _under(path, self.repo):
-                    raise OrchError(f"sandbox.writable: {raw!r} is inside the repository",
-                                    "agents write only their workspace; a cache belongs outside the checkout")
+                    raise OrchError(
+                        f"sandbox.writable: {raw!r} is inside the repository",
+                        "agents write only their workspace; a cache belongs outside the checkout",
+                    )
             out.append(path)
         return out
 
@@ -262,7 +215,9 @@ class Jail:
 
     # -- the command line ---------------------------------------------------------------------------
 
-    def argv(self, argv: list[str], spec: Spec, env: dict[str, str], net_dir: Path | None, ingress_dir: Path | None) -> list[str]:
+    def argv(
+        self, argv: list[str], spec: Spec, env: dict[str, str], net_dir: Path | None, ingress_dir: Path | None
+    ) -> list[str]:
         p = probe()
         assert p.bwrap is not None
         args = [p.bwrap, *_namespaces()]
@@ -276,8 +231,20 @@ class Jail:
                 args += ["--tmpfs", private]
             elif os.path.lexists(private):
                 args += ["--ro-bind", "/dev/null", private]
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
-                 "--size", str(TMP_BYTES), "--tmpfs", JAIL_HOME]
+        args += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            str(TMP_BYTES),
+            "--tmpfs",
+            "/tmp",
+            "--size",
+            str(TMP_BYTES),
+            "--tmpfs",
+            JAIL_HOME,
+        ]
         mounts: list[tuple[str, Path, Path]] = []
         for path in self.toolchains(spec.executable) + self.check_paths(self.settings.read_only, "read_only"):
             mounts.append(("--ro-bind", path, path))
@@ -294,8 +261,14 @@ class Jail:
                 mounts.append((flag, real, Path(path).absolute()))
         # A folder mounted below the jail's own /tmp or HOME (a repository cloned in /tmp) would have its parents made
         # in that writable scratch: they get a read-only tmpfs of their own, so a write beside the workspace fails.
-        tops = sorted({Path(root, d.relative_to(root).parts[0]) for _, _, d in mounts for root in ("/tmp", JAIL_HOME)
-                       if _under(d, Path(root)) and len(d.relative_to(root).parts) > 1})
+        tops = sorted(
+            {
+                Path(root, d.relative_to(root).parts[0])
+                for _, _, d in mounts
+                for root in ("/tmp", JAIL_HOME)
+                if _under(d, Path(root)) and len(d.relative_to(root).parts) > 1
+            }
+        )
         for scratch in tops:
             args += ["--tmpfs", str(scratch)]
         # parents before children, so a writable workspace inside a read-only toolchain folder stays writable
@@ -336,18 +309,41 @@ class Jail:
         for name in self.settings.env:
             if name in os.environ:
                 env[name] = os.environ[name]
-        env.update({"HOME": str(home) if home is not None else JAIL_HOME, "TMPDIR": "/tmp" if self.enabled else tempfile.gettempdir(),
-                    "USER": "agent", "LOGNAME": "agent", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"})
+        env.update(
+            {
+                "HOME": str(home) if home is not None else JAIL_HOME,
+                "TMPDIR": "/tmp" if self.enabled else tempfile.gettempdir(),
+                "USER": "agent",
+                "LOGNAME": "agent",
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_TERMINAL_PROMPT": "0",
+            }
+        )
         env.update(explicit)
         return env
 
-    def run(self, argv: list[str], spec: Spec, env: dict[str, str], log: Path, timeout: float,
-            idle_timeout: float | None = None, stdin_text: str | None = None) -> Outcome:
+    def run(
+        self,
+        argv: list[str],
+        spec: Spec,
+        env: dict[str, str],
+        log: Path,
+        timeout: float,
+        idle_timeout: float | None = None,
+        stdin_text: str | None = None,
+    ) -> Outcome:
         """Run ``argv`` in the jail; ``env`` is added to the allowlisted environment."""
         if not self.enabled:
             with tempfile.TemporaryDirectory(prefix="orch-home-") as home:
-                result = run_process(argv, spec.workdir, self.environment(env, home=Path(home)), log, timeout,
-                                     idle_timeout, stdin_text=stdin_text)
+                result = run_process(
+                    argv,
+                    spec.workdir,
+                    self.environment(env, home=Path(home)),
+                    log,
+                    timeout,
+                    idle_timeout,
+                    stdin_text=stdin_text,
+                )
             return Outcome(result, jailed=False)
         p = probe()
         if not p.ok:
@@ -370,13 +366,24 @@ class Jail:
             except OrchError as exc:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(f"orch: the jail cannot start: {exc.message}\n")
-                return Outcome(ProcessResult(None, False, False, 0.0, 0, False, error=f"the jail cannot start: {exc.message}"))
-            result = run_process(command, spec.workdir, {"PATH": os.environ.get("PATH", os.defpath)}, log, timeout,
-                                 idle_timeout, stdin_text=stdin_text, on_start=_recorder(spec.lock))
+                return Outcome(
+                    ProcessResult(None, False, False, 0.0, 0, False, error=f"the jail cannot start: {exc.message}")
+                )
+            result = run_process(
+                command,
+                spec.workdir,
+                {"PATH": os.environ.get("PATH", os.defpath)},
+                log,
+                timeout,
+                idle_timeout,
+                stdin_text=stdin_text,
+                on_start=_recorder(spec.lock),
+            )
             denied = net.denied()
         removed = [item for folder in spec.writable for item in disarm(folder)]
-        notes = (["orch: the jail's egress proxy refused: " + ", ".join(denied)] if denied else []) + \
-                [f"orch: removed what the jailed process left in {item}" for item in removed]
+        notes = (["orch: the jail's egress proxy refused: " + ", ".join(denied)] if denied else []) + [
+            f"orch: removed what the jailed process left in {item}" for item in removed
+        ]
         if notes:
             try:
                 with open(log, "a") as fh:
@@ -401,9 +408,15 @@ class Started:
             if sock is not None and spec.ingress_port is not None:
                 self.forward = egress.IngressForward(sock, spec.ingress_port)
             with open(log, "wb") as out:
-                self.proc = subprocess.Popen(command, cwd=spec.workdir, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT, start_new_session=True,
-                                             env={"PATH": os.environ.get("PATH", os.defpath)})
+                self.proc = subprocess.Popen(
+                    command,
+                    cwd=spec.workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={"PATH": os.environ.get("PATH", os.defpath)},
+                )
         except BaseException:
             self.close()
             raise
@@ -422,35 +435,6 @@ def _toolchains(jail: Jail, executable: str | None, path: str) -> tuple[Path, ..
     return tuple(jail._toolchains(executable))
 
 
-def disarm(folder: Path) -> list[str]:
-    """Remove every symlink, FIFO, socket or device a jailed process left in a folder the runner writes to afterwards
-    (its evidence folder): a symlink there would make the runner's next write land wherever the agent chose."""
-    removed: list[str] = []
-    if not folder.is_dir() or folder.is_symlink():
-        return removed
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = Path(root, name)
-            try:
-                mode = path.lstat().st_mode
-            except OSError:
-                continue
-            if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                try:
-                    what = f"a symlink to {os.readlink(path)}" if stat.S_ISLNK(mode) else "a special file"
-                    path.unlink()
-                    # a note in its place, so a check that looks for the file can say what it was
-                    fd = os.open(path.with_name(name + REMOVED_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
-                    try:
-                        os.write(fd, f"orch removed {what}\n".encode())
-                    finally:
-                        os.close(fd)
-                    removed.append(f"{path} ({what})")
-                except OSError:
-                    pass
-    return removed
-
-
 def _recorder(lock: Path | None) -> Any:
     """Remember which bubblewrap holds a workspace's lock, so a resumed run can stop it."""
     if lock is None:
@@ -461,82 +445,5 @@ def _recorder(lock: Path | None) -> Any:
             lock.with_suffix(".pid").write_text(f"{pid} {_start_time(pid)}\n")
         except OSError:
             pass
+
     return record
-
-
-def _start_time(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
-
-
-def own_git(repo: Path, worktree: Path, dest: Path, base: str, branch: str | None) -> Path:
-    """A git directory of the workspace's own at ``dest`` (made afresh), borrowing the repository's objects: bound over
-    the worktree's .git inside the jail, so nothing the jailed process does to hooks, config, refs or remotes reaches
-    the repository (statemachine/adapters/agent_git.py)."""
-    from statemachine.adapters.agent_git import make_private_gitdir
-    from statemachine.adapters.gitrun import run_git
-
-    if dest.exists():
-        shutil.rmtree(dest)
-    objects = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip()) / "objects"
-    return make_private_gitdir(worktree, dest, base, branch, objects)
-
-
-def workspace_extras(repo: Path, jail: Jail, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
-    """What an agent run in ``worktree`` gets besides it: a git directory of its own (in its evidence folder) and the
-    workspace's jail lock (outside anything the agent can write)."""
-    out: dict[str, Path] = {"lock": workspace_lock(repo / ".orch", worktree)}
-    if jail.enabled:
-        out["gitdir"] = own_git(repo, worktree, evidence / "git", base, branch)
-    return out
-
-
-def workspace_lock(orch_dir: Path, workdir: Path) -> Path:
-    """The lock for everything jailed in one workspace: outside it, so the agent can neither delete nor hold it."""
-    folder = orch_dir / "state" / "jails"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16] + ".lock")
-    if not path.exists():
-        path.touch()
-    return path
-
-
-def lock_free(lock: Path) -> bool:
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.lockf(fd, fcntl.LOCK_UN)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def ensure_gone(lock: Path, wait: float = 10.0) -> str | None:
-    """Prove that no earlier jail still works in this workspace (an agent left by a killed orch): its lock is free.
-    A live one is stopped first. Returns None when the workspace is free, else why it is not."""
-    if lock_free(lock):
-        return None
-    pid = None
-    try:
-        raw, start = lock.with_suffix(".pid").read_text().split()
-        if _start_time(int(raw)) == start:
-            pid = int(raw)
-    except (OSError, ValueError):
-        pass
-    if pid is not None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)  # bubblewrap: its sandbox and every process in it die with it
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait / 2
-            while time.monotonic() < deadline and not lock_free(lock):
-                time.sleep(0.05)
-            if lock_free(lock):
-                return None
-    return None if lock_free(lock) else (
-        f"an earlier agent still runs in this workspace (bubblewrap pid {pid or 'unknown'}) and could not be stopped")

@@ -9,7 +9,6 @@ from statemachine.errors import NotFoundError, OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment, TextEdit, TextHistory
 from statemachine.store import Store, now
 
-
 RUNNER = "orch"  # the local tracker's runner identity: every comment and issue orch writes carries it
 
 
@@ -36,17 +35,39 @@ class LocalTracker:
     # reads ------------------------------------------------------------------------------
 
     def get_issue(self, number: int, comments: bool = True) -> Issue:
-        rows = self.store.query("SELECT number, title, body, state, author, created_at, updated_at FROM tracker_issues WHERE number=?", (number,))
+        rows = self.store.query(
+            "SELECT number, title, body, state, author, created_at, updated_at FROM tracker_issues WHERE number=?",
+            (number,),
+        )
         if not rows:
-            raise NotFoundError(f"issue #{number} does not exist in the local tracker", "`orch issue list` shows the issues")
+            raise NotFoundError(
+                f"issue #{number} does not exist in the local tracker", "`orch issue list` shows the issues"
+            )
         r = rows[0]
-        labels = tuple(x[0] for x in self.store.query("SELECT name FROM tracker_labels WHERE issue=? ORDER BY name", (number,)))
-        found = tuple(
-            Comment(id=c[0], author=c[1], body=c[2], created_at=c[3])
-            for c in self.store.query("SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? ORDER BY id", (number,))
-        ) if comments else ()
-        return Issue(number=r[0], title=r[1], body=r[2], state=r[3], labels=labels, comments=found,
-                     author=r[4], created_at=r[5], updated_at=r[6])
+        labels = tuple(
+            x[0] for x in self.store.query("SELECT name FROM tracker_labels WHERE issue=? ORDER BY name", (number,))
+        )
+        found = (
+            tuple(
+                Comment(id=c[0], author=c[1], body=c[2], created_at=c[3])
+                for c in self.store.query(
+                    "SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? ORDER BY id", (number,)
+                )
+            )
+            if comments
+            else ()
+        )
+        return Issue(
+            number=r[0],
+            title=r[1],
+            body=r[2],
+            state=r[3],
+            labels=labels,
+            comments=found,
+            author=r[4],
+            created_at=r[5],
+            updated_at=r[6],
+        )
 
     def list_comments(self, number: int) -> list[Comment]:
         return list(self.get_issue(number, comments=True).comments)
@@ -61,15 +82,26 @@ class LocalTracker:
         """Who last applied ``label`` and the last edit of the title and of the body, from the recorded events (a label
         with no recorded event was applied by the local user when the issue was filed)."""
         current = self.get_issue(number, comments=False)
-        rows = self.store.query("SELECT id, actor, at FROM tracker_events WHERE issue=? AND event='labeled' AND name=? "
-                                "ORDER BY id DESC LIMIT 1", (number, label))
-        label_id, labeled_by, labeled_at = (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else (
-            0, _user() if label in current.labels else None, current.created_at)
+        rows = self.store.query(
+            "SELECT id, actor, at FROM tracker_events WHERE issue=? AND event='labeled' AND name=? "
+            "ORDER BY id DESC LIMIT 1",
+            (number, label),
+        )
+        label_id, labeled_by, labeled_at = (
+            (int(rows[0][0]), str(rows[0][1]), str(rows[0][2]))
+            if rows
+            else (0, _user() if label in current.labels else None, current.created_at)
+        )
         edits = []
-        for part in ("title", "body"):  # every edit: a maintainer's later touch-up does not hide an outsider's before it
-            for row_id, actor, at in self.store.query("SELECT id, actor, at FROM tracker_events WHERE issue=? AND "
-                                                      "event='edited' AND (name=? OR name='title and body') ORDER BY id",
-                                                      (number, part)):
+        for part in (
+            "title",
+            "body",
+        ):  # every edit: a maintainer's later touch-up does not hide an outsider's before it
+            for row_id, actor, at in self.store.query(
+                "SELECT id, actor, at FROM tracker_events WHERE issue=? AND "
+                "event='edited' AND (name=? OR name='title and body') ORDER BY id",
+                (number, part),
+            ):
                 edits.append(TextEdit(part, str(actor), str(at), int(row_id) > label_id))
         return TextHistory(labeled_by, labeled_at, tuple(edits))
 
@@ -87,12 +119,21 @@ class LocalTracker:
             c.execute("INSERT OR REPLACE INTO tracker_permissions VALUES (?, ?)", (login, permission))
 
     def list_reviews(self, pull: int) -> list[Review]:
-        return [Review(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in self.store.query(
-            "SELECT id, author, state, body, submitted_at FROM tracker_reviews WHERE pull=? ORDER BY id", (pull,))]
+        return [
+            Review(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]))
+            for r in self.store.query(
+                "SELECT id, author, state, body, submitted_at FROM tracker_reviews WHERE pull=? ORDER BY id", (pull,)
+            )
+        ]
 
     def list_review_comments(self, pull: int) -> list[ReviewComment]:
-        return [ReviewComment(int(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], str(r[5]), int(r[6])) for r in self.store.query(
-            "SELECT id, author, body, path, line, created_at, review FROM tracker_review_comments WHERE pull=? ORDER BY id", (pull,))]
+        return [
+            ReviewComment(int(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], str(r[5]), int(r[6]))
+            for r in self.store.query(
+                "SELECT id, author, body, path, line, created_at, review FROM tracker_review_comments WHERE pull=? ORDER BY id",
+                (pull,),
+            )
+        ]
 
     def list_issues(self, label: str | None = None, state: str = "open") -> list[Issue]:
         sql = "SELECT number FROM tracker_issues WHERE (? = 'all' OR state = ?)"
@@ -105,19 +146,24 @@ class LocalTracker:
     def find_comment(self, number: int, marker: str) -> Comment | None:
         rows = self.store.query(
             "SELECT id, author, body, created_at FROM tracker_comments WHERE issue=? AND instr(body, ?) > 0 AND author=? "
-            "ORDER BY id LIMIT 1", (number, marker, RUNNER),
+            "ORDER BY id LIMIT 1",
+            (number, marker, RUNNER),
         )
         return Comment(*rows[0]) if rows else None
 
     def find_pull(self, marker: str, head: str | None = None) -> PullRequest | None:
         """The pull record with ``marker`` (from ``head`` when given); only orch writes pull records here."""
-        rows = self.store.query("SELECT * FROM tracker_pulls WHERE marker=? AND (? IS NULL OR head=?)", (marker, head, head))
+        rows = self.store.query(
+            "SELECT * FROM tracker_pulls WHERE marker=? AND (? IS NULL OR head=?)", (marker, head, head)
+        )
         return _pull(rows[0]) if rows else None
 
     def pulls(self, issue: int | None = None) -> list[PullRequest]:
         if issue is None:
             return [_pull(r) for r in self.store.query("SELECT * FROM tracker_pulls ORDER BY number")]
-        return [_pull(r) for r in self.store.query("SELECT * FROM tracker_pulls WHERE issue=? ORDER BY number", (issue,))]
+        return [
+            _pull(r) for r in self.store.query("SELECT * FROM tracker_pulls WHERE issue=? ORDER BY number", (issue,))
+        ]
 
     # writes -----------------------------------------------------------------------------
 
@@ -125,8 +171,10 @@ class LocalTracker:
         if not title.strip():
             raise OrchError("an issue needs a title", "orch issue new 'Fix the parser' --body '...'")
         if marker:  # orch's own issue (a child): found by its marker, and only among the issues orch opened
-            rows = self.store.query("SELECT number FROM tracker_issues WHERE instr(body, ?) > 0 AND author=? ORDER BY number LIMIT 1",
-                                    (marker, RUNNER))
+            rows = self.store.query(
+                "SELECT number FROM tracker_issues WHERE instr(body, ?) > 0 AND author=? ORDER BY number LIMIT 1",
+                (marker, RUNNER),
+            )
             if rows:
                 return self.get_issue(int(rows[0][0]))
         with self.store.transaction() as c:
@@ -139,35 +187,57 @@ class LocalTracker:
                 c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name))
         return self.get_issue(number)
 
-    def update_issue(self, number: int, title: str | None = None, body: str | None = None,
-                     editor: str | None = None) -> Issue:
+    def update_issue(
+        self, number: int, title: str | None = None, body: str | None = None, editor: str | None = None
+    ) -> Issue:
         """Edit the title or body as ``editor`` (the local user by default); who edited what, and when, is recorded."""
         current = self.get_issue(number, comments=False)
-        parts = [p for p, new, old in (("title", title, current.title), ("body", body, current.body))
-                 if new is not None and new != old]
+        parts = [
+            p
+            for p, new, old in (("title", title, current.title), ("body", body, current.body))
+            if new is not None and new != old
+        ]
         if not parts:
             return current
         with self.store.transaction() as c:
-            c.execute("UPDATE tracker_issues SET title=?, body=?, updated_at=? WHERE number=?",
-                      (title if title is not None else current.title, body if body is not None else current.body, now(), number))
-            c.execute("INSERT INTO tracker_events (issue, event, actor, name, at) VALUES (?, 'edited', ?, ?, ?)",
-                      (number, editor or _user(), " and ".join(parts), now()))
+            c.execute(
+                "UPDATE tracker_issues SET title=?, body=?, updated_at=? WHERE number=?",
+                (
+                    title if title is not None else current.title,
+                    body if body is not None else current.body,
+                    now(),
+                    number,
+                ),
+            )
+            c.execute(
+                "INSERT INTO tracker_events (issue, event, actor, name, at) VALUES (?, 'edited', ?, ?, ?)",
+                (number, editor or _user(), " and ".join(parts), now()),
+            )
         return self.get_issue(number)
 
-    def submit_review(self, pull: int, author: str, state: str, body: str,
-                      comments: tuple[tuple[str, int | None, str], ...] = ()) -> Review:
+    def submit_review(
+        self, pull: int, author: str, state: str, body: str, comments: tuple[tuple[str, int | None, str], ...] = ()
+    ) -> Review:
         """Record a review of a local pull request (``orch review``); comments are (path, line, body)."""
         if state not in ("CHANGES_REQUESTED", "COMMENTED", "APPROVED"):
             raise OrchError(f"unknown review state {state!r}", "use CHANGES_REQUESTED, COMMENTED or APPROVED")
         if not self.store.query("SELECT 1 FROM tracker_pulls WHERE number=?", (pull,)):
-            raise NotFoundError(f"pull request {pull} does not exist in the local tracker", "`orch show --issue N` names the run's pull request")
+            raise NotFoundError(
+                f"pull request {pull} does not exist in the local tracker",
+                "`orch show --issue N` names the run's pull request",
+            )
         with self.store.transaction() as c:
-            cur = c.execute("INSERT INTO tracker_reviews (pull, author, state, body, submitted_at) VALUES (?, ?, ?, ?, ?)",
-                            (pull, author, state, body, now()))
+            cur = c.execute(
+                "INSERT INTO tracker_reviews (pull, author, state, body, submitted_at) VALUES (?, ?, ?, ?, ?)",
+                (pull, author, state, body, now()),
+            )
             rid = int(cur.lastrowid or 0)
             for path, line, text in comments:
-                c.execute("INSERT INTO tracker_review_comments (review, pull, author, body, path, line, created_at) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (rid, pull, author, text, path, line, now()))
+                c.execute(
+                    "INSERT INTO tracker_review_comments (review, pull, author, body, path, line, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rid, pull, author, text, path, line, now()),
+                )
         return Review(rid, author, state, body, now())
 
     def set_state(self, number: int, state: str) -> None:
@@ -181,8 +251,10 @@ class LocalTracker:
         with self.store.transaction() as c:
             for name in names:
                 if c.execute("INSERT OR IGNORE INTO tracker_labels VALUES (?, ?)", (number, name)).rowcount:
-                    c.execute("INSERT INTO tracker_events (issue, event, actor, name, at) VALUES (?, 'labeled', ?, ?, ?)",
-                              (number, actor or _user(), name, now()))
+                    c.execute(
+                        "INSERT INTO tracker_events (issue, event, actor, name, at) VALUES (?, 'labeled', ?, ?, ?)",
+                        (number, actor or _user(), name, now()),
+                    )
             c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
 
     def remove_labels(self, number: int, names: list[str]) -> None:
@@ -195,8 +267,10 @@ class LocalTracker:
     def post_comment(self, number: int, body: str, author: str = "orch") -> Comment:
         self.get_issue(number)
         with self.store.transaction() as c:
-            cur = c.execute("INSERT INTO tracker_comments (issue, author, body, created_at) VALUES (?, ?, ?, ?)",
-                            (number, author, body, now()))
+            cur = c.execute(
+                "INSERT INTO tracker_comments (issue, author, body, created_at) VALUES (?, ?, ?, ?)",
+                (number, author, body, now()),
+            )
             cid = int(cur.lastrowid or 0)
             c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
         return Comment(cid, author, body, now())
@@ -208,17 +282,21 @@ class LocalTracker:
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None:
         with self.store.transaction() as c:
             c.execute("UPDATE tracker_comments SET body=? WHERE id=? AND issue=?", (body, comment_id, number))
-        rows = self.store.query("SELECT id, author, body, created_at FROM tracker_comments WHERE id=? AND issue=?",
-                                (comment_id, number))
+        rows = self.store.query(
+            "SELECT id, author, body, created_at FROM tracker_comments WHERE id=? AND issue=?", (comment_id, number)
+        )
         return Comment(*rows[0]) if rows else None
 
-    def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
-                    head_sha: str, base_sha: str, marker: str) -> PullRequest:
+    def create_pull(
+        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+    ) -> PullRequest:
         existing = self.find_pull(marker, head)
         if existing is not None:
             if existing.head_sha != head_sha:  # new commits on the same branch: the record follows the branch head
                 with self.store.transaction() as c:
-                    c.execute("UPDATE tracker_pulls SET head_sha=?, body=? WHERE number=?", (head_sha, body, existing.number))
+                    c.execute(
+                        "UPDATE tracker_pulls SET head_sha=?, body=? WHERE number=?", (head_sha, body, existing.number)
+                    )
                 return self.find_pull(marker) or existing
             return existing
         with self.store.transaction() as c:
@@ -235,6 +313,15 @@ class LocalTracker:
 def _pull(r: Any) -> PullRequest:
     number = int(r[0])
     return PullRequest(
-        number=number, issue=int(r[1]), title=str(r[2]), body=str(r[3]), head=str(r[4]), base=str(r[5]),
-        head_sha=str(r[6]), base_sha=str(r[7]), draft=bool(r[8]), url=f"local:pull/{number}", marker=str(r[9]),
+        number=number,
+        issue=int(r[1]),
+        title=str(r[2]),
+        body=str(r[3]),
+        head=str(r[4]),
+        base=str(r[5]),
+        head_sha=str(r[6]),
+        base_sha=str(r[7]),
+        draft=bool(r[8]),
+        url=f"local:pull/{number}",
+        marker=str(r[9]),
     )

@@ -30,9 +30,21 @@ from pathlib import Path
 
 # Removed from every child's environment: tokens, credentials and the ways git finds them.
 _SCRUB_EXACT = {
-    "GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN", "GH_CONFIG_DIR", "GIT_ASKPASS",
-    "SSH_ASKPASS", "SSH_AUTH_SOCK", "NPM_TOKEN", "NODE_AUTH_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
-    "OPENAI_API_KEY_FILE", "DOCKER_AUTH_CONFIG", "KUBECONFIG", "GIT_CREDENTIAL_HELPER",
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "GH_CONFIG_DIR",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "SSH_AUTH_SOCK",
+    "NPM_TOKEN",
+    "NODE_AUTH_TOKEN",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "OPENAI_API_KEY_FILE",
+    "DOCKER_AUTH_CONFIG",
+    "KUBECONFIG",
+    "GIT_CREDENTIAL_HELPER",
 }
 _SCRUB_PREFIX = ("AWS_", "AZURE_", "ARM_", "GCP_", "GOOGLE_CLOUD_", "ORCH_GITHUB_", "GIT_CONFIG_")
 _SCRUB_PATTERN = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)", re.I)
@@ -47,14 +59,16 @@ def scrubbed_env(extra: dict[str, str] | None = None, keep: set[str] | None = No
     """The parent's environment without secrets, with git credential helpers and prompts disabled."""
     keep = keep or set()
     env = {k: v for k, v in os.environ.items() if k in keep or not is_secret_name(k)}
-    env.update({
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "credential.helper",
-        "GIT_CONFIG_VALUE_0": "",
-        "GCM_INTERACTIVE": "never",
-    })
+    env.update(
+        {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "credential.helper",
+            "GIT_CONFIG_VALUE_0": "",
+            "GCM_INTERACTIVE": "never",
+        }
+    )
     for k, v in (extra or {}).items():
         env[k] = v
     return env
@@ -88,9 +102,14 @@ def run_process(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            argv if not shell else argv[0], cwd=cwd, env=env, shell=shell,
+            argv if not shell else argv[0],
+            cwd=cwd,
+            env=env,
+            shell=shell,
             stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     except OSError as exc:
         log_path.write_text(f"orch: cannot start {argv[0]!r}: {exc.strerror}\n")

@@ -9,10 +9,23 @@ from statemachine.output import Output
 
 # subcommand -> module in this package (explicit, no import strings from user input)
 COMMANDS = {
-    "lint": "lint", "step": "step", "run": "step", "explain": "explain", "graph": "graph", "setup": "setup",
-    "status": "status", "show": "show", "prompt": "prompt", "demo": "demo", "issue": "issue",
-    "doctor": "doctor", "health": "health", "proof": "proof", "daemon": "daemon",
-    "review": "review", "plan": "plan",
+    "lint": "lint",
+    "step": "step",
+    "run": "step",
+    "explain": "explain",
+    "graph": "graph",
+    "setup": "setup",
+    "status": "status",
+    "show": "show",
+    "prompt": "prompt",
+    "demo": "demo",
+    "issue": "issue",
+    "doctor": "doctor",
+    "health": "health",
+    "proof": "proof",
+    "daemon": "daemon",
+    "review": "review",
+    "plan": "plan",
 }
 
 

@@ -33,9 +33,15 @@ def main(args: argparse.Namespace, out: Output) -> int:
     view = liveview.RichTable() if sys.stdout.isatty() and not args.json else liveview.JsonLines()
     server = None
     try:
-        opts = Options(concurrency=args.concurrency, interval=args.interval_seconds, once=args.once,
-                       max_runs=args.max_runs, policy=args.policy, first=args.first or None,
-                       shutdown_deadline=args.shutdown_deadline if args.shutdown_deadline is not None else -1.0)
+        opts = Options(
+            concurrency=args.concurrency,
+            interval=args.interval_seconds,
+            once=args.once,
+            max_runs=args.max_runs,
+            policy=args.policy,
+            first=args.first or None,
+            shutdown_deadline=args.shutdown_deadline if args.shutdown_deadline is not None else -1.0,
+        )
         daemon = Daemon(rt, opts, view.event)
         if http:
             server = liveview.serve(http[0], http[1], lambda: daemon.state)

@@ -22,7 +22,7 @@ def count_words(text: str) -> int:
     return len(text.split())
 '''
 
-TESTS = '''import unittest
+TESTS = """import unittest
 
 from textstats import count_words
 
@@ -30,7 +30,7 @@ from textstats import count_words
 class CountWordsTest(unittest.TestCase):
     def test_counts(self) -> None:
         self.assertEqual(count_words("one two  three"), 3)
-'''
+"""
 
 ISSUE_BODY = """textstats needs a `longest_word(text)` function.
 
@@ -44,7 +44,9 @@ ISSUE_BODY = """textstats needs a `longest_word(text)` function.
 def policy_text(python: str, jailed: bool = True) -> str:
     # the demo's agent is orch's own script: where bubblewrap cannot run, the demo (and only the demo) says so and
     # runs it unjailed; a repository's policy never falls back silently
-    return ("" if jailed else "sandbox: none\n") + f"""version: 1
+    return (
+        ("" if jailed else "sandbox: none\n")
+        + f"""version: 1
 extends: default
 tracker:
   kind: local
@@ -59,6 +61,7 @@ checks:
     command: {python} -m unittest discover -q
     timeout_seconds: 120
 """
+    )
 
 
 def make_repo(root: Path, jailed: bool = True) -> None:
@@ -70,8 +73,12 @@ def make_repo(root: Path, jailed: bool = True) -> None:
     (root / ".orch").mkdir(exist_ok=True)
     (root / ".orch" / "policy.yaml").write_text(policy_text(sys.executable, jailed))
     (root / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n__pycache__/\n")
-    ident = {"GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@localhost",
-             "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@localhost"}
+    ident = {
+        "GIT_AUTHOR_NAME": "demo",
+        "GIT_AUTHOR_EMAIL": "demo@localhost",
+        "GIT_COMMITTER_NAME": "demo",
+        "GIT_COMMITTER_EMAIL": "demo@localhost",
+    }
     run_git(["add", "-A"], root)
     run_git(["commit", "-q", "-m", "textstats: count_words"], root, ident)
 
@@ -94,9 +101,12 @@ def main(args: argparse.Namespace, out: Output) -> int:
     try:
         make_repo(root, jail.ok)
         out.line(f"demo repository: {root}")
-        out.line(f"agent jail: {jail.version}; the agent and the checks run in bubblewrap" if jail.ok else
-                 f"agent jail: cannot start here ({jail.reason}); the demo's own scripted agent runs unjailed. "
-                 "A real run refuses to run without the jail unless its policy says `sandbox: none` (docs/security.md)")
+        out.line(
+            f"agent jail: {jail.version}; the agent and the checks run in bubblewrap"
+            if jail.ok
+            else f"agent jail: cannot start here ({jail.reason}); the demo's own scripted agent runs unjailed. "
+            "A real run refuses to run without the jail unless its policy says `sandbox: none` (docs/security.md)"
+        )
         rt = open_runtime(root, None)
         try:
             assert isinstance(rt.tracker, LocalTracker)
@@ -115,22 +125,48 @@ def main(args: argparse.Namespace, out: Output) -> int:
             pr: dict[str, Any] | None = None
             if pulls:
                 p = pulls[0]
-                pr = {"number": p.number, "title": p.title, "head": p.head, "base": p.base, "draft": p.draft,
-                      "head_sha": p.head_sha, "base_sha": p.base_sha, "body": p.body}
+                pr = {
+                    "number": p.number,
+                    "title": p.title,
+                    "head": p.head,
+                    "base": p.base,
+                    "draft": p.draft,
+                    "head_sha": p.head_sha,
+                    "base_sha": p.base_sha,
+                    "body": p.body,
+                }
             labels = rt.tracker.get_issue(issue.number).labels
         finally:
             rt.close()
         text = [f"issue #{issue.number} rests in {state}; labels: {', '.join(labels)}"]
         if pr:
-            text += ["", f"draft pull request #{pr['number']}: {pr['title']}",
-                     f"  {pr['head']} -> {pr['base']} ({pr['head_sha'][:10]} on {pr['base_sha'][:10]}), draft: {pr['draft']}",
-                     "", pr["body"], "", diff]
+            text += [
+                "",
+                f"draft pull request #{pr['number']}: {pr['title']}",
+                f"  {pr['head']} -> {pr['base']} ({pr['head_sha'][:10]} on {pr['base_sha'][:10]}), draft: {pr['draft']}",
+                "",
+                pr["body"],
+                "",
+                diff,
+            ]
         else:
             text.append(f"no pull request; evidence: {root / '.orch' / 'runs' / str(run_id)}")
         if keep:
             text.append(f"the demo repository is kept at {root}")
-        out.emit("demo", {"repo": str(root), "issue": issue.number, "state": state, "jailed": jail.ok, "path": path, "pull_request": pr,
-                          "diff": diff, "checks": facts.get("checks")}, "\n".join(text))
+        out.emit(
+            "demo",
+            {
+                "repo": str(root),
+                "issue": issue.number,
+                "state": state,
+                "jailed": jail.ok,
+                "path": path,
+                "pull_request": pr,
+                "diff": diff,
+                "checks": facts.get("checks"),
+            },
+            "\n".join(text),
+        )
         return EXIT_OK if state == "review" else EXIT_BLOCKED
     finally:
         if not keep:

@@ -51,7 +51,9 @@ def main(args: argparse.Namespace, out: Output) -> int:
         resolve = getattr(agent, "resolve", None)
         found = resolve() if resolve else shutil.which(str(cfg.get("command") or cfg["kind"]))
         if not found:
-            raise OrchError(f"the agent command {cfg.get('command')!r} is not installed", "install it or change agent.command")
+            raise OrchError(
+                f"the agent command {cfg.get('command')!r} is not installed", "install it or change agent.command"
+            )
         return f"agent {cfg['kind']}: {found}"
 
     def jail_ok() -> str:
@@ -59,7 +61,9 @@ def main(args: argparse.Namespace, out: Output) -> int:
 
         jail = Jail.for_policy(state["policy"].data, root)
         if not jail.enabled:
-            return "sandbox: none: agents and checks run unjailed, with your user's rights (only for a disposable machine)"
+            return (
+                "sandbox: none: agents and checks run unjailed, with your user's rights (only for a disposable machine)"
+            )
         jail.require()
         p = jail.status()
         return f"{p.version or 'bubblewrap'} ({p.bwrap}): agents, checks and the proof app run jailed"
@@ -80,10 +84,15 @@ def main(args: argparse.Namespace, out: Output) -> int:
             url = origin_url(root)
             parsed = (owner_repo_of(url) if enterprise else parse_github_url(url)) if url else None
             if parsed is None:
-                raise OrchError(f"origin ({url or 'missing'}) is not a GitHub repository", "git remote add origin git@github.com:OWNER/REPO.git")
+                raise OrchError(
+                    f"origin ({url or 'missing'}) is not a GitHub repository",
+                    "git remote add origin git@github.com:OWNER/REPO.git",
+                )
             if (parsed[0].lower(), parsed[1].lower()) != (tr["owner"].lower(), tr["repo"].lower()):
-                raise OrchError(f"origin is {parsed[0]}/{parsed[1]} but the policy names {tr['owner']}/{tr['repo']}",
-                                "fix tracker.owner / tracker.repo, or the origin remote")
+                raise OrchError(
+                    f"origin is {parsed[0]}/{parsed[1]} but the policy names {tr['owner']}/{tr['repo']}",
+                    "fix tracker.owner / tracker.repo, or the origin remote",
+                )
             return f"origin is {parsed[0]}/{parsed[1]}"
 
         _check(results, "origin", origin_ok, "")
@@ -100,15 +109,22 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 info = tracker.repo_info()
                 perms = info.get("permissions") or {}
                 if not perms.get("push") and not perms.get("admin") and not perms.get("maintain"):
-                    raise OrchError(f"{who} cannot write to {tr['owner']}/{tr['repo']} (permissions: {perms})",
-                                    "use a token with issues, pull requests and contents write access")
+                    raise OrchError(
+                        f"{who} cannot write to {tr['owner']}/{tr['repo']} (permissions: {perms})",
+                        "use a token with issues, pull requests and contents write access",
+                    )
                 state["default_branch"] = info.get("default_branch")
                 return f"authenticated as {who}; can write issues, pull requests and contents"
 
             def labels_ok() -> str:
                 missing = []
                 for spec in pol.data["labels"].values():
-                    if tracker.ensure_label(spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=True) == "created":
+                    if (
+                        tracker.ensure_label(
+                            spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=True
+                        )
+                        == "created"
+                    ):
                         missing.append(spec["name"])
                 if missing:
                     raise OrchError("missing labels: " + ", ".join(missing), "run `orch setup --prepare-labels`")
@@ -117,7 +133,9 @@ def main(args: argparse.Namespace, out: Output) -> int:
             def base_ok() -> str:
                 base = tr.get("base_branch") or state.get("default_branch") or "main"
                 if not tracker.branch_exists(base):
-                    raise OrchError(f"base branch {base!r} does not exist on GitHub", "push it or set tracker.base_branch")
+                    raise OrchError(
+                        f"base branch {base!r} does not exist on GitHub", "push it or set tracker.base_branch"
+                    )
                 return f"base branch {base} exists"
 
             if _check(results, "token", token_ok, "set GH_TOKEN to a token with repo access"):
@@ -130,8 +148,14 @@ def main(args: argparse.Namespace, out: Output) -> int:
     else:
         from statemachine.adapters.local import RUNNER
 
-        results.append({"check": "identity", "ok": True, "fix": None,
-                        "detail": f"the runner acts as {RUNNER}; only markers it writes count as orch's"})
+        results.append(
+            {
+                "check": "identity",
+                "ok": True,
+                "fix": None,
+                "detail": f"the runner acts as {RUNNER}; only markers it writes count as orch's",
+            }
+        )
     return _finish(out, results)
 
 

@@ -32,23 +32,45 @@ def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
     try:
         snap, evaluations = Engine(rt).explain(args.issue)
-        text = [f"issue #{args.issue} ({snap.issue.title}) is {snap.state}" + (f", run {snap.run.run_id}" if snap.run.run_id else "")]
+        text = [
+            f"issue #{args.issue} ({snap.issue.title}) is {snap.state}"
+            + (f", run {snap.run.run_id}" if snap.run.run_id else "")
+        ]
         if not evaluations:
             text.append("  no transition leaves this state")
         text += render_evaluations(evaluations)
         arrived = None  # in review or blocked: the verdicts of the step that brought the issue there
         last = next((s for s in reversed(rt.store.steps(args.issue)) if s.status == "done"), None)
         if last is not None and last.dest == snap.state and snap.state in REST_STATES:
-            arrived = {"step": last.id, "source": last.source, "trigger": last.trigger, "dest": last.dest, "transitions": last.verdicts}
-            text.append(f"  it came to rest by {last.source} --{last.trigger}--> {last.dest}; the verdicts in {last.source} were:")
+            arrived = {
+                "step": last.id,
+                "source": last.source,
+                "trigger": last.trigger,
+                "dest": last.dest,
+                "transitions": last.verdicts,
+            }
+            text.append(
+                f"  it came to rest by {last.source} --{last.trigger}--> {last.dest}; the verdicts in {last.source} were:"
+            )
             for ev in last.verdicts:
-                text.append(f"    {ev['trigger']} → {ev['dest']}: {'fired' if ev.get('index') == last.transition_index else 'did not fire'}")
+                text.append(
+                    f"    {ev['trigger']} → {ev['dest']}: {'fired' if ev.get('index') == last.transition_index else 'did not fire'}"
+                )
                 for g in ev.get("guards", []):
                     v = g["verdict"]
                     text.append(f"      {g['guard']}: {'PASS' if v['ok'] else 'FAIL'} {v['reason']}")
                     text += [f"        {e}" for e in v.get("evidence", [])[:5]]
-        out.emit("explain", {"issue": args.issue, "state": snap.state, "run_id": snap.run.run_id,
-                             "transitions": [e.as_json() for e in evaluations], "arrived": arrived}, "\n".join(text))
+        out.emit(
+            "explain",
+            {
+                "issue": args.issue,
+                "state": snap.state,
+                "run_id": snap.run.run_id,
+                "transitions": [e.as_json() for e in evaluations],
+                "arrived": arrived,
+            },
+            "\n".join(text),
+        )
         return EXIT_OK
     finally:
         rt.close()

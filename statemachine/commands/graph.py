@@ -27,7 +27,7 @@ def mermaid(policy: Policy) -> str:
 
 
 def dot(policy: Policy) -> str:
-    lines = ["digraph lifecycle {", "  rankdir=LR;", '  node [shape=box, style=rounded];']
+    lines = ["digraph lifecycle {", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
     for s in STATES:
         shape = ", peripheries=2" if s in REST_STATES else ""
         lines.append(f'  "{s}" [label="{s}"{shape}];')

@@ -40,14 +40,25 @@ def main(args: argparse.Namespace, out: Output) -> int:
     from statemachine.adapters.jail import probe
 
     jail = probe()
-    missing = [d for d in REQUIRED if deps[d] is None] + ([] if tools["git"] else ["git"]) + ([] if jail.ok else ["jail"])
+    missing = (
+        [d for d in REQUIRED if deps[d] is None] + ([] if tools["git"] else ["git"]) + ([] if jail.ok else ["jail"])
+    )
     lines = [f"orch {__version__}", f"python {platform.python_version()} ({sys.executable})"]
     lines += [f"  {k}: {v or 'not installed'}" for k, v in deps.items()]
     lines += [f"  {k}: {v or 'not found on PATH'}" for k, v in tools.items()]
     lines.append(f"  jail: {'works' if jail.ok else 'cannot start: ' + str(jail.reason)}")
     if missing:
         lines.append("missing: " + ", ".join(missing) + " (reinstall orch; install git; install bubblewrap)")
-    out.emit("health", {"orch": __version__, "python": platform.python_version(), "dependencies": deps,
-                        "tools": tools, "jail": {"ok": jail.ok, "bwrap": jail.bwrap, "reason": jail.reason},
-                        "ok": not missing}, "\n".join(lines))
+    out.emit(
+        "health",
+        {
+            "orch": __version__,
+            "python": platform.python_version(),
+            "dependencies": deps,
+            "tools": tools,
+            "jail": {"ok": jail.ok, "bwrap": jail.bwrap, "reason": jail.reason},
+            "ok": not missing,
+        },
+        "\n".join(lines),
+    )
     return EXIT_ERROR if missing else EXIT_OK

@@ -14,9 +14,15 @@ from statemachine.runtime import Runtime, open_runtime
 
 def issue_json(issue: Issue, state: str | None = None) -> dict[str, Any]:
     return {
-        "number": issue.number, "title": issue.title, "body": issue.body, "state": issue.state,
-        "labels": list(issue.labels), "lifecycle_state": state,
-        "comments": [{"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at} for c in issue.comments],
+        "number": issue.number,
+        "title": issue.title,
+        "body": issue.body,
+        "state": issue.state,
+        "labels": list(issue.labels),
+        "lifecycle_state": state,
+        "comments": [
+            {"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at} for c in issue.comments
+        ],
     }
 
 
@@ -34,20 +40,33 @@ def main(args: argparse.Namespace, out: Output) -> int:
         cmd = args.issue_command
         if cmd == "new":
             issue = tracker.create_issue(args.title, _body(args) or "", args.label)
-            out.emit("issue", issue_json(issue), f"#{issue.number} {issue.title}" + (f" [{', '.join(issue.labels)}]" if issue.labels else ""))
+            out.emit(
+                "issue",
+                issue_json(issue),
+                f"#{issue.number} {issue.title}" + (f" [{', '.join(issue.labels)}]" if issue.labels else ""),
+            )
         elif cmd == "list":
             issues = tracker.list_issues(state="all" if args.all else "open")
             states = rt.store.known_issues()
             rows = [issue_json(i, states.get(i.number, ("queued", None))[0]) for i in issues]
-            text = "\n".join(
-                f"#{i.number:<4} {i.state:<6} {states.get(i.number, ('queued', None))[0]:<12} {i.title}"
-                + (f"  [{', '.join(i.labels)}]" if i.labels else "") for i in issues) or "no issues"
+            text = (
+                "\n".join(
+                    f"#{i.number:<4} {i.state:<6} {states.get(i.number, ('queued', None))[0]:<12} {i.title}"
+                    + (f"  [{', '.join(i.labels)}]" if i.labels else "")
+                    for i in issues
+                )
+                or "no issues"
+            )
             out.emit("issues", {"issues": rows}, text)
         elif cmd == "show":
             issue = tracker.get_issue(args.number)
             state = rt.store.state_of(issue.number)[0]
-            lines = [f"#{issue.number} {issue.title} ({issue.state}, lifecycle: {state})",
-                     "labels: " + (", ".join(issue.labels) or "(none)"), "", issue.body or "(no description)"]
+            lines = [
+                f"#{issue.number} {issue.title} ({issue.state}, lifecycle: {state})",
+                "labels: " + (", ".join(issue.labels) or "(none)"),
+                "",
+                issue.body or "(no description)",
+            ]
             for c in issue.comments:
                 lines += ["", f"--- {c.author} at {c.created_at}", c.body]
             out.emit("issue", issue_json(issue, state), "\n".join(lines))
@@ -59,7 +78,10 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 elif change.startswith("-") and len(change) > 1:
                     remove.append(change[1:])
                 else:
-                    raise OrchError(f"label change {change!r} must start with + or -", "orch issue label 3 +agent:auto -agent:blocked")
+                    raise OrchError(
+                        f"label change {change!r} must start with + or -",
+                        "orch issue label 3 +agent:auto -agent:blocked",
+                    )
             tracker.add_labels(args.number, add)
             tracker.remove_labels(args.number, remove)
             issue = tracker.get_issue(args.number)
@@ -74,7 +96,11 @@ def main(args: argparse.Namespace, out: Output) -> int:
             out.emit("issue", issue_json(issue), f"#{issue.number} edited")
         elif cmd in ("close", "reopen"):
             tracker.set_state(args.number, "closed" if cmd == "close" else "open")
-            out.emit("issue", issue_json(tracker.get_issue(args.number)), f"#{args.number} {cmd}{'d' if cmd == 'close' else 'ed'}")
+            out.emit(
+                "issue",
+                issue_json(tracker.get_issue(args.number)),
+                f"#{args.number} {cmd}{'d' if cmd == 'close' else 'ed'}",
+            )
         return EXIT_OK
     finally:
         rt.close()

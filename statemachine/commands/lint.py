@@ -31,8 +31,8 @@ def _targets(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def _template_problems(policy_file: Path) -> list[Problem]:
-    from statemachine.prompting import PROMPTS, check_template
     from statemachine.errors import TemplateError
+    from statemachine.prompting import PROMPTS, check_template
 
     folder = policy_file.parent / "prompts"
     out = []
@@ -73,7 +73,14 @@ def main(args: argparse.Namespace, out: Output) -> int:
             pol = policy_mod.load(path, display)
             extra = _template_problems(path) if path.name != "default.yaml" or "<bundled>" not in display else []
             problems += extra
-            results.append({"file": display, "ok": not extra, "transitions": len(pol.transitions), "problems": [p.as_json() for p in extra]})
+            results.append(
+                {
+                    "file": display,
+                    "ok": not extra,
+                    "transitions": len(pol.transitions),
+                    "problems": [p.as_json() for p in extra],
+                }
+            )
         except PolicyError as exc:
             problems += exc.problems
             results.append({"file": display, "ok": False, "problems": [p.as_json() for p in exc.problems]})

@@ -22,14 +22,33 @@ def tree_view(rt: Any, number: int) -> dict[str, Any]:
         assert plan is not None
         node = tree.get(c["key"], {})
         child_state = rt.store.state_of(node["issue"])[0] if node.get("issue") else None
-        children.append({"key": c["key"], "title": c["title"], "issue": node.get("issue"), "status": node.get("status", "pending"),
-                         "reason": node.get("reason"), "lifecycle_state": child_state, "depends_on": c.get("depends_on", []),
-                         "ownership": c["ownership"], "size": c["size"], "wave": planning.layers(plan["children"])[c["key"]] + 1,
-                         "merge_sha": node.get("merge_sha")})
-    return {"issue": number, "state": state, "run_id": run_id, "summary": (plan or {}).get("summary"),
-            "plan_error": facts.get("plan_error"), "problems": facts.get("plan_problems") or [],
-            "integration_branch": facts.get("integration_branch"), "pull_request": facts.get("pull_request"),
-            "children": children, "counts": planning.summary(tree) if tree else {}}
+        children.append(
+            {
+                "key": c["key"],
+                "title": c["title"],
+                "issue": node.get("issue"),
+                "status": node.get("status", "pending"),
+                "reason": node.get("reason"),
+                "lifecycle_state": child_state,
+                "depends_on": c.get("depends_on", []),
+                "ownership": c["ownership"],
+                "size": c["size"],
+                "wave": planning.layers(plan["children"])[c["key"]] + 1,
+                "merge_sha": node.get("merge_sha"),
+            }
+        )
+    return {
+        "issue": number,
+        "state": state,
+        "run_id": run_id,
+        "summary": (plan or {}).get("summary"),
+        "plan_error": facts.get("plan_error"),
+        "problems": facts.get("plan_problems") or [],
+        "integration_branch": facts.get("integration_branch"),
+        "pull_request": facts.get("pull_request"),
+        "children": children,
+        "counts": planning.summary(tree) if tree else {},
+    }
 
 
 def main(args: argparse.Namespace, out: Output) -> int:
@@ -38,8 +57,10 @@ def main(args: argparse.Namespace, out: Output) -> int:
         issue = rt.tracker.get_issue(args.issue, comments=False)
         view = tree_view(rt, args.issue)
         if view["run_id"] is None:
-            raise OrchError(f"issue #{args.issue} has not been planned",
-                            f"label it {rt.policy.label('plan_auto')} and run `orch run --issue {args.issue}`")
+            raise OrchError(
+                f"issue #{args.issue} has not been planned",
+                f"label it {rt.policy.label('plan_auto')} and run `orch run --issue {args.issue}`",
+            )
         lines = [f"#{issue.number} {issue.title}: {view['state']} (run {view['run_id']})"]
         if view["plan_error"]:
             lines.append(f"  no plan: {view['plan_error']}")
@@ -51,8 +72,10 @@ def main(args: argparse.Namespace, out: Output) -> int:
             lines.append(f"  integration branch: {view['integration_branch']}")
             for c in view["children"]:
                 deps = f" after {', '.join(c['depends_on'])}" if c["depends_on"] else ""
-                lines.append(f"  wave {c['wave']}: #{c['issue']} {c['key']} [{c['status']}; lifecycle {c['lifecycle_state']}]{deps}  {c['title']}"
-                             + (f"\n      {c['reason']}" if c["reason"] else ""))
+                lines.append(
+                    f"  wave {c['wave']}: #{c['issue']} {c['key']} [{c['status']}; lifecycle {c['lifecycle_state']}]{deps}  {c['title']}"
+                    + (f"\n      {c['reason']}" if c["reason"] else "")
+                )
             if view["pull_request"]:
                 lines.append(f"  draft pull request #{view['pull_request']['number']} ({view['pull_request']['url']})")
         out.emit("plan", view, "\n".join(lines))

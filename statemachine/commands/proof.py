@@ -35,7 +35,9 @@ def _candidate_worktree(rt: Runtime, facts: dict[str, Any], run_id: str) -> tupl
 
 
 def _render(target: str, number: int, fact: dict[str, Any]) -> str:
-    lines = [f"proof ({target}) of issue #{number}, candidate {str(fact.get('candidate_sha', ''))[:12]}: {fact['status']}"]
+    lines = [
+        f"proof ({target}) of issue #{number}, candidate {str(fact.get('candidate_sha', ''))[:12]}: {fact['status']}"
+    ]
     if fact.get("checked"):
         lines.append(f"  checked: {proof.checked_summary(fact)}")
     for c in fact.get("criteria", []):
@@ -67,8 +69,10 @@ def _prove(args: argparse.Namespace, out: Output, rt: Runtime, target: str) -> i
     state, run_id = rt.store.state_of(args.issue)
     facts = rt.store.facts(run_id) if run_id else {}
     if not run_id or not facts.get("candidate_sha"):
-        raise OrchError(f"issue #{args.issue} has no candidate commit to prove (state: {state})",
-                        f"run the issue until it has one: orch run --issue {args.issue}")
+        raise OrchError(
+            f"issue #{args.issue} has no candidate commit to prove (state: {state})",
+            f"run the issue until it has one: orch run --issue {args.issue}",
+        )
     issue = rt.tracker.get_issue(args.issue)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{time.monotonic_ns() % 1_000_000:06d}"
     proof_dir = rt.repo / ".orch" / "runs" / run_id / "proof-reruns" / f"{stamp}-{target}"
@@ -77,15 +81,28 @@ def _prove(args: argparse.Namespace, out: Output, rt: Runtime, target: str) -> i
         attempt_dir = rt.repo / ".orch" / "runs" / run_id / f"attempt-{facts.get('attempt', 0)}" / "proof"
         scenario_file = args.scenario.resolve() if args.scenario else attempt_dir / "scenario.json"
         if not scenario_file.is_file():
-            raise OrchError(f"no scenario: {scenario_file} does not exist",
-                            "pass --scenario FILE (schemas/browser-scenario.schema.json)")
+            raise OrchError(
+                f"no scenario: {scenario_file} does not exist",
+                "pass --scenario FILE (schemas/browser-scenario.schema.json)",
+            )
     worktree, temporary = _candidate_worktree(rt, facts, run_id)
     try:
         inp = proof.ProofInputs(
-            repo=rt.repo, policy_data=rt.policy.data, git=rt.git, make_agent=rt.make_agent, issue=issue, worktree=worktree,
-            base_sha=facts["base_sha"], candidate_sha=facts["candidate_sha"], branch=facts.get("branch", ""),
-            attempt=int(facts.get("attempt", 0)), run_id=run_id, proof_dir=proof_dir, findings=list(facts.get("findings", [])),
-            secrets=secrets.for_run(rt.policy.data, rt.tracker))
+            repo=rt.repo,
+            policy_data=rt.policy.data,
+            git=rt.git,
+            make_agent=rt.make_agent,
+            issue=issue,
+            worktree=worktree,
+            base_sha=facts["base_sha"],
+            candidate_sha=facts["candidate_sha"],
+            branch=facts.get("branch", ""),
+            attempt=int(facts.get("attempt", 0)),
+            run_id=run_id,
+            proof_dir=proof_dir,
+            findings=list(facts.get("findings", [])),
+            secrets=secrets.for_run(rt.policy.data, rt.tracker),
+        )
         if target == "auto":
             fact = proof.prove(inp)
         else:

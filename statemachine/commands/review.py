@@ -22,11 +22,15 @@ def main(args: argparse.Namespace, out: Output) -> int:
         tracker.get_issue(args.issue, comments=False)
         pulls = tracker.pulls(args.issue)
         if not pulls:
-            raise NotFoundError(f"issue #{args.issue} has no pull request to review",
-                                f"`orch run --issue {args.issue}` opens one when the run passes its gates")
+            raise NotFoundError(
+                f"issue #{args.issue} has no pull request to review",
+                f"`orch run --issue {args.issue}` opens one when the run passes its gates",
+            )
         pull = pulls[-1]
         if args.line is not None and args.file is None:
-            raise OrchError("--line needs --file", "orch review --issue 3 --comment 'rename this' --file app.py --line 4")
+            raise OrchError(
+                "--line needs --file", "orch review --issue 3 --comment 'rename this' --file app.py --line 4"
+            )
         author = args.author or _user()
         if args.approve:
             state, text = "APPROVED", ""
@@ -37,12 +41,25 @@ def main(args: argparse.Namespace, out: Output) -> int:
         if state != "APPROVED" and not str(text).strip():
             raise OrchError("the review text is empty", "say what should change")
         inline = ((args.file, args.line, text),) if args.file else ()
-        review = tracker.submit_review(pull.number, author, state, "" if inline and state == "COMMENTED" else text, inline)
-        words = {"APPROVED": "approved", "CHANGES_REQUESTED": "requested changes on", "COMMENTED": "commented on"}[state]
-        out.emit("review", {"issue": args.issue, "pull_request": pull.number, "review": review.id, "state": state,
-                            "author": author, "permission": tracker.permission(author)},
-                 f"{author} {words} pull request {pull.number} of issue #{args.issue}"
-                 + ("" if state == "APPROVED" else f"; `orch run --issue {args.issue}` takes it up"))
+        review = tracker.submit_review(
+            pull.number, author, state, "" if inline and state == "COMMENTED" else text, inline
+        )
+        words = {"APPROVED": "approved", "CHANGES_REQUESTED": "requested changes on", "COMMENTED": "commented on"}[
+            state
+        ]
+        out.emit(
+            "review",
+            {
+                "issue": args.issue,
+                "pull_request": pull.number,
+                "review": review.id,
+                "state": state,
+                "author": author,
+                "permission": tracker.permission(author),
+            },
+            f"{author} {words} pull request {pull.number} of issue #{args.issue}"
+            + ("" if state == "APPROVED" else f"; `orch run --issue {args.issue}` takes it up"),
+        )
         return EXIT_OK
     finally:
         rt.close()

@@ -41,7 +41,8 @@ checks: {{}}
 """
 
 _GITHUB_URL = re.compile(
-    r"^(?:https?://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com(?::\d+)?/)([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$")
+    r"^(?:https?://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com(?::\d+)?/)([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$"
+)
 
 
 def parse_github_url(url: str) -> tuple[str, str] | None:
@@ -50,7 +51,9 @@ def parse_github_url(url: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
-_ANY_URL = re.compile(r"^(?:[a-z+]+://(?:[^@/]+@)?[^/]+/|[^@:/]+@[^:]+:)(?:.*/)?([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$")
+_ANY_URL = re.compile(
+    r"^(?:[a-z+]+://(?:[^@/]+@)?[^/]+/|[^@:/]+@[^:]+:)(?:.*/)?([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$"
+)
 
 
 def owner_repo_of(url: str) -> tuple[str, str] | None:
@@ -66,14 +69,14 @@ def origin_url(root: Path) -> str:
 def base_branch(root: Path) -> str:
     head = run_git(["symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"], root, check=False).strip()
     if head.startswith("origin/"):
-        return head[len("origin/"):]
+        return head[len("origin/") :]
     return run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], root, check=False).strip()
 
 
 def tracker_block(owner: str | None, repo: str | None, base: str) -> str:
     if owner and repo:
-        return f"  kind: github\n  owner: {owner}\n  repo: {repo}\n  base_branch: \"{base}\"\n"
-    return f"  kind: local            # the embedded tracker (.orch/state/); `orch issue new ...` files issues\n  base_branch: \"{base}\"\n"
+        return f'  kind: github\n  owner: {owner}\n  repo: {repo}\n  base_branch: "{base}"\n'
+    return f'  kind: local            # the embedded tracker (.orch/state/); `orch issue new ...` files issues\n  base_branch: "{base}"\n'
 
 
 def workflow_agent(root: Path, policy_path: Path | None = None) -> tuple[str, str | None]:
@@ -87,8 +90,14 @@ def workflow_agent(root: Path, policy_path: Path | None = None) -> tuple[str, st
     return str(agent.get("kind") or "codex"), workflow.agent_key_env(agent)
 
 
-def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False,
-         policy_path: Path | None = None, package: str | None = None) -> list[tuple[Path, str, str]]:
+def plan(
+    root: Path,
+    owner: str | None,
+    repo: str | None,
+    actions: bool = False,
+    policy_path: Path | None = None,
+    package: str | None = None,
+) -> list[tuple[Path, str, str]]:
     """Return (path, new content, what) for every file setup would write; empty when nothing changes."""
     writes = []
     if actions:
@@ -104,12 +113,20 @@ def plan(root: Path, owner: str | None, repo: str | None, actions: bool = False,
                 raise OrchError(
                     f"the workflow must install this orch on GitHub's runners, but this orch was {source}",
                     "say what the runners install, pinned: --orch-package 'orch @ git+https://github.com/OWNER/orch@COMMIT' "
-                    "or a wheel URL ending in #sha256=DIGEST (docs/daemon.md, Running on GitHub Actions)")
-            writes.append((target, workflow.render(agent_kind=kind, api_key_env=key, package=package),
-                           f"write the GitHub Actions workflow (agent: {kind}; installs {package}, {source})"))
+                    "or a wheel URL ending in #sha256=DIGEST (docs/daemon.md, Running on GitHub Actions)",
+                )
+            writes.append(
+                (
+                    target,
+                    workflow.render(agent_kind=kind, api_key_env=key, package=package),
+                    f"write the GitHub Actions workflow (agent: {kind}; installs {package}, {source})",
+                )
+            )
     policy = root / ".orch" / "policy.yaml"
     if not policy.exists():
-        writes.append((policy, STARTER.format(tracker=tracker_block(owner, repo, base_branch(root))), "write the starter policy"))
+        writes.append(
+            (policy, STARTER.format(tracker=tracker_block(owner, repo, base_branch(root))), "write the starter policy")
+        )
     for name in PROMPT_FILES:
         target = root / ".orch" / "prompts" / f"{name}.md"
         if not target.exists():
@@ -148,9 +165,18 @@ def prepare_labels(root: Path, args: argparse.Namespace, writes: list[tuple[Path
         results = []
         for role, spec in rt.policy.data["labels"].items():
             if ensure is None:
-                results.append({"role": role, "name": spec["name"], "result": "unchanged", "note": "the local tracker keeps no label list"})
+                results.append(
+                    {
+                        "role": role,
+                        "name": spec["name"],
+                        "result": "unchanged",
+                        "note": "the local tracker keeps no label list",
+                    }
+                )
                 continue
-            outcome = ensure(spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=args.dry_run)
+            outcome = ensure(
+                spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=args.dry_run
+            )
             results.append({"role": role, "name": spec["name"], "result": outcome})
         return results
     finally:
@@ -164,12 +190,20 @@ def main(args: argparse.Namespace, out: Output) -> int:
     owner = args.github_owner or (inferred[0] if inferred else None)
     repo = args.github_repo or (inferred[1] if inferred else None)
     if bool(args.github_owner) != bool(args.github_repo) and not inferred:
-        raise OrchError("--github-owner and --github-repo go together", "pass both, or neither to infer them from origin")
+        raise OrchError(
+            "--github-owner and --github-repo go together", "pass both, or neither to infer them from origin"
+        )
     notes = []
     if url and not inferred and not (owner and repo):
         notes.append(f"origin ({url}) is not a GitHub repository: configured the local tracker")
-    writes = plan(root, owner, repo, actions=getattr(args, "actions", False), policy_path=getattr(args, "policy", None),
-                  package=getattr(args, "orch_package", None))
+    writes = plan(
+        root,
+        owner,
+        repo,
+        actions=getattr(args, "actions", False),
+        policy_path=getattr(args, "policy", None),
+        package=getattr(args, "orch_package", None),
+    )
     if not args.dry_run:
         for path, content, _what in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,10 +219,18 @@ def main(args: argparse.Namespace, out: Output) -> int:
     lines += notes
     if writes and not args.dry_run:
         lines.append("next: review .orch/policy.yaml, commit .orch/, run `orch lint` and `orch doctor`")
-    out.emit("setup", {
-        "repo": str(root), "dry_run": args.dry_run, "tracker": "github" if owner and repo else "local",
-        "owner": owner, "github_repo": repo,
-        "writes": [{"path": str(p.relative_to(root)), "what": w} for p, _c, w in writes],
-        "labels": labels, "notes": notes,
-    }, "\n".join(lines))
+    out.emit(
+        "setup",
+        {
+            "repo": str(root),
+            "dry_run": args.dry_run,
+            "tracker": "github" if owner and repo else "local",
+            "owner": owner,
+            "github_repo": repo,
+            "writes": [{"path": str(p.relative_to(root)), "what": w} for p, _c, w in writes],
+            "labels": labels,
+            "notes": notes,
+        },
+        "\n".join(lines),
+    )
     return EXIT_OK

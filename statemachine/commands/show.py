@@ -22,9 +22,22 @@ def main(args: argparse.Namespace, out: Output) -> int:
         for r in runs:
             lines.append(f"  evidence for run {r}: {rt.repo / '.orch' / 'runs' / r}")
         data = {
-            "issue": args.issue, "state": state, "run_id": run_id,
-            "steps": [{"id": s.id, "trigger": s.trigger, "source": s.source, "dest": s.dest, "status": s.status,
-                       "started_at": s.started_at, "finished_at": s.finished_at, "run_id": s.run_id} for s in steps],
+            "issue": args.issue,
+            "state": state,
+            "run_id": run_id,
+            "steps": [
+                {
+                    "id": s.id,
+                    "trigger": s.trigger,
+                    "source": s.source,
+                    "dest": s.dest,
+                    "status": s.status,
+                    "started_at": s.started_at,
+                    "finished_at": s.finished_at,
+                    "run_id": s.run_id,
+                }
+                for s in steps
+            ],
             "evidence": {r: str(rt.repo / ".orch" / "runs" / r) for r in runs},
             "journal": rt.store.journal(args.issue),
         }

@@ -38,18 +38,31 @@ def main(args: argparse.Namespace, out: Output) -> int:
             ready = next((e for e in evs if e.ok), None)
             reason = waiting.text if waiting is not None else None
             parent = snap.parent["number"] if snap.parent else None
-            rows.append({"number": number, "title": snap.issue.title, "state": state, "run_id": run_id,
-                         "labels": list(snap.issue.labels), "eligible": ready is not None,
-                         "next": ready.transition.trigger if ready else None, "reason": reason, "parent": parent,
-                         "children": []})
+            rows.append(
+                {
+                    "number": number,
+                    "title": snap.issue.title,
+                    "state": state,
+                    "run_id": run_id,
+                    "labels": list(snap.issue.labels),
+                    "eligible": ready is not None,
+                    "next": ready.transition.trigger if ready else None,
+                    "reason": reason,
+                    "parent": parent,
+                    "children": [],
+                }
+            )
         by_number = {r["number"]: r for r in rows}
         for r in rows:
             if r["parent"] in by_number:
                 by_number[r["parent"]]["children"].append(r["number"])
 
         def line(r: dict[str, Any], indent: str = "") -> str:
-            return (f"{indent}#{r['number']:<5} {r['state']:<12} " + (f"next: {r['next']}" if r["next"] else f"waiting: {r['reason']}")
-                    + f"  {r['title']}")
+            return (
+                f"{indent}#{r['number']:<5} {r['state']:<12} "
+                + (f"next: {r['next']}" if r["next"] else f"waiting: {r['reason']}")
+                + f"  {r['title']}"
+            )
 
         lines = []
         for r in rows:

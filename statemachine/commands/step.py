@@ -15,7 +15,9 @@ def describe(o: StepOutcome) -> str:
     if o.fired is None and o.note:
         return f"issue #{o.issue}: {o.note}"
     if o.fired is None:
-        return "\n".join([f"issue #{o.issue}: no transition can fire from {o.source}", *render_evaluations(o.evaluations)])
+        return "\n".join(
+            [f"issue #{o.issue}: no transition can fire from {o.source}", *render_evaluations(o.evaluations)]
+        )
     t = o.fired.transition
     acts = ", ".join(a.label() for a in t.actions) or "no actions"
     again = " (resumed after an interruption)" if o.resumed else ""
@@ -41,7 +43,9 @@ def main(args: argparse.Namespace, out: Output) -> int:
             out.emit("step", data, describe(last))
         else:
             pr = rt.store.facts(last.run_id).get("pull_request") if last.run_id else None
-            summary = f"issue #{args.issue} rests in {final}" + (f"; draft pull request #{pr['number']} ({pr['url']})" if pr and final == "review" else "")
+            summary = f"issue #{args.issue} rests in {final}" + (
+                f"; draft pull request #{pr['number']} ({pr['url']})" if pr and final == "review" else ""
+            )
             data["pull_request"] = pr
             out.emit("run", data, summary)
         if args.command == "step":
@@ -54,4 +58,3 @@ def main(args: argparse.Namespace, out: Output) -> int:
         return EXIT_OK
     finally:
         rt.close()
-

@@ -30,6 +30,7 @@ TEXT_KINDS = ("command-output", "dom-snapshot", "console-log", "network-log")
 
 # criteria --------------------------------------------------------------------------------
 
+
 def mentions_ui(text: str) -> bool:
     return bool(UI_WORDS.search(text or ""))
 
@@ -46,6 +47,7 @@ def is_ui(criterion: dict[str, Any] | None, answer: dict[str, Any] | None) -> bo
 
 
 # checks (no side effects; each returns reasons) --------------------------------------------
+
 
 def validate_report(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """The parsed proof report, or the reason it is missing or malformed."""
@@ -70,7 +72,7 @@ def check_answers(wanted: list[dict[str, Any]], report: dict[str, Any]) -> list[
     if twice:
         reasons.append("criteria answered more than once: " + ", ".join(twice))
     if not wanted_ids:
-        reasons.append("the issue has no acceptance criteria to prove (add an \"## Acceptance criteria\" list)")
+        reasons.append('the issue has no acceptance criteria to prove (add an "## Acceptance criteria" list)')
     return reasons
 
 
@@ -91,7 +93,9 @@ def check_status(report: dict[str, Any]) -> list[str]:
     return reasons
 
 
-def merge_artifacts(agent: list[dict[str, Any]], runner: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+def merge_artifacts(
+    agent: list[dict[str, Any]], runner: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The agent's artifacts and the runner's own, by id; the runner's folder and ids are not the agent's to claim."""
     reasons = []
     runner_ids = {a["id"] for a in runner}
@@ -123,12 +127,17 @@ def check_evidence_refs(report: dict[str, Any], artifacts: list[dict[str, Any]])
     return reasons
 
 
-
 def inspect_artifact(proof_dir: Path, artifact: dict[str, Any], started_ns: int) -> tuple[dict[str, Any], list[str]]:
     """Inside the proof folder, a regular file reached through no symlink, its hash as listed, modified after the proof started."""
     aid, rel = artifact["id"], artifact["path"]
-    detail: dict[str, Any] = {"id": aid, "path": rel, "kind": artifact["kind"], "source": artifact.get("source", "agent"),
-                              "publishable": artifact["publishable"], "ok": False}
+    detail: dict[str, Any] = {
+        "id": aid,
+        "path": rel,
+        "kind": artifact["kind"],
+        "source": artifact.get("source", "agent"),
+        "publishable": artifact["publishable"],
+        "ok": False,
+    }
     parts = PurePosixPath(rel).parts
     if PurePosixPath(rel).is_absolute() or Path(rel).is_absolute() or ".." in parts or not parts or "\\" in rel:
         return detail, [f"artifact {aid}: {rel!r} is outside the proof folder"]
@@ -139,7 +148,9 @@ def inspect_artifact(proof_dir: Path, artifact: dict[str, Any], started_ns: int)
             st = probe.lstat()
         except OSError:
             if probe.with_name(probe.name + REMOVED_SUFFIX).is_file():  # the jail removed a symlink the agent left here
-                return detail, [f"artifact {aid}: {probe.relative_to(proof_dir).as_posix()} is a symlink (the runner removed it)"]
+                return detail, [
+                    f"artifact {aid}: {probe.relative_to(proof_dir).as_posix()} is a symlink (the runner removed it)"
+                ]
             return detail, [f"artifact {aid}: {rel} is missing"]
         if stat.S_ISLNK(st.st_mode):
             return detail, [f"artifact {aid}: {probe.relative_to(proof_dir).as_posix()} is a symlink"]
@@ -155,7 +166,9 @@ def inspect_artifact(proof_dir: Path, artifact: dict[str, Any], started_ns: int)
     detail.update(sha256=digest, size=st.st_size, mtime_ns=st.st_mtime_ns)
     reasons = []
     if digest != artifact["sha256"]:
-        reasons.append(f"artifact {aid}: hash mismatch: {rel} has sha256 {digest[:12]}..., the list says {artifact['sha256'][:12]}...")
+        reasons.append(
+            f"artifact {aid}: hash mismatch: {rel} has sha256 {digest[:12]}..., the list says {artifact['sha256'][:12]}..."
+        )
     if st.st_mtime_ns < started_ns:
         reasons.append(f"artifact {aid}: {rel} is stale: it was last modified before the proof started")
     content, kind_reasons = check_kind(probe, artifact)
@@ -195,12 +208,17 @@ def screenshot_problems(path: Path, artifact: dict[str, Any], where: str) -> tup
         stated.append(("viewport", str(artifact["viewport"])))
     if artifact.get("width") is not None or artifact.get("height") is not None:
         stated.append(("size", f"{artifact.get('width', '?')}x{artifact.get('height', '?')}"))
-    reasons = [f"{where} is a {image.size} {image.format} image, but {by} states {name} {value}"
-               for name, value in stated if value != image.size]
+    reasons = [
+        f"{where} is a {image.size} {image.format} image, but {by} states {name} {value}"
+        for name, value in stated
+        if value != image.size
+    ]
     return f"{image.format} {image.size}", reasons
 
 
-def check_artifacts(proof_dir: Path, artifacts: list[dict[str, Any]], started_ns: int) -> tuple[list[dict[str, Any]], list[str]]:
+def check_artifacts(
+    proof_dir: Path, artifacts: list[dict[str, Any]], started_ns: int
+) -> tuple[list[dict[str, Any]], list[str]]:
     details, reasons = [], []
     for a in artifacts:
         d, r = inspect_artifact(proof_dir, a, started_ns)
@@ -208,8 +226,10 @@ def check_artifacts(proof_dir: Path, artifacts: list[dict[str, Any]], started_ns
         reasons += r
     total = sum(int(d.get("size") or 0) for d in details)
     if total > limits.ARTIFACTS_TOTAL.bytes:
-        reasons.append(f"the proof's {len(details)} artifacts are {total:,} bytes together; the cap is "
-                       f"{limits.human(limits.ARTIFACTS_TOTAL.bytes)} ({limits.ARTIFACTS_TOTAL.reason})")
+        reasons.append(
+            f"the proof's {len(details)} artifacts are {total:,} bytes together; the cap is "
+            f"{limits.human(limits.ARTIFACTS_TOTAL.bytes)} ({limits.ARTIFACTS_TOTAL.reason})"
+        )
     return details, reasons
 
 
@@ -219,15 +239,19 @@ def _read_text(path: Path) -> str | None:
     return read_text(path) if path.is_file() and not path.is_symlink() else None
 
 
-def check_secrets(proof_dir: Path, artifacts: list[dict[str, Any]], extra: dict[str, Path],
-                  values: Any = None) -> tuple[list[str], list[str]]:
+def check_secrets(
+    proof_dir: Path, artifacts: list[dict[str, Any]], extra: dict[str, Path], values: Any = None
+) -> tuple[list[str], list[str]]:
     """No credentials in any text artifact (publishable or not), the report, the scenario or the proof run's logs; and
     no secret value the runner holds (``values``, a SecretSet) in the bytes of any of them, binary ones too."""
     from statemachine.inspect_candidate import scan_file_values, scan_secrets
 
     scanned, reasons = [], []
-    targets = [(f"artifact {a['id']}", proof_dir / a["path"]) for a in artifacts if ".." not in PurePosixPath(a["path"]).parts
-               and not PurePosixPath(a["path"]).is_absolute()]
+    targets = [
+        (f"artifact {a['id']}", proof_dir / a["path"])
+        for a in artifacts
+        if ".." not in PurePosixPath(a["path"]).parts and not PurePosixPath(a["path"]).is_absolute()
+    ]
     targets += sorted(extra.items())
     for where, path in targets:
         if values:
@@ -237,7 +261,9 @@ def check_secrets(proof_dir: Path, artifacts: list[dict[str, Any]], extra: dict[
             continue
         scanned.append(where)
         for finding in scan_secrets(text, where):
-            reasons.append(f"credential ({finding.kind}) in {finding.where.rsplit(':', 1)[0]}, line {finding.where.rsplit(':', 1)[1]}")
+            reasons.append(
+                f"credential ({finding.kind}) in {finding.where.rsplit(':', 1)[0]}, line {finding.where.rsplit(':', 1)[1]}"
+            )
     return scanned, reasons
 
 
@@ -267,27 +293,43 @@ def check_host_paths(proof_dir: Path, artifacts: list[dict[str, Any]], paths: li
             m = HOST_PATH.search(line) if hit is None else None
             if hit or m:
                 what = "a path of this checkout" if hit else m.group(0)  # type: ignore[union-attr]
-                reasons.append(f"host path ({what}) in publishable artifact {a['id']}, line {lineno}: mark it not publishable or remove the path")
+                reasons.append(
+                    f"host path ({what}) in publishable artifact {a['id']}, line {lineno}: mark it not publishable or remove the path"
+                )
                 break
     return scanned, reasons
 
 
-def check_product(before: str, after: str, git_before: dict[str, str] | None = None,
-                  git_after: dict[str, str] | None = None, changed: list[str] | None = None) -> list[str]:
+def check_product(
+    before: str,
+    after: str,
+    git_before: dict[str, str] | None = None,
+    git_after: dict[str, str] | None = None,
+    changed: list[str] | None = None,
+) -> list[str]:
     """The proof run left the product (the worktree's tree) and the git state exactly as they were."""
     reasons = []
     if before != after:
         which = (": " + ", ".join(changed[:8])) if changed else ""
         reasons.append(f"the proof run changed the product (the worktree's tree differs before and after){which}")
     if git_before is not None and git_after is not None:
-        moved = [k for k in ("head", "gitfile", "config", "hooks", "worktree_config") if git_before.get(k) != git_after.get(k)]
+        moved = [
+            k
+            for k in ("head", "gitfile", "config", "hooks", "worktree_config")
+            if git_before.get(k) != git_after.get(k)
+        ]
         if moved:
             reasons.append("the proof run changed git state: " + ", ".join(moved))
     return reasons
 
 
-def check_ui(answer: dict[str, Any], browser_result: dict[str, Any] | None, artifacts: list[dict[str, Any]],
-             candidate_ns: int, scenario: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+def check_ui(
+    answer: dict[str, Any],
+    browser_result: dict[str, Any] | None,
+    artifacts: list[dict[str, Any]],
+    candidate_ns: int,
+    scenario: dict[str, Any] | None,
+) -> tuple[dict[str, Any], list[str]]:
     """The UI Evidence Contract for a passed UI criterion, judged against the runner's own browser record."""
     cid = answer["id"]
     by_id = {a["id"]: a for a in artifacts}
@@ -317,14 +359,18 @@ def check_ui(answer: dict[str, Any], browser_result: dict[str, Any] | None, arti
     for entry_vp in ui["viewports"]:
         shot = runner_shot(entry_vp["artifact"])
         if shot is None:
-            reasons.append(f"{cid}: viewport {entry_vp['viewport']} cites {entry_vp['artifact']}, which is not a runner screenshot")
+            reasons.append(
+                f"{cid}: viewport {entry_vp['viewport']} cites {entry_vp['artifact']}, which is not a runner screenshot"
+            )
             continue
         size = f"{shot.get('width')}x{shot.get('height')}"
         if shot.get("viewport") != entry_vp["viewport"] or size != entry_vp["viewport"]:
             reasons.append(f"{cid}: {entry_vp['artifact']} was captured at {size}, not {entry_vp['viewport']}")
             continue
         if int(shot.get("after_step", -1)) < last_step or int(shot.get("mtime_ns", 0)) < last_ns:
-            reasons.append(f"{cid}: {entry_vp['artifact']} is not fresh: it was captured before the final interaction (step {last_step})")
+            reasons.append(
+                f"{cid}: {entry_vp['artifact']} is not fresh: it was captured before the final interaction (step {last_step})"
+            )
             continue
         if int(shot.get("mtime_ns", 0)) < candidate_ns:
             reasons.append(f"{cid}: {entry_vp['artifact']} is not fresh: it is older than the candidate commit")
@@ -343,23 +389,41 @@ def check_ui(answer: dict[str, Any], browser_result: dict[str, Any] | None, arti
         reasons.append(f"{cid}: the layout review must look at every viewport ({', '.join(REQUIRED_VIEWPORTS)})")
     kinds = {by_id[e]["kind"] for e in answer["evidence"] if e in by_id}
     if not kinds - {"screenshot"}:
-        reasons.append(f"{cid} rests on screenshots alone: cite what the runner verified too (browser-steps, browser-dom) "
-                       "or other evidence")
+        reasons.append(
+            f"{cid} rests on screenshots alone: cite what the runner verified too (browser-steps, browser-dom) "
+            "or other evidence"
+        )
     if not browser_result.get("text_assertions"):
-        reasons.append(f"{cid}: the scenario asserts no text (expect_text or wait_for_text), so screenshots alone would carry it")
-    detail.update(ok=not reasons, viewports=fresh, last_interaction_step=last_step,
-                  layout_review=ui["layout_review"]["screenshots"], copy_review=ui["copy_review"]["screenshots"],
-                  sources=ui["sources"], entry_url=entry)
+        reasons.append(
+            f"{cid}: the scenario asserts no text (expect_text or wait_for_text), so screenshots alone would carry it"
+        )
+    detail.update(
+        ok=not reasons,
+        viewports=fresh,
+        last_interaction_step=last_step,
+        layout_review=ui["layout_review"]["screenshots"],
+        copy_review=ui["copy_review"]["screenshots"],
+        sources=ui["sources"],
+        entry_url=entry,
+    )
     return detail, reasons
 
 
-def judge(*, report: dict[str, Any] | None, report_reasons: list[str], runs: list[dict[str, Any]], runner_reasons: list[str]) -> dict[str, Any]:
+def judge(
+    *, report: dict[str, Any] | None, report_reasons: list[str], runs: list[dict[str, Any]], runner_reasons: list[str]
+) -> dict[str, Any]:
     """The verdict: blocked with the reasons, needs-rework with the findings, or passed."""
-    failed_run = next((r for r in runs if r.get("exit_code") != 0 or r.get("timed_out") or r.get("idle_timed_out") or r.get("error")), None)
+    failed_run = next(
+        (r for r in runs if r.get("exit_code") != 0 or r.get("timed_out") or r.get("idle_timed_out") or r.get("error")),
+        None,
+    )
     reasons: list[str] = []
     if failed_run is not None:
-        what = ("timed out" if failed_run.get("timed_out") or failed_run.get("idle_timed_out")
-                else failed_run.get("error") or f"exited with {failed_run.get('exit_code')}")
+        what = (
+            "timed out"
+            if failed_run.get("timed_out") or failed_run.get("idle_timed_out")
+            else failed_run.get("error") or f"exited with {failed_run.get('exit_code')}"
+        )
         reasons.append(f"the proof run ({failed_run['phase']} phase) {what}")
     reasons += report_reasons + runner_reasons
     if reasons:
@@ -368,17 +432,24 @@ def judge(*, report: dict[str, Any] | None, report_reasons: list[str], runs: lis
     assert report is not None
     if report["status"] == "blocked":
         why = report.get("findings") or [report.get("summary") or "no reason given"]
-        return {"status": "blocked", "error": "the proof agent reports blocked: " + "; ".join(why)[:500], "findings": list(why)}
+        return {
+            "status": "blocked",
+            "error": "the proof agent reports blocked: " + "; ".join(why)[:500],
+            "findings": list(why),
+        }
     if report["status"] == "needs-rework":
         findings = list(report.get("findings", []))
-        findings += [f"{c['id']} {c['status']}: {c['analysis']}" for c in report["criteria"]
-                     if c["status"] != "passed" and not any(c["analysis"] in f for f in findings)]
+        findings += [
+            f"{c['id']} {c['status']}: {c['analysis']}"
+            for c in report["criteria"]
+            if c["status"] != "passed" and not any(c["analysis"] in f for f in findings)
+        ]
         return {"status": "needs-rework", "error": None, "findings": findings}
     return {"status": "passed", "error": None, "findings": []}
 
 
-
 # the runner's own browser record (orch proof browser) ----------------------------------------
+
 
 def check_runner_shots(browser_result: dict[str, Any], candidate_ns: int) -> list[str]:
     """Every viewport has a final-state screenshot captured after the final interaction and the candidate commit."""
@@ -386,11 +457,20 @@ def check_runner_shots(browser_result: dict[str, Any], candidate_ns: int) -> lis
     last_step = int(browser_result.get("last_interaction_step", -1))
     last_ns = int(browser_result.get("last_interaction_ns", 0))
     for vp in REQUIRED_VIEWPORTS:
-        shot = next((a for a in browser_result.get("artifacts", []) if a["kind"] == "screenshot" and a.get("name") == "final"
-                     and a.get("viewport") == vp), None)
+        shot = next(
+            (
+                a
+                for a in browser_result.get("artifacts", [])
+                if a["kind"] == "screenshot" and a.get("name") == "final" and a.get("viewport") == vp
+            ),
+            None,
+        )
         if shot is None or f"{shot.get('width')}x{shot.get('height')}" != vp:
             reasons.append(f"no final-state screenshot at {vp}")
-        elif int(shot["after_step"]) < last_step or int(shot["mtime_ns"]) < last_ns or int(shot["mtime_ns"]) < candidate_ns:
+        elif (
+            int(shot["after_step"]) < last_step
+            or int(shot["mtime_ns"]) < last_ns
+            or int(shot["mtime_ns"]) < candidate_ns
+        ):
             reasons.append(f"the final-state screenshot at {vp} is not fresh")
     return reasons
-

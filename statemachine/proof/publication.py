@@ -19,15 +19,19 @@ def checked_summary(proof: dict[str, Any]) -> str:
     if crit:
         parts.append(f"{len(crit.get('answered', []))} of {len(crit.get('wanted', []))} criteria answered")
     arts = checked.get("artifacts") or []
-    parts.append(f"{sum(1 for a in arts if a.get('ok'))} of {len(arts)} artifacts hashed, fresh and inside the proof folder")
+    parts.append(
+        f"{sum(1 for a in arts if a.get('ok'))} of {len(arts)} artifacts hashed, fresh and inside the proof folder"
+    )
     parts.append(f"credentials scanned in {len(checked.get('secrets_scanned') or [])} text file(s)")
     parts.append(f"host paths scanned in {len(checked.get('host_paths_scanned') or [])} publishable text file(s)")
     product = checked.get("product") or {}
     parts.append("product unchanged" if product.get("unchanged") else "product CHANGED")
     b = checked.get("browser")
     if b:
-        parts.append(f"browser run {'passed' if b.get('ok') else 'failed'}: {len(b.get('steps') or [])} step(s) at "
-                     + " and ".join(b.get("viewports") or REQUIRED_VIEWPORTS))
+        parts.append(
+            f"browser run {'passed' if b.get('ok') else 'failed'}: {len(b.get('steps') or [])} step(s) at "
+            + " and ".join(b.get("viewports") or REQUIRED_VIEWPORTS)
+        )
     return "; ".join(parts)
 
 
@@ -43,8 +47,10 @@ def pull_section(facts: dict[str, Any]) -> list[str]:
     lines = ["", "## Proof", f"Status: **{proof.get('status')}**. The runner checked: {checked_summary(proof)}.", ""]
     for c in proof.get("criteria", []):
         first = (c.get("analysis") or "").strip().splitlines()[:1]
-        lines.append(f"- `{c['id']}` {c['status']} ({c['confidence']} confidence{', UI' if c.get('ui') else ''}): "
-                     f"{first[0] if first else ''} Evidence: {', '.join(f'`{e}`' for e in c.get('evidence', [])) or 'none'}.")
+        lines.append(
+            f"- `{c['id']}` {c['status']} ({c['confidence']} confidence{', UI' if c.get('ui') else ''}): "
+            f"{first[0] if first else ''} Evidence: {', '.join(f'`{e}`' for e in c.get('evidence', [])) or 'none'}."
+        )
     shots = screenshots(proof)
     published = facts.get("proof_published") or {}
     if published.get("markdown"):
@@ -53,7 +59,9 @@ def pull_section(facts: dict[str, Any]) -> list[str]:
     elif shots:
         lines += ["", "### Screenshots", f"Kept with the run's evidence under `{proof.get('dir_rel')}/`:"]
         for a in shots:
-            lines.append(f"- `{a['id']}` ({a.get('viewport', '?')}): `{proof.get('dir_rel')}/{a['path']}` (sha256 {a['sha256'][:12]})")
+            lines.append(
+                f"- `{a['id']}` ({a.get('viewport', '?')}): `{proof.get('dir_rel')}/{a['path']}` (sha256 {a['sha256'][:12]})"
+            )
     return lines
 
 
@@ -67,8 +75,9 @@ class ProofBranch:
     skipped: list[str]
 
 
-def proof_branch_files(proof: dict[str, Any], *, owner: str, repo: str, run_id: str,
-                       server: str = "https://github.com") -> ProofBranch:
+def proof_branch_files(
+    proof: dict[str, Any], *, owner: str, repo: str, run_id: str, server: str = "https://github.com"
+) -> ProofBranch:
     """For GitHub: the publishable screenshots (re-hashed: only those still matching), their branch paths and image links."""
     branch = f"orch-proof/{run_id}"
     folder = Path(proof["dir"])

@@ -55,7 +55,9 @@ class ProofInputs:
     run_id: str
     proof_dir: Path
     findings: list[str] = field(default_factory=list)
-    secrets: Any = None  # statemachine.secrets.SecretSet: refused in artifacts, redacted in prompts and the agent's logs
+    secrets: Any = (
+        None  # statemachine.secrets.SecretSet: refused in artifacts, redacted in prompts and the agent's logs
+    )
 
 
 def candidate_time_ns(repo: Path, sha: str) -> int:
@@ -65,8 +67,9 @@ def candidate_time_ns(repo: Path, sha: str) -> int:
     return int(out) * 1_000_000_000 if out.isdigit() else 0
 
 
-def runner_prompt(phase: str, proof_dir: Path, criteria: list[dict[str, Any]], app: browser.AppSpec | None,
-                  browser_file: Path | None) -> str:
+def runner_prompt(
+    phase: str, proof_dir: Path, criteria: list[dict[str, Any]], app: browser.AppSpec | None, browser_file: Path | None
+) -> str:
     from statemachine import resources
 
     lines = [
@@ -77,8 +80,10 @@ def runner_prompt(phase: str, proof_dir: Path, criteria: list[dict[str, Any]], a
         "during this run (no symlinks, no copies of older files). No artifact may contain credentials; mark an",
         "artifact publishable only when it names no host path. Do not edit product files: the runner compares the",
         "worktree before and after. `passed` needs high confidence on every criterion. Each artifact is at most",
-        (f"{limits.human(limits.ARTIFACT.bytes)} ({limits.human(limits.ARTIFACTS_TOTAL.bytes)} in all) and its bytes must match its kind: "
-        "a screenshot is a PNG or JPEG image (of the viewport, width and height you state, if you state them);"),
+        (
+            f"{limits.human(limits.ARTIFACT.bytes)} ({limits.human(limits.ARTIFACTS_TOTAL.bytes)} in all) and its bytes must match its kind: "
+            "a screenshot is a PNG or JPEG image (of the viewport, width and height you state, if you state them);"
+        ),
         "command output, DOM snapshots and logs are text.",
         "",
         "Criteria (ids are stable):",
@@ -88,13 +93,17 @@ def runner_prompt(phase: str, proof_dir: Path, criteria: list[dict[str, Any]], a
     if phase == "scenario":
         lines += [
             "The runner drives the browser itself. For the UI criteria, write `scenario.json` into the proof folder",
-            "(schema below; URLs are paths on the app such as \"/\"); assert what the page must show with expect_text or",
+            '(schema below; URLs are paths on the app such as "/"); assert what the page must show with expect_text or',
             "wait_for_text. The runner starts the app, runs the steps, captures each final state at "
-            + " and ".join(REQUIRED_VIEWPORTS) + ",",
+            + " and ".join(REQUIRED_VIEWPORTS)
+            + ",",
             "the console log, failed requests and a DOM snapshot, then runs you again (phase report) with its record.",
             "If no criterion needs the browser, write the proof report now instead.",
             "",
-            "```json", json.dumps(resources.schema("browser-scenario"), indent=1), "```", "",
+            "```json",
+            json.dumps(resources.schema("browser-scenario"), indent=1),
+            "```",
+            "",
         ]
     elif browser_file is not None:
         lines += [
@@ -105,50 +114,86 @@ def runner_prompt(phase: str, proof_dir: Path, criteria: list[dict[str, Any]], a
             "",
         ]
     elif any(c["ui"] for c in criteria):
-        lines += ["The policy sets no `proof.app`, so the runner cannot capture browser evidence: UI criteria cannot pass.", ""]
+        lines += [
+            "The policy sets no `proof.app`, so the runner cannot capture browser evidence: UI criteria cannot pass.",
+            "",
+        ]
     lines += ["Proof report schema:", "```json", json.dumps(resources.schema("proof-report"), indent=1), "```"]
     if app is not None and phase == "scenario":
         lines[2:2] = [f"The app starts with `{app.command}` at {app.url} (the runner picks the port).", ""]
     return "\n".join(lines)
 
 
-def _agent_run(inp: ProofInputs, phase: str, criteria: list[dict[str, Any]], report_path: Path,
-               app: browser.AppSpec | None, browser_file: Path | None) -> dict[str, Any]:
+def _agent_run(
+    inp: ProofInputs,
+    phase: str,
+    criteria: list[dict[str, Any]],
+    report_path: Path,
+    app: browser.AppSpec | None,
+    browser_file: Path | None,
+) -> dict[str, Any]:
     from statemachine import prompting
     from statemachine.ports import AgentRequest
 
     values = prompting.issue_values(inp.issue, inp.repo, inp.policy_data.get("rules", ""), list(inp.findings))
-    values.update(report_path=report_path, worktree=inp.worktree, branch=inp.branch, base_sha=inp.base_sha, attempt=inp.attempt)
-    text = prompting.render("proof", inp.repo, values) + "\n\n" + runner_prompt(phase, inp.proof_dir, criteria, app, browser_file)
+    values.update(
+        report_path=report_path, worktree=inp.worktree, branch=inp.branch, base_sha=inp.base_sha, attempt=inp.attempt
+    )
+    text = (
+        prompting.render("proof", inp.repo, values)
+        + "\n\n"
+        + runner_prompt(phase, inp.proof_dir, criteria, app, browser_file)
+    )
     text = inp.secrets.redact(text) if inp.secrets else text
     cfg = inp.policy_data["agent"]
     evidence = inp.proof_dir / f"agent-{phase}"
     evidence.mkdir(parents=True, exist_ok=True)
     from statemachine.adapters.jail import Jail, workspace_extras
 
-    extra = workspace_extras(inp.repo, Jail.for_policy(inp.policy_data, inp.repo), inp.worktree, evidence,
-                             inp.candidate_sha, inp.branch)
-    result = inp.make_agent().run(AgentRequest(
-        prompt=text, workdir=inp.worktree, evidence_dir=evidence, report_path=report_path,
-        gitdir=extra.get("gitdir"), lock=extra["lock"],
-        timeout_seconds=float(cfg.get("timeout_seconds", 1800)), idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-        extra_env={"ORCH_MODE": "proof", "ORCH_PROOF_PHASE": phase, "ORCH_PROOF_DIR": str(inp.proof_dir),
-                   "ORCH_PROOF_CRITERIA": json.dumps(criteria), "ORCH_PROOF_BROWSER_RESULT": str(browser_file or ""),
-                   "PYTHONDONTWRITEBYTECODE": "1"},
-    ))
+    extra = workspace_extras(
+        inp.repo, Jail.for_policy(inp.policy_data, inp.repo), inp.worktree, evidence, inp.candidate_sha, inp.branch
+    )
+    result = inp.make_agent().run(
+        AgentRequest(
+            prompt=text,
+            workdir=inp.worktree,
+            evidence_dir=evidence,
+            report_path=report_path,
+            gitdir=extra.get("gitdir"),
+            lock=extra["lock"],
+            timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
+            idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
+            extra_env={
+                "ORCH_MODE": "proof",
+                "ORCH_PROOF_PHASE": phase,
+                "ORCH_PROOF_DIR": str(inp.proof_dir),
+                "ORCH_PROOF_CRITERIA": json.dumps(criteria),
+                "ORCH_PROOF_BROWSER_RESULT": str(browser_file or ""),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
+        )
+    )
     leaks: list[dict[str, str]] = []
     if inp.secrets:  # the agent's own folder (its log) is kept redacted; what it held blocks the proof
         from statemachine.inspect_candidate import redact_tree, value_findings
 
         for rel, hits in sorted(redact_tree(evidence, inp.secrets).items()):
             leaks += [f.as_json() for f in value_findings(hits, f"the proof agent's {rel} ({phase} phase)")]
-    return {"phase": phase, "exit_code": result.exit_code, "timed_out": result.timed_out, "idle_timed_out": result.idle_timed_out,
-            "secret_values": leaks,
-            "error": result.error, "log": result.log, "duration_seconds": round(result.duration_seconds, 3)}
+    return {
+        "phase": phase,
+        "exit_code": result.exit_code,
+        "timed_out": result.timed_out,
+        "idle_timed_out": result.idle_timed_out,
+        "secret_values": leaks,
+        "error": result.error,
+        "log": result.log,
+        "duration_seconds": round(result.duration_seconds, 3),
+    }
 
 
-def run_browser(inp: ProofInputs, scenario: dict[str, Any], out_dir: Path, app: browser.AppSpec | None,
-                base_url: str | None = None) -> dict[str, Any]:
+def run_browser(
+    inp: ProofInputs, scenario: dict[str, Any], out_dir: Path, app: browser.AppSpec | None, base_url: str | None = None
+) -> dict[str, Any]:
     """The runner's browser run: the app started from a fresh worktree of the exact candidate, removed afterwards."""
     app_tree: Path | None = None
     try:
@@ -160,13 +205,24 @@ def run_browser(inp: ProofInputs, scenario: dict[str, Any], out_dir: Path, app: 
         inp.git.add_detached_worktree(app_tree, inp.candidate_sha)
         from statemachine.adapters.jail import Jail
 
-        return browser.browser_proof(scenario, out_dir, inp.proof_dir, spec=app, app_cwd=app_tree,
-                                     jail=Jail.for_policy(inp.policy_data, inp.repo))
+        return browser.browser_proof(
+            scenario,
+            out_dir,
+            inp.proof_dir,
+            spec=app,
+            app_cwd=app_tree,
+            jail=Jail.for_policy(inp.policy_data, inp.repo),
+        )
     except browser.BrowserError as exc:
         return {"ran": False, "ok": False, "error": str(exc), "steps": [], "artifacts": []}
     except Exception as exc:  # Playwright could not launch or drive Chromium: recorded, so the proof is blocked
-        return {"ran": False, "ok": False, "error": f"the browser run failed: {type(exc).__name__}: {str(exc)[:500]}",
-                "steps": [], "artifacts": []}
+        return {
+            "ran": False,
+            "ok": False,
+            "error": f"the browser run failed: {type(exc).__name__}: {str(exc)[:500]}",
+            "steps": [],
+            "artifacts": [],
+        }
     finally:
         if app_tree is not None:
             inp.git.remove_worktree(app_tree)
@@ -204,8 +260,13 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
         if problems or scenario is None:
             runner_reasons += [f"scenario.json: {p}" for p in problems]
         elif app is None:
-            browser_result = {"ran": False, "ok": False, "error": "the policy sets no proof.app, so the runner cannot start the app",
-                              "steps": [], "artifacts": []}
+            browser_result = {
+                "ran": False,
+                "ok": False,
+                "error": "the policy sets no proof.app, so the runner cannot start the app",
+                "steps": [],
+                "artifacts": [],
+            }
         else:
             browser_result = run_browser(inp, scenario, inp.proof_dir / RUNNER_FOLDER, app)
             record = inp.proof_dir / RUNNER_FOLDER / "result.json"
@@ -217,7 +278,11 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
 
     after = inp.git.capture(inp.worktree, inp.base_sha).tree
     git_after = inp.git.fingerprint(inp.worktree)
-    changed = [] if before == after else run_git(["diff-tree", "-r", "--name-only", before, after], inp.repo, check=False).split()
+    changed = (
+        []
+        if before == after
+        else run_git(["diff-tree", "-r", "--name-only", before, after], inp.repo, check=False).split()
+    )
     runner_reasons = check_product(before, after, git_before, git_after, changed) + runner_reasons
 
     report, report_reasons = validate_report(report_path)
@@ -239,7 +304,9 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
             extra[f"the proof agent's log ({r['phase']} phase)"] = Path(r["log"])
         secrets_scanned, secret_reasons = check_secrets(inp.proof_dir, artifacts, extra, inp.secrets)
         secret_reasons += [str(f["reason"]) for r in runs for f in r.get("secret_values", [])]  # found before redaction
-        paths_scanned, path_reasons = check_host_paths(inp.proof_dir, artifacts, host_paths(inp.repo, inp.worktree, inp.proof_dir))
+        paths_scanned, path_reasons = check_host_paths(
+            inp.proof_dir, artifacts, host_paths(inp.repo, inp.worktree, inp.proof_dir)
+        )
         candidate_ns = candidate_time_ns(inp.repo, inp.candidate_sha)
         ui_details: dict[str, Any] = {}
         ui_reasons: list[str] = []
@@ -249,31 +316,78 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
                 ui_detail, ui_problems = check_ui(answer, browser_result, artifacts, candidate_ns, scenario)
                 ui_details[answer["id"]] = ui_detail
                 ui_reasons += ui_problems
-        runner_reasons += (check_answers(criteria, report) + check_status(report) + merge_reasons + artifact_reasons
-                           + check_evidence_refs(report, artifacts) + secret_reasons + path_reasons + ui_reasons)
-        checked.update(artifacts=details, secrets_scanned=secrets_scanned, host_paths_scanned=paths_scanned, ui=ui_details,
-                       criteria={"wanted": [c["id"] for c in criteria], "answered": [c["id"] for c in report["criteria"]]})
-        answers = [{"id": c["id"], "status": c["status"], "confidence": c["confidence"], "evidence": c["evidence"],
-                    "analysis": c["analysis"][:1000], "ui": is_ui(by_criterion.get(c["id"]), c)} for c in report["criteria"]]
+        runner_reasons += (
+            check_answers(criteria, report)
+            + check_status(report)
+            + merge_reasons
+            + artifact_reasons
+            + check_evidence_refs(report, artifacts)
+            + secret_reasons
+            + path_reasons
+            + ui_reasons
+        )
+        checked.update(
+            artifacts=details,
+            secrets_scanned=secrets_scanned,
+            host_paths_scanned=paths_scanned,
+            ui=ui_details,
+            criteria={"wanted": [c["id"] for c in criteria], "answered": [c["id"] for c in report["criteria"]]},
+        )
+        answers = [
+            {
+                "id": c["id"],
+                "status": c["status"],
+                "confidence": c["confidence"],
+                "evidence": c["evidence"],
+                "analysis": c["analysis"][:1000],
+                "ui": is_ui(by_criterion.get(c["id"]), c),
+            }
+            for c in report["criteria"]
+        ]
     if browser_result is not None:
-        checked["browser"] = {k: browser_result.get(k) for k in ("ran", "ok", "error", "base_url", "viewports", "steps",
-                                                                  "last_interaction_step", "text_assertions", "console_errors",
-                                                                  "failed_requests")}
+        checked["browser"] = {
+            k: browser_result.get(k)
+            for k in (
+                "ran",
+                "ok",
+                "error",
+                "base_url",
+                "viewports",
+                "steps",
+                "last_interaction_step",
+                "text_assertions",
+                "console_errors",
+                "failed_requests",
+            )
+        }
     verdict = judge(report=report, report_reasons=report_reasons, runs=runs, runner_reasons=runner_reasons)
     try:
         rel_dir = inp.proof_dir.relative_to(inp.repo).as_posix()
     except ValueError:
         rel_dir = str(inp.proof_dir)
     return {
-        **verdict, "checked": checked, "criteria": answers, "summary": (report or {}).get("summary", ""),
-        "artifacts": [{k: a.get(k) for k in ("id", "kind", "path", "sha256", "publishable", "source", "viewport", "width", "height")
-                       if a.get(k) is not None} for a in artifacts],
-        "dir": str(inp.proof_dir), "dir_rel": rel_dir, "report_path": str(report_path), "candidate_sha": inp.candidate_sha,
+        **verdict,
+        "checked": checked,
+        "criteria": answers,
+        "summary": (report or {}).get("summary", ""),
+        "artifacts": [
+            {
+                k: a.get(k)
+                for k in ("id", "kind", "path", "sha256", "publishable", "source", "viewport", "width", "height")
+                if a.get(k) is not None
+            }
+            for a in artifacts
+        ],
+        "dir": str(inp.proof_dir),
+        "dir_rel": rel_dir,
+        "report_path": str(report_path),
+        "candidate_sha": inp.candidate_sha,
         "attempt": inp.attempt,
     }
 
 
 # proof outside the lifecycle (orch proof browser) ------------------------------------------
+
 
 def prove_browser(inp: ProofInputs, scenario_file: Path, base_url: str | None = None) -> dict[str, Any]:
     """Run a scenario on the candidate with the runner's browser and check what it captured (no agent involved)."""
@@ -283,39 +397,78 @@ def prove_browser(inp: ProofInputs, scenario_file: Path, base_url: str | None = 
     try:
         shutil.copyfile(scenario_file, copy)
     except OSError as exc:
-        return {"status": "blocked", "error": f"cannot read the scenario {scenario_file}: {exc.strerror}", "findings": [],
-                "checked": {}, "criteria": [], "artifacts": [], "dir": str(inp.proof_dir)}
+        return {
+            "status": "blocked",
+            "error": f"cannot read the scenario {scenario_file}: {exc.strerror}",
+            "findings": [],
+            "checked": {},
+            "criteria": [],
+            "artifacts": [],
+            "dir": str(inp.proof_dir),
+        }
     fixed = base_url or (app.url if app and "{port}" not in app.url else None)
     scenario, problems = browser.load_scenario(copy, fixed)
     reasons = [f"scenario: {p}" for p in problems]
-    checked: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_ns / 1e9)),
-                               "schema": problems[0] if problems else "valid", "product": {"unchanged": True}}
+    checked: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_ns / 1e9)),
+        "schema": problems[0] if problems else "valid",
+        "product": {"unchanged": True},
+    }
     result: dict[str, Any] = {"ran": False, "ok": False, "artifacts": [], "steps": []}
     if scenario is not None:
         if base_url is None and app is None:
-            reasons.append("the policy sets no proof.app: pass --base-url with an app already running, or add proof.app")
+            reasons.append(
+                "the policy sets no proof.app: pass --base-url with an app already running, or add proof.app"
+            )
         else:
             result = run_browser(inp, scenario, inp.proof_dir / RUNNER_FOLDER, app, base_url)
             if not result.get("ok"):
                 reasons.append(f"the browser run did not pass: {result.get('error')}")
             details, artifact_reasons = check_artifacts(inp.proof_dir, result.get("artifacts", []), started_ns)
             secrets_scanned, secret_reasons = check_secrets(inp.proof_dir, result.get("artifacts", []), {}, inp.secrets)
-            paths_scanned, path_reasons = check_host_paths(inp.proof_dir, result.get("artifacts", []),
-                                                           host_paths(inp.repo, inp.worktree, inp.proof_dir))
-            shot_reasons = check_runner_shots(result, candidate_time_ns(inp.repo, inp.candidate_sha)) if result.get("ran") else []
+            paths_scanned, path_reasons = check_host_paths(
+                inp.proof_dir, result.get("artifacts", []), host_paths(inp.repo, inp.worktree, inp.proof_dir)
+            )
+            shot_reasons = (
+                check_runner_shots(result, candidate_time_ns(inp.repo, inp.candidate_sha)) if result.get("ran") else []
+            )
             reasons += artifact_reasons + secret_reasons + path_reasons + shot_reasons
             checked.update(artifacts=details, secrets_scanned=secrets_scanned, host_paths_scanned=paths_scanned)
-            checked["browser"] = {k: result.get(k) for k in ("ran", "ok", "error", "base_url", "viewports", "steps",
-                                                             "last_interaction_step", "text_assertions", "console_errors",
-                                                             "failed_requests")}
+            checked["browser"] = {
+                k: result.get(k)
+                for k in (
+                    "ran",
+                    "ok",
+                    "error",
+                    "base_url",
+                    "viewports",
+                    "steps",
+                    "last_interaction_step",
+                    "text_assertions",
+                    "console_errors",
+                    "failed_requests",
+                )
+            }
     try:
         rel_dir = inp.proof_dir.relative_to(inp.repo).as_posix()
     except ValueError:
         rel_dir = str(inp.proof_dir)
     return {
-        "status": "blocked" if reasons else "passed", "error": reasons[0] if reasons else None, "findings": reasons,
-        "checked": checked, "criteria": [],
-        "artifacts": [{k: a.get(k) for k in ("id", "kind", "path", "sha256", "publishable", "source", "viewport", "width", "height")
-                       if a.get(k) is not None} for a in result.get("artifacts", [])],
-        "dir": str(inp.proof_dir), "dir_rel": rel_dir, "candidate_sha": inp.candidate_sha, "attempt": inp.attempt,
+        "status": "blocked" if reasons else "passed",
+        "error": reasons[0] if reasons else None,
+        "findings": reasons,
+        "checked": checked,
+        "criteria": [],
+        "artifacts": [
+            {
+                k: a.get(k)
+                for k in ("id", "kind", "path", "sha256", "publishable", "source", "viewport", "width", "height")
+                if a.get(k) is not None
+            }
+            for a in result.get("artifacts", [])
+        ],
+        "dir": str(inp.proof_dir),
+        "dir_rel": rel_dir,
+        "candidate_sha": inp.candidate_sha,
+        "attempt": inp.attempt,
     }

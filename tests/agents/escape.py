@@ -57,13 +57,21 @@ def connect() -> str:
 
 
 def linger() -> str:
-    subprocess.Popen(["/bin/sh", "-c", f"while true; do date +%s%N >> {state}/heartbeat; sleep 0.1; done"],
-                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.Popen(
+        ["/bin/sh", "-c", f"while true; do date +%s%N >> {state}/heartbeat; sleep 0.1; done"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return "started"
 
 
 (root / "app.py").write_text((root / "app.py").read_text() + "\n\ndef sub(a, b):\n    return a - b\n")
-attempt("git_status", lambda: subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True).stdout)
+attempt(
+    "git_status",
+    lambda: subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True).stdout,
+)
 attempt("proc_environ", scan_proc)
 attempt("ssh_key", lambda: Path(real_home, ".ssh", "id_rsa").read_text())
 attempt("gh_hosts", lambda: Path(real_home, ".config", "gh", "hosts.yml").read_text())
@@ -81,5 +89,13 @@ attempt("uid", os.getuid)
 attempt("pid1", lambda: Path("/proc/1/cmdline").read_bytes().split(b"\0")[0].decode())
 time.sleep(0.3)
 (report_path.parent / "escape.json").write_text(json.dumps(found, indent=2))
-report_path.write_text(json.dumps({"status": "completed", "summary": "escape attempts", "changed_files": ["app.py"],
-                                   "validation": [{"command": "true", "result": "passed"}]}))
+report_path.write_text(
+    json.dumps(
+        {
+            "status": "completed",
+            "summary": "escape attempts",
+            "changed_files": ["app.py"],
+            "validation": [{"command": "true", "result": "passed"}],
+        }
+    )
+)

@@ -16,8 +16,13 @@ report_path = Path(os.environ["ORCH_REPORT_PATH"])
 
 
 def write_report(changed: list[str], **extra: object) -> None:
-    report = {"status": "completed", "summary": f"scripted agent ({BEHAVIOUR})", "changed_files": sorted(changed),
-              "validation": [{"command": "true", "result": "passed"}], **extra}
+    report = {
+        "status": "completed",
+        "summary": f"scripted agent ({BEHAVIOUR})",
+        "changed_files": sorted(changed),
+        "validation": [{"command": "true", "result": "passed"}],
+        **extra,
+    }
     report_path.write_text(json.dumps(report))
 
 
@@ -27,9 +32,17 @@ if MODE == "review":
     if verdict and first:
         Path(verdict).write_text("needs-work once")
     needs = BEHAVIOUR == "review-needs-work-once" and first
-    report_path.write_text(json.dumps({
-        "verdict": "needs-work" if needs else "approved", "summary": "scripted review",
-        "defects": [{"severity": "major", "file": "app.py", "line": 1, "description": "add a docstring"}] if needs else []}))
+    report_path.write_text(
+        json.dumps(
+            {
+                "verdict": "needs-work" if needs else "approved",
+                "summary": "scripted review",
+                "defects": [{"severity": "major", "file": "app.py", "line": 1, "description": "add a docstring"}]
+                if needs
+                else [],
+            }
+        )
+    )
     raise SystemExit(0)
 
 changed = ["app.py"]
@@ -71,10 +84,14 @@ elif BEHAVIOUR == "ignored-helper":
     (root / "helper.flag").write_text("1\n")
     changed.append(".gitignore")
 elif BEHAVIOUR == "tdd-good":
-    (root / "test_sub.py").write_text("import unittest\nfrom app import sub\n\n\nclass T(unittest.TestCase):\n    def test_sub(self):\n        self.assertEqual(sub(3, 1), 2)\n")
+    (root / "test_sub.py").write_text(
+        "import unittest\nfrom app import sub\n\n\nclass T(unittest.TestCase):\n    def test_sub(self):\n        self.assertEqual(sub(3, 1), 2)\n"
+    )
     changed.append("test_sub.py")
 elif BEHAVIOUR == "tdd-vacuous":
-    (root / "test_add2.py").write_text("import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 2), 4)\n")
+    (root / "test_add2.py").write_text(
+        "import unittest\nfrom app import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 2), 4)\n"
+    )
     changed.append("test_add2.py")
 
 write_report(changed)

@@ -35,9 +35,16 @@ def implement() -> None:
     server = root / "server.py"
     step = "2" if BEHAVIOUR == "rework-once" and "proof: " not in prompt else "1"
     server.write_text(re.sub(r"^STEP = \d+$", f"STEP = {step}", server.read_text(), flags=re.M))
-    report_path.write_text(json.dumps({
-        "status": "completed", "summary": f"Set STEP = {step} so Add one adds one ({BEHAVIOUR}).",
-        "changed_files": ["server.py"], "validation": [{"command": "python -c 'import server'", "result": "passed"}]}))
+    report_path.write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "summary": f"Set STEP = {step} so Add one adds one ({BEHAVIOUR}).",
+                "changed_files": ["server.py"],
+                "validation": [{"command": "python -c 'import server'", "result": "passed"}],
+            }
+        )
+    )
 
 
 # proof -----------------------------------------------------------------------------------
@@ -57,7 +64,13 @@ def artifact(aid: str, kind: str, name: str, text: str, publishable: bool = True
 def command_answer(c: dict[str, Any], index: int) -> dict[str, Any]:
     m = re.search(r"increment\((\d+)\)`? returns (\d+)", c["text"])
     if not m:
-        return {"id": c["id"], "status": "blocked", "confidence": "low", "evidence": [], "analysis": "no way to prove this here"}
+        return {
+            "id": c["id"],
+            "status": "blocked",
+            "confidence": "low",
+            "evidence": [],
+            "analysis": "no way to prove this here",
+        }
     arg, want = m.groups()
     code = f"from server import increment; print(increment({arg}))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=30)
@@ -70,9 +83,14 @@ def command_answer(c: dict[str, Any], index: int) -> dict[str, Any]:
     aid = f"cmd-{c['id']}"
     artifact(aid, "command-output", f"commands/{c['id']}.txt", text)
     ok = got == want
-    return {"id": c["id"], "status": "passed" if ok else "failed", "confidence": "high", "evidence": [aid],
-            "analysis": f"increment({arg}) printed {got!r}; the criterion wants {want}."
-                        + ("" if ok else f" increment({arg}) returned {got}, expected {want}.")}
+    return {
+        "id": c["id"],
+        "status": "passed" if ok else "failed",
+        "confidence": "high",
+        "evidence": [aid],
+        "analysis": f"increment({arg}) printed {got!r}; the criterion wants {want}."
+        + ("" if ok else f" increment({arg}) returned {got}, expected {want}."),
+    }
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -83,30 +101,55 @@ def png_size(path: Path) -> tuple[int, int]:
 def ui_answer(c: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
     if not record or not record.get("ran"):
         why = (record or {}).get("error", "the runner captured nothing")
-        return {"id": c["id"], "status": "blocked", "confidence": "low", "evidence": [], "ui": True,
-                "analysis": f"no browser evidence: {why}"}
+        return {
+            "id": c["id"],
+            "status": "blocked",
+            "confidence": "low",
+            "evidence": [],
+            "ui": True,
+            "analysis": f"no browser evidence: {why}",
+        }
     shots = {a["viewport"]: a for a in record["artifacts"] if a["kind"] == "screenshot" and a.get("name") == "final"}
     # "look" at the screenshots: they exist at the size the record says
     for vp, a in shots.items():
         assert "x".join(map(str, png_size(proof_dir / a["path"]))) == vp, (vp, a)
     dom = (proof_dir / next(a["path"] for a in record["artifacts"] if a["id"] == "browser-dom")).read_text()
     if not record["ok"]:
-        return {"id": c["id"], "status": "failed", "confidence": "high", "evidence": ["browser-steps", "browser-dom"], "ui": True,
-                "analysis": f"the runner's browser run failed: {record['error']}"}
+        return {
+            "id": c["id"],
+            "status": "failed",
+            "confidence": "high",
+            "evidence": ["browser-steps", "browser-dom"],
+            "ui": True,
+            "analysis": f"the runner's browser run failed: {record['error']}",
+        }
     ids = [shots[vp]["id"] for vp in ("1280x800", "390x844")]
     evidence = ids if BEHAVIOUR == "screenshot-only" else ids + ["browser-steps", "browser-dom"]
     shown = "Count: 1" in dom and "Hello, Ada!" in dom
     return {
-        "id": c["id"], "status": "passed" if shown else "failed", "confidence": "high", "evidence": evidence, "ui": True,
+        "id": c["id"],
+        "status": "passed" if shown else "failed",
+        "confidence": "high",
+        "evidence": evidence,
+        "ui": True,
         "analysis": "After clicking Add one the runner saw 'Count: 1', and after typing Ada and Enter 'Hello, Ada!'; "
-                    "both are in the final DOM snapshot and on the screenshots at both viewports.",
+        "both are in the final DOM snapshot and on the screenshots at both viewports.",
         "ui_evidence": {
-            "workflow": {"entry_url": "/", "steps": ["open /", "click Add one", "type Ada in Your name and press Enter"],
-                         "final_state": "The count reads 1 and the page says Hello, Ada!"},
+            "workflow": {
+                "entry_url": "/",
+                "steps": ["open /", "click Add one", "type Ada in Your name and press Enter"],
+                "final_state": "The count reads 1 and the page says Hello, Ada!",
+            },
             "viewports": [{"viewport": vp, "artifact": shots[vp]["id"]} for vp in ("1280x800", "390x844")],
-            "layout_review": {"screenshots": ids, "notes": "The card is centred on desktop and fills the width on mobile; "
-                                                          "the button and field do not overlap."},
-            "copy_review": {"screenshots": ids[:1], "notes": "Button reads 'Add one', the label 'Your name', greeting 'Hello, Ada!'."},
+            "layout_review": {
+                "screenshots": ids,
+                "notes": "The card is centred on desktop and fills the width on mobile; "
+                "the button and field do not overlap.",
+            },
+            "copy_review": {
+                "screenshots": ids[:1],
+                "notes": "Button reads 'Add one', the label 'Your name', greeting 'Hello, Ada!'.",
+            },
             "sources": ["server.py", "scenario.json", "the issue's acceptance criteria"],
         },
     }
@@ -119,9 +162,11 @@ def scenario() -> dict[str, Any]:
     steps.append({"action": "click", "selector": "#add"})
     if BEHAVIOUR != "screenshot-only":
         steps.append({"action": "wait_for_text", "selector": "#count", "text": "Count: 1", "timeout_ms": 3000})
-    steps += [{"action": "screenshot", "name": "after-click"},
-              {"action": "fill", "selector": "#name", "value": "Ada"},
-              {"action": "press", "selector": "#name", "key": "Enter"}]
+    steps += [
+        {"action": "screenshot", "name": "after-click"},
+        {"action": "fill", "selector": "#name", "value": "Ada"},
+        {"action": "press", "selector": "#name", "key": "Enter"},
+    ]
     if BEHAVIOUR != "screenshot-only":
         steps.append({"action": "expect_text", "selector": "#greeting", "text": "Hello, Ada!"})
     return {"version": 1, "steps": steps}
@@ -155,7 +200,12 @@ def prove() -> None:
         first.symlink_to(outside)
     failed = [a for a in answers if a["status"] != "passed"]
     status = "passed" if not failed else ("needs-rework" if all(a["status"] == "failed" for a in failed) else "blocked")
-    report: dict[str, Any] = {"status": status, "summary": f"scripted proof ({BEHAVIOUR})", "criteria": answers, "artifacts": artifacts}
+    report: dict[str, Any] = {
+        "status": status,
+        "summary": f"scripted proof ({BEHAVIOUR})",
+        "criteria": answers,
+        "artifacts": artifacts,
+    }
     if failed:
         report["findings"] = [f"{a['id']}: {a['analysis']}" for a in failed]
     if BEHAVIOUR == "malformed":

@@ -24,9 +24,16 @@ number = os.environ.get("ORCH_PROMPT_FILE", "")
 prompt = Path(os.environ["ORCH_PROMPT_FILE"]).read_text()
 issue = prompt.split("issue #", 1)[1].split(":", 1)[0]
 (root / f"feature_{issue}.py").write_text(f"VALUE = {issue}\n")
-Path(os.environ["ORCH_REPORT_PATH"]).write_text(json.dumps({
-    "status": "completed", "summary": f"feature {issue}", "changed_files": [f"feature_{issue}.py"],
-    "validation": [{"command": "true", "result": "passed"}]}))
+Path(os.environ["ORCH_REPORT_PATH"]).write_text(
+    json.dumps(
+        {
+            "status": "completed",
+            "summary": f"feature {issue}",
+            "changed_files": [f"feature_{issue}.py"],
+            "validation": [{"command": "true", "result": "passed"}],
+        }
+    )
+)
 if counter:
     with open(counter, "a") as fh:
         fh.write(f"{os.getpid()} done {time.time()}\n")

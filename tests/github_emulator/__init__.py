@@ -44,9 +44,23 @@ from .server import (
 from .state import REVIEW_STATES, ROLES, State
 
 __all__ = [
-    "DEFAULT_SPEC", "FAULT_KINDS", "REVIEW_STATES", "ROLES", "SPEC_ENV", "SPEC_VERSION", "ApiError", "Fault",
-    "GitHubEmulator", "LogEntry", "OpenAPISpec", "OpenAPIViolation", "SpecMissing", "State", "github_emulator",
-    "load_spec", "spec_path",
+    "DEFAULT_SPEC",
+    "FAULT_KINDS",
+    "REVIEW_STATES",
+    "ROLES",
+    "SPEC_ENV",
+    "SPEC_VERSION",
+    "ApiError",
+    "Fault",
+    "GitHubEmulator",
+    "LogEntry",
+    "OpenAPISpec",
+    "OpenAPIViolation",
+    "SpecMissing",
+    "State",
+    "github_emulator",
+    "load_spec",
+    "spec_path",
 ]
 
 
@@ -65,4 +79,4 @@ def github_emulator(tmp_path: Path) -> Iterator[GitHubEmulator]:
 _other = "github_emulator" if __name__ == "tests.github_emulator" else "tests.github_emulator"
 for _name, _mod in list(sys.modules.items()):
     if _name == __name__ or _name.startswith(__name__ + "."):
-        sys.modules.setdefault(_other + _name[len(__name__):], _mod)
+        sys.modules.setdefault(_other + _name[len(__name__) :], _mod)

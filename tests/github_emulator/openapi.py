@@ -103,8 +103,13 @@ def _is_int64(value: object) -> bool:
     return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
-for _fmt, _fn in (("date-time", _is_date_time), ("date", _is_date), ("uri", _is_uri), ("int32", _is_int32),
-                 ("int64", _is_int64)):
+for _fmt, _fn in (
+    ("date-time", _is_date_time),
+    ("date", _is_date),
+    ("uri", _is_uri),
+    ("int32", _is_int32),
+    ("int64", _is_int64),
+):
     _FORMATS.checks(_fmt, raises=ValueError)(_fn)
 
 
@@ -221,12 +226,16 @@ class OpenAPISpec:
                 op = item[method]
                 op_ptr = f"{item_ptr}/{method}"
                 params: dict[tuple[str, str], Parameter] = {}
-                for base_ptr, plist in ((f"{item_ptr}/parameters", common), (f"{op_ptr}/parameters", op.get("parameters", []))):
+                for base_ptr, plist in (
+                    (f"{item_ptr}/parameters", common),
+                    (f"{op_ptr}/parameters", op.get("parameters", [])),
+                ):
                     for i, raw in enumerate(plist):
                         prm, pptr = self.resolve(raw, f"{base_ptr}/{i}")
                         schema = prm.get("schema", {})
                         params[(prm["in"], prm["name"])] = Parameter(
-                            prm["name"], prm["in"], bool(prm.get("required")), f"{pptr}/schema", schema)
+                            prm["name"], prm["in"], bool(prm.get("required")), f"{pptr}/schema", schema
+                        )
                 body_required, body_ptrs = False, {}
                 if "requestBody" in op:
                     body, bptr = self.resolve(op["requestBody"], f"{op_ptr}/requestBody")
@@ -240,10 +249,21 @@ class OpenAPISpec:
                     resp, rptr = self.resolve(raw, f"{op_ptr}/responses/{status}")
                     responses[status] = {
                         media: f"{rptr}/content/{_escape(media)}/schema"
-                        for media, content in resp.get("content", {}).items() if "schema" in content}
+                        for media, content in resp.get("content", {}).items()
+                        if "schema" in content
+                    }
                     headers[status] = [h.lower() for h in resp.get("headers", {})]
-                operation = Operation(method.upper(), template, op.get("operationId", ""), op_ptr, params,
-                                      body_required, body_ptrs, responses, headers)
+                operation = Operation(
+                    method.upper(),
+                    template,
+                    op.get("operationId", ""),
+                    op_ptr,
+                    params,
+                    body_required,
+                    body_ptrs,
+                    responses,
+                    headers,
+                )
                 by_len = self._ops.setdefault(method.upper(), {}).setdefault(len(segs), [])
                 by_len.append((pattern, names, operation))
         for lengths in self._ops.values():
@@ -260,7 +280,9 @@ class OpenAPISpec:
             segs = segs[:-1]
         if len(segs) >= 2 and segs[0] == "repositories" and segs[1].isdigit():
             # GitHub's Link headers use /repositories/{id}/...: the same operations as /repos/{owner}/{repo}/...
-            alias = self.match(method, "/repos/{owner}/{repo}/" + "/".join(segs[2:]) if len(segs) > 2 else "/repos/{owner}/{repo}")
+            alias = self.match(
+                method, "/repos/{owner}/{repo}/" + "/".join(segs[2:]) if len(segs) > 2 else "/repos/{owner}/{repo}"
+            )
             if alias:
                 alias[1].update({"owner": "", "repo": "", "repository_id": segs[1]})
             return alias
@@ -288,8 +310,9 @@ class OpenAPISpec:
             with self._vlock:
                 v = self._validators.get(ptr)
                 if v is None:
-                    v = self._validator_class({"$ref": f"{DOC_URI}#{ptr}"}, registry=self.registry,
-                                              format_checker=_FORMATS)
+                    v = self._validator_class(
+                        {"$ref": f"{DOC_URI}#{ptr}"}, registry=self.registry, format_checker=_FORMATS
+                    )
                     self._validators[ptr] = v
         return v
 
@@ -304,9 +327,13 @@ class OpenAPISpec:
             while best.context:  # oneOf/anyOf: say why the closest alternative failed
                 branches: dict[Any, list[jsonschema.ValidationError]] = {}
                 for sub in best.context:
-                    branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else "?", []).append(sub)
+                    branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else "?", []).append(
+                        sub
+                    )
                 # the closest alternative: fewest errors, then the deepest one
-                idx, subs = min(branches.items(), key=lambda kv: (len(kv[1]), -max(len(s.absolute_path) for s in kv[1])))
+                idx, subs = min(
+                    branches.items(), key=lambda kv: (len(kv[1]), -max(len(s.absolute_path) for s in kv[1]))
+                )
                 ref = best.schema[best.validator][idx].get("$ref", "") if isinstance(idx, int) else ""
                 via = f" (no {best.validator} alternative matched; closest: {ref.rsplit('/', 1)[-1] or idx})"
                 best = max(subs, key=lambda s: len(s.absolute_path))
@@ -317,14 +344,17 @@ class OpenAPISpec:
             out.append(f"{where}: ... {len(errs) - limit} more")
         return out
 
-    def validate_request(self, method: str, path: str, query: Mapping[str, list[str]],
-                         headers: Mapping[str, str], body: bytes) -> tuple[Operation | None, dict[str, str], list[str]]:
+    def validate_request(
+        self, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str], body: bytes
+    ) -> tuple[Operation | None, dict[str, str], list[str]]:
         """Check one request: (operation or None if GitHub has none, its path parameters, errors)."""
         found = self.match(method, path)
         label = f"{method} {path}"
         if found is None:
             other = self.methods_for(path)
-            why = f"method not allowed (GitHub has {', '.join(other)})" if other else "no such path in GitHub's REST API"
+            why = (
+                f"method not allowed (GitHub has {', '.join(other)})" if other else "no such path in GitHub's REST API"
+            )
             return None, {}, [f"{label}: {why}"]
         op, path_values = found
         errors: list[str] = []
@@ -347,7 +377,11 @@ class OpenAPISpec:
                 errors.append(f"{label}: {op.operation_id} takes no request body")
             else:
                 media = ctype if ctype in op.body_ptrs else None
-                if media is None and "application/json" in op.body_ptrs and ctype in ("", "application/json", "text/plain"):
+                if (
+                    media is None
+                    and "application/json" in op.body_ptrs
+                    and ctype in ("", "application/json", "text/plain")
+                ):
                     if ctype != "application/json":
                         errors.append(f"{label}: JSON body sent with content-type {ctype or 'missing'!r}")
                     media = "application/json"
@@ -385,16 +419,26 @@ class OpenAPISpec:
             return [f"{label}: {prm.location} parameter {prm.name!r}={raw[-1]!r} is not of type {t}"]
         return self.schema_errors(prm.schema_ptr, value, f"{label} {prm.location} parameter {prm.name!r}")
 
-    def validate_response(self, op: Operation, status: int, headers: Mapping[str, str], body: bytes,
-                          *, injected: bool = False, method: str = "", path: str = "") -> list[str]:
+    def validate_response(
+        self,
+        op: Operation,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        injected: bool = False,
+        method: str = "",
+        path: str = "",
+    ) -> list[str]:
         """Check one response to an operation; headers' names lower-case."""
         label = f"{op.method} {path or op.template} -> {status}"
         errors: list[str] = []
         declared = op.response_for(status)
         generic = status in GENERIC_STATUSES or (status == 304 and op.method == "GET")
         if declared is None and not generic and not injected:
-            errors.append(f"{label}: status {status} is not declared for {op.operation_id} "
-                          f"(declared: {', '.join(op.responses)})")
+            errors.append(
+                f"{label}: status {status} is not declared for {op.operation_id} (declared: {', '.join(op.responses)})"
+            )
         if status in (204, 304) or 100 <= status < 200:
             if body:
                 errors.append(f"{label}: a {status} response must have no body")
@@ -433,7 +477,7 @@ def load_spec(path: Path | None = None) -> OpenAPISpec:
                 raise SpecMissing(
                     f"GitHub's OpenAPI description is missing: {path} does not exist. Run `bash .ci/run` "
                     f"(it installs @octokit/openapi@{SPEC_VERSION} into .ci/node), or set {SPEC_ENV} "
-                    "to an api.github.com.json file.")
+                    "to an api.github.com.json file."
+                )
             _CACHE[key] = OpenAPISpec(path)
         return _CACHE[key]
-

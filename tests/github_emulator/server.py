@@ -50,12 +50,19 @@ FAULT_KINDS = ("status", "timeout", "secondary_rate_limit", "lost_response", "pr
 RATE_LIMIT = 5000
 ANON_RATE_LIMIT = 60
 # the one GraphQL query the emulator answers (whitespace collapsed): orch's GitHubTracker._body_edits
-GRAPHQL_EDITOR_QUERY = ("query($owner: String!, $repo: String!, $number: Int!) "
-                        "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }")
+GRAPHQL_EDITOR_QUERY = (
+    "query($owner: String!, $repo: String!, $number: Int!) "
+    "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }"
+)
 GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)\.git(?P<rest>/.*)?$")
-GIT_ENV = {"GIT_AUTHOR_NAME": "emulator", "GIT_AUTHOR_EMAIL": "emulator@localhost",
-           "GIT_COMMITTER_NAME": "emulator", "GIT_COMMITTER_EMAIL": "emulator@localhost",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "emulator",
+    "GIT_AUTHOR_EMAIL": "emulator@localhost",
+    "GIT_COMMITTER_NAME": "emulator",
+    "GIT_COMMITTER_EMAIL": "emulator@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
 DEFAULT_LABELS = (
     ("bug", "d73a4a", "Something isn't working"),
     ("documentation", "0075ca", "Improvements or additions to documentation"),
@@ -67,9 +74,20 @@ DEFAULT_LABELS = (
     ("question", "d876e3", "Further information is requested"),
     ("wontfix", "ffffff", "This will not be worked on"),
 )
-STATUS_MESSAGES = {400: "Bad Request", 401: "Requires authentication", 403: "Forbidden", 404: "Not Found",
-                   409: "Conflict", 410: "Gone", 422: "Validation Failed", 429: "Too Many Requests",
-                   500: "Server Error", 502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}
+STATUS_MESSAGES = {
+    400: "Bad Request",
+    401: "Requires authentication",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    410: "Gone",
+    422: "Validation Failed",
+    429: "Too Many Requests",
+    500: "Server Error",
+    502: "Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 class OpenAPIViolation(AssertionError):
@@ -77,8 +95,13 @@ class OpenAPIViolation(AssertionError):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str | None = None, errors: list[Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        errors: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message or STATUS_MESSAGES.get(status, "Error")
@@ -186,8 +209,9 @@ class GitHubEmulator:
         self._server = server
         self.api_url = f"http://127.0.0.1:{server.server_address[1]}"
         self.render = Render(self.state, self.api_url)
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="github-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="github-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -207,8 +231,9 @@ class GitHubEmulator:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
         if exc_type is None and self.check_on_exit:
             self.check()
@@ -218,13 +243,16 @@ class GitHubEmulator:
         if self.violations:
             shown = "\n  ".join(self.violations[:30])
             more = f"\n  ... and {len(self.violations) - 30} more" if len(self.violations) > 30 else ""
-            raise OpenAPIViolation(f"GitHub emulator: {len(self.violations)} OpenAPI violation(s) "
-                                   f"(spec @octokit/openapi {self.spec.version}):\n  {shown}{more}")
+            raise OpenAPIViolation(
+                f"GitHub emulator: {len(self.violations)} OpenAPI violation(s) "
+                f"(spec @octokit/openapi {self.spec.version}):\n  {shown}{more}"
+            )
 
     # -- setup
 
-    def add_user(self, login: str, token: str | None = None, *, name: str | None = None,
-                 email: str | None = None) -> None:
+    def add_user(
+        self, login: str, token: str | None = None, *, name: str | None = None, email: str | None = None
+    ) -> None:
         with self.state.lock:
             acct = self.state.account(login)
             acct.type = "User"
@@ -240,8 +268,16 @@ class GitHubEmulator:
             acct.type, acct.token = "Bot", token
         return login
 
-    def add_repo(self, owner: str, name: str, default_branch: str = "main", source: Path | str | None = None,
-                 *, description: str | None = None, default_labels: bool = True) -> None:
+    def add_repo(
+        self,
+        owner: str,
+        name: str,
+        default_branch: str = "main",
+        source: Path | str | None = None,
+        *,
+        description: str | None = None,
+        default_labels: bool = True,
+    ) -> None:
         """A private repository; SOURCE's branches seed its bare git repository (else one empty commit).
 
         Like GitHub, a new repository has GitHub's nine default labels unless DEFAULT_LABELS is false.
@@ -263,8 +299,16 @@ class GitHubEmulator:
                 sha = _git(bare, "commit-tree", empty_tree, "-m", "Initial commit").strip()
                 _git(bare, "update-ref", f"refs/heads/{default_branch}", sha)
             now = self.state.tick()
-            repo = Repo(self.state.account(owner).login, name, self.state.next_id(), default_branch, bare, now, now,
-                        description=description)
+            repo = Repo(
+                self.state.account(owner).login,
+                name,
+                self.state.next_id(),
+                default_branch,
+                bare,
+                now,
+                now,
+                description=description,
+            )
             if default_labels:
                 for label_name, color, text in DEFAULT_LABELS:
                     repo.labels[label_name] = Label(self.state.next_id(), label_name, color, text, default=True)
@@ -294,8 +338,15 @@ class GitHubEmulator:
     def bare_path(self, owner: str, name: str) -> Path:
         return self.state.repo(owner, name).bare
 
-    def create_issue(self, owner: str, name: str, title: str, body: str = "", labels: list[str] | tuple[str, ...] = (),
-                     user: str = "alice") -> int:
+    def create_issue(
+        self,
+        owner: str,
+        name: str,
+        title: str,
+        body: str = "",
+        labels: list[str] | tuple[str, ...] = (),
+        user: str = "alice",
+    ) -> int:
         with self.state.lock:
             repo = self.state.repo(owner, name)
             issue = self._new_issue(repo, title, body, user)
@@ -303,8 +354,19 @@ class GitHubEmulator:
                 self._apply_label(repo, issue, label, user)
             return issue.number
 
-    def open_pull(self, owner: str, name: str, login: str, title: str, body: str, head: str, base: str = "main",
-                  *, fork_owner: str | None = None, draft: bool = False) -> int:
+    def open_pull(
+        self,
+        owner: str,
+        name: str,
+        login: str,
+        title: str,
+        body: str,
+        head: str,
+        base: str = "main",
+        *,
+        fork_owner: str | None = None,
+        draft: bool = False,
+    ) -> int:
         """Plant a pull request opened by LOGIN without HTTP, from HEAD of the repository or, with FORK_OWNER,
         of FORK_OWNER's fork (added with ``add_repo(FORK_OWNER, NAME, ...)``): anyone may open one on a public
         repository. Returns its number."""
@@ -315,8 +377,15 @@ class GitHubEmulator:
             if head_sha is None or base_sha is None:
                 raise ValueError(f"no branch {head!r} in {source.full_name} or {base!r} in {repo.full_name}")
             issue = self._new_issue(repo, title, body, login)
-            issue.pull = Pull(self.state.next_id(), head, head_sha, base, base_sha, draft,
-                              head_repo=(source.owner, source.name) if fork_owner else None)
+            issue.pull = Pull(
+                self.state.next_id(),
+                head,
+                head_sha,
+                base,
+                base_sha,
+                draft,
+                head_repo=(source.owner, source.name) if fork_owner else None,
+            )
             return issue.number
 
     def add_label_event(self, owner: str, name: str, number: int, label: str, actor: str) -> None:
@@ -327,8 +396,9 @@ class GitHubEmulator:
             self._apply_label(repo, issue, label, actor)
             issue.updated_at = self.state.tick()
 
-    def submit_review(self, owner: str, name: str, number: int, login: str, event: str, body: str = "",
-                      comments: Any = ()) -> int:
+    def submit_review(
+        self, owner: str, name: str, number: int, login: str, event: str, body: str = "", comments: Any = ()
+    ) -> int:
         """Record a review of pull NUMBER by LOGIN without HTTP; returns the review's id.
 
         EVENT is APPROVE, REQUEST_CHANGES, COMMENT or PENDING. Each of COMMENTS is a dict like the API's
@@ -345,8 +415,9 @@ class GitHubEmulator:
                 raise ValueError(f"{owner}/{name}#{number} is not a pull request")
             self.state.account(login)
             items = [c if isinstance(c, dict) else {"path": c[0], "line": c[1], "body": c[2]} for c in comments]
-            return self._record_review(repo, issue, login, REVIEW_STATES[event], body, issue.pull.head_sha,
-                                       items, strict=False).id
+            return self._record_review(
+                repo, issue, login, REVIEW_STATES[event], body, issue.pull.head_sha, items, strict=False
+            ).id
 
     def reset_counts(self) -> None:
         with self.state.lock:
@@ -409,8 +480,17 @@ class GitHubEmulator:
         if any(n.lower() == label.name.lower() for n in issue.labels):
             return False
         issue.labels.append(label.name)
-        repo.events.append(Event(self.state.next_id(), issue.number, "labeled", self.state.account(actor).login,
-                                 label.name, label.color, self.state.tick()))
+        repo.events.append(
+            Event(
+                self.state.next_id(),
+                issue.number,
+                "labeled",
+                self.state.account(actor).login,
+                label.name,
+                label.color,
+                self.state.tick(),
+            )
+        )
         return True
 
     def _remove_label(self, repo: Repo, issue: Issue, name: str, actor: str) -> bool:
@@ -418,13 +498,32 @@ class GitHubEmulator:
             if n.lower() == name.lower():
                 issue.labels.remove(n)
                 label = repo.labels[n.lower()]
-                repo.events.append(Event(self.state.next_id(), issue.number, "unlabeled",
-                                         self.state.account(actor).login, label.name, label.color, self.state.tick()))
+                repo.events.append(
+                    Event(
+                        self.state.next_id(),
+                        issue.number,
+                        "unlabeled",
+                        self.state.account(actor).login,
+                        label.name,
+                        label.color,
+                        self.state.tick(),
+                    )
+                )
                 return True
         return False
 
-    def _record_review(self, repo: Repo, issue: Issue, login: str, state: str, body: str, commit_id: str,
-                       comments: list[dict[str, Any]], *, strict: bool) -> Review:
+    def _record_review(
+        self,
+        repo: Repo,
+        issue: Issue,
+        login: str,
+        state: str,
+        body: str,
+        commit_id: str,
+        comments: list[dict[str, Any]],
+        *,
+        strict: bool,
+    ) -> Review:
         """Store a review and its inline comments. STRICT (the API): a comment GitHub could not place in the
         pull request's diff fails the whole review with 422; else it is kept without a line (outdated)."""
         assert issue.pull is not None
@@ -440,21 +539,47 @@ class GitHubEmulator:
             else:
                 where = None
             if strict and where is None:
-                raise ApiError(422, "Unprocessable Entity", [
-                    "Path could not be resolved" if not entries else
-                    "Pull request review thread line must be part of the diff" if c.get("line") is not None else
-                    "Pull request review thread position is invalid" if c.get("position") is not None else
-                    "Pull request review thread line or position is required"])
+                raise ApiError(
+                    422,
+                    "Unprocessable Entity",
+                    [
+                        "Path could not be resolved"
+                        if not entries
+                        else "Pull request review thread line must be part of the diff"
+                        if c.get("line") is not None
+                        else "Pull request review thread position is invalid"
+                        if c.get("position") is not None
+                        else "Pull request review thread line or position is required"
+                    ],
+                )
             placed.append((c, where))
         now = self.state.tick()
-        review = Review(self.state.next_id(), issue.number, self.state.account(login).login, state, body, commit_id,
-                        None if state == "PENDING" else now)
+        review = Review(
+            self.state.next_id(),
+            issue.number,
+            self.state.account(login).login,
+            state,
+            body,
+            commit_id,
+            None if state == "PENDING" else now,
+        )
         repo.reviews[review.id] = review
         for c, where in placed:
-            comment = ReviewComment(self.state.next_id(), issue.number, review.id, review.user, str(c.get("body", "")),
-                                    str(c.get("path", "")), commit_id, where["hunk"] if where else "", now, now,
-                                    line=where["line"] if where else None, side=where["side"] if where else "RIGHT",
-                                    position=where["position"] if where else None)
+            comment = ReviewComment(
+                self.state.next_id(),
+                issue.number,
+                review.id,
+                review.user,
+                str(c.get("body", "")),
+                str(c.get("path", "")),
+                commit_id,
+                where["hunk"] if where else "",
+                now,
+                now,
+                line=where["line"] if where else None,
+                side=where["side"] if where else "RIGHT",
+                position=where["position"] if where else None,
+            )
             repo.review_comments[comment.id] = comment
         issue.updated_at = self.state.tick()
         return review
@@ -469,9 +594,13 @@ class GitHubEmulator:
 
     def _rate_headers(self, login: str | None) -> dict[str, str]:
         b = self._bucket(login)
-        return {"x-ratelimit-limit": str(b["limit"]), "x-ratelimit-remaining": str(max(0, b["limit"] - b["used"])),
-                "x-ratelimit-reset": str(self._rate_reset), "x-ratelimit-used": str(b["used"]),
-                "x-ratelimit-resource": "core"}
+        return {
+            "x-ratelimit-limit": str(b["limit"]),
+            "x-ratelimit-remaining": str(max(0, b["limit"] - b["used"])),
+            "x-ratelimit-reset": str(self._rate_reset),
+            "x-ratelimit-used": str(b["used"]),
+            "x-ratelimit-resource": "core",
+        }
 
     # -- request handling (called on server threads)
 
@@ -499,8 +628,17 @@ class GitHubEmulator:
                     f.hits += 1
                     fault = f
                     break
-        entry = LogEntry(method, path, qs, 0, None, op.operation_id if op else None,
-                         fault.kind if fault else None, request_headers=headers, request_body=body)
+        entry = LogEntry(
+            method,
+            path,
+            qs,
+            0,
+            None,
+            op.operation_id if op else None,
+            fault.kind if fault else None,
+            request_headers=headers,
+            request_body=body,
+        )
         reply: Reply
         charged = False
         try:
@@ -523,9 +661,12 @@ class GitHubEmulator:
             reply = Reply(500, ApiError(500).body())
 
         # conditional GET
-        out_headers = {"content-type": "application/json; charset=utf-8", "x-github-media-type": "github.v3; format=json",
-                       "x-github-api-version-selected": "2022-11-28",
-                       "x-github-request-id": f"{os.getpid():X}:{len(self.log):X}"}
+        out_headers = {
+            "content-type": "application/json; charset=utf-8",
+            "x-github-media-type": "github.v3; format=json",
+            "x-github-api-version-selected": "2022-11-28",
+            "x-github-request-id": f"{os.getpid():X}:{len(self.log):X}",
+        }
         payload = b""
         if reply.status == 0:
             pass
@@ -558,8 +699,9 @@ class GitHubEmulator:
         synthesized = fault is not None and fault.kind in ("status", "secondary_rate_limit", "primary_rate_limit")
         if op is not None and reply.status != 0:
             tv = time.perf_counter()
-            rerrors = self.spec.validate_response(op, reply.status, out_headers, payload,
-                                                  injected=synthesized, method=method, path=path)
+            rerrors = self.spec.validate_response(
+                op, reply.status, out_headers, payload, injected=synthesized, method=method, path=path
+            )
             self._account_validation(tv)
             self._record_violations(rerrors, "response")
         entry.status = reply.status
@@ -594,8 +736,12 @@ class GitHubEmulator:
                 raise ApiError(400, "Problems parsing JSON") from None
             query = " ".join(str(data.get("query") or "").split())
             variables = data.get("variables") or {}
-            if query != GRAPHQL_EDITOR_QUERY or set(variables) != {"owner", "repo", "number"} or not isinstance(
-                    variables.get("number"), int) or not all(isinstance(variables.get(k), str) for k in ("owner", "repo")):
+            if (
+                query != GRAPHQL_EDITOR_QUERY
+                or set(variables) != {"owner", "repo", "number"}
+                or not isinstance(variables.get("number"), int)
+                or not all(isinstance(variables.get(k), str) for k in ("owner", "repo"))
+            ):
                 self._record_violations([f"unsupported GraphQL request: {query!r} {variables!r}"], "request")
                 reply = {"errors": [{"message": "the emulator answers only orch's editor query"}]}
             else:
@@ -605,23 +751,46 @@ class GitHubEmulator:
                     issue = repo.issues.get(variables["number"]) if repo is not None and visible else None
                     if issue is None or issue.is_pull:
                         what = "Issue" if visible else "Repository"
-                        reply = {"data": {"repository": {"issue": None} if visible else None},
-                                 "errors": [{"type": "NOT_FOUND", "path": ["repository", "issue"] if visible else ["repository"],
-                                             "message": f"Could not resolve to an {what} with the number of {variables['number']}."
-                                             if visible else f"Could not resolve to a Repository with the name "
-                                             f"'{variables['owner']}/{variables['repo']}'."}]}
+                        reply = {
+                            "data": {"repository": {"issue": None} if visible else None},
+                            "errors": [
+                                {
+                                    "type": "NOT_FOUND",
+                                    "path": ["repository", "issue"] if visible else ["repository"],
+                                    "message": f"Could not resolve to an {what} with the number of {variables['number']}."
+                                    if visible
+                                    else f"Could not resolve to a Repository with the name "
+                                    f"'{variables['owner']}/{variables['repo']}'.",
+                                }
+                            ],
+                        }
                     else:
                         # as GitHub: once edited, the original text is listed too, by its author at creation
                         history = ([(issue.user, issue.created_at)] + issue.edits) if issue.edits else []
-                        reply = {"data": {"repository": {"issue": {"userContentEdits": {"nodes": [
-                            {"editor": {"login": who}, "editedAt": iso(at)} for who, at in history[-100:]]}}}}}
+                        reply = {
+                            "data": {
+                                "repository": {
+                                    "issue": {
+                                        "userContentEdits": {
+                                            "nodes": [
+                                                {"editor": {"login": who}, "editedAt": iso(at)}
+                                                for who, at in history[-100:]
+                                            ]
+                                        }
+                                    }
+                                }
+                            }
+                        }
         except ApiError as err:
             status, reply = err.status, err.body()
         payload = json.dumps(reply, separators=(",", ":")).encode()
         with self.state.lock:
             self.requests.append((method, "/graphql", status))
-            self.log.append(LogEntry(method, "/graphql", "", status, login, "graphql", None, request_headers=headers,
-                                     request_body=body))
+            self.log.append(
+                LogEntry(
+                    method, "/graphql", "", status, login, "graphql", None, request_headers=headers, request_body=body
+                )
+            )
         h.respond(status, {"content-type": "application/json; charset=utf-8"}, payload)
 
     def _account_validation(self, t0: float) -> None:
@@ -648,8 +817,11 @@ class GitHubEmulator:
         with self.state.lock:
             b = self._bucket(login)
             if b["used"] >= b["limit"]:
-                raise ApiError(403, f"API rate limit exceeded for user ID {self.state.account(login).id if login else 0}.",
-                               headers={"x-ratelimit-remaining": "0"})
+                raise ApiError(
+                    403,
+                    f"API rate limit exceeded for user ID {self.state.account(login).id if login else 0}.",
+                    headers={"x-ratelimit-remaining": "0"},
+                )
             b["used"] += 1
 
     def _refund(self, login: str | None) -> None:
@@ -667,31 +839,50 @@ class GitHubEmulator:
                 body["errors"] = [{"resource": "Issue", "code": "custom", "message": "injected fault"}]
             return Reply(status, body, dict(kw.get("headers", {})))
         if fault.kind == "secondary_rate_limit":
-            return Reply(int(kw.get("status", 403)), {
-                "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
-                           "If you reach out to GitHub Support for help, please include the request ID.",
-                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
-                                     "#about-secondary-rate-limits", "status": str(kw.get("status", 403))},
-                {"retry-after": str(kw.get("retry_after", 1))})
+            return Reply(
+                int(kw.get("status", 403)),
+                {
+                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+                    "If you reach out to GitHub Support for help, please include the request ID.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                    "#about-secondary-rate-limits",
+                    "status": str(kw.get("status", 403)),
+                },
+                {"retry-after": str(kw.get("retry_after", 1))},
+            )
         # primary rate limit
         acct_id = self.state.account(login).id if login else 0
-        return Reply(int(kw.get("status", 403)), {
-            "message": f"API rate limit exceeded for user ID {acct_id}. If you reach out to GitHub Support for help, "
-                       "please include the request ID.",
-            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
-                                 "#about-primary-rate-limits", "status": str(kw.get("status", 403))},
-            {"x-ratelimit-remaining": "0", "x-ratelimit-used": str(self._bucket(login)["limit"])})
+        return Reply(
+            int(kw.get("status", 403)),
+            {
+                "message": f"API rate limit exceeded for user ID {acct_id}. If you reach out to GitHub Support for help, "
+                "please include the request ID.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                "#about-primary-rate-limits",
+                "status": str(kw.get("status", 403)),
+            },
+            {"x-ratelimit-remaining": "0", "x-ratelimit-used": str(self._bucket(login)["limit"])},
+        )
 
     # -- dispatch
 
-    def _dispatch(self, op: Operation | None, params: dict[str, str], method: str, query: dict[str, list[str]],
-                  body: bytes, login: str | None, headers: dict[str, str]) -> Reply:
+    def _dispatch(
+        self,
+        op: Operation | None,
+        params: dict[str, str],
+        method: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        login: str | None,
+        headers: dict[str, str],
+    ) -> Reply:
         if op is None:
             raise ApiError(404)
         handler = _ROUTES.get(op.operation_id)
         if handler is None:
-            self._record_violations([f"{op.method} {op.template} ({op.operation_id}) is not implemented by the emulator"],
-                                    "emulator")
+            self._record_violations(
+                [f"{op.method} {op.template} ({op.operation_id}) is not implemented by the emulator"], "emulator"
+            )
             raise ApiError(404)
         data: Any = None
         if body:
@@ -715,6 +906,7 @@ def _etag_match(header: str, etag: str) -> bool:
     def norm(t: str) -> str:
         t = t.strip()
         return t.removeprefix("W/")
+
     return header.strip() == "*" or norm(etag) in {norm(t) for t in header.split(",")}
 
 
@@ -743,8 +935,12 @@ class Ctx:
         if rank(role) < rank("read"):
             raise ApiError(404)
         if rank(role) < rank(need):
-            raise ApiError(403, "Must have admin rights to Repository." if need in ("admin", "maintain")
-                           else "Resource not accessible by personal access token")
+            raise ApiError(
+                403,
+                "Must have admin rights to Repository."
+                if need in ("admin", "maintain")
+                else "Resource not accessible by personal access token",
+            )
         return repo
 
     def role(self, repo: Repo) -> str:
@@ -773,13 +969,14 @@ class Ctx:
         per_page = max(1, min(100, self.int_q("per_page", 30)))
         page = max(1, self.int_q("page", 1))
         last = max(1, -(-len(items) // per_page))
-        chunk = items[(page - 1) * per_page: page * per_page]
+        chunk = items[(page - 1) * per_page : page * per_page]
         links = []
 
         def url(n: int) -> str:
             # GitHub's links name the repository by id: /repositories/{id}/issues?...&page=N
             q = {**self.query, "per_page": str(per_page), "page": str(n)}
             return f"{self.gh.api_url}{link_path}?{urlencode(q)}"
+
         repo = self.state.find_repo(self.params.get("owner", ""), self.params.get("repo", ""))
         link_path = re.sub(r"^/repos/[^/]+/[^/]+", f"/repositories/{repo.id}", path) if repo else path
         if page > 1:
@@ -800,6 +997,7 @@ def route(operation_id: str) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
         _ROUTES[operation_id] = fn
         return fn
+
     return deco
 
 
@@ -821,10 +1019,20 @@ def _get_user(c: Ctx) -> Reply:
 @route("rate-limit/get")
 def _rate_limit(c: Ctx) -> Reply:
     b = c.gh._bucket(c.login)
-    core = {"limit": b["limit"], "used": b["used"], "remaining": max(0, b["limit"] - b["used"]), "reset": c.gh._rate_reset}
+    core = {
+        "limit": b["limit"],
+        "used": b["used"],
+        "remaining": max(0, b["limit"] - b["used"]),
+        "reset": c.gh._rate_reset,
+    }
     other = {"limit": 30, "used": 0, "remaining": 30, "reset": c.gh._rate_reset}
-    return Reply(200, {"resources": {"core": core, "search": other, "graphql": {**other, "limit": 5000, "remaining": 5000}},
-                       "rate": core})
+    return Reply(
+        200,
+        {
+            "resources": {"core": core, "search": other, "graphql": {**other, "limit": 5000, "remaining": 5000}},
+            "rate": core,
+        },
+    )
 
 
 @route("repos/get")
@@ -848,12 +1056,15 @@ def _permission(c: Ctx) -> Reply:
     if user is None or user.type != "User":
         raise ApiError(404, f"{c.params['username']} is not a user")
     role = c.state.role(repo, user.login)
-    permission = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}.get(role, "none")
+    permission = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}.get(
+        role, "none"
+    )
     collaborator = {**c.render.user(user.login), "permissions": c.render.permissions(role), "role_name": role}
     return Reply(200, {"permission": permission, "role_name": role, "user": collaborator})
 
 
 # labels
+
 
 @route("issues/list-labels-for-repo")
 def _list_labels(c: Ctx) -> Reply:
@@ -934,6 +1145,7 @@ def _delete_label(c: Ctx) -> Reply:
 
 # issues
 
+
 def _issue_sort_key(sort: str) -> Callable[[tuple[Repo, Issue]], Any]:
     if sort == "updated":
         return lambda ri: (ri[1].updated_at, ri[1].number)
@@ -1007,8 +1219,18 @@ def _update_issue(c: Ctx) -> Reply:
         raise ApiError(403, "Resource not accessible by personal access token")
     d = c.obj()
     if "title" in d and d["title"] is not None and str(d["title"]) != issue.title:
-        repo.events.append(Event(c.state.next_id(), issue.number, "renamed", c.state.account(c.login).login, "", "",
-                                 c.state.tick(), (issue.title, str(d["title"]))))
+        repo.events.append(
+            Event(
+                c.state.next_id(),
+                issue.number,
+                "renamed",
+                c.state.account(c.login).login,
+                "",
+                "",
+                c.state.tick(),
+                (issue.title, str(d["title"])),
+            )
+        )
         issue.title = str(d["title"])
     if "body" in d and d["body"] != issue.body:
         issue.body = d["body"]
@@ -1041,8 +1263,10 @@ def _update_issue(c: Ctx) -> Reply:
 def _issue_labels(c: Ctx) -> Reply:
     repo = c.repo()
     issue = c.issue(repo)
-    return c.page([c.render.label(repo, repo.labels[n.lower()]) for n in issue.labels],
-                  f"/repos/{repo.full_name}/issues/{issue.number}/labels")
+    return c.page(
+        [c.render.label(repo, repo.labels[n.lower()]) for n in issue.labels],
+        f"/repos/{repo.full_name}/issues/{issue.number}/labels",
+    )
 
 
 def _labels_body(c: Ctx) -> list[str]:
@@ -1094,6 +1318,7 @@ def _remove_label(c: Ctx) -> Reply:
 
 # comments
 
+
 @route("issues/list-comments")
 def _list_comments(c: Ctx) -> Reply:
     repo = c.repo()
@@ -1101,13 +1326,15 @@ def _list_comments(c: Ctx) -> Reply:
     comments = repo.comments_of(issue.number)
     if c.gh.comment_lag:
         now = time.monotonic()  # the list is a prefix: it ends before the first comment not yet replicated
-        comments = comments[:next((i for i, x in enumerate(comments)
-                                   if c.gh._comment_visible_at.get(x.id, 0.0) > now), len(comments))]
+        comments = comments[
+            : next((i for i, x in enumerate(comments) if c.gh._comment_visible_at.get(x.id, 0.0) > now), len(comments))
+        ]
     if c.query.get("since"):
         since = parse_iso(c.query["since"])
         comments = [x for x in comments if x.updated_at >= since]
-    return c.page([c.render.comment(repo, x) for x in comments],
-                  f"/repos/{repo.full_name}/issues/{issue.number}/comments")
+    return c.page(
+        [c.render.comment(repo, x) for x in comments], f"/repos/{repo.full_name}/issues/{issue.number}/comments"
+    )
 
 
 @route("issues/create-comment")
@@ -1173,8 +1400,10 @@ def _delete_comment(c: Ctx) -> Reply:
 def _list_events(c: Ctx) -> Reply:
     repo = c.repo()
     issue = c.issue(repo)
-    return c.page([c.render.event(repo, e) for e in repo.events_of(issue.number)],
-                  f"/repos/{repo.full_name}/issues/{issue.number}/events")
+    return c.page(
+        [c.render.event(repo, e) for e in repo.events_of(issue.number)],
+        f"/repos/{repo.full_name}/issues/{issue.number}/events",
+    )
 
 
 @route("issues/list-events-for-repo")
@@ -1193,6 +1422,7 @@ def _list_events_for_repo(c: Ctx) -> Reply:
 
 # pulls
 
+
 @route("pulls/list")
 def _list_pulls(c: Ctx) -> Reply:
     repo = c.repo()
@@ -1202,8 +1432,13 @@ def _list_pulls(c: Ctx) -> Reply:
     # GitHub filters on head only in the form user:ref-name (org:ref-name); a bare branch name is ignored.
     if head and ":" in head:
         owner, _, ref = head.partition(":")
-        items = [i for i in items if i.pull and i.pull.head_ref == ref
-                 and owner.lower() == (i.pull.head_repo[0] if i.pull.head_repo else repo.owner).lower()]
+        items = [
+            i
+            for i in items
+            if i.pull
+            and i.pull.head_ref == ref
+            and owner.lower() == (i.pull.head_repo[0] if i.pull.head_repo else repo.owner).lower()
+        ]
     if c.query.get("base"):
         items = [i for i in items if i.pull and i.pull.base_ref == c.query["base"]]
     sort = c.query.get("sort", "created")
@@ -1249,15 +1484,28 @@ def _create_pull(c: Ctx) -> Reply:
     if base_sha is None:
         raise _validation_failed("PullRequest", "base", "invalid")
     for other in repo.pulls:
-        if (other.state == "open" and other.pull and other.pull.head_repo is None and other.pull.head_ref == head_ref
-                and other.pull.base_ref == base):
-            raise _validation_failed("PullRequest", "head", "custom",
-                                     f"A pull request already exists for {repo.owner}:{head_ref}.")
+        if (
+            other.state == "open"
+            and other.pull
+            and other.pull.head_repo is None
+            and other.pull.head_ref == head_ref
+            and other.pull.base_ref == base
+        ):
+            raise _validation_failed(
+                "PullRequest", "head", "custom", f"A pull request already exists for {repo.owner}:{head_ref}."
+            )
     if _git_ok(repo.bare, "merge-base", "--is-ancestor", head_sha, base_sha):
         raise _validation_failed("PullRequest", "head", "custom", f"No commits between {base} and {head_ref}")
     issue = c.gh._new_issue(repo, str(d["title"]), d.get("body"), c.login)
-    issue.pull = Pull(c.state.next_id(), head_ref, head_sha, str(base), base_sha, bool(d.get("draft", False)),
-                      bool(d.get("maintainer_can_modify", False)))
+    issue.pull = Pull(
+        c.state.next_id(),
+        head_ref,
+        head_sha,
+        str(base),
+        base_sha,
+        bool(d.get("draft", False)),
+        bool(d.get("maintainer_can_modify", False)),
+    )
     out = c.render.pull(repo, issue, full=True)
     return Reply(201, out, {"location": out["url"]})
 
@@ -1302,8 +1550,10 @@ def _unprocessable(message: str) -> ApiError:
 def _list_reviews(c: Ctx) -> Reply:
     repo = c.repo()
     issue = _pull_issue(c, repo)
-    return c.page([c.render.review(repo, r) for r in repo.reviews_of(issue.number, c.login)],
-                  f"/repos/{repo.full_name}/pulls/{issue.number}/reviews")
+    return c.page(
+        [c.render.review(repo, r) for r in repo.reviews_of(issue.number, c.login)],
+        f"/repos/{repo.full_name}/pulls/{issue.number}/reviews",
+    )
 
 
 @route("pulls/create-review")
@@ -1323,7 +1573,8 @@ def _create_review(c: Ctx) -> Reply:
         raise _unprocessable("Body is too long (maximum is 65536 characters)")
     comments = d.get("comments") or []
     if not isinstance(comments, list) or not all(
-            isinstance(x, dict) and isinstance(x.get("path"), str) and isinstance(x.get("body"), str) for x in comments):
+        isinstance(x, dict) and isinstance(x.get("path"), str) and isinstance(x.get("body"), str) for x in comments
+    ):
         raise _unprocessable("Comments must each have a path and a body")
     if event == "REQUEST_CHANGES" and not body:
         raise _unprocessable("Review body is required when requesting changes")
@@ -1334,14 +1585,16 @@ def _create_review(c: Ctx) -> Reply:
             raise _unprocessable("Review Can not approve your own pull request")
         if event == "REQUEST_CHANGES":
             raise _unprocessable("Review Can not request changes on your own pull request")
-    if event is None and any(r.state == "PENDING" and r.user.lower() == c.login.lower()
-                             for r in repo.reviews_of(issue.number, c.login)):
+    if event is None and any(
+        r.state == "PENDING" and r.user.lower() == c.login.lower() for r in repo.reviews_of(issue.number, c.login)
+    ):
         raise _unprocessable("User can only have one pending review per pull request")
     commit_id = d.get("commit_id") or issue.pull.head_sha
     if not _git_ok(repo.bare, "cat-file", "-e", f"{commit_id}^{{commit}}"):
         raise _unprocessable("Commit ID could not be resolved")
-    review = c.gh._record_review(repo, issue, c.login, REVIEW_STATES[event or "PENDING"], body, str(commit_id),
-                                 comments, strict=True)
+    review = c.gh._record_review(
+        repo, issue, c.login, REVIEW_STATES[event or "PENDING"], body, str(commit_id), comments, strict=True
+    )
     return Reply(200, c.render.review(repo, review))
 
 
@@ -1366,8 +1619,9 @@ def _list_review_comments(c: Ctx) -> Reply:
         items = sorted(items, key=lambda x: (x.updated_at, x.id))
     if c.query.get("sort") and c.query.get("direction") == "desc":  # GitHub: direction is ignored without sort
         items = list(reversed(items))
-    return c.page([c.render.review_comment(repo, x) for x in items],
-                  f"/repos/{repo.full_name}/pulls/{issue.number}/comments")
+    return c.page(
+        [c.render.review_comment(repo, x) for x in items], f"/repos/{repo.full_name}/pulls/{issue.number}/comments"
+    )
 
 
 def _diff_entries(bare: Path, base_sha: str, head_sha: str, path: str) -> list[dict[str, Any]] | None:
@@ -1378,8 +1632,14 @@ def _diff_entries(bare: Path, base_sha: str, head_sha: str, path: str) -> list[d
     in the diff."""
     if not path or not base_sha or not head_sha:
         return None
-    res = subprocess.run(["git", "diff", "--no-color", "--no-ext-diff", f"{base_sha}...{head_sha}", "--", path],
-                         cwd=bare, capture_output=True, text=True, env={**os.environ, **GIT_ENV}, check=False)
+    res = subprocess.run(
+        ["git", "diff", "--no-color", "--no-ext-diff", f"{base_sha}...{head_sha}", "--", path],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        check=False,
+    )
     if res.returncode != 0 or "@@" not in res.stdout:
         return None
     entries: list[dict[str, Any]] = []
@@ -1428,13 +1688,23 @@ def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> str:
 
 
 def _git_ok(cwd: Path, *args: str) -> bool:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, env={**os.environ, **GIT_ENV},
-                          check=False).returncode == 0
+    return (
+        subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, env={**os.environ, **GIT_ENV}, check=False
+        ).returncode
+        == 0
+    )
 
 
 def _rev(bare: Path, ref: str) -> str | None:
-    res = subprocess.run(["git", "rev-parse", "--verify", "-q", f"refs/heads/{ref}^{{commit}}"], cwd=bare,
-                         capture_output=True, text=True, env={**os.environ, **GIT_ENV}, check=False)
+    res = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", f"refs/heads/{ref}^{{commit}}"],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        check=False,
+    )
     return res.stdout.strip() if res.returncode == 0 else None
 
 
@@ -1445,9 +1715,18 @@ def _commit_info(bare: Path, ref: str) -> dict[str, Any] | None:
     fmt = "%H%x00%T%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B"
     out = _git(bare, "log", "-1", f"--format={fmt}", sha)
     h, tree, parents, an, ae, at, cn, ce, ct, msg = out.split("\x00", 9)
-    return {"sha": h, "tree": tree, "parents": parents.split(), "author_name": an, "author_email": ae,
-            "author_time": int(at), "committer_name": cn, "committer_email": ce, "committer_time": int(ct),
-            "message": msg.rstrip("\n")}
+    return {
+        "sha": h,
+        "tree": tree,
+        "parents": parents.split(),
+        "author_name": an,
+        "author_email": ae,
+        "author_time": int(at),
+        "committer_name": cn,
+        "committer_email": ce,
+        "committer_time": int(ct),
+        "message": msg.rstrip("\n"),
+    }
 
 
 def _handle_git(gh: GitHubEmulator, h: _Handler, method: str, body: bytes) -> None:
@@ -1485,12 +1764,19 @@ def _handle_git(gh: GitHubEmulator, h: _Handler, method: str, body: bytes) -> No
     if write and rank(role) < rank("write"):
         return finish(403, f"Permission to {repo.full_name}.git denied to {login}.\n")
     env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}, **GIT_ENV,
-        "GIT_PROJECT_ROOT": str(gh.git_root), "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": f"/{repo.owner}/{repo.name}.git{rest}", "REQUEST_METHOD": method,
-        "QUERY_STRING": url.query, "REMOTE_USER": login, "REMOTE_ADDR": "127.0.0.1",
-        "CONTENT_TYPE": h.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1",
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+        **GIT_ENV,
+        "GIT_PROJECT_ROOT": str(gh.git_root),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": f"/{repo.owner}/{repo.name}.git{rest}",
+        "REQUEST_METHOD": method,
+        "QUERY_STRING": url.query,
+        "REMOTE_USER": login,
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": h.headers.get("Content-Type", ""),
+        "CONTENT_LENGTH": str(len(body)),
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
     }
     if h.headers.get("Content-Encoding"):
         env["HTTP_CONTENT_ENCODING"] = h.headers["Content-Encoding"]
@@ -1604,4 +1890,3 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _make_handler(gh: GitHubEmulator) -> type[_Handler]:
     return type("EmulatorHandler", (_Handler,), {"gh": gh})
-

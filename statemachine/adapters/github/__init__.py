@@ -8,15 +8,7 @@ tracker.py    ``GitHubTracker``: reads and writes of issues, comments, labels an
 The names below are the adapter's face: what the rest of orch and its tests import from here.
 """
 
-from statemachine.adapters.github.mapping import (
-    CI_FIX,
-    JOB_TOKEN_LOGIN,
-    MAX_BODY,
-    _comment,
-    job_token_ci_warning,
-)
-from statemachine.adapters.github.tracker import GitHubTracker
-from statemachine.adapters.github.transport import (
+from statemachine.adapters.github.errors import (
     GitHubAuthError,
     GitHubError,
     GitHubNotFound,
@@ -25,9 +17,27 @@ from statemachine.adapters.github.transport import (
     GitHubUnavailable,
     GitHubValidationError,
 )
+from statemachine.adapters.github.mapping import (
+    CI_FIX,
+    JOB_TOKEN_LOGIN,
+    MAX_BODY,
+    _comment,
+    job_token_ci_warning,
+)
+from statemachine.adapters.github.tracker import GitHubTracker
 
 __all__ = [
-    "CI_FIX", "JOB_TOKEN_LOGIN", "MAX_BODY", "GitHubAuthError", "GitHubError", "GitHubNotFound", "GitHubPermissionError",
-    "GitHubRateLimited", "GitHubTracker", "GitHubUnavailable", "GitHubValidationError", "_comment",
+    "CI_FIX",
+    "JOB_TOKEN_LOGIN",
+    "MAX_BODY",
+    "GitHubAuthError",
+    "GitHubError",
+    "GitHubNotFound",
+    "GitHubPermissionError",
+    "GitHubRateLimited",
+    "GitHubTracker",
+    "GitHubUnavailable",
+    "GitHubValidationError",
+    "_comment",
     "job_token_ci_warning",
 ]

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import time
 
+from statemachine.adapters.github.errors import GitHubError
 from statemachine.adapters.github.mapping import PERMISSIONS
-from statemachine.adapters.github.transport import GitHubError, GitHubTransport
+from statemachine.adapters.github.transport import GitHubTransport
 from statemachine.model import TextEdit, TextHistory
 
 # the one GraphQL query orch sends: who edited an issue's body, and when (REST does not say); every edit, not only
 # the last one, so that a maintainer's later touch-up does not hide an outsider's edit before it
-_EDITOR_QUERY = ("query($owner: String!, $repo: String!, $number: Int!) "
-                 "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }")
+_EDITOR_QUERY = (
+    "query($owner: String!, $repo: String!, $number: Int!) "
+    "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }"
+)
 
 
 class LabelHistory(GitHubTransport):
@@ -21,8 +24,12 @@ class LabelHistory(GitHubTransport):
     def label_applied_by(self, number: int, label: str) -> str | None:
         """Who applied ``label`` to the issue: the actor of its most recent ``labeled`` event, or None."""
         actor: str | None = None
-        for e in self._paged(f"read the events of issue #{number}", "issues.list_events",
-                             {"issue_number": number}, missing=f"issue #{number} does not exist in {self.full_name}"):
+        for e in self._paged(
+            f"read the events of issue #{number}",
+            "issues.list_events",
+            {"issue_number": number},
+            missing=f"issue #{number} does not exist in {self.full_name}",
+        ):
             if e.get("event") == "labeled" and (e.get("label") or {}).get("name") == label:
                 actor = str((e.get("actor") or {}).get("login") or "ghost")
         return actor
@@ -51,9 +58,11 @@ class LabelHistory(GitHubTransport):
         return value
 
     def _permission(self, login: str) -> str:
-        resp = self._send(f"read the permission of {login}",
-                          self._op("repos", "get_collaborator_permission_level", username=login),
-                          on404=lambda: None)
+        resp = self._send(
+            f"read the permission of {login}",
+            self._op("repos", "get_collaborator_permission_level", username=login),
+            on404=lambda: None,
+        )
         if resp is None:
             return "none"
         data = self._json(resp) or {}
@@ -70,33 +79,46 @@ class LabelHistory(GitHubTransport):
         labeled_by: str | None = None
         labeled_at = ""
         renames: list[tuple[str, str]] = []
-        for e in self._paged(f"read the events of issue #{number}", "issues.list_events",
-                             {"issue_number": number}, missing=f"issue #{number} does not exist in {self.full_name}"):
+        for e in self._paged(
+            f"read the events of issue #{number}",
+            "issues.list_events",
+            {"issue_number": number},
+            missing=f"issue #{number} does not exist in {self.full_name}",
+        ):
             who = str((e.get("actor") or {}).get("login") or "ghost")
             if e.get("event") == "labeled" and (e.get("label") or {}).get("name") == label:
                 labeled_by, labeled_at = who, str(e.get("created_at") or "")
             elif e.get("event") == "renamed":
                 renames.append((who, str(e.get("created_at") or "")))
-        changes = [("title", who, at) for who, at in renames] + [("body", who, at) for who, at in self._body_edits(number)]
-        edits = tuple(TextEdit(part, who, at, labeled_by is None or at >= labeled_at) for part, who, at in changes if at)
+        changes = [("title", who, at) for who, at in renames] + [
+            ("body", who, at) for who, at in self._body_edits(number)
+        ]
+        edits = tuple(
+            TextEdit(part, who, at, labeled_by is None or at >= labeled_at) for part, who, at in changes if at
+        )
         return TextHistory(labeled_by, labeled_at, edits)
 
     def _body_edits(self, number: int) -> list[tuple[str, str]]:
         """(login, editedAt) of each edit of the issue's body, the last 100, none when it was never edited (GraphQL
         ``userContentEdits``; GitHub lists the original text as an edit by its author at creation, which is before
         any label)."""
-        url = (self.api_url[:-len("/v3")] if self.api_url.endswith("/api/v3") else self.api_url) + "/graphql"
+        url = (self.api_url[: -len("/v3")] if self.api_url.endswith("/api/v3") else self.api_url) + "/graphql"
         payload = {"query": _EDITOR_QUERY, "variables": {"owner": self.owner, "repo": self.repo, "number": int(number)}}
         resp = self._send(f"read who last edited issue #{number}", lambda: self._raw("POST", url, payload))
         data = self._json(resp) or {}
         issue = ((data.get("data") or {}).get("repository") or {}).get("issue")
         if data.get("errors") or issue is None:
             message = "; ".join(str(e.get("message") or e) for e in data.get("errors") or []) or "no such issue"
-            raise GitHubError(f"GitHub's GraphQL API did not say who edited issue #{number}: {message}",
-                              "the token needs read access to the repository's issues")
+            raise GitHubError(
+                f"GitHub's GraphQL API did not say who edited issue #{number}: {message}",
+                "the token needs read access to the repository's issues",
+            )
         nodes = ((issue.get("userContentEdits") or {}).get("nodes")) or []
-        return [(str((n.get("editor") or {}).get("login") or "ghost"), str(n.get("editedAt") or ""))
-                for n in nodes if isinstance(n, dict) and n.get("editedAt")]
+        return [
+            (str((n.get("editor") or {}).get("login") or "ghost"), str(n.get("editedAt") or ""))
+            for n in nodes
+            if isinstance(n, dict) and n.get("editedAt")
+        ]
 
     def label_authority(self, number: int, label: str) -> tuple[str | None, str]:
         """Who applied ``label`` and their permission on the repository ((None, "none") when nobody did)."""

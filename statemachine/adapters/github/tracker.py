@@ -26,6 +26,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
+from statemachine.adapters.github.errors import (
+    GitHubError,
+    GitHubNotFound,
+    GitHubPermissionError,
+    GitHubValidationError,
+)
+from statemachine.adapters.github.failures import _Cached
 from statemachine.adapters.github.history import LabelHistory
 from statemachine.adapters.github.mapping import (
     MARKER_RE,
@@ -37,13 +44,6 @@ from statemachine.adapters.github.mapping import (
     _review_comment,
     _title,
 )
-from statemachine.adapters.github.transport import (
-    GitHubError,
-    GitHubNotFound,
-    GitHubPermissionError,
-    GitHubValidationError,
-    _Cached,
-)
 from statemachine.errors import OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment
 
@@ -54,15 +54,40 @@ class GitHubTracker(LabelHistory):
     kind = "github"
     fleet = True  # other runners, on other machines, may watch the same issues: claims carry leases
 
-    def __init__(self, owner: str, repo: str, token: str, api_url: str = "https://api.github.com",
-                 runner_login: str | None = None, max_retries: int = 4, backoff_base: float = 0.5,
-                 backoff_cap: float = 8.0, sleep: Callable[[float], None] = time.sleep, *,
-                 token_source: str = "configuration", timeout: float = 30.0,
-                 rate_limit_wait: float = 60.0, retry_after_cap: float = 300.0,
-                 rng: random.Random | None = None, app_slug: str | None = None) -> None:
-        super().__init__(owner, repo, token, api_url, max_retries=max_retries, backoff_base=backoff_base,
-                         backoff_cap=backoff_cap, sleep=sleep, token_source=token_source, timeout=timeout,
-                         rate_limit_wait=rate_limit_wait, retry_after_cap=retry_after_cap, rng=rng)
+    def __init__(
+        self,
+        owner: str,
+        repo: str,
+        token: str,
+        api_url: str = "https://api.github.com",
+        runner_login: str | None = None,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        token_source: str = "configuration",
+        timeout: float = 30.0,
+        rate_limit_wait: float = 60.0,
+        retry_after_cap: float = 300.0,
+        rng: random.Random | None = None,
+        app_slug: str | None = None,
+    ) -> None:
+        super().__init__(
+            owner,
+            repo,
+            token,
+            api_url,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            sleep=sleep,
+            token_source=token_source,
+            timeout=timeout,
+            rate_limit_wait=rate_limit_wait,
+            retry_after_cap=retry_after_cap,
+            rng=rng,
+        )
         self.expected_login = runner_login  # tracker.runner_login: only a check against the learned identity
         self.app_slug = app_slug  # a GitHub App installation token acts as `<app_slug>[bot]`
         self._login: str | None = None
@@ -85,9 +110,12 @@ class GitHubTracker(LabelHistory):
         missing = f"issue #{number} does not exist in {self.full_name}"
         key = ("issue", number)
         cached = self._etags.get(key)
-        resp = self._send(f"read issue #{number}", self._op(
-            "issues", "get", {"If-None-Match": cached.etag} if cached else {}, issue_number=number),
-            missing=missing, allow_304=cached is not None)
+        resp = self._send(
+            f"read issue #{number}",
+            self._op("issues", "get", {"If-None-Match": cached.etag} if cached else {}, issue_number=number),
+            missing=missing,
+            allow_304=cached is not None,
+        )
         if resp.status_code == 304 and cached is not None:
             self.not_modified += 1
             data = cached.data
@@ -96,16 +124,23 @@ class GitHubTracker(LabelHistory):
             if resp.headers.get("etag"):
                 self._etags[key] = _Cached(resp.headers["etag"], data, "")
         if data.get("pull_request") is not None:
-            raise GitHubNotFound(f"#{number} is a pull request, not an issue, in {self.full_name}",
-                                 "orch works on issues; give the number of the issue the pull request is for", 404) from None
+            raise GitHubNotFound(
+                f"#{number} is a pull request, not an issue, in {self.full_name}",
+                "orch works on issues; give the number of the issue the pull request is for",
+                404,
+            ) from None
         found: tuple[Comment, ...] = ()
         if comments and int(data.get("comments") or 0) > 0:
             found = tuple(self.list_comments(number))
         return _issue(data, found)
 
     def list_comments(self, number: int) -> list[Comment]:
-        rows = self._paged(f"list the comments of issue #{number}", "issues.list_comments",
-                           {"issue_number": number}, missing=f"issue #{number} does not exist in {self.full_name}")
+        rows = self._paged(
+            f"list the comments of issue #{number}",
+            "issues.list_comments",
+            {"issue_number": number},
+            missing=f"issue #{number} does not exist in {self.full_name}",
+        )
         return [_comment(r) for r in rows]
 
     def list_issues(self, label: str | None = None, state: str = "open") -> list[Issue]:
@@ -134,14 +169,20 @@ class GitHubTracker(LabelHistory):
         fork), and from ``head`` when it is given."""
         h = r.get("head") or {}
         same_repo = str((h.get("repo") or {}).get("full_name") or "").lower() == self.full_name.lower()
-        return ((r.get("user") or {}).get("login") == self.identity() and same_repo
-                and (head is None or h.get("ref") == head))
+        return (
+            (r.get("user") or {}).get("login") == self.identity()
+            and same_repo
+            and (head is None or h.get("ref") == head)
+        )
 
     def find_pull(self, marker: str, head: str | None = None) -> PullRequest | None:
         """The open pull request whose body holds ``marker``, opened by the runner's identity from a branch of this
         repository (``head`` when given); anyone else's pull request never counts, whatever its body says."""
-        rows = self._paged(f"list the open pull requests of {self.full_name}", "pulls.list",
-                           {"state": "open", "sort": "created", "direction": "asc"})
+        rows = self._paged(
+            f"list the open pull requests of {self.full_name}",
+            "pulls.list",
+            {"state": "open", "sort": "created", "direction": "asc"},
+        )
         for r in rows:
             if marker in (r.get("body") or "") and self._ours(r, head):
                 return _pull(r, marker)
@@ -159,16 +200,23 @@ class GitHubTracker(LabelHistory):
     def list_reviews(self, pull: int) -> list[Review]:
         """The submitted reviews of pull request ``pull``, oldest first (a pending review, visible only to its
         author, is not a review yet and is left out)."""
-        rows = self._paged(f"list the reviews of pull request #{pull}", "pulls.list_reviews", {"pull_number": pull},
-                           missing=f"pull request #{pull} does not exist in {self.full_name}")
+        rows = self._paged(
+            f"list the reviews of pull request #{pull}",
+            "pulls.list_reviews",
+            {"pull_number": pull},
+            missing=f"pull request #{pull} does not exist in {self.full_name}",
+        )
         return [_review(r) for r in rows if str(r.get("state") or "").upper() != "PENDING"]
 
     def list_review_comments(self, pull: int) -> list[ReviewComment]:
         """The inline review comments of pull request ``pull``, oldest first; ``line`` is the line in the
         file (the original line when the comment is outdated, None when GitHub gives neither)."""
-        rows = self._paged(f"list the review comments of pull request #{pull}", "pulls.list_review_comments",
-                           {"pull_number": pull, "sort": "created", "direction": "asc"},
-                           missing=f"pull request #{pull} does not exist in {self.full_name}")
+        rows = self._paged(
+            f"list the review comments of pull request #{pull}",
+            "pulls.list_review_comments",
+            {"pull_number": pull, "sort": "created", "direction": "asc"},
+            missing=f"pull request #{pull} does not exist in {self.full_name}",
+        )
         return [_review_comment(r) for r in rows]
 
     # writes ------------------------------------------------------------------------------
@@ -176,16 +224,21 @@ class GitHubTracker(LabelHistory):
     def add_labels(self, number: int, names: list[str]) -> None:
         if not names:
             return
-        self._send(f"add labels {', '.join(names)} to issue #{number}",
-                   self._op("issues", "add_labels", issue_number=number, labels=list(names)),
-                   missing=f"issue #{number} does not exist in {self.full_name}")
+        self._send(
+            f"add labels {', '.join(names)} to issue #{number}",
+            self._op("issues", "add_labels", issue_number=number, labels=list(names)),
+            missing=f"issue #{number} does not exist in {self.full_name}",
+        )
 
     def remove_labels(self, number: int, names: list[str]) -> None:
         """Remove each label; a label the issue does not carry is fine (GitHub answers 404)."""
         for name in names:
             url = self._repo_url("issues", str(int(number)), "labels", name)
-            self._send(f"remove label {name!r} from issue #{number}", functools.partial(self._raw, "DELETE", url),
-                       on404=lambda: None)
+            self._send(
+                f"remove label {name!r} from issue #{number}",
+                functools.partial(self._raw, "DELETE", url),
+                on404=lambda: None,
+            )
 
     def post_comment(self, number: int, body: str) -> Comment:
         """Post a comment; after a lost response it looks for the comment (by marker, else by body) before retrying."""
@@ -198,21 +251,29 @@ class GitHubTracker(LabelHistory):
                     return c
             return None
 
-        result = self._send(f"post a comment on issue #{number}",
-                            self._op("issues", "create_comment", issue_number=number, body=body),
-                            missing=f"issue #{number} does not exist in {self.full_name}", recover=recover)
+        result = self._send(
+            f"post a comment on issue #{number}",
+            self._op("issues", "create_comment", issue_number=number, body=body),
+            missing=f"issue #{number} does not exist in {self.full_name}",
+            recover=recover,
+        )
         return result if isinstance(result, Comment) else _comment(self._json(result))
 
     def delete_comment(self, number: int, comment_id: int) -> None:
         """Delete a comment; one that is already gone is fine."""
-        self._send(f"delete comment {comment_id} on issue #{number}",
-                   self._op("issues", "delete_comment", comment_id=comment_id), on404=lambda: None)
+        self._send(
+            f"delete comment {comment_id} on issue #{number}",
+            self._op("issues", "delete_comment", comment_id=comment_id),
+            on404=lambda: None,
+        )
 
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None:
         """Rewrite a comment (the same body twice is harmless, so a retry is safe); None when it is gone."""
-        result = self._send(f"update comment {comment_id} on issue #{number}",
-                            self._op("issues", "update_comment", comment_id=comment_id, body=_fit(body)),
-                            on404=lambda: None)
+        result = self._send(
+            f"update comment {comment_id} on issue #{number}",
+            self._op("issues", "update_comment", comment_id=comment_id, body=_fit(body)),
+            on404=lambda: None,
+        )
         return None if result is None else _comment(self._json(result))
 
     def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Issue:
@@ -224,8 +285,9 @@ class GitHubTracker(LabelHistory):
         with a second request (which needs triage) so that the issue never goes unlabelled unnoticed.
         """
         if not title.strip():
-            raise GitHubValidationError(f"cannot open an issue without a title in {self.full_name}",
-                                        "give the issue a title", 422)
+            raise GitHubValidationError(
+                f"cannot open an issue without a title in {self.full_name}", "give the issue a title", 422
+            )
         labels = list(dict.fromkeys(labels))
         if marker is not None:
             existing = self.find_issue(marker, labels[0] if labels else None)
@@ -239,8 +301,11 @@ class GitHubTracker(LabelHistory):
         params: dict[str, Any] = {"title": title, "body": body}
         if labels:
             params["labels"] = labels
-        result = self._send(what, self._op("issues", "create", **params),
-                            recover=(lambda: self.find_issue(marker)) if marker is not None else None)
+        result = self._send(
+            what,
+            self._op("issues", "create", **params),
+            recover=(lambda: self.find_issue(marker)) if marker is not None else None,
+        )
         issue = result if isinstance(result, Issue) else _issue(self._json(result))
         dropped = [name for name in labels if name.lower() not in {x.lower() for x in issue.labels}]
         if dropped:
@@ -259,13 +324,16 @@ class GitHubTracker(LabelHistory):
             changes["body"] = _fit(body)
         if not changes:
             return current
-        resp = self._send(f"update issue #{number} ({', '.join(changes)})",
-                          self._op("issues", "update", issue_number=number, **changes),
-                          missing=f"issue #{number} does not exist in {self.full_name}")
+        resp = self._send(
+            f"update issue #{number} ({', '.join(changes)})",
+            self._op("issues", "update", issue_number=number, **changes),
+            missing=f"issue #{number} does not exist in {self.full_name}",
+        )
         return _issue(self._json(resp))
 
-    def create_pull(self, issue: int, title: str, body: str, head: str, base: str,
-                    head_sha: str, base_sha: str, marker: str) -> PullRequest:
+    def create_pull(
+        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+    ) -> PullRequest:
         """Open a DRAFT pull request, or return the one that already carries ``marker`` (never a second one).
 
         orch never merges and never marks a pull request ready; a repository that does not allow
@@ -280,26 +348,40 @@ class GitHubTracker(LabelHistory):
         title = _title(title)
         what = f"open a draft pull request from {head} into {base}"
         try:
-            result = self._send(what, self._op("pulls", "create", title=title, head=head, base=base, body=body, draft=True),
-                                recover=lambda: self.find_pull(marker, head))
+            result = self._send(
+                what,
+                self._op("pulls", "create", title=title, head=head, base=base, body=body, draft=True),
+                recover=lambda: self.find_pull(marker, head),
+            )
         except GitHubValidationError as exc:
             if "already exists" not in str(exc):
                 raise
             earlier = re.compile(rf"<!-- orch:run={issue}-\S+ kind=pull-request -->")
-            for r in self._paged(f"list pull requests from {head}", "pulls.list",
-                                 {"state": "open", "head": f"{self.owner}:{head}"}, conditional=False):
+            for r in self._paged(
+                f"list pull requests from {head}",
+                "pulls.list",
+                {"state": "open", "head": f"{self.owner}:{head}"},
+                conditional=False,
+            ):
                 if not self._ours(r, head):
                     continue  # someone else's pull request from this branch: never taken over
                 if marker in (r.get("body") or ""):
                     return _pull(r, marker, issue)
-                if earlier.search(r.get("body") or ""):  # an earlier run of this issue opened it: the new run takes it over
+                if earlier.search(
+                    r.get("body") or ""
+                ):  # an earlier run of this issue opened it: the new run takes it over
                     url = self._repo_url("pulls", str(r["number"]))
-                    updated = self._send(f"update pull request #{r['number']}",
-                                         functools.partial(self._raw, "PATCH", url, {"title": title, "body": body}))
+                    updated = self._send(
+                        f"update pull request #{r['number']}",
+                        functools.partial(self._raw, "PATCH", url, {"title": title, "body": body}),
+                    )
                     return _pull(self._json(updated), marker, issue)
-            raise GitHubValidationError(f"a pull request from {head} into {base} is already open, but orch did not open it "
-                                        f"(it does not carry {marker})",
-                                        "close it or rename the branch template, then run the step again", 422) from None
+            raise GitHubValidationError(
+                f"a pull request from {head} into {base} is already open, but orch did not open it "
+                f"(it does not carry {marker})",
+                "close it or rename the branch template, then run the step again",
+                422,
+            ) from None
         if isinstance(result, PullRequest):
             return result
         return _pull(self._json(result), marker, issue)
@@ -318,17 +400,28 @@ class GitHubTracker(LabelHistory):
         current = self._send(f"read label {name!r}", lambda: self._raw("GET", url), on404=lambda: None)
         if current is None:
             if not dry_run:
+
                 def recover() -> str | None:
-                    return "created" if self._send(f"read label {name!r}", lambda: self._raw("GET", url),
-                                                   on404=lambda: None) is not None else None
-                self._send(f"create label {name!r}", self._op("issues", "create_label", name=name, color=color,
-                                                             description=description), recover=recover)
+                    return (
+                        "created"
+                        if self._send(f"read label {name!r}", lambda: self._raw("GET", url), on404=lambda: None)
+                        is not None
+                        else None
+                    )
+
+                self._send(
+                    f"create label {name!r}",
+                    self._op("issues", "create_label", name=name, color=color, description=description),
+                    recover=recover,
+                )
             return "created"
         data = self._json(current) or {}
         if str(data.get("color", "")).lower() == color and (data.get("description") or "") == (description or ""):
             return "unchanged"
         if not dry_run:
-            self._send(f"update label {name!r}", lambda: self._raw("PATCH", url, {"color": color, "description": description}))
+            self._send(
+                f"update label {name!r}", lambda: self._raw("PATCH", url, {"color": color, "description": description})
+            )
         return "updated"
 
     def identity(self) -> str:
@@ -347,14 +440,18 @@ class GitHubTracker(LabelHistory):
                 if not self.app_slug:
                     raise GitHubPermissionError(
                         "the token cannot read its own user (GET /user answered 403): it looks like a GitHub App "
-                        "installation token", "set tracker.app_slug to the app's slug; orch then acts as <slug>[bot]",
-                        403) from None
+                        "installation token",
+                        "set tracker.app_slug to the app's slug; orch then acts as <slug>[bot]",
+                        403,
+                    ) from None
                 login = f"{self.app_slug}[bot]"
             if not login:
                 raise GitHubError("GitHub did not say which user the token acts as", "check the token", None)
             if self.expected_login and login.lower() != self.expected_login.lower():
-                raise OrchError(f"the token acts as {login}, but tracker.runner_login says {self.expected_login}",
-                                "use the runner's token, or correct (or remove) tracker.runner_login")
+                raise OrchError(
+                    f"the token acts as {login}, but tracker.runner_login says {self.expected_login}",
+                    "use the runner's token, or correct (or remove) tracker.runner_login",
+                )
             self._login = login
         return self._login
 

@@ -35,19 +35,26 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import email.utils
 import logging
 import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from statemachine.errors import NotFoundError, OrchError, TrackerError
+from statemachine.adapters.github.errors import (
+    GitHubAuthError,
+    GitHubError,
+    GitHubNotFound,
+    GitHubPermissionError,
+    GitHubRateLimited,
+    GitHubUnavailable,
+    GitHubValidationError,
+)
+from statemachine.adapters.github.failures import _Abort, _Cached, _clock, _Failure, _has_next, _retry_after
+from statemachine.errors import OrchError
 
 log = logging.getLogger("orch.github")
 
@@ -55,96 +62,7 @@ PER_PAGE = 100
 API_VERSION = "2022-11-28"
 
 
-# errors ----------------------------------------------------------------------------------
-
-class GitHubError(TrackerError):
-    """GitHub refused or failed a request; ``status`` is the HTTP status (None: no answer)."""
-
-    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
-        super().__init__(message, hint)
-        self.status = status
-
-
-class GitHubAuthError(GitHubError):
-    """401: the token is wrong, expired or revoked."""
-
-
-class GitHubPermissionError(GitHubError):
-    """403 without a rate limit: the token may not do this."""
-
-
-class GitHubRateLimited(GitHubError):
-    """403/429 rate limit that is not worth waiting for here."""
-
-    def __init__(self, message: str, hint: str | None = None, status: int | None = None,
-                 reset_at: float | None = None) -> None:
-        super().__init__(message, hint, status)
-        self.reset_at = reset_at
-
-
-class GitHubNotFound(GitHubError, NotFoundError):
-    """404 (or a number that names a pull request where an issue is expected)."""
-
-
-class GitHubValidationError(GitHubError):
-    """422: GitHub validated the request and refused it; ``errors`` holds its details."""
-
-    def __init__(self, message: str, hint: str | None = None, status: int | None = 422,
-                 errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message, hint, status)
-        self.errors = errors or []
-
-
-class GitHubUnavailable(GitHubError):
-    """5xx, a timeout or a network error that outlived every retry."""
-
-
 # internal helpers ------------------------------------------------------------------------
-
-@dataclass
-class _Failure:
-    """One failed attempt, normalized: an HTTP status with headers and GitHub's message, or a network error."""
-
-    status: int | None
-    headers: Mapping[str, str]
-    message: str
-    payload: Any
-    network: str | None = None  # the transport error's class name when nothing came back
-    response: Any = None
-
-
-@dataclass
-class _Cached:
-    etag: str
-    data: Any
-    link: str
-
-
-class _Abort(Exception):
-    def __init__(self, error: GitHubError) -> None:
-        self.error = error
-
-
-def _has_next(link: str) -> bool:
-    return bool(re.search(r'rel="?next"?', link or ""))
-
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _clock(epoch: float) -> str:
-    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
 
 
 # one ghapi client per API URL ---------------------------------------------------------------
@@ -176,16 +94,19 @@ def _shared_api(ghapi_cls: Any, httpx2: Any, api_url: str, timeout: float) -> An
             api = ghapi_cls(gh_host=api_url, authenticate=False, sync=True, timeout=timeout)
             transport = api.transport
             transport.retries = 0
-            transport.base_headers.update({"Accept": "application/vnd.github+json",
-                                           "X-GitHub-Api-Version": API_VERSION, "User-Agent": "orch"})
-            transport.client = httpx2.Client(timeout=httpx2.Timeout(timeout), follow_redirects=True,
-                                              event_hooks={"request": [_count_request]})
+            transport.base_headers.update(
+                {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION, "User-Agent": "orch"}
+            )
+            transport.client = httpx2.Client(
+                timeout=httpx2.Timeout(timeout), follow_redirects=True, event_hooks={"request": [_count_request]}
+            )
             atexit.register(transport.client.close)
             _SHARED[key] = api
         return api
 
 
 # the request policy ------------------------------------------------------------------------
+
 
 class GitHubTransport:
     """One repository, one token, over the shared client: every request goes through ``_send``'s policy.
@@ -194,9 +115,23 @@ class GitHubTransport:
     that makes the calls, whichever tracker shares the client.
     """
 
-    def __init__(self, owner: str, repo: str, token: str, api_url: str, *, max_retries: int, backoff_base: float,
-                 backoff_cap: float, sleep: Callable[[float], None], token_source: str, timeout: float,
-                 rate_limit_wait: float, retry_after_cap: float, rng: random.Random | None) -> None:
+    def __init__(
+        self,
+        owner: str,
+        repo: str,
+        token: str,
+        api_url: str,
+        *,
+        max_retries: int,
+        backoff_base: float,
+        backoff_cap: float,
+        sleep: Callable[[float], None],
+        token_source: str,
+        timeout: float,
+        rate_limit_wait: float,
+        retry_after_cap: float,
+        rng: random.Random | None,
+    ) -> None:
         if not token:
             raise OrchError("no GitHub token was given", "set GH_TOKEN or run `gh auth login`")
         try:
@@ -244,12 +179,13 @@ class GitHubTransport:
         inner = getattr(exc, "raw", None)
         for candidate in (exc, inner, exc.__cause__):
             if isinstance(candidate, h.RequestError):
-                return _Failure(None, {}, str(candidate) or type(candidate).__name__, None,
-                                network=type(candidate).__name__)
+                return _Failure(
+                    None, {}, str(candidate) or type(candidate).__name__, None, network=type(candidate).__name__
+                )
         return None
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** attempt))
+        ceiling = min(self.backoff_cap, self.backoff_base * (2**attempt))
         return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2))
 
     def _wait_for(self, f: _Failure, attempt: int, what: str) -> float:
@@ -263,10 +199,14 @@ class GitHubTransport:
             retry_after = _retry_after(hdr.get("retry-after"))
             if retry_after is not None:
                 if retry_after > self.retry_after_cap:
-                    raise _Abort(GitHubRateLimited(
-                        f"GitHub's secondary rate limit stopped {what}: retry after {retry_after:.0f} s",
-                        "wait, then run the step again; orch resumes where it stopped", st,
-                        reset_at=time.time() + retry_after))
+                    raise _Abort(
+                        GitHubRateLimited(
+                            f"GitHub's secondary rate limit stopped {what}: retry after {retry_after:.0f} s",
+                            "wait, then run the step again; orch resumes where it stopped",
+                            st,
+                            reset_at=time.time() + retry_after,
+                        )
+                    )
                 return retry_after
             if hdr.get("x-ratelimit-remaining") == "0":
                 try:
@@ -276,14 +216,19 @@ class GitHubTransport:
                 wait = max(0.0, reset - time.time()) + 1.0
                 if wait > self.rate_limit_wait:
                     limit = hdr.get("x-ratelimit-limit", "?")
-                    raise _Abort(GitHubRateLimited(
-                        f"GitHub rate limit exhausted ({limit} requests per hour for this token) while trying to "
-                        f"{what}; it resets at {_clock(reset)} (in {math.ceil(wait / 60)} min)",
-                        "wait for the reset, then run the step again; orch resumes where it stopped "
-                        "(polling with ETags does not count against the limit)", st, reset_at=reset))
+                    raise _Abort(
+                        GitHubRateLimited(
+                            f"GitHub rate limit exhausted ({limit} requests per hour for this token) while trying to "
+                            f"{what}; it resets at {_clock(reset)} (in {math.ceil(wait / 60)} min)",
+                            "wait for the reset, then run the step again; orch resumes where it stopped "
+                            "(polling with ETags does not count against the limit)",
+                            st,
+                            reset_at=reset,
+                        )
+                    )
                 return wait
             if st == 429 or "rate limit" in f.message.lower():
-                return float(min(60.0 * (2 ** attempt), self.retry_after_cap))  # GitHub: a minute at least, then longer
+                return float(min(60.0 * (2**attempt), self.retry_after_cap))  # GitHub: a minute at least, then longer
             raise _Abort(self._refused(f, what))
         if st >= 500:
             retry_after = _retry_after(hdr.get("retry-after"))
@@ -294,57 +239,89 @@ class GitHubTransport:
 
     def _exhausted(self, f: _Failure, what: str) -> GitHubError:
         if f.status in (403, 429):
-            return GitHubRateLimited(f"GitHub kept rate limiting the attempts to {what} (HTTP {f.status}, "
-                                     f"{self.max_retries + 1} attempts)",
-                                     "wait a few minutes, then run the step again; orch resumes where it stopped", f.status)
+            return GitHubRateLimited(
+                f"GitHub kept rate limiting the attempts to {what} (HTTP {f.status}, {self.max_retries + 1} attempts)",
+                "wait a few minutes, then run the step again; orch resumes where it stopped",
+                f.status,
+            )
         return self._refused(f, what)
 
     def _refused(self, f: _Failure, what: str) -> GitHubError:
         st = f.status
         said = f": {f.message}" if f.message else ""
         if st == 401:
-            return GitHubAuthError(f"GitHub rejected the token (HTTP 401{said}) while trying to {what}",
-                                   f"the token (from {self.token_source}) is wrong, expired or revoked; "
-                                   "set GH_TOKEN to a valid token or run `gh auth login`", st)
+            return GitHubAuthError(
+                f"GitHub rejected the token (HTTP 401{said}) while trying to {what}",
+                f"the token (from {self.token_source}) is wrong, expired or revoked; "
+                "set GH_TOKEN to a valid token or run `gh auth login`",
+                st,
+            )
         if st == 403:
-            return GitHubPermissionError(f"GitHub refused to let the token {what} (HTTP 403{said})",
-                                         f"the token (from {self.token_source}) needs access to {self.full_name} "
-                                         "(Issues and Pull requests: read and write; Metadata: read)", st)
+            return GitHubPermissionError(
+                f"GitHub refused to let the token {what} (HTTP 403{said})",
+                f"the token (from {self.token_source}) needs access to {self.full_name} "
+                "(Issues and Pull requests: read and write; Metadata: read)",
+                st,
+            )
         if st == 404:
-            return GitHubNotFound(f"repository {self.full_name} does not exist at {self.api_url}, or the token "
-                                  f"cannot see it (HTTP 404 while trying to {what})",
-                                  f"check tracker.owner and tracker.repo in .orch/policy.yaml; the token "
-                                  f"({self.token_source}) must have access to this repository", st)
+            return GitHubNotFound(
+                f"repository {self.full_name} does not exist at {self.api_url}, or the token "
+                f"cannot see it (HTTP 404 while trying to {what})",
+                f"check tracker.owner and tracker.repo in .orch/policy.yaml; the token "
+                f"({self.token_source}) must have access to this repository",
+                st,
+            )
         if st == 422:
             details = []
             errors = f.payload.get("errors") if isinstance(f.payload, dict) else None
             for e in errors or []:
                 if isinstance(e, dict):
-                    details.append(str(e.get("message") or " ".join(
-                        str(e[k]) for k in ("resource", "field", "code") if e.get(k))))
+                    details.append(
+                        str(e.get("message") or " ".join(str(e[k]) for k in ("resource", "field", "code") if e.get(k)))
+                    )
                 else:
                     details.append(str(e))
             detail = f" ({'; '.join(details)})" if details else ""
-            return GitHubValidationError(f"GitHub refused to {what}: {f.message or 'Validation Failed'}{detail}",
-                                         "GitHub validated the request and rejected it; fix what its message names",
-                                         422, [e for e in errors or [] if isinstance(e, dict)])
+            return GitHubValidationError(
+                f"GitHub refused to {what}: {f.message or 'Validation Failed'}{detail}",
+                "GitHub validated the request and rejected it; fix what its message names",
+                422,
+                [e for e in errors or [] if isinstance(e, dict)],
+            )
         if st == 410:
-            return GitHubNotFound(f"GitHub says it is gone (HTTP 410{said}) while trying to {what}",
-                                  f"the issue was deleted or transferred, or issues are disabled in {self.full_name}", st)
+            return GitHubNotFound(
+                f"GitHub says it is gone (HTTP 410{said}) while trying to {what}",
+                f"the issue was deleted or transferred, or issues are disabled in {self.full_name}",
+                st,
+            )
         if st is not None and st >= 500:
-            return GitHubUnavailable(f"GitHub failed to {what} (HTTP {st}{said}) after {self.max_retries + 1} attempts",
-                                     "GitHub is having trouble (https://www.githubstatus.com); run the step again "
-                                     "later: orch resumes where it stopped and never repeats a finished write", st)
+            return GitHubUnavailable(
+                f"GitHub failed to {what} (HTTP {st}{said}) after {self.max_retries + 1} attempts",
+                "GitHub is having trouble (https://www.githubstatus.com); run the step again "
+                "later: orch resumes where it stopped and never repeats a finished write",
+                st,
+            )
         if st is None:
-            return GitHubUnavailable(f"GitHub did not answer while trying to {what} ({f.network}: {f.message}) "
-                                     f"after {self.max_retries + 1} attempts",
-                                     f"check the network connection to {self.api_url}; run the step again: orch "
-                                     "resumes where it stopped and never repeats a finished write", None)
+            return GitHubUnavailable(
+                f"GitHub did not answer while trying to {what} ({f.network}: {f.message}) "
+                f"after {self.max_retries + 1} attempts",
+                f"check the network connection to {self.api_url}; run the step again: orch "
+                "resumes where it stopped and never repeats a finished write",
+                None,
+            )
         return GitHubError(f"GitHub refused to {what} (HTTP {st}{said})", None, st)
 
-    def _send(self, what: str, call: Callable[[], Any], *, missing: str | None = None,
-              on404: Callable[[], Any] | None = None, recover: Callable[[], Any] | None = None,
-              allow_304: bool = False, repo_scoped: bool = True) -> Any:
+    def _send(
+        self,
+        what: str,
+        call: Callable[[], Any],
+        *,
+        missing: str | None = None,
+        on404: Callable[[], Any] | None = None,
+        recover: Callable[[], Any] | None = None,
+        allow_304: bool = False,
+        repo_scoped: bool = True,
+    ) -> Any:
         """Run one ghapi call (raw response) under the retry policy; returns the response or a recovered value.
 
         ``recover`` runs before each retry after a failure that may have reached GitHub (a network
@@ -383,8 +360,14 @@ class GitHubTransport:
             attempt += 1
             self.retries += 1
             self.waited += wait
-            log.info("GitHub: retrying %s in %.1f s (attempt %d of %d): %s", what, wait, attempt + 1,
-                     self.max_retries + 1, f.network or f"HTTP {f.status}")
+            log.info(
+                "GitHub: retrying %s in %.1f s (attempt %d of %d): %s",
+                what,
+                wait,
+                attempt + 1,
+                self.max_retries + 1,
+                f.network or f"HTTP {f.status}",
+            )
             self._sleep(wait)
             if recover is not None and (f.network is not None or (f.status or 0) >= 500):
                 found = recover()
@@ -406,7 +389,9 @@ class GitHubTransport:
             return False
         return True
 
-    def _op(self, group: str, name: str, headers: Mapping[str, str] | None = None, /, **params: Any) -> Callable[[], Any]:
+    def _op(
+        self, group: str, name: str, headers: Mapping[str, str] | None = None, /, **params: Any
+    ) -> Callable[[], Any]:
         """A zero-argument call of ghapi operation ``group.name`` on this repository, with this token; raw response."""
         fn = getattr(getattr(self.api, group), name)
         if "owner" in fn.__signature__.parameters:
@@ -417,8 +402,9 @@ class GitHubTransport:
     def _json(self, resp: Any) -> Any:
         return resp.json() if resp.content else None
 
-    def _paged(self, what: str, op: str, params: dict[str, Any], *, missing: str | None = None,
-               conditional: bool = True) -> list[dict[str, Any]]:
+    def _paged(
+        self, what: str, op: str, params: dict[str, Any], *, missing: str | None = None, conditional: bool = True
+    ) -> list[dict[str, Any]]:
         """Every item of a list endpoint: pages of 100 until the Link header has no next page.
 
         Each page's ETag is kept; a repeated read sends If-None-Match and a 304 reuses the page.
@@ -431,8 +417,12 @@ class GitHubTransport:
             cached = self._etags.get(key) if conditional else None
             headers = {"If-None-Match": cached.etag} if cached else {}
             group, name = op.split(".")
-            resp = self._send(what, self._op(group, name, headers, **params, per_page=PER_PAGE, page=page),
-                              missing=missing, allow_304=cached is not None)
+            resp = self._send(
+                what,
+                self._op(group, name, headers, **params, per_page=PER_PAGE, page=page),
+                missing=missing,
+                allow_304=cached is not None,
+            )
             if resp.status_code == 304 and cached is not None:
                 self.not_modified += 1
                 data, link = cached.data, cached.link
@@ -451,8 +441,12 @@ class GitHubTransport:
     def _repo_url(self, *parts: str) -> str:
         """A URL under the repository with every part quoted whole: names may hold '/', which ghapi's
         route filling keeps as a path separator (``labels/area/ui``, ``branches/feature/x``)."""
-        return "/".join([f"{self.api_url}/repos/{quote(self.owner, safe='')}/{quote(self.repo, safe='')}",
-                         *(quote(p, safe="") for p in parts)])
+        return "/".join(
+            [
+                f"{self.api_url}/repos/{quote(self.owner, safe='')}/{quote(self.repo, safe='')}",
+                *(quote(p, safe="") for p in parts),
+            ]
+        )
 
     def _raw(self, verb: str, url: str, json: Any = None) -> Any:
         """A request through ghapi's transport on a URL built by ``_repo_url``; returns the raw response."""

@@ -1,0 +1,296 @@
+"""What guards see: one snapshot of an issue per step, fetched by what the guards of its state declare they need
+(registry `needs`), with every fact the issue's run recorded."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from statemachine import registry
+from statemachine.model import Change, RunFacts, Snapshot
+from statemachine.policy import Policy
+from statemachine.runtime import Runtime
+
+TYPED_FACTS = frozenset(
+    {
+        "rework_count",
+        "attempt",
+        "agent",
+        "report",
+        "report_error",
+        "changes",
+        "changes_by_kind",
+        "checks",
+        "proof",
+        "findings",
+        "pull_request",
+    }
+)
+# What a guard reading RunFacts.extra finds for a fact the run has not recorded (absent: None), or recorded empty.
+EXTRA_DEFAULTS: dict[str, Any] = {"changed_lines": 0, "acceptance_criteria": [], "review_rounds": 0}
+EXTRA_EMPTY_AS_LIST = ("feedback_handled", "plan_problems")
+
+
+def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
+    """The typed view of a run's recorded facts; a guard sees any fact the run recorded (those not typed in
+    ``RunFacts.extra``), so a new fact needs no copy here: the action records it, the guard reads it."""
+    changes = facts.get("changes")
+    extra = {**EXTRA_DEFAULTS, **{k: v for k, v in facts.items() if k not in TYPED_FACTS}}
+    for key in EXTRA_EMPTY_AS_LIST:
+        extra[key] = extra.get(key) or []
+    return RunFacts(
+        run_id=run_id,
+        rework_count=int(facts.get("rework_count", 0)),
+        attempt=int(facts.get("attempt", 0)),
+        agent=facts.get("agent"),
+        report=facts.get("report"),
+        report_error=facts.get("report_error"),
+        changes=tuple(Change(c["path"], c["status"]) for c in changes) if changes is not None else None,
+        changes_by_kind=facts.get("changes_by_kind") or {},
+        checks=facts.get("checks"),
+        proof=facts.get("proof"),
+        findings=tuple(facts.get("findings", ())),
+        pull_request=facts.get("pull_request"),
+        extra=extra,
+    )
+
+
+def take_snapshot(rt: Runtime, number: int) -> Snapshot:
+    issue = rt.tracker.get_issue(number, comments=False)
+    state, run_id = rt.store.state_of(number)
+    return snapshot_of(rt, issue, state, run_id)
+
+
+def needs_of(policy: Policy, state: str) -> frozenset[str]:
+    """What the guards and actions of the transitions leaving ``state`` declare they read beyond the issue and the
+    run's facts (registry.NEEDS): exactly what a snapshot in that state fetches."""
+    out: set[str] = set()
+    for t in policy.outgoing(state):
+        for g in t.guards:
+            out |= registry.GUARDS[g.name].needs
+        for a in t.actions:
+            out |= registry.ACTIONS[a.name].needs
+    return frozenset(out)
+
+
+def labels_needing(policy: Policy, state: str, need: str) -> list[str]:
+    """The label names that the guards leaving ``state`` which need ``need`` ("authority", "text") judge, in order."""
+    return list(
+        dict.fromkeys(
+            policy.label(g.params["label"])
+            for t in policy.outgoing(state)
+            for g in t.guards
+            if need in registry.GUARDS[g.name].needs and "label" in g.params
+        )
+    )
+
+
+def snapshot_of(
+    rt: Runtime,
+    issue: Any,
+    state: str,
+    run_id: str | None,
+    known_actors: dict[str, dict[int, str]] | None = None,
+    also: frozenset[str] = frozenset(),
+) -> Snapshot:
+    """A snapshot of an issue already fetched (``orch status`` lists many at once, with who labelled what in bulk).
+    It fetches what the transitions leaving ``state`` declare they need (needs_of), and the needs in ``also``."""
+    from statemachine.prompting import acceptance_criteria
+
+    facts = rt.store.facts(run_id)
+    facts.setdefault(
+        "acceptance_criteria", acceptance_criteria((facts.get("authorized_text") or {}).get("body", issue.body))
+    )
+    wanted = needs_of(rt.policy, state) | also
+    authority: dict[str, dict[str, Any]] = {}
+    text = text_of(rt, issue, facts, state, authority, bulk=known_actors is not None) if "text" in wanted else None
+    if "authority" in wanted:
+        authority_of(rt, issue, state, authority, known_actors)
+    feedback = review_feedback_of(rt, facts) if "feedback" in wanted else ()
+    preflight = preflight_of(rt) if "preflight" in wanted else None
+    claim = claim_of(rt, issue) if "claim" in wanted else None
+    parent = parent_of(rt, issue, facts) if "parent" in wanted else None
+    return Snapshot(
+        issue=issue,
+        state=state,
+        run=run_facts(run_id, facts),
+        labels=rt.policy.label_names,
+        settings=rt.policy.settings,
+        taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        authority=authority,
+        feedback=feedback,
+        parent=parent,
+        preflight=preflight,
+        text=text,
+        claim=claim,
+    )
+
+
+def authority_of(
+    rt: Runtime,
+    issue: Any,
+    state: str,
+    authority: dict[str, dict[str, Any]],
+    known_actors: dict[str, dict[int, str]] | None = None,
+) -> None:
+    """For ``label_authorized``: who applied each label the guards leaving ``state`` judge, with their permission, put
+    in ``authority`` (a label already there, read on the way by text_of, is not read again)."""
+    for name in labels_needing(rt.policy, state, "authority"):
+        if name not in authority and name in issue.labels:
+            bulk = (known_actors or {}).get(name)
+            actor: str | None
+            if bulk is not None and issue.number in bulk:
+                actor = bulk[issue.number]
+                permission = rt.tracker.permission(bulk[issue.number])
+            else:
+                actor, permission = rt.tracker.label_authority(issue.number, name)
+            authority[name] = {"actor": actor, "permission": permission}
+
+
+def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
+    """For ``claim_expired``: who holds the issue's claim and how fresh its lease is. Read only for an issue that
+    carries the running label on a tracker other runners share (one comment list); None otherwise."""
+    from statemachine import claims
+
+    if not getattr(rt.tracker, "fleet", False) or rt.policy.label("running") not in issue.labels:
+        return None
+    comments = rt.tracker.list_comments(issue.number)
+    return claims.holding(comments, rt.tracker.identity(), claims.lease_seconds(rt.policy.data)).as_json()
+
+
+def text_of(
+    rt: Runtime, issue: Any, facts: dict[str, Any], state: str, authority: dict[str, dict[str, Any]], bulk: bool = False
+) -> dict[str, dict[str, Any]] | None:
+    """For ``text_as_authorized``: per label, whether the issue's text is the one stored at the claim and, when it is
+    not (or before the claim), who applied the label and who edited the title and body after it, with permissions.
+    The label's authority read on the way is put in ``authority``, so the claim reads the issue's events once.
+    ``bulk`` (``orch status`` over many issues) reads no edit history: the verdict says it is judged at the claim,
+    whose own snapshot always reads it."""
+    labels = labels_needing(rt.policy, state, "text")
+    if not labels:
+        return None
+    authorized = facts.get("authorized_text") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(n for n in labels if n in issue.labels):
+        if authorized and (authorized.get("title"), authorized.get("body")) == (issue.title, issue.body):
+            out[name] = {"unchanged": True}
+            continue
+        if bulk:
+            out[name] = {"deferred": True}
+            continue
+        history = rt.tracker.text_history(issue.number, name)
+        if name not in authority:
+            authority[name] = {
+                "actor": history.labeled_by,
+                "permission": rt.tracker.permission(history.labeled_by) if history.labeled_by else "none",
+            }
+        perms: dict[str, str] = {}  # one permission look-up per editor, however many edits
+        for e in history.edits:
+            if e.after_label and e.editor not in perms:
+                perms[e.editor] = rt.tracker.permission(e.editor)
+        out[name] = {
+            "unchanged": False,
+            "labeled_by": history.labeled_by,
+            "labeled_at": history.labeled_at,
+            "edits": [
+                {
+                    "part": e.part,
+                    "editor": e.editor,
+                    "at": e.at,
+                    "after_label": e.after_label,
+                    "permission": perms.get(e.editor) if e.after_label else None,
+                }
+                for e in history.edits
+            ],
+        }
+    return out
+
+
+def preflight_of(rt: Runtime) -> tuple[str, ...]:
+    """The claim's tracker-free preconditions (statemachine/preflight.py); a runtime reuses them for 10 s (`orch status`
+    over many issues checks once; a long-lived daemon sees a fix within seconds)."""
+    from statemachine import preflight
+
+    cached: tuple[float, tuple[str, ...]] | None = rt.__dict__.get("_preflight")
+    if cached is None or time.monotonic() - cached[0] > 10.0:
+        cached = (time.monotonic(), preflight.problems(rt.repo, rt.policy.data, rt.git))
+        rt.__dict__["_preflight"] = cached
+    return cached[1]
+
+
+def parent_of(rt: Runtime, issue: Any, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """For a child issue (orch's marker and the child label): its parent's run, and whether that run dispatched it now."""
+    from statemachine.planning import RUNNING, parse_child_marker
+
+    bound = parse_child_marker(issue.body)
+    if bound is None or rt.policy.label("child") not in issue.labels or issue.author != rt.tracker.identity():
+        return None  # only an issue the runner opened is a child: a marker in anyone else's issue binds nothing
+    number, key = bound
+    state, run_id = rt.store.state_of(number)
+    parent_facts = rt.store.facts(run_id) if run_id else {}
+    node = (parent_facts.get("plan_tree") or {}).get(key) or {}
+    return {
+        "number": number,
+        "key": key,
+        "state": state,
+        "run_id": run_id,
+        "dispatched": node.get("issue") == issue.number and node.get("status") == RUNNING,
+        "base_sha": node.get("base_sha"),
+        "wave": node.get("wave"),
+        "integration_branch": parent_facts.get("integration_branch"),
+        "child_parent_run": (facts.get("parent") or {}).get("run_id"),
+    }
+
+
+def review_feedback_of(rt: Runtime, facts: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The reviews and review comments on the run's pull request, each with its author's permission (read at most once)."""
+    pr = facts.get("pull_request") or {}
+    if not pr.get("number"):
+        return ()
+    number = int(pr["number"])
+    permissions: dict[str, str] = {}
+
+    def permission(login: str | None) -> str:
+        if not login:
+            return "none"  # a deleted account (ghost)
+        if login not in permissions:
+            permissions[login] = rt.tracker.permission(login)
+        return permissions[login]
+
+    since = str(facts.get("claimed_at") or "")  # a requeued run that took over an earlier run's pull request
+
+    def this_run(at: str) -> bool:  # older feedback was for an earlier run: not even its author's permission is read
+        return not (since and at and at < since)
+
+    items: list[dict[str, Any]] = []
+    for r in rt.tracker.list_reviews(number):
+        if (r.state == "CHANGES_REQUESTED" or (r.state == "COMMENTED" and r.body.strip())) and this_run(r.submitted_at):
+            items.append(
+                {
+                    "key": f"review-{r.id}",
+                    "kind": "review",
+                    "author": r.author,
+                    "permission": permission(r.author),
+                    "state": r.state,
+                    "body": r.body,
+                    "path": None,
+                    "line": None,
+                    "at": r.submitted_at,
+                }
+            )
+    for c in rt.tracker.list_review_comments(number):
+        if this_run(c.created_at):
+            items.append(
+                {
+                    "key": f"comment-{c.id}",
+                    "kind": "review comment",
+                    "author": c.author,
+                    "permission": permission(c.author),
+                    "state": "COMMENTED",
+                    "body": c.body,
+                    "path": c.path,
+                    "line": c.line,
+                    "at": c.created_at,
+                }
+            )
+    return tuple(items)
