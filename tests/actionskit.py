@@ -221,7 +221,7 @@ class Evaluator:
             raise Unproven(f"expression {self.text!r}: context {root!r} is not available in the kit")
         if "*" in path:
             raise Unproven(f"expression {self.text!r}: object filters are not supported by the kit")
-        value: Any = self.contexts[root]
+        value = self.contexts[root]
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         if root == "secrets" and value is None:
@@ -446,7 +446,7 @@ class JobResult:
 def load_workflow(path: str | Path) -> dict[str, Any]:
     yaml = YAML(typ="safe")
     yaml.version = (1, 2)  # like GitHub: `on` is a key, not a boolean
-    doc = yaml.load(Path(path).read_text())
+    doc: dict[str, Any] = yaml.load(Path(path).read_text())
     known = {"name", "on", "permissions", "concurrency", "jobs", "env", "run-name"}
     if set(doc) - known:
         raise Unproven(f"workflow keys the kit does not run: {sorted(set(doc) - known)}")

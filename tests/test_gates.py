@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ checks:
     git(repo, "commit", "-qm", "policy")
 
 
-def run_issue(cli, repo: Path) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+def run_issue(cli, repo: Path) -> tuple[int, dict[str, Any]]:  # type: ignore[no-untyped-def]
     code, out, err = cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)
     assert code == 0, err
     code, data = cli.json("run", "--issue", "1", "--repo", repo)

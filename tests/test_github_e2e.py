@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import git
 from tests.github_emulator import GitHubEmulator
@@ -33,7 +34,7 @@ def test_a_new_user_delivers_an_issue_to_a_draft_pull_request(gh: GitHubEmulator
     # labels: dry run changes nothing, then created, then unchanged
     code, data = orch_json(work, "setup", "--prepare-labels", "--dry-run")
     assert code == 0 and {lab["result"] for lab in data["labels"]} == {"created"}
-    assert "agent:auto" not in {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/labels?per_page=100")}  # type: ignore[union-attr]
+    assert "agent:auto" not in {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/labels?per_page=100")}
     code, data = orch_json(work, "setup", "--prepare-labels")
     assert code == 0 and {lab["result"] for lab in data["labels"]} == {"created"} and len(data["labels"]) == 7
     code, data = orch_json(work, "setup", "--prepare-labels")
@@ -63,17 +64,17 @@ def test_a_new_user_delivers_an_issue_to_a_draft_pull_request(gh: GitHubEmulator
     assert data["final_state"] == "review"
     requests = len(gh.requests)
     pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
-    assert len(pulls) == 1  # type: ignore[arg-type]
-    pr = pulls[0]  # type: ignore[index]
+    assert len(pulls) == 1
+    pr = pulls[0]
     assert pr["draft"] is True and pr["head"]["ref"].startswith(f"orch/{number}-")
     assert f"Closes #{number}" in pr["body"] and "<!-- orch:run=" in pr["body"] and "kind=pull-request" in pr["body"]
     head = git(Path(gh.bare_path(OWNER, REPO)), "rev-parse", f"refs/heads/{pr['head']['ref']}").strip()
     assert head == pr["head"]["sha"]
-    labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}  # type: ignore[union-attr]
+    labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}
     assert labels == {"agent:auto", "agent:review"}
     comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
-    reports = [c for c in comments if "kind=report-review" in c["body"]]  # type: ignore[union-attr]
-    claims = [c for c in comments if "<!-- orch:claim run=" in c["body"]]  # type: ignore[union-attr]
+    reports = [c for c in comments if "kind=report-review" in c["body"]]
+    claims = [c for c in comments if "<!-- orch:claim run=" in c["body"]]
     assert len(reports) == 1 and len(claims) == 1
     print(f"happy-path delivery: {requests} REST requests")
     # 15 REST requests, one GraphQL query (who last edited the body) and GET /user (the runner's identity, once)
@@ -84,8 +85,8 @@ def test_a_new_user_delivers_an_issue_to_a_draft_pull_request(gh: GitHubEmulator
     # a second run publishes nothing new
     code, data = orch_json(work, "run", "--issue", str(number))
     assert code == 0 and data["final_state"] == "review" and data["steps"][0]["fired"] is None
-    assert len(api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")) == 1  # type: ignore[arg-type]
-    assert len(api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")) == len(comments)  # type: ignore[arg-type]
+    assert len(api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")) == 1
+    assert len(api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")) == len(comments)
 
 
 def test_a_label_from_a_read_only_user_does_not_authorize(gh: GitHubEmulator, tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_two_machines_racing_on_one_issue_claim_it_once(gh: GitHubEmulator, tmp_
     configure(b, gh)
     orch(a, "setup", "--prepare-labels")
     number = labelled_issue(gh, "Contended")
-    results: dict[str, tuple[int, dict]] = {}
+    results: dict[str, tuple[int, dict[str, Any]]] = {}
     barrier = threading.Barrier(2)
 
     def go(name: str, where: Path) -> None:
@@ -132,8 +133,8 @@ def test_two_machines_racing_on_one_issue_claim_it_once(gh: GitHubEmulator, tmp_
     }
     assert codes == [0, 4] and finals == ["queued", "review"], (results, why)
     comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
-    assert len([c for c in comments if "<!-- orch:claim run=" in c["body"]]) == 1  # type: ignore[union-attr]
-    assert len(api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")) == 1  # type: ignore[arg-type]
+    assert len([c for c in comments if "<!-- orch:claim run=" in c["body"]]) == 1
+    assert len(api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")) == 1
 
 
 def test_status_lists_many_issues_in_few_requests(gh: GitHubEmulator, tmp_path: Path) -> None:
@@ -203,7 +204,7 @@ def test_a_requeued_issue_takes_over_its_open_draft_pull_request(gh: GitHubEmula
     assert code == 0 and second["final_state"] == "review", second
     assert [s["fired"]["trigger"] for s in second["steps"]][:2] == ["requeue", "claim"]
     pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
-    assert len(pulls) == 1  # type: ignore[arg-type]
-    body = pulls[0]["body"]  # type: ignore[index]
+    assert len(pulls) == 1
+    body = pulls[0]["body"]
     assert f"<!-- orch:run={second['steps'][-1]['run_id']} kind=pull-request -->" in body
     assert first["steps"][-1]["run_id"] not in body

@@ -116,13 +116,13 @@ def test_four_daemons_forty_issues_each_runs_exactly_once(tmp_path: Path) -> Non
             for c in api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/comments"):
                 print("NOPR", n, c["id"], c["body"][:1500].replace("\n", " | "))
         assert sorted(per_issue) == sorted(numbers) and set(per_issue.values()) == {1}
-        claims = Counter()
+        claims: Counter[int] = Counter()
         for n in numbers:
             for c in api(gh, f"/repos/{OWNER}/{REPO}/issues/{n}/comments"):
                 if "<!-- orch:claim run=" in c["body"]:
                     claims[n] += 1
         assert set(claims.values()) == {1} and len(claims) == 40
-        started = Counter()
+        started: Counter[int] = Counter()
         for out, _err in outputs:
             for line in out.splitlines():
                 rec = json.loads(line)

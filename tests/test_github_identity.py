@@ -77,7 +77,7 @@ def test_a_pull_request_from_a_fork_with_the_runs_marker_is_not_the_runs(gh: Git
     assert code == 0, data
     run_id = data["steps"][0]["run_id"] if "steps" in data else data["run_id"]
     marker = f"<!-- orch:run={run_id} kind=pull-request -->"
-    claims = [c["body"] for c in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")]  # type: ignore[union-attr]
+    claims = [c["body"] for c in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")]
     assert any(run_id in body for body in claims)
     fork = tmp_path / "fork"
     git(tmp_path, "clone", "-q", str(gh.bare_path(OWNER, REPO)), str(fork))
@@ -88,7 +88,7 @@ def test_a_pull_request_from_a_fork_with_the_runs_marker_is_not_the_runs(gh: Git
     code, data = orch_json(work, "run", "--issue", str(number))
     assert code == 0 and data["final_state"] == "review", data
     pulls = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")
-    ours = [p for p in pulls if p["user"]["login"] == BOT]  # type: ignore[union-attr,index]
+    ours = [p for p in pulls if p["user"]["login"] == BOT]
     assert len(ours) == 1 and ours[0]["number"] != spoof and ours[0]["head"]["repo"]["full_name"] == f"{OWNER}/{REPO}"
     assert data["pull_request"]["number"] == ours[0]["number"], "the run records its own pull request"
 
@@ -123,10 +123,10 @@ def test_two_runners_racing_over_a_lagging_comment_list_claim_every_issue_once(
     for number in numbers:
         codes = sorted(results[(n, number)] for n in ("a", "b"))
         assert codes == [0, 4], (number, results)
-        labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}  # type: ignore[union-attr]
+        labels = {lab["name"] for lab in api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/labels")}
         assert "agent:running" in labels
         comments = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}/comments")
-        assert len([c for c in comments if "<!-- orch:claim run=" in c["body"]]) == 1  # type: ignore[union-attr]
+        assert len([c for c in comments if "<!-- orch:claim run=" in c["body"]]) == 1
     print(f"8 issues, 2 runners, comment lag 2 s: all claimed once in {elapsed:.1f} s")
 
 
@@ -149,7 +149,9 @@ def test_a_planted_child_issue_by_someone_else_is_not_taken_as_a_child(gh: GitHu
     children = [i for i in repo.issues.values() if not i.is_pull and "agent:child" in i.labels and i.number != planted]
     assert len(children) == 4 and all(c.user == BOT for c in children)
     assert any("key=a -->" in (c.body or "") for c in children), "orch opened its own child a"
-    assert "agent:review" not in repo.issues[planted].labels and repo.issues[planted].body.startswith("Do evil.")
+    assert "agent:review" not in repo.issues[planted].labels
+    planted_body = repo.issues[planted].body
+    assert planted_body is not None and planted_body.startswith("Do evil.")
     assert f"Closes #{planted}" not in (repo.pulls[0].body or "")
 
 

@@ -36,7 +36,7 @@ def test_ui_proof_screenshots_are_published_on_a_proof_branch(tmp_path: Path) ->
         gh.add_label_event(OWNER, REPO, number, "agent:auto", "alice")
         code, data = orch_json(work, "run", "--issue", str(number))
         assert code == 0 and data["final_state"] == "review", json.dumps(data)[-2000:]
-        pr = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")[0]  # type: ignore[index]
+        pr = api(gh, f"/repos/{OWNER}/{REPO}/pulls?state=all")[0]
         assert pr["draft"] and "## Proof" in pr["body"]
         links = [line for line in pr["body"].splitlines() if line.startswith("![browser-final-")]
         assert len(links) == 2 and all("/raw/orch-proof%2F" in line or "/raw/orch-proof/" in line for line in links)

@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from tests.github_emulator import GitHubEmulator
 from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
@@ -51,7 +52,7 @@ def environment(counter: Path) -> dict[str, str]:
     }
 
 
-def daemon_once(m: Path, env: dict[str, str]) -> tuple[int, list[dict], str]:
+def daemon_once(m: Path, env: dict[str, str]) -> tuple[int, list[dict[str, Any]], str]:
     proc = subprocess.run(
         [sys.executable, "-m", "statemachine", "daemon", "--once", "--json", "--repo", str(m)],
         capture_output=True,

@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from statemachine.adapters.jail import Jail, Settings, Spec, ensure_gone, lock_free, probe, workspace_lock
+from statemachine.adapters.jail import Jail, Settings, Spec, lock_free, probe, workspace_lock
+from statemachine.adapters.jail_files import ensure_gone
 from tests.agentkit import alive, comments_of_kind, db_dump
 from tests.conftest import git
 
@@ -67,9 +69,9 @@ def escape_policy(repo: Path, home: Path, remote: Path, state: Path, port: int) 
 
 
 def test_a_hostile_agent_escapes_nothing_and_is_blocked_for_its_push(
-    cli,
+    cli: Any,
     repo: Path,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     home = fake_home(tmp_path)
@@ -202,8 +204,8 @@ def test_network_reaches_only_the_allowed_hosts(tmp_path: Path) -> None:
 
 
 def test_no_silent_downgrade_without_bubblewrap(
-    cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Any, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.agentkit import GOOD_AGENT, make_agent, write_policy
 
     agent = make_agent(tmp_path, GOOD_AGENT)

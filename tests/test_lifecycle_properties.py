@@ -307,7 +307,8 @@ class World:
     # reading -------------------------------------------------------------------------------
 
     def issue(self) -> Issue:
-        return self.tracker.get_issue(ISSUE)
+        issue: Issue = self.tracker.get_issue(ISSUE)
+        return issue
 
     def state(self) -> str:
         return self.store.state_of(ISSUE)[0]
@@ -377,7 +378,8 @@ class World:
                 {c: _scrub(_maybe_json(v)) for c, v in zip(cols, r) if c not in SCRUB_KEYS} for r in cur.fetchall()
             ]
         text = json.dumps({"db": tables, "git": self.git_state(), "files": self.files()}, sort_keys=True, default=str)
-        return json.loads(TIMESTAMP.sub("<time>", text.replace(str(self.root), "<world>")))
+        fingerprint: dict[str, Any] = json.loads(TIMESTAMP.sub("<time>", text.replace(str(self.root), "<world>")))
+        return fingerprint
 
     # acting --------------------------------------------------------------------------------
 
@@ -433,7 +435,7 @@ def assert_same_world(ref: World, other: World, why: str) -> None:
     for attempt, step_id, idx in other.effects.intents:
         attempts.setdefault((step_id, idx), set()).add(attempt)
     rerun = {entry for entry, started in attempts.items() if len(started) > 1}
-    prints = []
+    prints: list[Any] = []
     for w in (ref, other):
         fp = w.fingerprint()
         for row in fp["db"]["journal"]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fixtures.webapp import kit
 
 
-def _run(cli, tmp_path: Path, behaviour: str, body: str = kit.PLAIN_BODY, **policy) -> tuple[Path, int, dict]:  # type: ignore[no-untyped-def]
+def _run(cli, tmp_path: Path, behaviour: str, body: str = kit.PLAIN_BODY, **policy) -> tuple[Path, int, dict[str, Any]]:  # type: ignore[no-untyped-def]
     repo = kit.make_repo(tmp_path)
     kit.write_policy(repo, behaviour, **policy)
     kit.file_issue(cli, repo, body)

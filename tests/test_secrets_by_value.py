@@ -246,8 +246,8 @@ def _everything_published(cli, repo: Path) -> str:  # type: ignore[no-untyped-de
 
 @pytest.mark.parametrize("marked", ["api_key_env", "secrets.env"])
 def test_a_model_key_written_base64_encoded_blocks_the_run(
-    cli, repo: Path, tmp_path: Path, monkeypatch, marked: str
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Any, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, marked: str
+) -> None:
     value = key()
     monkeypatch.setenv("ORCH_TEST_MODEL_KEY", value)
     blob = base64.b64encode(b"\x89PNG-ish header " + value.encode() + b" trailer").decode()
@@ -280,8 +280,8 @@ def test_a_model_key_written_base64_encoded_blocks_the_run(
 
 
 def test_a_secret_printed_by_the_agent_or_hidden_in_a_binary_file_blocks_the_run(
-    cli, repo: Path, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Any, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     value = key("db-")
     monkeypatch.setenv("ORCH_TEST_DB_URL", value)
     body = (
@@ -304,8 +304,8 @@ report(["app.py", "docs/notes.md", "data.bin"], summary="Added sub() and a note.
 
 
 def test_a_check_that_prints_a_secret_is_redacted_in_its_log_the_rework_prompt_and_the_state(
-    cli, repo: Path, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Any, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     value = key("tok-")
     monkeypatch.setenv("ORCH_TEST_SECRET_TOKEN", value)  # its name looks secret: nothing marks it
     hidden = codecs.encode(value, "rot13")  # the check's code finds the value somewhere and prints it

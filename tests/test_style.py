@@ -1,5 +1,5 @@
 """The tree's habits, checked in CI: ruff's lint and format (configured in pyproject.toml) and mypy strict on the
-package. Each runs as its own process, as a contributor runs it."""
+package and the tests. Each runs as its own process, as a contributor runs it."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def test_the_package_type_checks_strictly() -> None:
     assert res.returncode == 0 and "Success" in res.stdout, res.stdout + res.stderr
 
 
+def test_the_tests_type_check() -> None:
+    """The tests under the same strict config ([tool.mypy] in pyproject.toml: explicit package bases, and stubs on
+    mypy_path for the modules some tests import by their top-level name)."""
+    res = run("mypy", "--no-incremental", "tests")
+    assert res.returncode == 0 and "Success" in res.stdout, res.stdout + res.stderr
+
+
 def _modules() -> dict[str, Path]:
     pkg = ROOT / "statemachine"
     out = {}
@@ -49,7 +56,7 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skip:
             continue

@@ -30,12 +30,12 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
 
         store = Store(tmp_path / "state" / "orch.db")
         local = LocalTracker(store)
+
+        def comment(n: int, body: str, login: str) -> None:
+            local.post_comment(n, body, author=login)
+
         yield Subject(
-            local,
-            lambda t, b, labels: local.create_issue(t, b, labels).number,
-            lambda name: "0" * 40,
-            _user(),
-            lambda n, body, login: local.post_comment(n, body, author=login) and None,
+            local, lambda t, b, labels: local.create_issue(t, b, labels).number, lambda name: "0" * 40, _user(), comment
         )
         store.close()
         return

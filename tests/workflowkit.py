@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git
@@ -179,17 +180,17 @@ def setup_repository(tmp_path: Path, gh: GitHubEmulator, model: ModelServer) -> 
     return seed
 
 
-def api(gh: GitHubEmulator, path: str) -> object:
+def api(gh: GitHubEmulator, path: str) -> Any:
     req = urllib.request.Request(gh.api_url + path, headers={"Authorization": "token tok-alice"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
-def labeled_event(gh: GitHubEmulator, number: int, label: str) -> dict:
+def labeled_event(gh: GitHubEmulator, number: int, label: str) -> dict[str, Any]:
     """The `issues` event GitHub delivers when LABEL is added to issue NUMBER (the fields workflows read)."""
     issue = api(gh, f"/repos/{OWNER}/{REPO}/issues/{number}")
     repo = api(gh, f"/repos/{OWNER}/{REPO}")
-    label_obj = next(lab for lab in issue["labels"] if lab["name"] == label)  # type: ignore[index]
+    label_obj = next(lab for lab in issue["labels"] if lab["name"] == label)
     return {
         "action": "labeled",
         "issue": issue,
@@ -209,7 +210,13 @@ def edit_and_report(req: Recorded) -> str:
 
 
 def job_for(
-    tmp_path: Path, gh: GitHubEmulator, wheels: Path, event_name: str, event: dict, name: str = "runner", **kw: object
+    tmp_path: Path,
+    gh: GitHubEmulator,
+    wheels: Path,
+    event_name: str,
+    event: dict[str, Any],
+    name: str = "runner",
+    **kw: Any,
 ) -> Job:
     seed = tmp_path / "seed"
     return Job(
@@ -221,7 +228,7 @@ def job_for(
         repository=f"{OWNER}/{REPO}",
         machine=machine(gh, wheels),
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def files_under(folder: Path) -> list[Path]:

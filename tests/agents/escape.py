@@ -84,7 +84,7 @@ attempt("connect", connect)
 attempt("linger", linger)
 attempt("env", lambda: sorted(os.environ))
 # a trap for the runner: its next write into this folder would follow the link into the repository's hooks
-attempt("plant", lambda: (report_path.parent / "diff.patch").symlink_to(f"{repo}/.git/hooks/post-commit") or "planted")
+attempt("plant", lambda: (report_path.parent / "diff.patch").symlink_to(f"{repo}/.git/hooks/post-commit") or "planted")  # type: ignore[func-returns-value]
 attempt("uid", os.getuid)
 attempt("pid1", lambda: Path("/proc/1/cmdline").read_bytes().split(b"\0")[0].decode())
 time.sleep(0.3)

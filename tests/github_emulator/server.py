@@ -724,6 +724,7 @@ class GitHubEmulator:
         (``repository(owner, name) { issue(number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } }``). Any other query, or a
         variable of the wrong type, is recorded as a violation (the test fails) and answered as GitHub would."""
         headers = {k.lower(): v for k, v in h.headers.items()}
+        reply: dict[str, Any]
         status, reply = 200, {}
         login = None
         try:

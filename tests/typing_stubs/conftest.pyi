@@ -1,0 +1,4 @@
+# Some tests import tests/conftest.py by its top-level name (pytest puts tests/ on sys.path). mypy can map one file to one
+# module name only, so this stub, found through mypy_path in pyproject.toml, gives that top-level name the types of
+# tests.conftest.
+from tests.conftest import *  # noqa: F403
