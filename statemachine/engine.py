@@ -184,6 +184,7 @@ class _Runner:
         self.chosen = chosen
         self.claim = claim  # the run's claim: checked once before the step's first effect that others see
         self.fresh = fresh  # whether the lease was written so recently that nobody can have taken the claim over
+        self.keeper: Any = None  # the lease keeper of this step: checked between actions
 
     def run(self, transition: Transition, idx: int, spec: ActionSpec) -> None:
         if transition.index != self.chosen.index:
@@ -195,6 +196,8 @@ class _Runner:
                 ctx.run_id = entry[1].get("run_id", ctx.run_id)
             log.debug("skip %s: done before", spec.label())
             return
+        if self.keeper is not None:
+            self.keeper.check()  # between two actions: a claim taken over stops the step here, before any effect
         ctx.first_try = entry is None  # no intent recorded before: no earlier attempt can have had an effect
         if self.claim is not None and spec.name in registry.PUBLISHING:
             from statemachine import lease
@@ -302,10 +305,13 @@ class Engine:
                         lambda: self._renewed.__setitem__(number, max(self._renewed.get(number, 0.0), keeper.renewed))
                     )
                 runner = _Runner(ctx, chosen.transition, claim, fresh if claim is not None else lambda: False)
+                runner.keeper = keeper
                 trigger = model.trigger  # type: ignore[attr-defined]  # added by the transitions Machine
                 fired = trigger(
                     chosen.transition.trigger, snapshot=snap, verdicts=step_verdicts(evaluations), runner=runner
                 )
+            if keeper is not None:
+                keeper.check()  # taken over while the step's last action ran: its effects stay local
             if not fired or model.state != chosen.transition.dest:
                 raise OrchError(f"internal: the machine did not fire {chosen.transition.trigger} from {snap.state}")
             if ctx.lease_written:  # the claim was posted in this step, its lease stamp written just now
@@ -317,18 +323,12 @@ class Engine:
             )
         except Superseded as gone:
             return self._let_go(step_id, snap, evaluations, resumed, gone.message)
-        except KeyboardInterrupt:
-            if keeper is None or keeper.superseded is None:
-                raise  # interrupted (or the lease could not be renewed): the step stays pending, resumable
-            return self._let_go(
-                step_id,
-                snap,
-                evaluations,
-                resumed,
-                f"issue #{number}: {keeper.superseded}; this runner publishes nothing and lets go",
-            )
         finally:
             self.machine.remove_model(model)
+            if keeper is not None:
+                from statemachine.adapters import process
+
+                process.CANCEL.clear()  # what the keeper stopped is stopped; the next step starts clean
         outcome = chosen.transition.dest if chosen.transition.dest in REST_STATES else None
         if ctx.run_id:
             _append_evidence(
@@ -359,6 +359,7 @@ class Engine:
     ) -> StepOutcome:
         """Another runner took this run's claim over: abort the step here, publish nothing, queue the issue locally."""
         log.warning("%s", note)
+        self.rt.store.abandon_open_transaction()  # the keeper's interruption may have landed inside one
         self.rt.store.supersede(step_id, snap.issue.number, snap.run.run_id)
         if snap.run.run_id:
             _append_evidence(

@@ -11,12 +11,12 @@ its step stays pending, to be resumed or superseded later. Protocol: docs/github
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from typing import Any
 
 from statemachine import claims
+from statemachine.adapters import process
 from statemachine.errors import OrchError, Superseded
 
 log = logging.getLogger("orch")
@@ -107,15 +107,16 @@ class Keeper:
                 )
             if self.superseded or self.expired:
                 log.warning("issue #%d: %s; stopping the run", self.issue, self.superseded or self.expired)
-                _interrupt()
+                process.CANCEL.set()  # the agent or check running now stops with its whole process group
                 return
 
-
-def _interrupt() -> None:
-    """Stop the run's main thread the way SIGTERM does (orch's CLI turns it into an interruption that stops the agent's
-    process group); where nothing handles SIGTERM in Python (orch embedded), the next fence stops the run instead."""
-    import _thread
-
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
-        return
-    _thread.interrupt_main(signal.SIGTERM)
+    def check(self) -> None:
+        """At a safe point (between two actions): raise Superseded when another runner took the claim over, or
+        KeyboardInterrupt when the lease could not be renewed (the step stays pending, as after SIGTERM)."""
+        if self.superseded:
+            raise Superseded(
+                f"issue #{self.issue}: {self.superseded}; this runner publishes nothing and lets go",
+                "nothing to do: the run that took over owns the issue now",
+            )
+        if self.expired:
+            raise KeyboardInterrupt(self.expired)

@@ -236,6 +236,15 @@ class Store:
             if run_id and run_id != previous_run_id:
                 c.execute("UPDATE runs SET ended_at=?, outcome='lost-claim' WHERE run_id=?", (now(), run_id))
 
+    def abandon_open_transaction(self) -> None:
+        """Roll back a transaction an interruption left open (a KeyboardInterrupt between BEGIN and the block that
+        would have closed it), so that this connection can write again."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass
+
     def supersede(self, step_id: int | None, issue: int, run_id: str | None) -> None:
         """Let go of a run another runner took over: its step is aborted and the issue is queued here again (the
         tracker's labels then say who works on it); the run's evidence and journal stay."""

@@ -85,6 +85,12 @@ class ProcessResult:
     error: str | None = None
 
 
+# Set by a run that must stop at once (lease.Keeper: another runner took its claim over): every process started by
+# run_process in this orch process is stopped with its whole group, and the step sees an ordinary failed result.
+# The engine clears it when the step ends. A flag, not an asynchronous exception: nothing is interrupted half-way.
+CANCEL = threading.Event()
+
+
 def run_process(
     argv: list[str],
     cwd: Path,
@@ -173,7 +179,7 @@ def run_process(
     if stdin_text is not None:
         threading.Thread(target=feed, daemon=True).start()
 
-    timed_out = idle = False
+    timed_out = idle = cancelled = False
     try:
         while True:
             try:
@@ -188,12 +194,23 @@ def run_process(
             if idle_timeout is not None and now - float(state["last"]) > idle_timeout:
                 idle = True
                 break
+            if CANCEL.is_set():
+                cancelled = True
+                break
     finally:  # also on Ctrl-C or SIGTERM: never leave the child's process group behind
         _stop_group(proc)
     reader.join(timeout=5)
     duration = time.monotonic() - start
-    code = None if (timed_out or idle) else proc.returncode
-    return ProcessResult(code, timed_out, idle, duration, int(state["bytes"]), bool(state["truncated"]))
+    code = None if (timed_out or idle or cancelled) else proc.returncode
+    return ProcessResult(
+        code,
+        timed_out,
+        idle,
+        duration,
+        int(state["bytes"]),
+        bool(state["truncated"]),
+        error="stopped: the run lost its claim" if cancelled else None,
+    )
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
