@@ -290,7 +290,7 @@ class Daemon:
 
         names = self.rt.policy.label_names
         if (
-            not getattr(self.rt.tracker, "fleet", False)
+            not self.rt.tracker.capabilities.fleet
             or names["running"] not in issue.labels
             or {names["manual"], names["blocked"], names["review"], names["child"]} & set(issue.labels)
         ):

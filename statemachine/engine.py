@@ -349,7 +349,7 @@ class Engine:
 
     def _claim(self, snap: Snapshot) -> dict[str, Any] | None:
         """The claim the snapshot's run holds on a tracker other runners share (None before the claim, or alone)."""
-        if snap.state == "queued" or not snap.run.run_id or not getattr(self.rt.tracker, "fleet", False):
+        if snap.state == "queued" or not snap.run.run_id or not self.rt.tracker.capabilities.fleet:
             return None
         claim = self.rt.store.facts(snap.run.run_id).get("claim")
         return claim if isinstance(claim, dict) and claim.get("comment") else None

@@ -43,7 +43,7 @@ def fresh(renewed: float, lease_seconds: float) -> bool:
 def fence(tracker: Any, issue: int, claim: dict[str, Any] | None) -> None:
     """Raise Superseded unless the run still holds its claim (checked before a step publishes or resumes, unless the
     lease is fresh)."""
-    if not claim or not getattr(tracker, "fleet", False):
+    if not claim or not tracker.capabilities.fleet:
         return
     reason, _ = lost_reason(tracker, issue, str(claim["run_id"]), int(claim["comment"]))
     if reason is not None:

@@ -9,10 +9,20 @@ from typing import Protocol
 from statemachine.model import Change, Comment, Issue, PullRequest, Review, ReviewComment, TextHistory
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a tracker can do beyond the port's methods. Code asks these, never the tracker's kind."""
+
+    fleet: bool  # runners on other machines may watch its issues: claims carry leases that a stopped run lets expire
+    remote_branches: bool  # run branches are pushed to it (push_credential); otherwise they stay in this repository
+    label_list: bool  # it keeps a list of labels that setup creates (ensure_label)
+
+
 class Tracker(Protocol):
     """Issues, labels, comments and pull requests; the local tracker and GitHub implement it."""
 
-    kind: str
+    kind: str  # a name for people (messages, `orch doctor`); behaviour follows ``capabilities``
+    capabilities: Capabilities
 
     def identity(self) -> str: ...  # the login orch writes as, learned once; only its markers count
     def get_issue(self, number: int, comments: bool = True) -> Issue: ...
@@ -24,6 +34,10 @@ class Tracker(Protocol):
     def remove_labels(self, number: int, names: list[str]) -> None: ...
     def find_comment(self, number: int, marker: str) -> Comment | None: ...
     def post_comment(self, number: int, body: str) -> Comment: ...
+    # (capabilities.remote_branches) the credential the runner's own git pushes run branches with
+    def push_credential(self) -> tuple[str, str]: ...
+    # (capabilities.label_list) create or update a label; with dry_run only say what would change
+    def ensure_label(self, name: str, color: str, description: str = "", dry_run: bool = False) -> str: ...
     def delete_comment(self, number: int, comment_id: int) -> None: ...
     # rewrite a comment the identity wrote (a claim's lease stamp); None when the comment is gone
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None: ...

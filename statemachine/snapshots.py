@@ -152,7 +152,7 @@ def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
     carries the running label on a tracker other runners share (one comment list); None otherwise."""
     from statemachine import claims
 
-    if not getattr(rt.tracker, "fleet", False) or rt.policy.label("running") not in issue.labels:
+    if not rt.tracker.capabilities.fleet or rt.policy.label("running") not in issue.labels:
         return None
     comments = rt.tracker.list_comments(issue.number)
     return claims.holding(comments, rt.tracker.identity(), claims.lease_seconds(rt.policy.data)).as_json()

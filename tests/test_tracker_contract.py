@@ -192,3 +192,26 @@ def test_a_pull_request_is_found_only_from_its_branch(subject: Subject) -> None:
     found = t.find_pull(marker, "orch/p-2")
     assert found is not None and found.number == pr.number
     assert t.find_pull(marker, "orch/elsewhere") is None
+
+
+def test_a_tracker_does_what_its_capabilities_say_and_refuses_the_rest(subject: Subject) -> None:
+    from statemachine.errors import OrchError
+
+    t = subject.tracker
+    caps = t.capabilities
+    if caps.remote_branches:
+        user, token = t.push_credential()
+        assert user and token
+    else:
+        with pytest.raises(OrchError):
+            t.push_credential()
+    if not caps.label_list:
+        with pytest.raises(OrchError):
+            t.ensure_label("agent:auto", "0e8a16", "", dry_run=True)
+    else:
+        assert t.ensure_label("agent:auto", "0e8a16", "orch may run this issue", dry_run=True) in (
+            "created",
+            "updated",
+            "unchanged",
+        )
+    assert caps.fleet == caps.remote_branches  # today: the shared tracker is the remote one

@@ -75,7 +75,7 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     existing = ctx.find_comment(mine)
     if existing is None:
         body = reporting.claim_comment(run_id, ctx.policy) + "\n\n" + mine
-        if getattr(ctx.tracker, "fleet", False):
+        if ctx.tracker.capabilities.fleet:
             ctx.lease_written = time.time()
             body = claims.renewed_body(
                 body, ctx.lease_written

@@ -199,8 +199,8 @@ def commit_changes(ctx: ActionContext) -> dict[str, Any]:
 def push_branch(ctx: ActionContext) -> dict[str, Any]:
     """Push the run's branch to the tracker's remote with the runner's own credential (the local tracker keeps it here)."""
     facts = ctx.facts()
-    if ctx.tracker.kind == "local":
-        return {"skipped": "the local tracker reads branches from this repository"}
+    if not ctx.tracker.capabilities.remote_branches:
+        return {"skipped": f"the {ctx.tracker.kind} tracker reads branches from this repository"}
     # the first push of a run may replace an earlier run's branch; later ones (review rounds) only fast-forward
     force = not facts.get("pushed_sha")
     remote = _push(ctx, facts["candidate_sha"], facts["branch"], force=force)
@@ -211,10 +211,9 @@ def push_branch(ctx: ActionContext) -> dict[str, Any]:
 def _push(ctx: ActionContext, sha: str, branch: str, force: bool = True) -> str:
     """Push ``sha`` to ``branch`` on the tracker's remote with the tracker's credential, given to the runner's git alone."""
     remote = str(ctx.policy.data["tracker"].get("remote", "origin"))
-    credential = getattr(ctx.tracker, "push_credential", None)
-    if credential is None:
+    if not ctx.tracker.capabilities.remote_branches:
         raise OrchError(f"the {ctx.tracker.kind} tracker cannot receive branches")
-    ctx.git.push(remote, sha, branch, credential(), force=force)
+    ctx.git.push(remote, sha, branch, ctx.tracker.push_credential(), force=force)
     return remote
 
 
@@ -232,11 +231,11 @@ def publish_proof(ctx: ActionContext) -> dict[str, Any]:
 
     facts = ctx.facts()
     proof = facts.get("proof")
-    if ctx.tracker.kind == "local" or not proof or not proof.get("dir"):
+    if not ctx.tracker.capabilities.remote_branches or not proof or not proof.get("dir"):
         return {
             "skipped": "no proof screenshots to publish"
-            if ctx.tracker.kind != "local"
-            else "local tracker: kept locally"
+            if ctx.tracker.capabilities.remote_branches
+            else f"{ctx.tracker.kind} tracker: kept locally"
         }
     tr = ctx.policy.data["tracker"]
     api = str(tr.get("api_url") or "https://api.github.com")

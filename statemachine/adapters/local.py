@@ -7,6 +7,7 @@ from typing import Any
 
 from statemachine.errors import NotFoundError, OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment, TextEdit, TextHistory
+from statemachine.ports import Capabilities
 from statemachine.store import Store, now
 
 RUNNER = "orch"  # the local tracker's runner identity: every comment and issue orch writes carries it
@@ -23,7 +24,8 @@ class LocalTracker:
     """Implements the Tracker port on the store's tracker_* tables."""
 
     kind = "local"
-    fleet = False  # the database is the tracker: one runner (one daemon per clone) sees these issues
+    # the database is the tracker: one runner (one daemon per clone) sees these issues, and branches stay here
+    capabilities = Capabilities(fleet=False, remote_branches=False, label_list=False)
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -278,6 +280,12 @@ class LocalTracker:
     def delete_comment(self, number: int, comment_id: int) -> None:
         with self.store.transaction() as c:
             c.execute("DELETE FROM tracker_comments WHERE id=? AND issue=?", (comment_id, number))
+
+    def push_credential(self) -> tuple[str, str]:
+        raise OrchError("the local tracker receives no branches: they stay in this repository")
+
+    def ensure_label(self, name: str, color: str, description: str = "", dry_run: bool = False) -> str:
+        raise OrchError("the local tracker keeps no label list")
 
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None:
         with self.store.transaction() as c:

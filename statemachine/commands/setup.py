@@ -161,7 +161,7 @@ def prepare_labels(root: Path, args: argparse.Namespace, writes: list[tuple[Path
     else:
         rt = open_runtime(root, args.policy)
     try:
-        ensure = getattr(rt.tracker, "ensure_label", None)
+        ensure = rt.tracker.ensure_label if rt.tracker.capabilities.label_list else None
         results = []
         for role, spec in rt.policy.data["labels"].items():
             if ensure is None:

@@ -46,13 +46,14 @@ from statemachine.adapters.github.mapping import (
 )
 from statemachine.errors import OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment
+from statemachine.ports import Capabilities
 
 
 class GitHubTracker(LabelHistory):
     """Implements the Tracker port on one GitHub repository (issues, labels, comments, draft pull requests)."""
 
     kind = "github"
-    fleet = True  # other runners, on other machines, may watch the same issues: claims carry leases
+    capabilities = Capabilities(fleet=True, remote_branches=True, label_list=True)
 
     def __init__(
         self,
