@@ -51,7 +51,7 @@ from tests.workflowkit import (
     job_for,
     labeled_event,
     needs_runner,
-    orch_dev,
+    setup_actions,
     setup_repository,
 )
 
@@ -197,17 +197,7 @@ def planned(
     if not (seed / workflow.WORKFLOW_PATH).exists():
         seed.mkdir()
         git(seed, "init", "-q", "-b", "main")
-        orch_dev(
-            seed,
-            "setup",
-            "--actions",
-            "--github-owner",
-            OWNER,
-            "--github-repo",
-            REPO,
-            "--orch-package",
-            f"orch=={__version__}",
-        )
+        setup_actions(seed)
     m = Machine(
         python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused", apps=apps or {}
     )
@@ -272,17 +262,7 @@ def test_the_kit_runs_as_a_process_and_journals_each_step(tmp_path: Path) -> Non
     seed = tmp_path / "seed"
     seed.mkdir()
     git(seed, "init", "-q", "-b", "main")
-    orch_dev(
-        seed,
-        "setup",
-        "--actions",
-        "--github-owner",
-        OWNER,
-        "--github-repo",
-        REPO,
-        "--orch-package",
-        f"orch=={__version__}",
-    )
+    setup_actions(seed)
     m = Machine(python=sys.executable, pip_find_links=[], github_url="http://127.0.0.1:9", clone_url="unused")
     job = Job(
         workflow=str(seed / workflow.WORKFLOW_PATH),

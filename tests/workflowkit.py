@@ -138,6 +138,21 @@ def orch_dev(repo: Path, *args: str, token: str | None = None) -> str:
     return res.stdout
 
 
+def setup_actions(seed: Path) -> None:
+    """What the maintainer runs in ``seed``: `orch setup --actions` for this GitHub repository, installing this orch."""
+    orch_dev(
+        seed,
+        "setup",
+        "--actions",
+        "--github-owner",
+        OWNER,
+        "--github-repo",
+        REPO,
+        "--orch-package",
+        f"orch=={__version__}",
+    )
+
+
 def setup_repository(tmp_path: Path, gh: GitHubEmulator, model: ModelServer) -> Path:
     """A small project where a maintainer ran `orch setup --actions`, pointed the policy at this GitHub and model,
     committed it all and pushed it; then `orch setup --prepare-labels` made the labels."""
@@ -151,17 +166,7 @@ def setup_repository(tmp_path: Path, gh: GitHubEmulator, model: ModelServer) -> 
     )
     git(seed, "add", "-A")
     git(seed, "commit", "-qm", "init")
-    orch_dev(
-        seed,
-        "setup",
-        "--actions",
-        "--github-owner",
-        OWNER,
-        "--github-repo",
-        REPO,
-        "--orch-package",
-        f"orch=={__version__}",
-    )
+    setup_actions(seed)
     policy = seed / ".orch" / "policy.yaml"
     text = policy.read_text()
     assert "kind: codex" in text and "checks: {}" in text, text

@@ -60,6 +60,25 @@ class ProofInputs:
     )
 
 
+BROWSER_SUMMARY = (
+    "ran",
+    "ok",
+    "error",
+    "base_url",
+    "viewports",
+    "steps",
+    "last_interaction_step",
+    "text_assertions",
+    "console_errors",
+    "failed_requests",
+)
+
+
+def browser_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What the checked proof keeps of a browser run (the agent's proof and `orch proof browser` alike)."""
+    return {k: result.get(k) for k in BROWSER_SUMMARY}
+
+
 def candidate_time_ns(repo: Path, sha: str) -> int:
     from statemachine.adapters.git import run_git
 
@@ -345,21 +364,7 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
             for c in report["criteria"]
         ]
     if browser_result is not None:
-        checked["browser"] = {
-            k: browser_result.get(k)
-            for k in (
-                "ran",
-                "ok",
-                "error",
-                "base_url",
-                "viewports",
-                "steps",
-                "last_interaction_step",
-                "text_assertions",
-                "console_errors",
-                "failed_requests",
-            )
-        }
+        checked["browser"] = browser_summary(browser_result)
     verdict = judge(report=report, report_reasons=report_reasons, runs=runs, runner_reasons=runner_reasons)
     try:
         rel_dir = inp.proof_dir.relative_to(inp.repo).as_posix()
@@ -434,21 +439,7 @@ def prove_browser(inp: ProofInputs, scenario_file: Path, base_url: str | None = 
             )
             reasons += artifact_reasons + secret_reasons + path_reasons + shot_reasons
             checked.update(artifacts=details, secrets_scanned=secrets_scanned, host_paths_scanned=paths_scanned)
-            checked["browser"] = {
-                k: result.get(k)
-                for k in (
-                    "ran",
-                    "ok",
-                    "error",
-                    "base_url",
-                    "viewports",
-                    "steps",
-                    "last_interaction_step",
-                    "text_assertions",
-                    "console_errors",
-                    "failed_requests",
-                )
-            }
+            checked["browser"] = browser_summary(result)
     try:
         rel_dir = inp.proof_dir.relative_to(inp.repo).as_posix()
     except ValueError:
