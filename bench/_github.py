@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.github_emulator import GitHubEmulator  # noqa: E402
-from tests.test_github_e2e import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project  # noqa: E402
+from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project  # noqa: E402
 
 __all__ = [
     "BOT",

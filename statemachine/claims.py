@@ -20,7 +20,6 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from statemachine.model import Comment
 
@@ -28,12 +27,6 @@ CLAIM_RE = re.compile(r"<!-- orch:claim run=(\S+) -->")
 REPORT_RE = re.compile(r"<!-- orch:run=(\S+) kind=report-(\S+?)(?: by=(\S+))? -->")
 LEASE_RE = re.compile(r"<!-- orch:lease renewed=(\S+) -->")
 ABANDONED = "abandoned"
-DEFAULT_LEASE_SECONDS = 900.0  # as policies/default.yaml says (tracker.claim_lease_seconds)
-
-
-def lease_seconds(policy_data: dict[str, Any]) -> float:
-    """How long a claim lives without renewal (``tracker.claim_lease_seconds``)."""
-    return float((policy_data.get("tracker") or {}).get("claim_lease_seconds") or DEFAULT_LEASE_SECONDS)
 
 
 def stamp(epoch: float | None = None) -> str:

@@ -95,13 +95,13 @@ class Daemon:
         self.rng = random.Random()
         self.signals = 0
         self.stop_deadline: float | None = None
-        cfg = rt.policy.data.get("daemon", {})
-        self.priority_labels = list(cfg.get("priority_labels", []))
-        self.unscoped_parallel = bool(cfg.get("unscoped_parallel", False))
-        self.retry_base = float(cfg.get("retry_base_seconds", 5))
-        self.retry_cap = float(cfg.get("retry_cap_seconds", 300))
-        if options.shutdown_deadline < 0:  # not given on the command line: the policy's, else 60 s
-            self.opt.shutdown_deadline = float(cfg.get("shutdown_deadline_seconds", 60.0))
+        cfg = rt.policy.config.daemon
+        self.priority_labels = list(cfg.priority_labels)
+        self.unscoped_parallel = cfg.unscoped_parallel
+        self.retry_base = cfg.retry_base_seconds
+        self.retry_cap = cfg.retry_cap_seconds
+        if options.shutdown_deadline < 0:  # not given on the command line: the policy's (settings.DaemonSettings)
+            self.opt.shutdown_deadline = cfg.shutdown_deadline_seconds
         self.state_dir = rt.repo / ".orch" / "state"
         self.log_path = self.state_dir / "events.jsonl"
         self.lock_fh: Any = None
@@ -299,7 +299,7 @@ class Daemon:
             held = claims.holding(
                 self.rt.tracker.list_comments(issue.number),
                 self.rt.tracker.identity(),
-                claims.lease_seconds(self.rt.policy.data),
+                self.rt.policy.config.tracker.claim_lease_seconds,
             )
         except OrchError as exc:
             self.emit("poll-failed", issue=issue.number, error=exc.message)

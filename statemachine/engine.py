@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from statemachine import registry
+from statemachine import ports, registry
 from statemachine.actions import ActionContext
 from statemachine.errors import ClaimLost, OrchError, Superseded
 from statemachine.machine import IssueModel, build_machine, evaluate_guard
@@ -275,6 +275,8 @@ class Engine:
             tracker=self.rt.tracker,
             git=self.rt.git,
             make_agent=self.rt.make_agent,
+            sandbox=self.rt.jail,
+            make_browser=self.rt.make_browser,
             issue=number,
             snapshot=snap,
             step_id=step_id,
@@ -289,9 +291,9 @@ class Engine:
         try:
             with contextlib.ExitStack() as stack:
                 if claim is not None:
-                    from statemachine import claims, lease
+                    from statemachine import lease
 
-                    seconds = claims.lease_seconds(self.rt.policy.data)
+                    seconds = self.rt.policy.config.tracker.claim_lease_seconds
 
                     def fresh() -> bool:
                         return lease.fresh(
@@ -326,9 +328,7 @@ class Engine:
         finally:
             self.machine.remove_model(model)
             if keeper is not None:
-                from statemachine.adapters import process
-
-                process.CANCEL.clear()  # what the keeper stopped is stopped; the next step starts clean
+                ports.CANCEL.clear()  # what the keeper stopped is stopped; the next step starts clean
         outcome = chosen.transition.dest if chosen.transition.dest in REST_STATES else None
         if ctx.run_id:
             _append_evidence(

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from statemachine.ports import Git
 from statemachine.secrets import Hit, SecretSet
 
 # name -> pattern; each hit is reported by name and location, never with the secret itself.
@@ -183,64 +184,18 @@ def scan_file_values(path: Path, where: str, values: SecretSet) -> list[Finding]
         return []
 
 
-def changed_blobs(repo: Path, base: str, tree: str) -> list[tuple[str, str]]:
-    """``(path, blob sha)`` of every file ``tree`` adds or changes against ``base`` (symlinks too: their target)."""
-    from statemachine.adapters.git import run_git
-
-    fields = run_git(["diff-tree", "-r", "-z", "--no-renames", base, tree], repo).split("\0")
-    out = []
-    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        parts = meta.lstrip(":").split()
-        if len(parts) == 5 and not parts[4].startswith("D") and parts[1] != "160000" and parts[3].strip("0"):
-            out.append((path, parts[3]))
-    return out
-
-
-def scan_tree_values(repo: Path, base: str, tree: str, values: SecretSet) -> list[Finding]:
+def scan_tree_values(git: Git, base: str, tree: str, values: SecretSet) -> list[Finding]:
     """Secret values in the raw bytes of every file the captured tree adds or changes, read from git (what would be
     published, whatever the worktree shows), one blob at a time and a chunk at a time."""
-    import shutil
-    import subprocess
-
     if not values:
         return []
-    blobs = changed_blobs(repo, base, tree)
-    if not blobs:
-        return []
+    blobs = git.changed_blobs(base, tree)
+    paths = {sha: [p for p, s in blobs if s == sha] for _, sha in blobs}
     found: list[Finding] = []
-    git = shutil.which("git") or "git"
-    proc = subprocess.Popen(
-        [git, "cat-file", "--batch"],
-        cwd=repo,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        for path, sha in blobs:
-            proc.stdin.write(sha.encode() + b"\n")
-            proc.stdin.flush()
-            header = proc.stdout.readline().split()
-            if len(header) != 3 or not header[2].isdigit():
-                continue  # "<sha> missing": nothing to read
-            size = int(header[2])
-
-            def body(left: int = size) -> Iterator[bytes]:
-                while left > 0:
-                    chunk = proc.stdout.read(min(CHUNK, left))  # type: ignore[union-attr]
-                    if not chunk:
-                        return
-                    left -= len(chunk)
-                    yield chunk
-
-            found += value_findings(find_values(body(), values), path)
-            proc.stdout.read(1)  # the newline after each object
-    finally:
-        proc.stdin.close()
-        proc.stdout.close()
-        proc.wait()
+    for sha, chunks in git.blob_chunks(list(paths), CHUNK):
+        hits = find_values(chunks, values)
+        for path in paths[sha]:
+            found += value_findings(hits, path)
     return found
 
 

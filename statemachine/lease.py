@@ -15,8 +15,7 @@ import threading
 import time
 from typing import Any
 
-from statemachine import claims
-from statemachine.adapters import process
+from statemachine import claims, ports
 from statemachine.errors import OrchError, Superseded
 
 log = logging.getLogger("orch")
@@ -107,7 +106,7 @@ class Keeper:
                 )
             if self.superseded or self.expired:
                 log.warning("issue #%d: %s; stopping the run", self.issue, self.superseded or self.expired)
-                process.CANCEL.set()  # the agent or check running now stops with its whole process group
+                ports.CANCEL.set()  # the agent or check running now stops with its whole process group
                 return
 
     def check(self) -> None:

@@ -9,12 +9,13 @@ policy keys (gates.max_binary_file_bytes, gates.max_changed_bytes), not caps her
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statemachine.ports import Git
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -122,41 +123,15 @@ def read_head(path: Path, n: int) -> bytes:
 # the changed-bytes gate's measurements ----------------------------------------------------
 
 
-def changed_sizes(repo: Path, base: str, tree: str) -> list[dict[str, Any]]:
+def changed_sizes(git: Git, base: str, tree: str) -> list[dict[str, Any]]:
     """Each file the captured tree adds or changes against ``base``: its path, its size in the tree and whether git
     sees binary content (a NUL in its first 8000 bytes). Measured by the runner in its own capture, never taken from
     the agent's report; git reads the blobs, so nothing here loads a file's content."""
-    from statemachine.adapters.git import run_git
-
-    fields = run_git(["diff-tree", "-r", "-z", "--no-renames", base, tree], repo).split("\0")
-    wanted: list[tuple[str, str]] = []
-    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        parts = meta.lstrip(":").split()
-        if len(parts) != 5:
-            continue
-        _old_mode, new_mode, _old_sha, new_sha, status = parts
-        if status.startswith("D") or new_mode == "160000" or not new_sha.strip("0"):
-            continue  # deleted, a submodule's commit, or no content
-        wanted.append((path, new_sha))
+    wanted = git.changed_blobs(base, tree)
     if not wanted:
         return []
-    numstat = run_git(["diff-tree", "-r", "-z", "--no-renames", "--numstat", base, tree], repo).split("\0")
-    binary = {row.split("\t", 2)[2] for row in numstat if row.startswith("-\t-\t")}
-    git = shutil.which("git") or "git"
-    proc = subprocess.run(
-        [git, "cat-file", "--batch-check=%(objectname) %(objectsize)"],
-        cwd=repo,
-        check=True,
-        input="".join(sha + "\n" for _, sha in wanted),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
-    )
-    sizes = {}
-    for line in proc.stdout.splitlines():
-        sha, _, size = line.partition(" ")
-        if size.isdigit():
-            sizes[sha] = int(size)
+    binary = git.binary_paths(base, tree)
+    sizes = git.blob_sizes(list(dict.fromkeys(sha for _, sha in wanted)))
     return [{"path": path, "size": sizes.get(sha, 0), "binary": path in binary} for path, sha in wanted]
 
 

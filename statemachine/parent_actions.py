@@ -5,10 +5,8 @@ The registry maps policy names to ``parent_actions.NAME``; this module re-export
 from __future__ import annotations
 
 from statemachine.actions.parent import (
-    DEFAULTS,
     hand_over_children,
     integrate,
-    plan_settings,
     post_plan,
     run_planner,
     run_wave,
@@ -17,10 +15,8 @@ from statemachine.actions.parent import (
 )
 
 __all__ = [
-    "DEFAULTS",
     "hand_over_children",
     "integrate",
-    "plan_settings",
     "post_plan",
     "run_planner",
     "run_wave",

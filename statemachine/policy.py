@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from statemachine.catalog import Catalog
 from statemachine.errors import PolicyError, Problem
 from statemachine.policy_problems import _at, _entries, _near, _sources, schema_problems, semantic_problems
+from statemachine.settings import Settings, build
 from statemachine.yamlsrc import Document, load_file
 
 DEFAULT_POLICY_PATH = Path(".orch") / "policy.yaml"
@@ -55,32 +57,28 @@ class Transition:
 
 @dataclass
 class Policy:
-    """A loaded, valid policy."""
+    """A loaded, valid policy: ``config`` holds its settings, typed; ``data`` the merged tree (lint, schema errors)."""
 
     data: dict[str, Any]
     files: list[str]
+    config: Settings
     transitions: list[Transition] = field(default_factory=list)
     path: Path | None = None  # the repository policy file it was loaded from (child runs load the same one)
 
     def label(self, role: str) -> str:
-        return str(self.data["labels"][role]["name"])
+        return self.config.labels[role].name
 
     @property
     def label_names(self) -> dict[str, str]:
-        return {role: str(v["name"]) for role, v in self.data["labels"].items()}
+        return {role: label.name for role, label in self.config.labels.items()}
 
     def outgoing(self, state: str) -> list[Transition]:
         return [t for t in self.transitions if state in t.sources]
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {
-            "gates": self.data.get("gates", {}),
-            "limits": self.data.get("limits", {}),
-            "proof": self.data.get("proof", {}),
-            "checks": sorted(self.data.get("checks", {})),
-            "plan": self.data.get("plan", {}),
-        }
+        """What a snapshot carries for the guards (plain, JSON-ready)."""
+        return self.config.snapshot()
 
 
 # merging ---------------------------------------------------------------------------------
@@ -162,12 +160,18 @@ def check(data: dict[str, Any], docs: list[Document], catalog: Catalog | None = 
         raise PolicyError(
             sorted(unique.values(), key=lambda p: (p.file != docs[0].file, p.file, p.line, p.column, p.message))
         )
-    policy = Policy(data=data, files=[d.file for d in docs])
+    policy = Policy(data=data, files=[d.file for d in docs], config=build(data, bundled_default()))
     policy.transitions = parse_transitions(data)
     return policy
 
 
-# the schema ------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def bundled_default() -> dict[str, Any]:
+    """policies/default.yaml, as shipped: where every setting's default comes from."""
+    from statemachine import resources
+
+    data = load_file(resources.bundled_policy("default"), "<bundled>/policies/default.yaml").data
+    return data if isinstance(data, dict) else {}
 
 
 # beyond the schema -----------------------------------------------------------------------

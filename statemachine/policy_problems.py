@@ -238,7 +238,7 @@ def semantic_problems(data: dict[str, Any], docs: list[Document], catalog: Catal
             _at(docs, ("agent",), "agent.kind is command but agent.command is missing", "name the executable to run")
         )
     if isinstance(agent, dict) and isinstance(agent.get("env"), dict):
-        from statemachine.adapters.process import is_secret_name
+        from statemachine.secrets import is_secret_name
 
         for k in agent["env"]:
             if is_secret_name(str(k)):
@@ -252,7 +252,7 @@ def semantic_problems(data: dict[str, Any], docs: list[Document], catalog: Catal
                 )
     sandbox = data.get("sandbox")
     if isinstance(sandbox, dict):
-        from statemachine.adapters.process import is_secret_name
+        from statemachine.secrets import is_secret_name
 
         for i, name in enumerate(sandbox.get("env") or []):
             if isinstance(name, str) and is_secret_name(name):

@@ -1,10 +1,14 @@
-"""The narrow interfaces through which actions reach the world: Tracker, Git, Agent."""
+"""The narrow interfaces through which actions reach the world: Tracker, Git, Agent, Sandbox (the processes that run
+code from a workspace: where the agent jail lives) and Browser. Only the composition root (runtime.py, commands/,
+cli.py) imports the adapters that implement them; everything else reaches the world through these."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from statemachine.model import Change, Comment, Issue, PullRequest, Review, ReviewComment, TextHistory
 
@@ -50,6 +54,15 @@ class Tracker(Protocol):
     def update_issue(self, number: int, title: str | None = None, body: str | None = None) -> Issue: ...
     def list_reviews(self, pull: int) -> list[Review]: ...
     def list_review_comments(self, pull: int) -> list[ReviewComment]: ...
+    # ``(name, value)`` of the credential the tracker acts with, which the runner redacts everywhere (None: it has none)
+    def secret(self) -> tuple[str, str] | None: ...
+    # what people must know about pull requests it opens as the identity it acts as (a job token: no CI), or None
+    def pull_request_caveat(self) -> str | None: ...
+    # for each label, issue number -> who last added it, from one bulk read; None when per-issue reads are cheaper
+    def label_actors(self, labels: list[str]) -> dict[str, dict[int, str]] | None: ...
+    # the requests this tracker sent so far (None: it sends none)
+    @property
+    def request_count(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,20 @@ class Git(Protocol):
     def orphan_commit(self, files: dict[str, Path], message: str) -> str: ...
     def is_ancestor(self, ancestor: str, descendant: str) -> bool: ...
     def merge_into(self, branch: str, sha: str, message: str) -> tuple[str | None, list[str]]: ...
+    # ``(path, blob sha)`` of every file ``tree`` adds or changes against ``base`` (no deletions, no submodules)
+    def changed_blobs(self, base: str, tree: str) -> list[tuple[str, str]]: ...
+    # the paths git sees as binary among what ``tree`` changes against ``base``
+    def binary_paths(self, base: str, tree: str) -> set[str]: ...
+    def blob_sizes(self, shas: list[str]) -> dict[str, int]: ...
+    # each blob's content as chunks, in order, read one at a time (a missing blob yields no chunk)
+    def blob_chunks(self, shas: list[str], chunk: int) -> Iterator[tuple[str, Iterator[bytes]]]: ...
+    # the paths that differ between two trees or commits
+    def changed_paths(self, before: str, after: str) -> list[str]: ...
+    def commit_time(self, sha: str) -> int | None: ...  # committer time in seconds since the epoch
+    def checkout_paths(self, worktree: Path, sha: str, paths: list[str]) -> None: ...
+    def reset_index(self, worktree: Path) -> None: ...  # the index back to HEAD, the files left as they are
+    # what a jailed process did in the workspace's own git directory that the runner must refuse (adapters/agent_git.py)
+    def inspect_gitdir(self, gitdir: Path, head: str, branch: str | None) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -115,3 +142,58 @@ class Agent(Protocol):
     kind: str
 
     def run(self, request: AgentRequest) -> AgentResult: ...
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int | None
+    timed_out: bool
+    idle_timed_out: bool
+    duration_seconds: float
+    output_bytes: int
+    truncated: bool
+    error: str | None = None
+
+
+# Set by a run that must stop at once (lease.Keeper: another runner took its claim over): every process the Sandbox
+# (or an Agent) started in this orch process is stopped with its whole group, and the step sees an ordinary failed
+# result. The engine clears it when the step ends. A flag, not an asynchronous exception: nothing is interrupted
+# half-way. In-process only: nothing outside this process can set it.
+CANCEL = threading.Event()
+
+# Written by the Sandbox beside what it removed from a folder the runner reads after a jailed process (a symlink, a
+# FIFO), so that a check looking for the file can say what it was.
+REMOVED_SUFFIX = ".orch-removed"
+
+
+class Sandbox(Protocol):
+    """Runs code from a workspace (agents through their Agent, checks, TDD runs, the proof app): in the agent jail
+    (statemachine/adapters/jail.py), or plainly where the policy says `sandbox: none`. The runner's own git is not
+    run here: it never runs code from a workspace."""
+
+    @property
+    def enabled(self) -> bool: ...
+    def require(self) -> None: ...  # raise when the policy wants the jail and this machine cannot build it
+    # what an agent run in ``worktree`` gets besides it: "lock" (the workspace's jail lock) and, jailed, "gitdir"
+    # (a git directory of its own in ``evidence``, bound over the worktree's .git)
+    def workspace(self, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]: ...
+    # a check's or a TDD run's shell command: its worktree writable, a git directory of its own, no credential, and
+    # network only to the policy's ``sandbox.network.checks`` hosts
+    def run_shell(self, command: str, worktree: Path, log: Path, timeout: float, base: str) -> ProcessResult: ...
+
+
+class Browser(Protocol):
+    """The runner's own browser (statemachine/adapters/browser.py): starts the app (unless ``base_url`` names one
+    running), drives a proof scenario (statemachine/scenario.py) and writes every artifact itself."""
+
+    def prove(
+        self,
+        scenario: dict[str, Any],
+        out_dir: Path,
+        rel_root: Path,
+        *,
+        app: Any = None,  # scenario.AppSpec
+        app_cwd: Path | None = None,
+        base_url: str | None = None,
+        sandbox: Sandbox | None = None,
+    ) -> dict[str, Any]: ...

@@ -8,7 +8,7 @@ from typing import Any
 from statemachine.errors import OrchError
 
 
-def problems(repo: Path, policy_data: dict[str, Any], git: Any) -> tuple[str, ...]:
+def problems(repo: Path, base_branch: str, git: Any) -> tuple[str, ...]:
     """What would make a run fail after its claim: no commit to start from, a detached HEAD without
     ``tracker.base_branch``, a prompt override in ``.orch/prompts/`` that does not render (an unknown
     variable, a lone ``$``). Each problem is one sentence with its fix."""
@@ -16,7 +16,7 @@ def problems(repo: Path, policy_data: dict[str, Any], git: Any) -> tuple[str, ..
 
     found: list[str] = []
     try:
-        base = git.base_branch(str(policy_data["tracker"].get("base_branch") or ""))
+        base = git.base_branch(base_branch)
         git.head_sha(base)
     except OrchError as exc:
         found.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
@@ -31,8 +31,8 @@ def problems(repo: Path, policy_data: dict[str, Any], git: Any) -> tuple[str, ..
     return tuple(found)
 
 
-def require(repo: Path, policy_data: dict[str, Any], git: Any) -> None:
+def require(repo: Path, base_branch: str, git: Any) -> None:
     """Raise before the claim's first effect when a precondition fails (for policies without ``preconditions_met``)."""
-    found = problems(repo, policy_data, git)
+    found = problems(repo, base_branch, git)
     if found:
         raise OrchError(f"this run cannot start: {found[0]}", "fix it, then run the step again; nothing was claimed")

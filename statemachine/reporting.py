@@ -175,16 +175,13 @@ def handover_comment(parent: int, integration_branch: str, pr: dict[str, Any]) -
 
 def ci_note(ctx: Any) -> str | None:
     """One line when orch acts as the Actions job token: the pull request it opened runs no CI, and the fix."""
-    from statemachine.adapters.github import CI_FIX, job_token_ci_warning
     from statemachine.errors import OrchError
 
-    identity = getattr(ctx.tracker, "identity", None)
     try:
-        login = identity() if callable(identity) else None
+        caveat = ctx.tracker.pull_request_caveat()
     except (OrchError, OSError):  # the note is advice: never let it stop the report
         return None
-    warning = job_token_ci_warning(login if isinstance(login, str) else None)
-    return f"Note: {warning}; to have CI run, {CI_FIX}." if warning else None
+    return f"Note: {caveat}." if caveat else None
 
 
 def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:

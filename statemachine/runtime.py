@@ -12,7 +12,7 @@ from statemachine.adapters.git import CliGit, repo_root
 from statemachine.adapters.jail import Jail
 from statemachine.errors import OrchError
 from statemachine.policy import Policy
-from statemachine.ports import Agent, Tracker
+from statemachine.ports import Agent, Browser, Tracker
 from statemachine.run_command import run_argv as run_argv  # the daemon reads it here
 from statemachine.store import Store
 
@@ -30,14 +30,26 @@ class Runtime:
     def make_agent(self) -> Agent:
         from statemachine.adapters.agents import make_agent
 
-        return make_agent(self.policy.data["agent"], self.repo, self.jail)
+        return make_agent(dict(self.policy.config.agent.options), self.repo, self.jail)
+
+    def make_browser(self) -> Browser:
+        from statemachine.adapters.browser import Chromium
+
+        return Chromium()
 
     @property
     def jail(self) -> Jail:
-        return Jail.for_policy(self.policy.data, self.repo)
+        return jail_for(self.policy, self.repo)
 
     def close(self) -> None:
         self.store.close()
+
+
+def jail_for(policy: Policy, repo: Path | None) -> Jail:
+    """The agent jail the policy's ``sandbox`` section describes, for ``repo``."""
+    from statemachine.adapters.jail import Settings as JailSettings
+
+    return Jail(JailSettings(**vars(policy.config.sandbox)), repo)
 
 
 def find_repo(repo: Path | None) -> Path:
@@ -92,14 +104,14 @@ def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
     pol = policy_mod.load(path, display, catalog.builtin())  # the names it may use: orch's registry
     pol.path = path
     store = open_store(root)
-    kind = pol.data["tracker"]["kind"]
+    kind = pol.config.tracker.kind
     if kind == "local":
         from statemachine.adapters.local import LocalTracker
 
         tracker: Tracker = LocalTracker(store)
     else:
         try:
-            tracker = open_github(pol.data["tracker"])
+            tracker = open_github(pol.config.tracker.as_dict())
         except BaseException:
             store.close()
             raise

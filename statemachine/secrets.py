@@ -20,13 +20,15 @@ from functools import lru_cache
 from typing import Any, overload
 from urllib.parse import quote, quote_plus
 
+from statemachine.settings import Settings
+
 # Shorter values are ignored: too many false positives ("true", "1234", a port, a short word appear everywhere).
 MIN_LENGTH = 8
 
 # The model API key each agent kind reads when the policy names none (adapters/codex.py, adapters/claude.py).
 DEFAULT_MODEL_KEYS = {"codex": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY"}
 
-# Secret-looking names (adapters/process.is_secret_name) that hold a location or a setting, not a secret:
+# Secret-looking names (is_secret_name) that hold a location or a setting, not a secret:
 # a path, a socket, a URL, a region, a project. Their values turn up in logs and code, so matching them would block
 # ordinary runs; a policy that wants one treated as secret lists it in secrets.env.
 _NOT_A_VALUE = re.compile(
@@ -36,6 +38,34 @@ _NOT_A_VALUE = re.compile(
     r"|GOOGLE_APPLICATION_CREDENTIALS|GH_CONFIG_DIR))$",
     re.I,
 )
+
+# Names removed from every child's environment (adapters/process.py scrubbed_env) and treated as secret: tokens,
+# credentials and the ways git finds them.
+_SCRUB_EXACT = {
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "GH_CONFIG_DIR",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "SSH_AUTH_SOCK",
+    "NPM_TOKEN",
+    "NODE_AUTH_TOKEN",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "OPENAI_API_KEY_FILE",
+    "DOCKER_AUTH_CONFIG",
+    "KUBECONFIG",
+    "GIT_CREDENTIAL_HELPER",
+}
+_SCRUB_PREFIX = ("AWS_", "AZURE_", "ARM_", "GCP_", "GOOGLE_CLOUD_", "ORCH_GITHUB_", "GIT_CONFIG_")
+_SCRUB_PATTERN = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)", re.I)
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper in _SCRUB_EXACT or upper.startswith(_SCRUB_PREFIX) or bool(_SCRUB_PATTERN.search(upper))
+
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keys too (STRIPE_API_KEY, an unused OPENAI_API_KEY): the agent's environment drops them, so they are secret here.
@@ -228,35 +258,40 @@ def model_key_env(agent: Mapping[str, Any]) -> str | None:
 def looks_secret(name: str) -> bool:
     """An environment variable whose value the runner treats as a secret because of its name (adapters/process.py's
     is_secret_name, or a name of a key), unless the name says it holds a place or a setting."""
-    from statemachine.adapters.process import is_secret_name
-
     return (is_secret_name(name) or bool(_KEY_NAME.search(name))) and not _NOT_A_VALUE.search(name)
 
 
+def env_name_or(name: str, fallback: str) -> str:
+    """``name`` when it is a variable's name (the token came from GH_TOKEN), else ``fallback``."""
+    return name if _ENV_NAME.fullmatch(name or "") else fallback
+
+
 def tracker_token(tracker: Any) -> tuple[str, str] | None:
-    """``(name, token)`` of the credential the tracker acts with (the local tracker has none)."""
-    credential = getattr(tracker, "push_credential", None)
-    if not callable(credential):
+    """``(name, token)`` of the credential the tracker acts with (the local tracker has none): the port's
+    ``secret()``; a tracker that cannot say has nothing to add."""
+    if tracker is None:
         return None
     try:
-        token = str(credential()[1])
-    except Exception:  # a tracker that cannot say has nothing to add
+        return tracker.secret()  # type: ignore[no-any-return]
+    except Exception:
         return None
-    source = str(getattr(tracker, "token_source", "") or "")
-    return (source if _ENV_NAME.fullmatch(source) else "TRACKER_TOKEN"), token
 
 
 def collect(
-    policy_data: Mapping[str, Any], tracker: Any = None, env: Mapping[str, str] | None = None
+    policy: Settings | Mapping[str, Any], tracker: Any = None, env: Mapping[str, str] | None = None
 ) -> list[tuple[str, str]]:
-    """``(name, value)`` of every secret of a run: the tracker's token, the model key, the policy's and the secret-named variables."""
+    """``(name, value)`` of every secret of a run: the tracker's token, the model key, the policy's and the secret-named
+    variables. ``policy``: the loaded policy's settings, or a policy tree (only its agent and secrets sections)."""
     env = os.environ if env is None else env
     out: list[tuple[str, str]] = []
     token = tracker_token(tracker)
     if token is not None:
         out.append(token)
-    names = [model_key_env(policy_data.get("agent") or {})]
-    names += [str(n) for n in ((policy_data.get("secrets") or {}).get("env") or [])]
+    if isinstance(policy, Settings):
+        names = [model_key_env(policy.agent.options), *policy.secret_env]
+    else:
+        names = [model_key_env(policy.get("agent") or {})]
+        names += [str(n) for n in ((policy.get("secrets") or {}).get("env") or [])]
     names += sorted(n for n in env if looks_secret(n))
     out += [(n, env[n]) for n in names if n and env.get(n)]
     return out
@@ -267,9 +302,11 @@ def _compiled(secrets: tuple[tuple[str, str], ...]) -> SecretSet:
     return SecretSet(secrets)
 
 
-def for_run(policy_data: Mapping[str, Any], tracker: Any = None, env: Mapping[str, str] | None = None) -> SecretSet:
+def for_run(
+    policy: Settings | Mapping[str, Any], tracker: Any = None, env: Mapping[str, str] | None = None
+) -> SecretSet:
     """The run's SecretSet, read from the environment each time and compiled once per distinct set of values."""
-    return _compiled(tuple(collect(policy_data, tracker, env)))
+    return _compiled(tuple(collect(policy, tracker, env)))
 
 
 class RedactingTracker:

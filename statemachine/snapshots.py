@@ -155,7 +155,7 @@ def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
     if not rt.tracker.capabilities.fleet or rt.policy.label("running") not in issue.labels:
         return None
     comments = rt.tracker.list_comments(issue.number)
-    return claims.holding(comments, rt.tracker.identity(), claims.lease_seconds(rt.policy.data)).as_json()
+    return claims.holding(comments, rt.tracker.identity(), rt.policy.config.tracker.claim_lease_seconds).as_json()
 
 
 def text_of(
@@ -213,7 +213,7 @@ def preflight_of(rt: Runtime) -> tuple[str, ...]:
 
     cached: tuple[float, tuple[str, ...]] | None = rt.__dict__.get("_preflight")
     if cached is None or time.monotonic() - cached[0] > 10.0:
-        cached = (time.monotonic(), preflight.problems(rt.repo, rt.policy.data, rt.git))
+        cached = (time.monotonic(), preflight.problems(rt.repo, rt.policy.config.tracker.base_branch, rt.git))
         rt.__dict__["_preflight"] = cached
     return cached[1]
 

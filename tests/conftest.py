@@ -45,13 +45,13 @@ class Cli:
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self.capsys = capsys
 
-    def __call__(self, *args: str) -> tuple[int, str, str]:
+    def __call__(self, *args: str | Path) -> tuple[int, str, str]:
         self.capsys.readouterr()
         code = main([str(a) for a in args])
         out, err = self.capsys.readouterr()
         return code, out, err
 
-    def json(self, *args: str) -> tuple[int, dict[str, Any]]:
+    def json(self, *args: str | Path) -> tuple[int, dict[str, Any]]:
         code, out, err = self(*args, "--json")
         return code, json.loads(out)
 

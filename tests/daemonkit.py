@@ -10,15 +10,16 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import git
+from tests.conftest import Cli, git
 
 SLOW = Path(__file__).parent / "agents" / "slow.py"
 
 
-def setup(cli, repo: Path, seconds: float = 0.2, extra: str = "") -> None:  # type: ignore[no-untyped-def]
+def setup(cli: Cli, repo: Path, seconds: float = 0.2, extra: str = "") -> None:
     (repo / ".orch").mkdir(exist_ok=True)
     (repo / ".orch" / "policy.yaml").write_text(
         f"""version: 1
@@ -46,9 +47,11 @@ def counter_sandbox(counter: Path) -> str:
     return f"sandbox:\n  env: [AGENT_COUNTER]\n  writable: ['{counter.parent}']\n"
 
 
-def new_issue(cli, repo: Path, title: str, owns: str | None = None, labels: tuple[str, ...] = ("agent:auto",)) -> int:  # type: ignore[no-untyped-def]
+def new_issue(
+    cli: Cli, repo: Path, title: str, owns: str | None = None, labels: tuple[str, ...] = ("agent:auto",)
+) -> int:
     body = f"{title}\n\nOwnership:\n- {owns}\n" if owns else title
-    args = ["issue", "new", title, "--body", body, "--repo", repo]
+    args: list[str | Path] = ["issue", "new", title, "--body", body, "--repo", repo]
     for label in labels:
         args += ["--label", label]
     code, data = cli.json(*args)
@@ -71,7 +74,7 @@ def daemon(repo: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -80,6 +83,6 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
     raise AssertionError("condition not reached in time")
 
 
-def state_of(cli, repo: Path, n: int) -> str:  # type: ignore[no-untyped-def]
+def state_of(cli: Cli, repo: Path, n: int) -> str:
     code, data = cli.json("issue", "show", str(n), "--repo", repo)
     return str(data["lifecycle_state"])

@@ -18,6 +18,7 @@ import pytest
 
 from statemachine import images, limits, proof
 from statemachine.adapters import browser
+from statemachine.adapters.git import CliGit
 from statemachine.gates import within_byte_limits
 from statemachine.model import Change, Issue, RunFacts, Snapshot
 from statemachine.reports import load_report
@@ -276,7 +277,7 @@ def test_sizes_are_measured_in_the_captured_tree(repo: Path) -> None:
     (repo / "link").symlink_to("app.py")
     git(repo, "add", "-A")
     tree = git(repo, "write-tree").strip()
-    sizes = sorted(limits.changed_sizes(repo, base, tree), key=lambda f: f["path"])
+    sizes = sorted(limits.changed_sizes(CliGit(repo), base, tree), key=lambda f: f["path"])
     assert sizes == [
         {"path": "app.py", "size": 32, "binary": False},
         {"path": "blob.bin", "size": 5000, "binary": True},

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from statemachine.adapters.local import LocalTracker
 from statemachine.store import Store
-from tests.conftest import git
+from tests.conftest import Cli, git
 
 AGENT = Path(__file__).parent / "agents" / "hostile.py"
 
 
-def setup_repo(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def setup_repo(cli: Cli, repo: Path) -> None:
     (repo / ".orch").mkdir()
     (repo / ".orch" / "policy.yaml").write_text(
         f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n  args: ['{AGENT}', 'honest']\n"
@@ -22,7 +22,7 @@ def setup_repo(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
 
 
-def test_an_earlier_claim_from_another_machine_wins(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_earlier_claim_from_another_machine_wins(cli: Cli, repo: Path) -> None:
     setup_repo(cli, repo)
     store = Store(repo / ".orch" / "state" / "orch.db")
     LocalTracker(store).post_comment(1, "claimed elsewhere\n\n<!-- orch:claim run=1-elsewhere -->", author="orch")
@@ -38,7 +38,7 @@ def test_an_earlier_claim_from_another_machine_wins(cli, repo: Path) -> None:  #
     assert [s["status"] for s in shown["steps"]] == ["aborted"]
 
 
-def test_a_claim_ended_by_a_report_no_longer_counts(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_claim_ended_by_a_report_no_longer_counts(cli: Cli, repo: Path) -> None:
     setup_repo(cli, repo)
     store = Store(repo / ".orch" / "state" / "orch.db")
     tracker = LocalTracker(store)
@@ -53,7 +53,7 @@ def test_a_claim_ended_by_a_report_no_longer_counts(cli, repo: Path) -> None:  #
     assert len(claims) == 2
 
 
-def test_markers_planted_by_someone_else_neither_block_nor_end_a_claim(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_markers_planted_by_someone_else_neither_block_nor_end_a_claim(cli: Cli, repo: Path) -> None:
     setup_repo(cli, repo)
     assert cli("issue", "new", "Second", "--label", "agent:auto", "--repo", repo)[0] == 0
     store = Store(repo / ".orch" / "state" / "orch.db")
@@ -73,7 +73,7 @@ def test_markers_planted_by_someone_else_neither_block_nor_end_a_claim(cli, repo
     assert issue["labels"] == ["agent:auto"]
 
 
-def _no_trace(cli, repo: Path, why: str) -> None:  # type: ignore[no-untyped-def]
+def _no_trace(cli: Cli, repo: Path, why: str) -> None:
     code, data = cli.json("run", "--issue", "1", "--repo", repo)
     assert code != 0 and data["final_state"] == "queued", data
     code, issue = cli.json("issue", "show", "1", "--repo", repo)
@@ -82,7 +82,7 @@ def _no_trace(cli, repo: Path, why: str) -> None:  # type: ignore[no-untyped-def
     assert "preconditions_met: FAIL" in out and why in out, out
 
 
-def test_a_repository_without_commits_is_refused_before_the_claim(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_repository_without_commits_is_refused_before_the_claim(cli: Cli, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     git(empty, "init", "-q", "-b", "main")
@@ -94,20 +94,20 @@ def test_a_repository_without_commits_is_refused_before_the_claim(cli, tmp_path:
     _no_trace(cli, empty, "does not name a commit")
 
 
-def test_a_detached_head_without_base_branch_is_refused_before_the_claim(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_detached_head_without_base_branch_is_refused_before_the_claim(cli: Cli, repo: Path) -> None:
     setup_repo(cli, repo)
     git(repo, "checkout", "-q", "--detach")
     _no_trace(cli, repo, "detached HEAD")
 
 
-def test_a_prompt_override_with_an_unknown_variable_is_refused_before_the_claim(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_prompt_override_with_an_unknown_variable_is_refused_before_the_claim(cli: Cli, repo: Path) -> None:
     setup_repo(cli, repo)
     (repo / ".orch" / "prompts").mkdir()
     (repo / ".orch" / "prompts" / "implementation.md").write_text("Fix #$issue_number: $issue_titel\n")
     _no_trace(cli, repo, "$issue_titel")
 
 
-def test_doctor_names_the_local_runner_identity_that_its_own_writes_carry(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_doctor_names_the_local_runner_identity_that_its_own_writes_carry(cli: Cli, repo: Path) -> None:
     setup_repo(cli, repo)
     _code, data = cli.json("doctor", "--repo", repo)
     identity = next(c for c in data["checks"] if c["check"] == "identity")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.agentkit import processes_under
+from tests.conftest import Cli
 from tests.daemonkit import (
     counter_file,
     counter_sandbox,
@@ -24,7 +25,7 @@ from tests.daemonkit import (
 )
 
 
-def test_once_runs_disjoint_issues_together_and_overlapping_ones_apart(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_once_runs_disjoint_issues_together_and_overlapping_ones_apart(cli: Cli, repo: Path) -> None:
     setup(cli, repo, seconds=1.0)
     a = new_issue(cli, repo, "A", owns="src/a/**")
     b = new_issue(cli, repo, "B", owns="src/b/**")
@@ -51,7 +52,7 @@ def test_once_runs_disjoint_issues_together_and_overlapping_ones_apart(cli, repo
     assert state_of(cli, repo, manual) == "queued"
 
 
-def test_priority_labels_go_first(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_priority_labels_go_first(cli: Cli, repo: Path) -> None:
     setup(cli, repo, extra="daemon:\n  priority_labels: [urgent]\n")
     first = new_issue(cli, repo, "old")
     second = new_issue(cli, repo, "urgent one", labels=("agent:auto", "urgent"))
@@ -61,7 +62,7 @@ def test_priority_labels_go_first(cli, repo: Path) -> None:  # type: ignore[no-u
     assert started == [second] and first != second
 
 
-def test_first_serves_the_named_issue_before_older_and_higher_priority_ones(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_first_serves_the_named_issue_before_older_and_higher_priority_ones(cli: Cli, repo: Path) -> None:
     setup(cli, repo, extra="daemon:\n  priority_labels: [urgent]\n")
     old = new_issue(cli, repo, "old")
     urgent = new_issue(cli, repo, "urgent one", labels=("agent:auto", "urgent"))
@@ -75,7 +76,7 @@ def test_first_serves_the_named_issue_before_older_and_higher_priority_ones(cli,
     assert [json.loads(x)["issue"] for x in out.splitlines() if '"run-started"' in x] == [urgent] and old < urgent
 
 
-def test_sigterm_stops_cleanly_and_a_restart_resumes(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_stops_cleanly_and_a_restart_resumes(cli: Cli, repo: Path, tmp_path: Path) -> None:
     counter = counter_file(tmp_path)
     setup(cli, repo, seconds=30, extra=counter_sandbox(counter))
     n = new_issue(cli, repo, "long", owns="src/**")
@@ -101,7 +102,7 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(cli, repo: Path, tmp_path: 
     assert started[0]["resumed"] is True
 
 
-def test_an_issue_closed_mid_run_is_stopped_without_publication(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_issue_closed_mid_run_is_stopped_without_publication(cli: Cli, repo: Path, tmp_path: Path) -> None:
     counter = counter_file(tmp_path)
     setup(cli, repo, seconds=30, extra=counter_sandbox(counter))
     n = new_issue(cli, repo, "will be closed", owns="x/**")
@@ -122,7 +123,7 @@ def test_an_issue_closed_mid_run_is_stopped_without_publication(cli, repo: Path,
     assert all(s["trigger"] not in ("approve",) for s in shown["steps"])
 
 
-def test_a_second_daemon_on_the_same_clone_is_refused(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_daemon_on_the_same_clone_is_refused(cli: Cli, repo: Path) -> None:
     setup(cli, repo)
     first = daemon(repo, "--interval-seconds", "5")
     try:
@@ -155,7 +156,7 @@ AGENT_POLICIES = {
 
 
 @pytest.mark.parametrize("which", sorted(AGENT_POLICIES))
-def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, which: str) -> None:  # type: ignore[no-untyped-def]
+def test_setup_actions_writes_a_valid_least_privilege_workflow(cli: Cli, repo: Path, which: str) -> None:
     import re
 
     agent, install, key = AGENT_POLICIES[which]
@@ -245,7 +246,7 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli, repo: Path, 
     assert cli("setup", "--actions", "--repo", repo)[1].strip().startswith("nothing to do")
 
 
-def test_http_state_and_page_in_chromium(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_http_state_and_page_in_chromium(cli: Cli, repo: Path) -> None:
     pw = pytest.importorskip("playwright.sync_api")
     setup(cli, repo, seconds=30)
     n = new_issue(cli, repo, "shown on the page", owns="web/**")

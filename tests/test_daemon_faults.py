@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import Cli, git
 from tests.daemonkit import new_issue, setup, wait_for
 from tests.github_emulator import GitHubEmulator
 from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, clone, configure, make_project
@@ -102,7 +102,7 @@ def test_an_infrastructure_failure_is_retried_with_backoff(tmp_path: Path) -> No
         assert len(starts) == len(finished) >= 2
 
 
-def test_a_terminal_gets_a_live_table(repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_terminal_gets_a_live_table(repo: Path, cli: Cli) -> None:
     setup(cli, repo, seconds=1.5)
     new_issue(cli, repo, "shown in the table", owns="t/**")
     pid, fd = pty.fork()

@@ -10,7 +10,7 @@ from pathlib import Path
 from statemachine.adapters.github import _comment
 from statemachine.model import Comment, Issue
 from statemachine.prompting import issue_values
-from tests.conftest import git
+from tests.conftest import Cli, git
 
 HEAD = "version: 1\nextends: default\n"
 
@@ -34,7 +34,7 @@ Path(os.environ["ORCH_REPORT_PATH"]).write_text(json.dumps({"status": "completed
 """
 
 
-def test_a_worktree_deleted_during_the_run_blocks_with_the_reason(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_worktree_deleted_during_the_run_blocks_with_the_reason(cli: Cli, repo: Path, tmp_path: Path) -> None:
     # in the jail an agent cannot remove its own workspace (a mount point); this is the runner's robustness when the
     # worktree vanishes under it (a maintainer's `rm -rf`), so the agent runs unjailed here
     policy(
@@ -52,7 +52,7 @@ def test_a_worktree_deleted_during_the_run_blocks_with_the_reason(cli, repo: Pat
     assert "disappeared" in verdicts["has_changes"]
 
 
-def test_a_worktree_deleted_between_steps_is_made_again(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_worktree_deleted_between_steps_is_made_again(cli: Cli, repo: Path, tmp_path: Path) -> None:
     policy(repo, "import json, os\nfrom pathlib import Path\n" + HONEST_TAIL, tmp_path)
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     assert cli("step", "--issue", "1", "--repo", repo)[0] == 0  # claimed
@@ -63,7 +63,7 @@ def test_a_worktree_deleted_between_steps_is_made_again(cli, repo: Path, tmp_pat
     assert code == 0 and data["final_state"] == "review"
 
 
-def test_an_output_flood_is_capped_and_counted(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_output_flood_is_capped_and_counted(cli: Cli, repo: Path, tmp_path: Path) -> None:
     policy(
         repo,
         "import json, os, sys\nfrom pathlib import Path\nchunk = 'x' * 65536 + '\\n'\n"
@@ -88,7 +88,7 @@ def test_an_output_flood_is_capped_and_counted(cli, repo: Path, tmp_path: Path) 
     assert agent["output_bytes"] >= 400 * 65537
 
 
-def test_a_check_that_hangs_is_stopped_and_reported(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_check_that_hangs_is_stopped_and_reported(cli: Cli, repo: Path, tmp_path: Path) -> None:
     policy(
         repo,
         "import json, os\nfrom pathlib import Path\n" + HONEST_TAIL,

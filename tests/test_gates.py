@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git
+from tests.conftest import Cli, git
 
 AGENT = Path(__file__).parent / "agents" / "hostile.py"
 
@@ -34,14 +34,14 @@ checks:
     git(repo, "commit", "-qm", "policy")
 
 
-def run_issue(cli, repo: Path) -> tuple[int, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def run_issue(cli: Cli, repo: Path) -> tuple[int, dict[str, Any]]:
     code, out, err = cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)
     assert code == 0, err
     code, data = cli.json("run", "--issue", "1", "--repo", repo)
     return code, data
 
 
-def explain_text(cli, repo: Path) -> str:  # type: ignore[no-untyped-def]
+def explain_text(cli: Cli, repo: Path) -> str:
     """The verdicts recorded for the step that blocked the run, as `orch show` keeps them."""
     code, data = cli.json("show", "--issue", "1", "--repo", repo)
     assert code == 0
@@ -61,7 +61,9 @@ def explain_text(cli, repo: Path) -> str:  # type: ignore[no-untyped-def]
         ("edits-after-report", "report_written_last", "changed after the report was written"),
     ],
 )
-def test_hostile_agent_is_blocked_by_the_right_gate(cli, repo: Path, behaviour: str, gate: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_agent_is_blocked_by_the_right_gate(
+    cli: Cli, repo: Path, behaviour: str, gate: str, reason: str
+) -> None:
     write_policy(repo, behaviour)
     code, data = run_issue(cli, repo)
     assert code == 5, data
@@ -83,7 +85,7 @@ def test_hostile_agent_is_blocked_by_the_right_gate(cli, repo: Path, behaviour: 
     )
 
 
-def test_secret_never_appears_in_the_report_comment(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_secret_never_appears_in_the_report_comment(cli: Cli, repo: Path) -> None:
     write_policy(repo, "prints-token")
     run_issue(cli, repo)
     code, issue = cli.json("issue", "show", "1", "--repo", repo)
@@ -92,7 +94,9 @@ def test_secret_never_appears_in_the_report_comment(cli, repo: Path) -> None:  #
     assert "ghp_" not in bodies
 
 
-def test_symlink_leading_outside_the_worktree_blocks(cli, repo: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_symlink_leading_outside_the_worktree_blocks(
+    cli: Cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     monkeypatch.setenv("OUTSIDE_DIR", str(outside))
@@ -104,7 +108,7 @@ def test_symlink_leading_outside_the_worktree_blocks(cli, repo: Path, tmp_path: 
     assert list(outside.iterdir()) == []  # nothing was written through it
 
 
-def test_checks_run_in_a_fresh_worktree_of_the_candidate(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_checks_run_in_a_fresh_worktree_of_the_candidate(cli: Cli, repo: Path) -> None:
     # the check needs a file the agent left ignored in its own worktree: a fresh checkout does not have it
     write_policy(
         repo, "ignored-helper", extra="  helper:\n    command: test -f helper.flag\nlimits:\n  rework_iterations: 0\n"
@@ -118,7 +122,7 @@ def test_checks_run_in_a_fresh_worktree_of_the_candidate(cli, repo: Path) -> Non
     assert "helper: exit 1" in " ".join(failed[0]["verdict"]["evidence"])
 
 
-def test_tdd_evidence_passes_when_new_tests_fail_on_base(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tdd_evidence_passes_when_new_tests_fail_on_base(cli: Cli, repo: Path) -> None:
     write_policy(repo, "tdd-good", extra=f"gates:\n  tdd:\n    command: {sys.executable} -m unittest -q {{tests}}\n")
     code, data = run_issue(cli, repo)
     assert code == 0 and data["final_state"] == "review", data
@@ -127,7 +131,7 @@ def test_tdd_evidence_passes_when_new_tests_fail_on_base(cli, repo: Path) -> Non
     assert tdd["verdict"]["ok"] and "fail on base" in tdd["verdict"]["reason"]
 
 
-def test_tdd_evidence_rejects_tests_that_already_pass_on_base(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tdd_evidence_rejects_tests_that_already_pass_on_base(cli: Cli, repo: Path) -> None:
     write_policy(
         repo,
         "tdd-vacuous",
@@ -142,7 +146,9 @@ def test_tdd_evidence_rejects_tests_that_already_pass_on_base(cli, repo: Path) -
     assert "already pass on the base commit" in tdd["verdict"]["reason"]
 
 
-def test_review_needs_work_goes_to_rework_then_approves(cli, repo: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_review_needs_work_goes_to_rework_then_approves(
+    cli: Cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = tmp_path / "review-state"
     state.mkdir()
     monkeypatch.setenv("REVIEW_VERDICT_FILE", str(state / "reviewed-once"))

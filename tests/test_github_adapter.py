@@ -516,6 +516,15 @@ def test_401_names_the_token_source(gh: Hub) -> None:
     assert_clean(err.value)
 
 
+def test_the_token_is_a_secret_named_after_its_variable(gh: Hub) -> None:
+    with make(gh) as t:
+        assert t.secret() == ("GH_TOKEN", BOT_TOKEN)
+        assert t.request_count == 0  # telling its secret costs no request
+    # a token from `gh auth token` or the configuration has no variable's name: a redaction says TRACKER_TOKEN
+    with GitHubTracker(OWNER, gh.repo, "tok-x", api_url=gh.api_url, token_source="gh auth token") as t:
+        assert t.secret() == ("TRACKER_TOKEN", "tok-x")
+
+
 def test_404_repository_and_issue(gh: Hub, tracker: GitHubTracker) -> None:
     with make(gh, repo="nope") as t, pytest.raises(GitHubNotFound) as err:
         t.get_issue(1)

@@ -129,3 +129,51 @@ def test_git_runs_only_through_gitrun() -> None:
         text = (root / name).read_text()
         for started in ("import subprocess", "import plumbum", "from plumbum", "os.system", "os.popen", "os.exec"):
             assert started not in text, (name, started)
+
+
+def test_the_capture_sees_a_same_size_edit_made_in_the_instant_of_checkout_and_one_with_its_time_set_back(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The capture keeps git's stat cache (the index copy keeps its times), so it must still see an edit that stat
+    data alone would hide: one made as the worktree was written (racily clean), and one whose mtime was set back."""
+    cli = CliGit(repo)
+    base = cli.head_sha()
+    (repo / "a.txt").write_text("alpha\n")
+    (repo / "b.txt").write_text("bravo\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "two files")
+    base = cli.head_sha()
+    wt = tmp_path / "wt"
+    cli.ensure_worktree(wt, "orch/racy", base)
+    (wt / "a.txt").write_text("ALPHA\n")  # the same size, at once: likely in the index's own instant
+    st = (wt / "b.txt").stat()
+    (wt / "b.txt").write_text("BRAVO\n")
+    os.utime(wt / "b.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # its mtime set back to the checkout's
+    time.sleep(1.1)  # time moves on past the index's second
+    cap = cli.capture(wt, base)
+    assert sorted(c.path for c in cap.changes) == ["a.txt", "b.txt"]
+    assert git(repo, "show", f"{cap.tree}:a.txt") == "ALPHA\n" and git(repo, "show", f"{cap.tree}:b.txt") == "BRAVO\n"
+    # an untouched worktree captures the base's tree exactly
+    clean = tmp_path / "clean"
+    cli.ensure_worktree(clean, "orch/clean", base)
+    time.sleep(1.1)
+    assert cli.capture(clean, base).changes == ()
+
+
+def test_the_repository_config_cannot_turn_off_the_stat_checks_the_capture_relies_on(
+    repo: Path, tmp_path: Path
+) -> None:
+    cli = CliGit(repo)
+    git(repo, "config", "core.trustctime", "false")
+    git(repo, "config", "core.checkStat", "minimal")
+    git(repo, "config", "core.ignoreStat", "true")
+    base = cli.head_sha()
+    wt = tmp_path / "wt"
+    cli.ensure_worktree(wt, "orch/stat", base)
+    target = next(p for p in sorted(wt.iterdir()) if p.is_file() and p.name != ".git")
+    st = target.stat()
+    data = target.read_bytes()
+    target.write_bytes(bytes([data[0] ^ 1]) + data[1:] if data else b"x")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    time.sleep(1.1)
+    assert [c.path for c in cli.capture(wt, base).changes] == [target.name]

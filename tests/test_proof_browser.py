@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Cli
 from tests.fixtures.webapp import kit
 
 pytestmark = pytest.mark.skipif(
@@ -20,7 +21,7 @@ def _guard(step: dict, name: str) -> dict:  # type: ignore[type-arg]
     return next(g for ev in step["evaluations"] for g in ev["guards"] if g["guard"] == name)
 
 
-def test_ui_issue_reaches_review_with_runner_screenshots_at_both_viewports(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ui_issue_reaches_review_with_runner_screenshots_at_both_viewports(cli: Cli, tmp_path: Path) -> None:
     repo = kit.make_repo(tmp_path)
     kit.write_policy(repo, "honest")
     kit.file_issue(cli, repo, kit.UI_BODY)
@@ -79,7 +80,7 @@ def test_ui_issue_reaches_review_with_runner_screenshots_at_both_viewports(cli, 
     assert "`ac-3` passed (high confidence)" in body
 
 
-def test_screenshot_only_ui_proof_is_blocked(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_screenshot_only_ui_proof_is_blocked(cli: Cli, tmp_path: Path) -> None:
     repo = kit.make_repo(tmp_path)
     kit.write_policy(repo, "screenshot-only")
     kit.file_issue(cli, repo, kit.UI_BODY)

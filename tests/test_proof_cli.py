@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from statemachine.adapters.browser import free_port
+from tests.conftest import Cli
 from tests.fixtures.webapp import kit
 
 HAVE_CHROMIUM = Path("/usr/bin/chromium").is_file()
@@ -29,7 +30,7 @@ GOOD = {
 
 
 @pytest.fixture
-def proved(cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def proved(cli: Cli, tmp_path: Path) -> Path:
     """A run in review whose issue has non-UI criteria only (its proof needed no browser), with proof.app set."""
     repo = kit.make_repo(tmp_path)
     kit.write_policy(repo, "honest")
@@ -45,7 +46,7 @@ def _scenario(tmp_path: Path, data: dict, name: str = "scenario.json") -> Path: 
     return path
 
 
-def test_proof_auto_reruns_the_proof_without_touching_the_run(cli, proved: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proof_auto_reruns_the_proof_without_touching_the_run(cli: Cli, proved: Path) -> None:
     before = kit.run_facts(proved)
     code, data = cli.json("proof", "auto", "--issue", "1", "--repo", proved)
     assert code == 0, data
@@ -59,7 +60,7 @@ def test_proof_auto_reruns_the_proof_without_touching_the_run(cli, proved: Path)
     assert code == 0 and "proof (auto) of issue #1" in out and "ac-1: passed (high), evidence: cmd-ac-1" in out
 
 
-def test_proof_auto_exits_5_when_the_proof_fails(cli, proved: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proof_auto_exits_5_when_the_proof_fails(cli: Cli, proved: Path) -> None:
     policy = proved / ".orch" / "policy.yaml"
     policy.write_text(policy.read_text().replace('"honest"', '"low-confidence"'))
     code, data = cli.json("proof", "auto", "--issue", "1", "--repo", proved)
@@ -68,7 +69,7 @@ def test_proof_auto_exits_5_when_the_proof_fails(cli, proved: Path) -> None:  # 
 
 
 @pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium")
-def test_proof_browser_starts_the_app_and_captures_both_viewports(cli, proved: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proof_browser_starts_the_app_and_captures_both_viewports(cli: Cli, proved: Path, tmp_path: Path) -> None:
     code, data = cli.json("proof", "browser", "--issue", "1", "--scenario", _scenario(tmp_path, GOOD), "--repo", proved)
     assert code == 0, json.dumps(data)[-2000:]
     fact = data["proof"]
@@ -84,7 +85,7 @@ def test_proof_browser_starts_the_app_and_captures_both_viewports(cli, proved: P
 
 
 @pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium")
-def test_proof_browser_against_a_running_app_exits_5_when_a_step_fails(cli, proved: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proof_browser_against_a_running_app_exits_5_when_a_step_fails(cli: Cli, proved: Path, tmp_path: Path) -> None:
     port = free_port()
     app_dir = tmp_path / "app"
     app_dir.mkdir()
@@ -139,7 +140,7 @@ def test_proof_browser_against_a_running_app_exits_5_when_a_step_fails(cli, prov
     assert {a["viewport"] for a in fact["artifacts"] if a["kind"] == "screenshot"} == {"1280x800", "390x844"}
 
 
-def test_proof_browser_refuses_a_scenario_that_leaves_the_app(cli, proved: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proof_browser_refuses_a_scenario_that_leaves_the_app(cli: Cli, proved: Path, tmp_path: Path) -> None:
     off = {"steps": [{"action": "goto", "url": "/"}, {"action": "goto", "url": "https://example.com/"}]}
     code, data = cli.json("proof", "browser", "--issue", "1", "--scenario", _scenario(tmp_path, off), "--repo", proved)
     assert code == 5
@@ -151,13 +152,13 @@ def test_proof_browser_refuses_a_scenario_that_leaves_the_app(cli, proved: Path,
 
 
 @pytest.mark.parametrize("target", ["android", "ios"])
-def test_mobile_targets_are_not_supported_here(cli, tmp_path: Path, target: str) -> None:  # type: ignore[no-untyped-def]
+def test_mobile_targets_are_not_supported_here(cli: Cli, tmp_path: Path, target: str) -> None:
     code, out, err = cli("proof", target, "--issue", "1", "--repo", tmp_path)
     assert code == 1 and out == ""
     assert f"{target} proof is not supported on this machine" in err
 
 
-def test_proof_needs_a_candidate(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proof_needs_a_candidate(cli: Cli, tmp_path: Path) -> None:
     repo = kit.make_repo(tmp_path)
     kit.write_policy(repo, "honest")
     kit.file_issue(cli, repo, kit.PLAIN_BODY)

@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Cli
 from tests.fixtures.webapp import kit
 
 
-def _run(cli, tmp_path: Path, behaviour: str, body: str = kit.PLAIN_BODY, **policy) -> tuple[Path, int, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _run(
+    cli: Cli, tmp_path: Path, behaviour: str, body: str = kit.PLAIN_BODY, **policy: Any
+) -> tuple[Path, int, dict[str, Any]]:
     repo = kit.make_repo(tmp_path)
     kit.write_policy(repo, behaviour, **policy)
     kit.file_issue(cli, repo, body)
@@ -36,7 +39,7 @@ def _run(cli, tmp_path: Path, behaviour: str, body: str = kit.PLAIN_BODY, **poli
         ("malformed", "the proof report does not match schemas/proof-report.schema.json"),
     ],
 )
-def test_a_bad_proof_blocks_with_its_reason(cli, tmp_path: Path, behaviour: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_proof_blocks_with_its_reason(cli: Cli, tmp_path: Path, behaviour: str, reason: str) -> None:
     repo, code, data = _run(cli, tmp_path, behaviour, app=False)
     assert code == 5 and data["final_state"] == "blocked", json.dumps(data)[-2000:]
     assert [s["fired"]["trigger"] for s in data["steps"]] == ["claim", "start", "prove", "block"]
@@ -54,7 +57,7 @@ def test_a_bad_proof_blocks_with_its_reason(cli, tmp_path: Path, behaviour: str,
     assert "proof rejected" in comments and "ghp_" not in comments
 
 
-def test_an_honest_proof_without_browser_passes_and_leaves_the_product_alone(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_honest_proof_without_browser_passes_and_leaves_the_product_alone(cli: Cli, tmp_path: Path) -> None:
     repo, code, data = _run(cli, tmp_path, "honest", app=False)
     assert code == 0 and data["final_state"] == "review"
     proof = kit.run_facts(repo)["proof"]
@@ -66,7 +69,7 @@ def test_an_honest_proof_without_browser_passes_and_leaves_the_product_alone(cli
     assert "- ac-1: `increment(41)` returns 42" in prompt and "Phase: report" in prompt
 
 
-def test_proof_needs_rework_goes_back_to_implementation_with_the_findings(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proof_needs_rework_goes_back_to_implementation_with_the_findings(cli: Cli, tmp_path: Path) -> None:
     repo, code, data = _run(cli, tmp_path, "rework-once", app=False)
     assert code == 0 and data["final_state"] == "review", json.dumps(data)[-2000:]
     triggers = [s["fired"]["trigger"] for s in data["steps"]]
@@ -84,14 +87,14 @@ def test_proof_needs_rework_goes_back_to_implementation_with_the_findings(cli, t
     assert facts["proof"]["status"] == "passed" and facts["proof"]["attempt"] == 2 and facts["rework_count"] == 1
 
 
-def test_rework_budget_spent_blocks(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rework_budget_spent_blocks(cli: Cli, tmp_path: Path) -> None:
     _repo, code, data = _run(cli, tmp_path, "rework-once", app=False, extra="limits:\n  rework_iterations: 0\n")
     assert code == 5 and [s["fired"]["trigger"] for s in data["steps"]] == ["claim", "start", "prove", "block"]
     verdicts = {g["guard"]: g["verdict"] for ev in data["steps"][-1]["evaluations"] for g in ev["guards"]}
     assert verdicts["proof_needs_rework"]["ok"] and not verdicts["within_rework_limit"]["ok"]
 
 
-def test_an_app_that_never_gets_ready_blocks_the_ui_proof(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_app_that_never_gets_ready_blocks_the_ui_proof(cli: Cli, tmp_path: Path) -> None:
     repo = kit.make_repo(tmp_path)
     kit.write_policy(repo, "honest")
     policy = repo / ".orch" / "policy.yaml"

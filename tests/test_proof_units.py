@@ -12,6 +12,7 @@ import pytest
 from statemachine import proof
 from statemachine.adapters import browser
 from statemachine.proof import proof_branch_files
+from tests.conftest import Cli
 from tests.fixtures.webapp.kit import png_bytes
 
 BASE = "http://127.0.0.1:8123"
@@ -358,7 +359,7 @@ def test_pull_section_only_when_proved() -> None:
 # policy ------------------------------------------------------------------------------------
 
 
-def test_policy_proof_app_keys(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_policy_proof_app_keys(cli: Cli, tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(
         "version: 1\nextends: default\nproof:\n  when_acceptance_criteria: true\n  app:\n"

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import Cli, git
 
 HEAD = "version: 1\nextends: default\n"
 
@@ -55,7 +55,9 @@ def runs(log: Path) -> list[dict[str, list[str]]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_requested_changes_lead_to_a_second_commit_on_the_same_pull_request(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_requested_changes_lead_to_a_second_commit_on_the_same_pull_request(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
     log = setup(repo, tmp_path)
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     code, first = cli.json("run", "--issue", "1", "--repo", repo)
@@ -90,7 +92,7 @@ def test_requested_changes_lead_to_a_second_commit_on_the_same_pull_request(cli,
     assert len(runs(log)) == 2
 
 
-def test_feedback_from_a_read_only_user_is_ignored_with_the_reason(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_feedback_from_a_read_only_user_is_ignored_with_the_reason(cli: Cli, repo: Path, tmp_path: Path) -> None:
     log = setup(repo, tmp_path)
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     assert cli.json("run", "--issue", "1", "--repo", repo)[0] == 0
@@ -116,7 +118,7 @@ def test_feedback_from_a_read_only_user_is_ignored_with_the_reason(cli, repo: Pa
     assert code == 0 and not any(s["fired"] for s in data["steps"]) and len(runs(log)) == 1  # the agent never saw it
 
 
-def test_review_rounds_count_against_the_rework_limit(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_review_rounds_count_against_the_rework_limit(cli: Cli, repo: Path, tmp_path: Path) -> None:
     log = setup(repo, tmp_path, rework=1)
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     assert cli.json("run", "--issue", "1", "--repo", repo)[0] == 0
@@ -137,14 +139,14 @@ def test_review_rounds_count_against_the_rework_limit(cli, repo: Path, tmp_path:
     assert not any(s["fired"] for s in data["steps"]) and len(runs(log)) == 2
 
 
-def test_review_needs_a_pull_request(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_review_needs_a_pull_request(cli: Cli, repo: Path, tmp_path: Path) -> None:
     setup(repo, tmp_path)
     assert cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)[0] == 0
     code, _out, err = cli("review", "--issue", "1", "--request-changes", "x", "--repo", repo)
     assert code == 1 and "has no pull request" in err
 
 
-def test_the_daemon_takes_up_requested_changes(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_daemon_takes_up_requested_changes(cli: Cli, repo: Path, tmp_path: Path) -> None:
     import subprocess
 
     log = setup(repo, tmp_path)

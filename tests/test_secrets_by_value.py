@@ -13,6 +13,7 @@ import os
 import secrets as pysecrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,10 +21,11 @@ from urllib.parse import quote
 import pytest
 
 from statemachine import secrets
+from statemachine.adapters.git import CliGit
 from statemachine.inspect_candidate import redact_file, scan_tree_values
 from statemachine.secrets import Hit, RedactingTracker, SecretSet
 from tests import agentkit
-from tests.conftest import git
+from tests.conftest import Cli, git
 
 
 def key(prefix: str = "zq9-") -> str:
@@ -44,7 +46,9 @@ def test_a_verbatim_value_is_found_by_name_never_by_value() -> None:
 
 @pytest.mark.parametrize("align", [0, 1, 2])
 @pytest.mark.parametrize(("encode", "label"), [(base64.b64encode, "base64"), (base64.urlsafe_b64encode, "base64url")])
-def test_base64_inside_a_longer_blob_is_found_at_every_alignment(align: int, encode, label: str) -> None:  # type: ignore[no-untyped-def]
+def test_base64_inside_a_longer_blob_is_found_at_every_alignment(
+    align: int, encode: Callable[[bytes], bytes], label: str
+) -> None:
     value = key()
     for trial in range(6):  # random neighbours: the value's own characters must be enough
         blob = encode(os.urandom(30 + align) + value.encode() + os.urandom(17 + trial)).decode()
@@ -135,10 +139,10 @@ def test_ten_megabytes_are_scanned_in_one_pass() -> None:
 
 def test_the_run_secrets_come_from_the_tracker_the_model_key_the_policy_and_secret_names() -> None:
     class Tracker:
-        kind, token_source = "github", "GH_TOKEN"
+        kind = "github"
 
-        def push_credential(self) -> tuple[str, str]:
-            return "x-access-token", "ghs_trackertoken123"
+        def secret(self) -> tuple[str, str]:  # GitHubTracker.secret: the token, named after its variable
+            return "GH_TOKEN", "ghs_trackertoken123"
 
     env = {
         "ORCH_TEST_MODEL_KEY": "model-key-123",
@@ -211,7 +215,7 @@ def test_binary_files_of_the_tree_are_scanned_as_git_stores_them(repo: Path) -> 
     (repo / "ok.txt").write_text("nothing\n")
     git(repo, "add", "-A")
     tree = git(repo, "write-tree").strip()
-    found = scan_tree_values(repo, base, tree, SecretSet([("K", value)]))
+    found = scan_tree_values(CliGit(repo), base, tree, SecretSet([("K", value)]))
     assert [f.as_json() for f in found] == [
         {"kind": "secret-value", "where": "blob.bin", "reason": "blob.bin contains the value of K (hex)"}
     ]
@@ -220,7 +224,7 @@ def test_binary_files_of_the_tree_are_scanned_as_git_stores_them(repo: Path) -> 
 # real runs --------------------------------------------------------------------------------
 
 
-def _start(cli, repo: Path, agent: agentkit.Agent, **policy) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _start(cli: Cli, repo: Path, agent: agentkit.Agent, **policy: Any) -> dict[str, Any]:
     agentkit.write_policy(repo, agent, **policy)
     code, out, err = cli("issue", "new", "Add sub", "--label", "agent:auto", "--repo", repo)
     assert code == 0, err
@@ -238,7 +242,7 @@ def _failed(step: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _everything_published(cli, repo: Path) -> str:  # type: ignore[no-untyped-def]
+def _everything_published(cli: Cli, repo: Path) -> str:
     code, issue = cli.json("issue", "show", "1", "--repo", repo)
     assert code == 0
     return json.dumps(issue)

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from statemachine.adapters.jail import probe
+from tests.conftest import Cli
 
 
-def test_demo_reaches_review_with_a_real_diff(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_reaches_review_with_a_real_diff(cli: Cli, tmp_path: Path) -> None:
     code, data = cli.json("demo", "--dir", str(tmp_path / "demo"))
     assert code == 0, data
     assert data["state"] == "review"
@@ -20,7 +21,7 @@ def test_demo_reaches_review_with_a_real_diff(cli, tmp_path: Path) -> None:  # t
     assert data["jailed"] is probe().ok  # where bubblewrap works, the demo's agent and checks ran in the jail
 
 
-def test_the_demo_says_when_it_runs_unjailed(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_demo_says_when_it_runs_unjailed(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_BWRAP", str(tmp_path / "no-bwrap"))
     probe.cache_clear()
     try:

@@ -95,3 +95,21 @@ def test_the_package_has_no_import_circle_and_no_module_over_500_lines() -> None
     for start in sorted(graph):
         if start not in state and (circle := visit(start, [start])):
             raise AssertionError("import circle: " + " -> ".join(circle))
+
+
+# the composition root: the only modules that may import an adapter (besides the adapters themselves)
+COMPOSITION_ROOT = ("statemachine.runtime", "statemachine.cli", "statemachine.commands")
+
+
+def test_adapters_are_imported_only_by_the_composition_root() -> None:
+    """Everything else reaches the world through the ports (statemachine/ports.py); read from the source, lazy
+    imports included."""
+    modules = _modules()
+    offenders = {}
+    for name, path in modules.items():
+        if name.startswith(("statemachine.adapters", *COMPOSITION_ROOT)):
+            continue
+        adapters = sorted(m for m in _imports(path, name, modules) if m.startswith("statemachine.adapters"))
+        if adapters:
+            offenders[name] = adapters
+    assert not offenders, f"import these through a port instead: {offenders}"

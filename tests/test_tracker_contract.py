@@ -215,3 +215,23 @@ def test_a_tracker_does_what_its_capabilities_say_and_refuses_the_rest(subject: 
             "unchanged",
         )
     assert caps.fleet == caps.remote_branches  # today: the shared tracker is the remote one
+
+
+def test_a_tracker_names_its_secret_caveat_and_costs_by_port(subject: Subject) -> None:
+    """What code used to probe with getattr is on the port: every tracker answers, in its own way."""
+    t = subject.tracker
+    secret = t.secret()
+    if t.capabilities.remote_branches:  # a tracker that receives branches acts with a credential: it is a secret
+        assert secret is not None and secret[1] == t.push_credential()[1] and secret[0]
+    else:
+        assert secret is None
+    assert t.pull_request_caveat() is None  # neither acts as a workflow's job token here
+    n = subject.new_issue("counted", "", ["agent:auto"])
+    actors = t.label_actors(["agent:auto"])
+    if actors is not None:  # a bulk read, when the tracker offers one, agrees with the per-issue read
+        assert actors["agent:auto"].get(n) == t.label_authority(n, "agent:auto")[0] == subject.maintainer
+    before = t.request_count
+    t.get_issue(n)
+    assert (before is None) == (t.request_count is None)
+    if before is not None:
+        assert t.request_count is not None and t.request_count > before

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from statemachine.actions.agent import agent_workspace, run_agent, seal_evidence
 from statemachine.actions.checks import (
-    jailed,
     record_findings,
     record_review_feedback,
     run_checks,
@@ -45,7 +44,6 @@ __all__ = [
     "ActionContext",
     "_with_comments",
     "agent_workspace",
-    "jailed",
     "seal_evidence",
     "slugify",
     "trusted_comments",

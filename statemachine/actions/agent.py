@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.actions.context import ActionContext, _with_comments, _worktree_path
-from statemachine.adapters.jail import workspace_extras
-from statemachine.ports import AgentRequest
 from statemachine.reports import load_report
 
 
 def agent_workspace(
     ctx: ActionContext, worktree: Path, evidence: Path, base: str, branch: str | None
 ) -> dict[str, Path]:
-    return workspace_extras(ctx.repo, ctx.jail, worktree, evidence, base, branch)
+    return ctx.sandbox.workspace(worktree, evidence, base, branch)
 
 
 def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
@@ -36,27 +34,16 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
         ctx.git.ensure_worktree(worktree, facts["branch"], facts.get("head_sha") or facts["base_sha"])
     issue = ctx.snapshot.issue
     values = prompting.issue_values(
-        _with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), list(facts.get("findings", []))
+        _with_comments(ctx, issue), ctx.repo, ctx.policy.config.rules, list(facts.get("findings", []))
     )
     values.update(
         report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt
     )
     text = ctx.secrets.redact(prompting.render(prompt, ctx.repo, values))
-    cfg = ctx.policy.data["agent"]
+    agent = ctx.policy.config.agent
     ctx.set_fact("git_before", ctx.git.fingerprint(worktree))
     extra = agent_workspace(ctx, worktree, evidence, facts.get("head_sha") or facts["base_sha"], facts["branch"])
-    result = ctx.make_agent().run(
-        AgentRequest(
-            prompt=text,
-            workdir=worktree,
-            evidence_dir=evidence,
-            report_path=report_path,
-            timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
-            idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-            gitdir=extra.get("gitdir"),
-            lock=extra["lock"],
-        )
-    )
+    result = ctx.make_agent().run(agent.request(text, worktree, evidence, report_path, extra))
     leaks = seal_evidence(ctx, evidence)  # before anything reads the report or the log
     report, error = load_report(report_path, "completion-report")
     agent_fact = {
@@ -70,8 +57,7 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
         "output_bytes": result.output_bytes,
         "error": result.error,
         "tokens": result.tokens,
-        "timeout_seconds": cfg.get("timeout_seconds"),
-        "idle_timeout_seconds": cfg.get("idle_timeout_seconds"),
+        **agent.timeouts(),
         "secret_values": leaks,
     }
     # together: the agent fact's presence means the attempt finished, with everything it observed

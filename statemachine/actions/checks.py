@@ -10,30 +10,7 @@ from typing import Any
 from statemachine import limits
 from statemachine.actions.agent import agent_workspace, seal_evidence
 from statemachine.actions.context import ActionContext, _with_comments
-from statemachine.adapters.jail import Spec, own_git
-from statemachine.ports import AgentRequest
 from statemachine.reports import load_report
-
-
-def jailed(ctx: ActionContext, command: str, worktree: Path, log: Path, timeout: float, base: str) -> Any:
-    """A check's or a TDD run's shell command in the jail: its worktree writable, a git directory of its own,
-    no credential, and network only to the policy's ``sandbox.network.checks`` hosts."""
-    jail = ctx.jail
-    spec = Spec(workdir=worktree, hosts=jail.settings.check_hosts or None, label="check")
-    scratch = None
-    if jail.enabled:
-        import tempfile
-
-        scratch = Path(tempfile.mkdtemp(prefix="orch-checkgit-"))
-        spec.gitdir = own_git(ctx.repo, worktree, scratch / "git", base, None)
-        spec.writable = (scratch,)
-    try:
-        return jail.run(["/bin/sh", "-c", command], spec, {}, log, timeout).result
-    finally:
-        if scratch is not None:
-            import shutil
-
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _check_worktree(ctx: ActionContext, facts: dict[str, Any], name: str, sha: str) -> Path:
@@ -47,14 +24,14 @@ def run_checks(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     out_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}" / "checks"
     results: dict[str, dict[str, Any]] = {}
-    checks = sorted(ctx.policy.data.get("checks", {}).items())
+    checks = sorted(ctx.policy.config.checks.items())
     if checks:
         worktree = _check_worktree(ctx, facts, "check", facts["candidate_sha"])
         try:
             for name, spec in checks:
                 log = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.log"
-                res = jailed(
-                    ctx, spec["command"], worktree, log, float(spec.get("timeout_seconds", 900)), facts["candidate_sha"]
+                res = ctx.sandbox.run_shell(
+                    spec.command, worktree, log, float(spec.timeout_seconds), facts["candidate_sha"]
                 )
                 leaked = _redact_log(ctx, log)  # a check runs the agent's code, which may print what it can find
                 results[name] = {
@@ -62,7 +39,7 @@ def run_checks(ctx: ActionContext) -> dict[str, Any]:
                     "timed_out": res.timed_out,
                     "duration_seconds": round(res.duration_seconds, 3),
                     "log": str(log),
-                    "command": spec["command"],
+                    "command": spec.command,
                     "error": res.error,
                     "commit": facts["candidate_sha"],
                     "redacted": leaked,
@@ -78,28 +55,27 @@ def run_tdd_check(ctx: ActionContext) -> dict[str, Any]:
     from statemachine.gates import DEFAULT_TEST_GLOBS
     from statemachine.globs import first_match
 
-    cfg = ctx.policy.data.get("gates", {}).get("tdd")
-    if not cfg:
+    gates = ctx.policy.config.gates
+    cfg = gates.tdd
+    if cfg is None:
         ctx.set_fact("tdd", None)
         return {"skipped": "gates.tdd is not set"}
     facts = ctx.facts()
-    globs = tuple(ctx.policy.data.get("gates", {}).get("test_globs") or DEFAULT_TEST_GLOBS)
+    globs = gates.test_globs or DEFAULT_TEST_GLOBS
     tests = [c["path"] for c in facts.get("changes", []) if c["status"] != "D" and first_match(c["path"], globs)]
     if not tests:
         ctx.set_fact("tdd", {"error": "the change adds or modifies no test", "tests": []})
         return {"error": "no test changed"}
     out_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}" / "tdd"
-    command = cfg["command"].replace("{tests}", " ".join(_shquote(t) for t in tests))
-    timeout = float(cfg.get("timeout_seconds", 900))
+    command = cfg.command.replace("{tests}", " ".join(_shquote(t) for t in tests))
+    timeout = float(cfg.timeout_seconds)
     exits = {}
     for side, sha in (("base", facts["base_sha"]), ("candidate", facts["candidate_sha"])):
         worktree = _check_worktree(ctx, facts, f"tdd-{side}", sha)
         try:
             if side == "base":  # the candidate's tests, on the base commit's product code
-                from statemachine.adapters.git import run_git
-
-                run_git(["checkout", facts["candidate_sha"], "--", *tests], worktree)
-            res = jailed(ctx, command, worktree, out_dir / f"{side}.log", timeout, sha)
+                ctx.git.checkout_paths(worktree, facts["candidate_sha"], tests)
+            res = ctx.sandbox.run_shell(command, worktree, out_dir / f"{side}.log", timeout, sha)
             _redact_log(ctx, out_dir / f"{side}.log")
             exits[side] = res.exit_code if not res.timed_out else -1
         finally:
@@ -134,7 +110,7 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
     """When gates.review is on: a second agent run in review mode returns a verdict (schemas/review-report.schema.json)."""
     from statemachine import prompting
 
-    if not ctx.policy.data.get("gates", {}).get("review"):
+    if not ctx.policy.config.gates.review:
         ctx.set_fact("review", None)
         return {"skipped": "gates.review is off"}
     facts = ctx.facts()
@@ -146,7 +122,7 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
         values = prompting.issue_values(
             _with_comments(ctx, ctx.snapshot.issue),
             ctx.repo,
-            ctx.policy.data.get("rules", ""),
+            ctx.policy.config.rules,
             list(facts.get("findings", [])),
         )
         values.update(
@@ -156,21 +132,10 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
             base_sha=facts["base_sha"],
             attempt=attempt,
         )
-        cfg = ctx.policy.data["agent"]
         extra = agent_workspace(ctx, worktree, evidence, facts["candidate_sha"], None)
-        result = ctx.make_agent().run(
-            AgentRequest(
-                prompt=ctx.secrets.redact(prompting.render("review", ctx.repo, values)),
-                workdir=worktree,
-                evidence_dir=evidence,
-                report_path=report_path,
-                timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
-                idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-                extra_env={"ORCH_MODE": "review"},
-                gitdir=extra.get("gitdir"),
-                lock=extra["lock"],
-            )
-        )
+        text = ctx.secrets.redact(prompting.render("review", ctx.repo, values))
+        request = ctx.policy.config.agent.request(text, worktree, evidence, report_path, extra, {"ORCH_MODE": "review"})
+        result = ctx.make_agent().run(request)
     finally:
         ctx.git.remove_worktree(worktree)
     seal_evidence(ctx, evidence)  # the review's findings reach the rework prompt: they are stored redacted
@@ -198,8 +163,11 @@ def run_proof(ctx: ActionContext) -> dict[str, Any]:
     inp = proof.ProofInputs(
         repo=ctx.repo,
         policy_data=ctx.policy.data,
+        config=ctx.policy.config,
         git=ctx.git,
         make_agent=ctx.make_agent,
+        sandbox=ctx.sandbox,
+        make_browser=ctx.make_browser,
         issue=issue,
         worktree=Path(facts["worktree"]),
         base_sha=facts["base_sha"],

@@ -10,14 +10,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from statemachine.adapters.jail import Jail
 from statemachine.errors import OrchError
 from statemachine.model import Comment, Snapshot
-from statemachine.ports import Agent, Git, Tracker
+from statemachine.ports import Agent, Browser, Git, Sandbox, Tracker
 from statemachine.secrets import SecretSet
 from statemachine.store import Store
+
+if TYPE_CHECKING:  # policy -> registry -> actions: the type only, no import at run time
+    from statemachine.policy import Policy
 
 
 @dataclass
@@ -25,11 +27,13 @@ class ActionContext:
     """What an action may use: the ports, the store, the policy data, and this step's identity."""
 
     repo: Path
-    policy: Any  # statemachine.policy.Policy
+    policy: Policy
     store: Store
     tracker: Tracker
     git: Git
     make_agent: Callable[[], Agent]
+    sandbox: Sandbox  # where code from a workspace runs: checks, TDD runs, the proof app (the agent jail)
+    make_browser: Callable[[], Browser]
     issue: int
     snapshot: Snapshot
     step_id: int
@@ -67,7 +71,7 @@ class ActionContext:
         """The run's secret values (statemachine/secrets.py): refused in results, redacted in whatever leaves the runner."""
         from statemachine import secrets
 
-        return secrets.for_run(self.policy.data, self.tracker)
+        return secrets.for_run(self.policy.config, self.tracker)
 
     def __post_init__(self) -> None:
         from statemachine.secrets import RedactingTracker
@@ -91,10 +95,6 @@ class ActionContext:
 
     def marker(self, kind: str) -> str:
         return f"<!-- orch:run={self.require_run()} kind={kind} -->"
-
-    @property
-    def jail(self) -> Jail:
-        return Jail.for_policy(self.policy.data, self.repo)
 
 
 def _with_comments(ctx: ActionContext, issue: Any) -> Any:

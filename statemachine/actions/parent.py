@@ -18,15 +18,8 @@ from statemachine.actions.agent import agent_workspace, seal_evidence
 from statemachine.actions.context import ActionContext, _with_comments, slugify
 from statemachine.errors import OrchError
 from statemachine.planning import BLOCKED, CLOSED, CONFLICT, MERGED, PASSED, PENDING, RUNNING
-from statemachine.ports import AgentRequest
 from statemachine.reports import load_report
 from statemachine.run_command import run_argv
-
-DEFAULTS = {"max_children": 8, "child_concurrency": 2, "integration_branch_template": "orch/plan-{number}"}
-
-
-def plan_settings(policy: Any) -> dict[str, Any]:
-    return {**DEFAULTS, **(policy.data.get("plan") or {})}
 
 
 def _read_only(root: Path, on: bool) -> None:
@@ -53,7 +46,7 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     previous = facts.get("agent")
     if previous and previous.get("step") == ctx.step_id:
         return {"attempt": previous["attempt"], "resumed": True}  # it finished before a crash: never rerun
-    base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.data["tracker"].get("base_branch", ""))
+    base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.config.tracker.base_branch)
     base_sha = facts.get("base_sha") or ctx.git.head_sha(base_branch)
     ctx.set_facts({"base_branch": base_branch, "base_sha": base_sha})
     attempt = int(facts.get("attempt", 0)) + 1
@@ -61,36 +54,23 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     evidence = report_path.parent
     worktree = ctx.orch_dir / "worktrees" / f"plan-{ctx.issue}-{ctx.require_run()}"
     ctx.git.add_detached_worktree(worktree, base_sha)
-    cfg = ctx.policy.data["agent"]
-    settings = plan_settings(ctx.policy)
+    agent, settings = ctx.policy.config.agent, ctx.policy.config.plan
     issue = ctx.snapshot.issue
     try:
-        values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.data.get("rules", ""), [])
+        values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.config.rules, [])
         values.update(
             report_path=report_path,
             worktree=worktree,
             base_sha=base_sha,
             attempt=attempt,
-            branch=settings["integration_branch_template"].format(number=issue.number, slug=slugify(issue.title)),
+            branch=settings.integration_branch_template.format(number=issue.number, slug=slugify(issue.title)),
             report_schema=json.dumps(resources.schema("plan-report"), indent=2),
         )
         text = ctx.secrets.redact(prompting.render("planning", ctx.repo, values))
         _read_only(worktree, True)
         extra = agent_workspace(ctx, worktree, evidence, base_sha, None)
-        result = ctx.make_agent().run(
-            AgentRequest(
-                prompt=text,
-                workdir=worktree,
-                evidence_dir=evidence,
-                report_path=report_path,
-                timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
-                idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-                extra_env={"ORCH_MODE": "planning"},
-                gitdir=extra.get("gitdir"),
-                lock=extra["lock"],
-                read_only=True,
-            )
-        )
+        request = agent.request(text, worktree, evidence, report_path, extra, {"ORCH_MODE": "planning"}, read_only=True)
+        result = ctx.make_agent().run(request)
         _read_only(worktree, False)
         cap = ctx.git.capture(worktree, base_sha)
         changed = sorted({c.path for c in cap.changes} | set(cap.by_kind.get("committed", [])))
@@ -101,8 +81,8 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     plan, error = load_report(report_path, "plan-report", "plan report")
     problems: list[str] = []
     if plan is not None:
-        blocked = tuple(ctx.policy.data.get("gates", {}).get("blocked_paths", []))
-        problems = planning.validate_plan(plan, int(settings["max_children"]), blocked)
+        blocked = ctx.policy.config.gates.blocked_paths
+        problems = planning.validate_plan(plan, settings.max_children, blocked)
     problems = [str(f["reason"]) for f in leaks] + problems
     if plan is not None and problems:
         error = f"the plan cannot run: {problems[0]}" + (
@@ -126,8 +106,7 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
                 "duration_seconds": round(result.duration_seconds, 3),
                 "log": result.log,
                 "error": result.error,
-                "timeout_seconds": cfg.get("timeout_seconds"),
-                "idle_timeout_seconds": cfg.get("idle_timeout_seconds"),
+                **agent.timeouts(),
             },
         }
     )
@@ -190,9 +169,7 @@ def start_integration(ctx: ActionContext) -> dict[str, Any]:
     if facts.get("integration_branch"):
         return {"branch": facts["integration_branch"], "reused": True}
     issue = ctx.snapshot.issue
-    branch = plan_settings(ctx.policy)["integration_branch_template"].format(
-        number=issue.number, slug=slugify(issue.title)
-    )
+    branch = ctx.policy.config.plan.integration_branch_template.format(number=issue.number, slug=slugify(issue.title))
     ctx.git.set_branch(branch, facts["base_sha"])
     ctx.set_fact("integration_branch", branch)
     return {"branch": branch, "sha": facts["base_sha"]}
@@ -226,7 +203,7 @@ def run_wave(ctx: ActionContext) -> dict[str, Any]:
     depth = planning.layers(plan["children"])
     batch = [c["key"] for c in planning.ordered(plan) if tree[c["key"]]["status"] in (RUNNING, PASSED)]  # interrupted
     if not batch:
-        batch = planning.next_batch(plan, tree, int(plan_settings(ctx.policy)["child_concurrency"]))
+        batch = planning.next_batch(plan, tree, ctx.policy.config.plan.child_concurrency)
         if not batch:
             ctx.set_fact("plan_tree", tree)
             return {"ran": [], "tree": planning.summary(tree)}
@@ -353,7 +330,7 @@ def integrate(ctx: ActionContext) -> dict[str, Any]:
         symlinks = insp.escaping_symlinks(worktree, [c.path for c in cap.changes if c.status != "D"])
     finally:
         ctx.git.remove_worktree(worktree)
-    secrets: list[Any] = insp.scan_tree_values(ctx.repo, base, cap.tree, ctx.secrets)  # the values the runner holds
+    secrets: list[Any] = insp.scan_tree_values(ctx.git, base, cap.tree, ctx.secrets)  # the values the runner holds
     destructive: list[Any] = []
     for path, added in insp.added_lines(diff).items():
         secrets += insp.scan_secrets(added, f"diff:{path}")

@@ -71,7 +71,9 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     me = ctx.tracker.identity()  # learned before the first effect: a token that cannot say who it is claims nothing
     mine = f"<!-- orch:claim run={run_id} -->"
     if ctx.first_try:
-        preflight.require(ctx.repo, ctx.policy.data, ctx.git)  # before the claim's first effect, whatever the policy
+        preflight.require(
+            ctx.repo, ctx.policy.config.tracker.base_branch, ctx.git
+        )  # before the claim's first effect, whatever the policy
     existing = ctx.find_comment(mine)
     if existing is None:
         body = reporting.claim_comment(run_id, ctx.policy) + "\n\n" + mine
@@ -82,7 +84,7 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
             )  # the lease starts now; the run renews it while it works
         existing = ctx.tracker.post_comment(ctx.issue, body)
     if settle_seconds is None:
-        settle_seconds = float(ctx.policy.data["tracker"].get("claim_settle_seconds", 0))
+        settle_seconds = ctx.policy.config.tracker.claim_settle_seconds
     if settle_seconds:
         time.sleep(settle_seconds)
     deadline, attempt = time.monotonic() + CLAIM_READBACK_SECONDS, 0
@@ -156,7 +158,7 @@ def open_draft_pr(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     marker = ctx.marker("pull-request")
     issue = ctx.snapshot.issue
-    title = ctx.policy.data["pr_title_template"].format(number=issue.number, title=issue.title)
+    title = ctx.policy.config.pr_title_template.format(number=issue.number, title=issue.title)
     if facts.get("plan"):  # a parent: the tree and its children
         body = reporting.parent_pull_body(issue.number, ctx.require_run(), facts)
     else:

@@ -23,10 +23,10 @@ def create_worktree(ctx: ActionContext) -> dict[str, Any]:
             facts.get("base_sha") or parent["base_sha"],
         )
     else:
-        base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.data["tracker"].get("base_branch", ""))
+        base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.config.tracker.base_branch)
         base_sha = facts.get("base_sha") or ctx.git.head_sha(base_branch)
     issue = ctx.snapshot.issue
-    branch = facts.get("branch") or ctx.policy.data["branch_template"].format(
+    branch = facts.get("branch") or ctx.policy.config.branch_template.format(
         number=issue.number, slug=slugify(issue.title), run_id=run_id
     )
     worktree = _worktree_path(ctx, facts)
@@ -53,7 +53,7 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
     published = facts.get("head_sha")  # set once the branch was published: new work stacks on it, never rewrites it
     cap = ctx.git.capture(worktree, facts["base_sha"], start=published)
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
-    sizes = limits.changed_sizes(ctx.repo, facts["base_sha"], cap.tree)  # the runner's measure, for within_byte_limits
+    sizes = limits.changed_sizes(ctx.git, facts["base_sha"], cap.tree)  # the runner's measure, for within_byte_limits
     changed_bytes = limits.size_summary(sizes)
     attempt_dir = ctx.evidence_dir() / f"attempt-{facts.get('attempt', 0)}"
     attempt_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def _inspect(
     values = ctx.secrets
     # the values the runner holds first, so the headline names one: every changed file's bytes as git stores them,
     # then what the agent's run left in its evidence folder (its log, its report; seal_evidence found them there)
-    secrets: list[insp.Finding] = insp.scan_tree_values(ctx.repo, facts["base_sha"], cap.tree, values)
+    secrets: list[insp.Finding] = insp.scan_tree_values(ctx.git, facts["base_sha"], cap.tree, values)
     agent = facts.get("agent") or {}
     secrets += [insp.Finding(**f) for f in agent.get("secret_values") or []]
     destructive: list[insp.Finding] = []
@@ -134,13 +134,11 @@ def _inspect(
         tampering.append("the agent made commits: " + ", ".join(cap.by_kind["committed"][:5]))
     own_git = attempt_dir / "git"  # the jail's git directory for this attempt: what the agent did there, named
     if own_git.is_dir():
-        from statemachine.adapters.agent_git import inspect_private_gitdir
-
-        tampering += inspect_private_gitdir(own_git, facts.get("head_sha") or facts["base_sha"], facts["branch"])
+        tampering += ctx.git.inspect_gitdir(own_git, facts.get("head_sha") or facts["base_sha"], facts["branch"])
     before = facts.get("git_before")
     if before:
         after = ctx.git.fingerprint(worktree)
-        prefix = ctx.policy.data["branch_template"].split("{", 1)[0]
+        prefix = ctx.policy.config.branch_template.split("{", 1)[0]
         own = f"refs/heads/{facts['branch']}"
 
         def refs(text: str) -> set[str]:
@@ -189,9 +187,7 @@ def commit_changes(ctx: ActionContext) -> dict[str, Any]:
         ctx.git.set_branch(branch, candidate)
         worktree = Path(facts["worktree"])
         if (worktree / ".git").exists():
-            from statemachine.adapters.git import run_git
-
-            run_git(["reset", "--quiet", "--mixed"], worktree, check=False)
+            ctx.git.reset_index(worktree)
     ctx.set_fact("head_sha", candidate)
     return {"commit": candidate, "reused": reused}
 
@@ -210,7 +206,7 @@ def push_branch(ctx: ActionContext) -> dict[str, Any]:
 
 def _push(ctx: ActionContext, sha: str, branch: str, force: bool = True) -> str:
     """Push ``sha`` to ``branch`` on the tracker's remote with the tracker's credential, given to the runner's git alone."""
-    remote = str(ctx.policy.data["tracker"].get("remote", "origin"))
+    remote: str = ctx.policy.config.tracker.remote
     if not ctx.tracker.capabilities.remote_branches:
         raise OrchError(f"the {ctx.tracker.kind} tracker cannot receive branches")
     ctx.git.push(remote, sha, branch, ctx.tracker.push_credential(), force=force)
@@ -237,10 +233,10 @@ def publish_proof(ctx: ActionContext) -> dict[str, Any]:
             if ctx.tracker.capabilities.remote_branches
             else f"{ctx.tracker.kind} tracker: kept locally"
         }
-    tr = ctx.policy.data["tracker"]
-    api = str(tr.get("api_url") or "https://api.github.com")
+    tr = ctx.policy.config.tracker
+    api = tr.api_url or "https://api.github.com"
     server = "https://github.com" if "api.github.com" in api else api.split("/api/")[0]
-    plan = proof_branch_files(proof, owner=tr["owner"], repo=tr["repo"], run_id=ctx.require_run(), server=server)
+    plan = proof_branch_files(proof, owner=str(tr.owner), repo=str(tr.repo), run_id=ctx.require_run(), server=server)
     if not plan.files:
         ctx.set_fact("proof_published", {"branch": None, "markdown": [], "skipped": plan.skipped})
         return {"published": 0, "skipped": plan.skipped}

@@ -10,35 +10,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from statemachine.adapters.process import scrubbed_env
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    command: str
-    url: str
-    ready_path: str = "/"
-    ready_status: int = 200
-    timeout_seconds: float = 30.0
-
-
-def app_spec(policy_data: dict[str, Any]) -> AppSpec | None:
-    """The policy's `proof.app`, or None when browser proof is not configured."""
-    app = (policy_data.get("proof") or {}).get("app")
-    if not app:
-        return None
-    ready = app.get("ready") or {}
-    return AppSpec(
-        command=str(app["command"]),
-        url=str(app["url"]),
-        ready_path=str(ready.get("path", "/")),
-        ready_status=int(ready.get("status", 200)),
-        timeout_seconds=float(app.get("timeout_seconds", 30)),
-    )
+from statemachine.scenario import AppSpec as AppSpec
+from statemachine.scenario import app_spec as app_spec
 
 
 def free_port() -> int:

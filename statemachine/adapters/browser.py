@@ -10,23 +10,30 @@ into the runner's own artifact list.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 from statemachine.adapters.app_server import AppSpec as AppSpec
 from statemachine.adapters.app_server import RunningApp as RunningApp
 from statemachine.adapters.app_server import app_spec as app_spec
 from statemachine.adapters.app_server import free_port as free_port
 from statemachine.adapters.process import scrubbed_env
-from statemachine.errors import OrchError
+from statemachine.scenario import INTERACTIONS as INTERACTIONS
+from statemachine.scenario import RESERVED_SHOTS as RESERVED_SHOTS
+from statemachine.scenario import VIEWPORTS as VIEWPORTS
+from statemachine.scenario import BrowserError as BrowserError
+from statemachine.scenario import load_scenario as load_scenario
+from statemachine.scenario import mobile_unsupported as mobile_unsupported
+from statemachine.scenario import origin as origin
+from statemachine.scenario import png_size as png_size
+from statemachine.scenario import resolve_url as resolve_url
+from statemachine.scenario import sha256_file as sha256_file
+from statemachine.scenario import validate_scenario as validate_scenario
 
-VIEWPORTS: tuple[tuple[str, int, int], ...] = (("desktop", 1280, 800), ("mobile", 390, 844))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -39,110 +46,16 @@ CHROMIUM_ARGS = [
 ]
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 DEFAULT_STEP_TIMEOUT_MS = 5000
-INTERACTIONS = ("goto", "click", "fill", "press")
-RESERVED_SHOTS = ("final",)
-
-
-class BrowserError(OrchError):
-    """The browser proof cannot run on this machine (no Playwright, no Chromium)."""
 
 
 def chromium_path() -> str:
     return os.environ.get("ORCH_CHROMIUM") or DEFAULT_CHROMIUM
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
-
-
-def resolve_url(base_url: str, url: str) -> str | None:
-    """The absolute URL of a scenario URL, or None when it leaves the app's origin."""
-    if url.startswith("//"):
-        return None
-    absolute = urljoin(base_url.rstrip("/") + "/", url) if not urlsplit(url).scheme else url
-    if origin(absolute) != origin(base_url):
-        return None
-    return absolute
-
-
-def validate_scenario(data: Any, base_url: str | None = None) -> list[str]:
-    """Reasons the scenario is unusable: the schema, reserved names, and any URL off the app's origin."""
-    import jsonschema
-
-    from statemachine import resources
-
-    errors = sorted(
-        jsonschema.Draft202012Validator(resources.schema("browser-scenario")).iter_errors(data),
-        key=lambda e: list(e.absolute_path),
-    )
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-        return [f"the scenario does not match schemas/browser-scenario.schema.json at {where}: {first.message}"]
-    reasons = []
-    names = []
-    for i, step in enumerate(data["steps"]):
-        if step["action"] == "goto":
-            url = step["url"]
-            parts = urlsplit(url)
-            if url.startswith("//") or (parts.scheme and parts.scheme not in ("http", "https")):
-                reasons.append(f"step {i}: {url!r} is not a same-origin URL")
-            elif base_url is not None and resolve_url(base_url, url) is None:
-                reasons.append(f"step {i}: {url!r} leaves the app's origin {base_url}")
-            elif base_url is None and parts.scheme:
-                reasons.append(
-                    f"step {i}: write {url!r} as a path: the app's origin is only known when the runner starts it"
-                )
-        if step["action"] == "screenshot":
-            if step["name"] in RESERVED_SHOTS or step["name"] in names:
-                reasons.append(f"step {i}: screenshot name {step['name']!r} is reserved or used twice")
-            names.append(step["name"])
-    return reasons
-
-
-def load_scenario(path: Path, base_url: str | None = None) -> tuple[dict[str, Any] | None, list[str]]:
-    from statemachine import limits
-
-    if path.is_symlink() or not path.is_file():
-        return None, [f"the scenario {path.name} is not a regular file"]
-    try:  # written by the proof agent: its size is checked before it is read
-        data = json.loads(limits.read_capped(path, limits.SCENARIO).decode("utf-8"))
-    except limits.TooLarge as exc:
-        return None, [limits.over_cap(f"the scenario {path.name}", exc.size, limits.SCENARIO)]
-    except (limits.NotRegular, OSError):
-        return None, [f"the scenario {path.name} is not a regular file"]
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        return None, [f"the scenario is not valid JSON: {exc}"]
-    reasons = validate_scenario(data, base_url)
-    return (data if not reasons else None), reasons
-
-
 # the app ---------------------------------------------------------------------------------
 
 
 # the browser -----------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def png_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from a PNG's IHDR chunk."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-    except OSError:
-        return None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 class _Recorder:
@@ -420,9 +333,19 @@ def browser_proof(
     return result
 
 
-def mobile_unsupported(target: str) -> BrowserError:
-    return BrowserError(
-        f"{target} proof is not supported on this machine: there is no {'Android emulator' if target == 'android' else 'iOS simulator'} "
-        "or device tooling here",
-        "use `orch proof browser` (it captures every final state at the 390x844 mobile viewport too)",
-    )
+class Chromium:
+    """The Browser port (statemachine/ports.py): Debian's Chromium driven through Playwright, the app run in the
+    Sandbox it is handed."""
+
+    def prove(
+        self,
+        scenario: dict[str, Any],
+        out_dir: Path,
+        rel_root: Path,
+        *,
+        app: AppSpec | None = None,
+        app_cwd: Path | None = None,
+        base_url: str | None = None,
+        sandbox: Any = None,
+    ) -> dict[str, Any]:
+        return browser_proof(scenario, out_dir, rel_root, spec=app, app_cwd=app_cwd, base_url=base_url, jail=sandbox)

@@ -5,14 +5,13 @@ of its own. The exit codes a command may end with are named per call (``retcode`
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from statemachine.adapters.gitrun import GitCommandFailed, run_git, run_git_result
+from statemachine.adapters.gitrun import GitCommandFailed, git_stream, run_git, run_git_result
 from statemachine.errors import GitError
 from statemachine.model import Change
 from statemachine.ports import Capture
@@ -118,10 +117,12 @@ class CliGit:
         with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
             temp_index = Path(tmp) / "index"
             if index.exists():
-                shutil.copyfile(index, temp_index)
-                # An index older than every entry makes each entry "racily clean", so git compares content, not
-                # stat data: otherwise a same-size edit made in the checkout's second is missed once time moves on.
-                os.utime(temp_index, (1, 1))
+                # The copy keeps the index's own times (to the nanosecond), so git's stat cache stays valid: only
+                # entries whose file changed are hashed again. An entry written in the same instant as the index
+                # stays "racily clean" by git's own rule (its mtime is not older than the index's), so a same-size
+                # edit made in that instant is still compared by content. A fresh mtime on the copy would instead
+                # hide such an edit; an old one (the former fix) made git hash every file of the repository.
+                shutil.copy2(index, temp_index)
             env = {"GIT_INDEX_FILE": str(temp_index)}
             run_git(["add", "--all", "--", "."], worktree, env)
             tree = run_git(["write-tree"], worktree, env).strip()
@@ -268,6 +269,84 @@ class CliGit:
 
     def diff_text(self, base: str, tree: str) -> str:
         return run_git(["diff", "--no-color", "--no-renames", "--no-ext-diff", base, tree], self.root)
+
+    # -- what the change set holds, read from git's objects (never from the worktree) --------------------------
+
+    def changed_blobs(self, base: str, tree: str) -> list[tuple[str, str]]:
+        fields = run_git(["diff-tree", "-r", "-z", "--no-renames", base, tree], self.root).split("\0")
+        out = []
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.lstrip(":").split()
+            if len(parts) == 5 and not parts[4].startswith("D") and parts[1] != "160000" and parts[3].strip("0"):
+                out.append((path, parts[3]))  # deleted, a submodule's commit, or no content: left out
+        return out
+
+    def binary_paths(self, base: str, tree: str) -> set[str]:
+        rows = run_git(["diff-tree", "-r", "-z", "--no-renames", "--numstat", base, tree], self.root).split("\0")
+        return {row.split("\t", 2)[2] for row in rows if row.startswith("-\t-\t")}
+
+    def blob_sizes(self, shas: list[str]) -> dict[str, int]:
+        if not shas:
+            return {}
+        out = run_git(
+            ["cat-file", "--batch-check=%(objectname) %(objectsize)"], self.root, input="".join(s + "\n" for s in shas)
+        )
+        sizes = {}
+        for line in out.splitlines():
+            sha, _, size = line.partition(" ")
+            if size.isdigit():
+                sizes[sha] = int(size)
+        return sizes
+
+    def blob_chunks(self, shas: list[str], chunk: int) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """Each blob's content as it streams from one ``git cat-file --batch``; a caller reads each blob's chunks
+        before asking for the next blob (what it leaves unread is skipped)."""
+        if not shas:
+            return
+        with git_stream(["cat-file", "--batch"], self.root) as proc:
+            stdin, stdout = proc.stdin, proc.stdout
+            assert stdin is not None and stdout is not None
+            for sha in shas:
+                stdin.write(sha.encode() + b"\n")
+                stdin.flush()
+                header = stdout.readline().split()
+                if len(header) != 3 or not header[2].isdigit():
+                    continue  # "<sha> missing": nothing to read
+                left = [int(header[2])]
+
+                def body(left: list[int] = left) -> Iterator[bytes]:
+                    while left[0] > 0:
+                        data = stdout.read(min(chunk, left[0]))
+                        if not data:
+                            return
+                        left[0] -= len(data)
+                        yield data
+
+                yield sha, body()
+                while left[0] > 0:  # the rest of a blob the caller stopped reading
+                    data = stdout.read(min(chunk, left[0]))
+                    if not data:
+                        break
+                    left[0] -= len(data)
+                stdout.read(1)  # the newline after each object
+
+    def changed_paths(self, before: str, after: str) -> list[str]:
+        return run_git(["diff-tree", "-r", "--name-only", before, after], self.root, check=False).split()
+
+    def commit_time(self, sha: str) -> int | None:
+        out = run_git(["show", "-s", "--format=%ct", sha], self.root, check=False).strip()
+        return int(out) if out.isdigit() else None
+
+    def checkout_paths(self, worktree: Path, sha: str, paths: list[str]) -> None:
+        run_git(["checkout", sha, "--", *paths], worktree)
+
+    def reset_index(self, worktree: Path) -> None:
+        run_git(["reset", "--quiet", "--mixed"], worktree, check=False)
+
+    def inspect_gitdir(self, gitdir: Path, head: str, branch: str | None) -> list[str]:
+        from statemachine.adapters.agent_git import inspect_private_gitdir
+
+        return inspect_private_gitdir(gitdir, head, branch)
 
 
 def _names(out: str) -> list[str]:

@@ -22,12 +22,13 @@ as bytes, where plumbum would drop undecodable bytes (a path with one would read
 
 from __future__ import annotations
 
+import contextlib
 import locale
 import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,11 @@ HARDENED_CONFIG: tuple[tuple[str, str], ...] = (
     ("merge.renormalize", "false"),  # a merge never runs clean filters over blobs
     ("submodule.recurse", "false"),
     ("push.recurseSubmodules", "no"),
+    # The capture trusts git's stat cache (adapters/git.py capture): a file whose content changed always shows a
+    # changed ctime, which no process can set back, so the repository's config may not turn these checks off.
+    ("core.trustctime", "true"),
+    ("core.checkStat", "default"),
+    ("core.ignoreStat", "false"),
 )
 
 # Keys with a free middle part (section.<name>.key) that run a program, and the inert value each gets.
@@ -405,3 +411,28 @@ def run_git_bytes(
 ) -> bytes:  # noqa: A002
     """``run_git`` for binary output: stdout exactly as git wrote it (a blob, a NUL-separated listing of raw paths)."""
     return _run(args, cwd, env, network, timeout, retcode, input)[1]
+
+
+@contextlib.contextmanager
+def git_stream(args: list[str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A long-lived git command (only one that runs no program: ``cat-file --batch``) with its stdin and stdout as
+    pipes, for the runner to feed and read a blob at a time; stopped when the block ends. Started through plumbum's
+    ``popen`` with the same binary, hardened options and environment as every other git command."""
+    at = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+    if at == len(args) or args[at] not in _NO_PROGRAMS:
+        raise GitError(f"git {' '.join(args[:2])} cannot be streamed", "stream only a command that runs no program")
+    git = _git_binary()
+    command = _Plumbum.get().git(git)[_with_added_options(args)].with_cwd(cwd).with_env(**git_env())
+    proc = command.popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

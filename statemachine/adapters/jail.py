@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,6 @@ from typing import Any
 
 from statemachine.adapters import egress
 from statemachine.adapters.egress import INGRESS_DIR, NET_DIR
-from statemachine.adapters.jail_files import REMOVED_SUFFIX as REMOVED_SUFFIX
 from statemachine.adapters.jail_files import _start_time, disarm, ensure_gone
 from statemachine.adapters.jail_files import lock_free as lock_free
 from statemachine.adapters.jail_files import own_git as own_git
@@ -41,6 +41,7 @@ from statemachine.adapters.jail_settings import bwrap_path as bwrap_path
 from statemachine.adapters.jail_settings import probe as probe
 from statemachine.adapters.process import ProcessResult, run_process
 from statemachine.errors import OrchError
+from statemachine.ports import REMOVED_SUFFIX as REMOVED_SUFFIX
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 # Inside /etc, files that hold a machine's secrets (readable when orch itself runs as root).
@@ -129,6 +130,29 @@ class Jail:
                     "install bubblewrap and allow user namespaces, or (only where this machine is itself "
                     "a disposable sandbox) set `sandbox: none` in the policy",
                 )
+
+    # -- the Sandbox port (statemachine/ports.py) --------------------------------------------------
+
+    def _repo(self) -> Path:
+        if self.repo is None:
+            raise OrchError("this jail serves no repository", "build it with Jail.for_policy(data, repo)")
+        return self.repo
+
+    def workspace(self, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
+        return workspace_extras(self._repo(), self, worktree, evidence, base, branch)
+
+    def run_shell(self, command: str, worktree: Path, log: Path, timeout: float, base: str) -> ProcessResult:
+        spec = Spec(workdir=worktree, hosts=self.settings.check_hosts or None, label="check")
+        scratch = None
+        if self.enabled:
+            scratch = Path(tempfile.mkdtemp(prefix="orch-checkgit-"))
+            spec.gitdir = own_git(self._repo(), worktree, scratch / "git", base, None)
+            spec.writable = (scratch,)
+        try:
+            return self.run(["/bin/sh", "-c", command], spec, {}, log, timeout).result
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     # -- what is visible ----------------------------------------------------------------------------
 

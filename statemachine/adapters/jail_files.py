@@ -13,15 +13,14 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from statemachine.ports import REMOVED_SUFFIX
+
 
 class Jailing(Protocol):
     """What ``workspace_extras`` asks of a jail (adapters/jail.py's Jail): whether it is on."""
 
     @property
     def enabled(self) -> bool: ...
-
-
-REMOVED_SUFFIX = ".orch-removed"  # beside what ``disarm`` removed from an evidence folder
 
 
 def disarm(folder: Path) -> list[str]:

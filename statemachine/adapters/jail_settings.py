@@ -6,10 +6,10 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from statemachine.adapters.tools import ToolError, ToolFailed, run_tool
 from statemachine.errors import OrchError
 
 MODES = ("bubblewrap", "none")
@@ -43,18 +43,16 @@ def probe(bwrap: str | None = None) -> Probe:
             "bubblewrap (bwrap) is not installed: apt-get install bubblewrap "
             "(dnf install bubblewrap, pacman -S bubblewrap)",
         )
+    version: str | None = None
     try:
-        version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout.strip() or None
-        res = subprocess.run(
+        version = run_tool([exe, "--version"], timeout=10)[1].strip() or None
+        run_tool(
             [exe, *_namespaces(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
-            capture_output=True,
-            text=True,
             timeout=20,
+            retcode=0,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Probe(False, exe, None, f"{exe} cannot run: {exc}")
-    if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+    except ToolFailed as failed:  # the trial jail exited with another code than 0
+        why = (failed.stderr.strip().splitlines() or [f"exit code {failed.returncode}"])[-1]
         return Probe(
             False,
             exe,
@@ -63,6 +61,8 @@ def probe(bwrap: str | None = None) -> Probe:
             "namespaces are probably disabled (sysctl kernel.unprivileged_userns_clone=1, "
             "or AppArmor's kernel.apparmor_restrict_unprivileged_userns=0)",
         )
+    except ToolError as exc:  # it did not start, or did not finish in time
+        return Probe(False, exe, None, f"{exe} cannot run: {exc.reason}")
     return Probe(True, exe, version)
 
 

@@ -284,6 +284,17 @@ class LocalTracker:
     def push_credential(self) -> tuple[str, str]:
         raise OrchError("the local tracker receives no branches: they stay in this repository")
 
+    def secret(self) -> tuple[str, str] | None:
+        return None  # it acts with no credential
+
+    def pull_request_caveat(self) -> str | None:
+        return None
+
+    def label_actors(self, labels: list[str]) -> dict[str, dict[int, str]] | None:
+        return None  # one read per issue is a local query
+
+    request_count = None  # it sends no request
+
     def ensure_label(self, name: str, color: str, description: str = "", dry_run: bool = False) -> str:
         raise OrchError("the local tracker keeps no label list")
 

@@ -19,40 +19,16 @@ plumbum has no way to do what this runner is for:
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-# Removed from every child's environment: tokens, credentials and the ways git finds them.
-_SCRUB_EXACT = {
-    "GH_TOKEN",
-    "GITHUB_TOKEN",
-    "GH_ENTERPRISE_TOKEN",
-    "GITHUB_ENTERPRISE_TOKEN",
-    "GH_CONFIG_DIR",
-    "GIT_ASKPASS",
-    "SSH_ASKPASS",
-    "SSH_AUTH_SOCK",
-    "NPM_TOKEN",
-    "NODE_AUTH_TOKEN",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "OPENAI_API_KEY_FILE",
-    "DOCKER_AUTH_CONFIG",
-    "KUBECONFIG",
-    "GIT_CREDENTIAL_HELPER",
-}
-_SCRUB_PREFIX = ("AWS_", "AZURE_", "ARM_", "GCP_", "GOOGLE_CLOUD_", "ORCH_GITHUB_", "GIT_CONFIG_")
-_SCRUB_PATTERN = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)", re.I)
-
-
-def is_secret_name(name: str) -> bool:
-    upper = name.upper()
-    return upper in _SCRUB_EXACT or upper.startswith(_SCRUB_PREFIX) or bool(_SCRUB_PATTERN.search(upper))
+from statemachine.ports import CANCEL as CANCEL  # set by lease.Keeper: every process started here stops
+from statemachine.ports import ProcessResult as ProcessResult
+from statemachine.secrets import is_secret_name as is_secret_name  # the rule lives with the secrets
 
 
 def scrubbed_env(extra: dict[str, str] | None = None, keep: set[str] | None = None) -> dict[str, str]:
@@ -72,23 +48,6 @@ def scrubbed_env(extra: dict[str, str] | None = None, keep: set[str] | None = No
     for k, v in (extra or {}).items():
         env[k] = v
     return env
-
-
-@dataclass(frozen=True)
-class ProcessResult:
-    exit_code: int | None
-    timed_out: bool
-    idle_timed_out: bool
-    duration_seconds: float
-    output_bytes: int
-    truncated: bool
-    error: str | None = None
-
-
-# Set by a run that must stop at once (lease.Keeper: another runner took its claim over): every process started by
-# run_process in this orch process is stopped with its whole group, and the step sees an ordinary failed result.
-# The engine clears it when the step ends. A flag, not an asynchronous exception: nothing is interrupted half-way.
-CANCEL = threading.Event()
 
 
 def run_process(

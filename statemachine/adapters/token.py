@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 
+from statemachine.adapters.tools import ToolError, run_tool
 from statemachine.errors import OrchError
 
 ENV_NAMES: tuple[str, ...] = ("GH_TOKEN", "GITHUB_TOKEN")
@@ -34,10 +34,10 @@ def find_token(env: Mapping[str, str] = os.environ, host: str | None = None) -> 
         cmd = [gh, "auth", "token"] + (["--hostname", host] if host else [])
         child_env = {k: v for k, v in env.items() if k not in ENV_NAMES}
         try:
-            out = subprocess.run(cmd, env=child_env, capture_output=True, text=True, timeout=15, check=False)
-        except (OSError, subprocess.SubprocessError):
-            out = None
-        token = out.stdout.strip() if out is not None and out.returncode == 0 else ""
+            code, stdout, _ = run_tool(cmd, env=child_env, timeout=15)
+        except ToolError:
+            code, stdout = None, ""
+        token = stdout.strip() if code == 0 else ""
         if token and not any(c.isspace() for c in token):
             return token, GH_SOURCE
     where = f" for {host}" if host else ""

@@ -23,7 +23,7 @@ def _check(results: list[dict[str, Any]], name: str, fn: Callable[[], str], fix:
 
 def main(args: argparse.Namespace, out: Output) -> int:
     from statemachine import policy as policy_mod
-    from statemachine.runtime import find_repo, open_runtime
+    from statemachine.runtime import find_repo, jail_for, open_runtime
 
     results: list[dict[str, Any]] = []
     root = find_repo(args.repo)
@@ -36,7 +36,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
         except OrchError as exc:
             raise OrchError(str(exc).splitlines()[0], "run `orch lint` and fix what it lists") from None
         state["policy"] = pol
-        return f"{path} is valid ({len(pol.transitions)} transitions, tracker {pol.data['tracker']['kind']})"
+        return f"{path} is valid ({len(pol.transitions)} transitions, tracker {pol.config.tracker.kind})"
 
     def git_ok() -> str:
         if shutil.which("git") is None:
@@ -44,22 +44,20 @@ def main(args: argparse.Namespace, out: Output) -> int:
         return "git found"
 
     def agent_ok() -> str:
-        cfg = state["policy"].data["agent"]
+        cfg = state["policy"].config.agent
         from statemachine.adapters.agents import make_agent
 
-        agent = make_agent(cfg, root, None)
+        agent = make_agent(dict(cfg.options), root, None)
         resolve = getattr(agent, "resolve", None)
-        found = resolve() if resolve else shutil.which(str(cfg.get("command") or cfg["kind"]))
+        found = resolve() if resolve else shutil.which(cfg.command or cfg.kind)
         if not found:
-            raise OrchError(
-                f"the agent command {cfg.get('command')!r} is not installed", "install it or change agent.command"
-            )
-        return f"agent {cfg['kind']}: {found}"
+            raise OrchError(f"the agent command {cfg.command!r} is not installed", "install it or change agent.command")
+        return f"agent {cfg.kind}: {found}"
 
     def jail_ok() -> str:
         from statemachine.adapters.jail import Jail
 
-        jail = Jail.for_policy(state["policy"].data, root)
+        jail: Jail = jail_for(state["policy"], root)
         if not jail.enabled:
             return (
                 "sandbox: none: agents and checks run unjailed, with your user's rights (only for a disposable machine)"
@@ -74,11 +72,11 @@ def main(args: argparse.Namespace, out: Output) -> int:
     _check(results, "jail", jail_ok, "install bubblewrap (apt-get install bubblewrap)")
     _check(results, "agent", agent_ok, "install the agent CLI")
     pol = state["policy"]
-    if pol.data["tracker"]["kind"] == "github":
+    if pol.config.tracker.kind == "github":
         from statemachine.commands.setup import origin_url, owner_repo_of, parse_github_url
 
-        tr = pol.data["tracker"]
-        enterprise = bool(tr.get("api_url")) and "api.github.com" not in str(tr.get("api_url"))
+        tr = pol.config.tracker
+        enterprise = bool(tr.api_url) and "api.github.com" not in str(tr.api_url)
 
         def origin_ok() -> str:
             url = origin_url(root)
@@ -88,9 +86,9 @@ def main(args: argparse.Namespace, out: Output) -> int:
                     f"origin ({url or 'missing'}) is not a GitHub repository",
                     "git remote add origin git@github.com:OWNER/REPO.git",
                 )
-            if (parsed[0].lower(), parsed[1].lower()) != (tr["owner"].lower(), tr["repo"].lower()):
+            if (parsed[0].lower(), parsed[1].lower()) != (str(tr.owner).lower(), str(tr.repo).lower()):
                 raise OrchError(
-                    f"origin is {parsed[0]}/{parsed[1]} but the policy names {tr['owner']}/{tr['repo']}",
+                    f"origin is {parsed[0]}/{parsed[1]} but the policy names {tr.owner}/{tr.repo}",
                     "fix tracker.owner / tracker.repo, or the origin remote",
                 )
             return f"origin is {parsed[0]}/{parsed[1]}"
@@ -110,7 +108,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 perms = info.get("permissions") or {}
                 if not perms.get("push") and not perms.get("admin") and not perms.get("maintain"):
                     raise OrchError(
-                        f"{who} cannot write to {tr['owner']}/{tr['repo']} (permissions: {perms})",
+                        f"{who} cannot write to {tr.owner}/{tr.repo} (permissions: {perms})",
                         "use a token with issues, pull requests and contents write access",
                     )
                 state["default_branch"] = info.get("default_branch")
@@ -118,20 +116,15 @@ def main(args: argparse.Namespace, out: Output) -> int:
 
             def labels_ok() -> str:
                 missing = []
-                for spec in pol.data["labels"].values():
-                    if (
-                        tracker.ensure_label(
-                            spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=True
-                        )
-                        == "created"
-                    ):
-                        missing.append(spec["name"])
+                for spec in pol.config.labels.values():
+                    if tracker.ensure_label(spec.name, spec.color, spec.description, dry_run=True) == "created":
+                        missing.append(spec.name)
                 if missing:
                     raise OrchError("missing labels: " + ", ".join(missing), "run `orch setup --prepare-labels`")
-                return f"all {len(pol.data['labels'])} labels exist"
+                return f"all {len(pol.config.labels)} labels exist"
 
             def base_ok() -> str:
-                base = tr.get("base_branch") or state.get("default_branch") or "main"
+                base = tr.base_branch or state.get("default_branch") or "main"
                 if not tracker.branch_exists(base):
                     raise OrchError(
                         f"base branch {base!r} does not exist on GitHub", "push it or set tracker.base_branch"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import platform
 import shutil
-import subprocess
 import sys
 from importlib import metadata
 
 from statemachine import __version__
+from statemachine.adapters.tools import ToolError, run_tool
 from statemachine.errors import EXIT_ERROR, EXIT_OK
 from statemachine.output import Output
 
@@ -23,10 +23,10 @@ def _version(cmd: str) -> str | None:
     if path is None:
         return None
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else path
-    except (OSError, subprocess.TimeoutExpired):
+        _, stdout, stderr = run_tool([path, "--version"], timeout=10)
+    except ToolError:
         return path
+    return (stdout or stderr).strip().splitlines()[0] if (stdout or stderr).strip() else path
 
 
 def main(args: argparse.Namespace, out: Output) -> int:

@@ -22,9 +22,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
             issue = replace(issue, title=facts["authorized_text"]["title"], body=facts["authorized_text"]["body"])
         comments, _ = trusted_comments(rt.tracker, issue.comments, dict(facts.get("author_permissions") or {}))
         issue = replace(issue, comments=comments)
-        values = prompting.issue_values(
-            issue, rt.repo, rt.policy.data.get("rules", ""), list(facts.get("findings", []))
-        )
+        values = prompting.issue_values(issue, rt.repo, rt.policy.config.rules, list(facts.get("findings", [])))
         values.update(
             report_path=rt.repo / ".orch" / "runs" / (run_id or "RUN") / "attempt-N" / "report.json",
             worktree=facts.get("worktree", "(created when the run starts)"),

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from statemachine import proof, secrets
-from statemachine.adapters import browser
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, OrchError
 from statemachine.output import Output
 from statemachine.runtime import Runtime, open_runtime
+from statemachine.scenario import mobile_unsupported
 
 
 def _candidate_worktree(rt: Runtime, facts: dict[str, Any], run_id: str) -> tuple[Path, bool]:
@@ -56,7 +56,7 @@ def _render(target: str, number: int, fact: dict[str, Any]) -> str:
 def main(args: argparse.Namespace, out: Output) -> int:
     target = args.proof_command
     if target in ("android", "ios"):
-        raise browser.mobile_unsupported(target)
+        raise mobile_unsupported(target)
     rt = open_runtime(args.repo, args.policy)
     try:
         with rt.store.issue_lock(args.issue, owner=f"proof-pid-{os.getpid()}"):  # never beside a step of the same issue
@@ -90,8 +90,11 @@ def _prove(args: argparse.Namespace, out: Output, rt: Runtime, target: str) -> i
         inp = proof.ProofInputs(
             repo=rt.repo,
             policy_data=rt.policy.data,
+            config=rt.policy.config,
             git=rt.git,
             make_agent=rt.make_agent,
+            sandbox=rt.jail,
+            make_browser=rt.make_browser,
             issue=issue,
             worktree=worktree,
             base_sha=facts["base_sha"],
@@ -101,7 +104,7 @@ def _prove(args: argparse.Namespace, out: Output, rt: Runtime, target: str) -> i
             run_id=run_id,
             proof_dir=proof_dir,
             findings=list(facts.get("findings", [])),
-            secrets=secrets.for_run(rt.policy.data, rt.tracker),
+            secrets=secrets.for_run(rt.policy.config, rt.tracker),
         )
         if target == "auto":
             fact = proof.prove(inp)

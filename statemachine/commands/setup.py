@@ -86,8 +86,8 @@ def workflow_agent(root: Path, policy_path: Path | None = None) -> tuple[str, st
 
     path = policy_mod.resolve_path(root, policy_path)
     loaded = policy_mod.load(path) if path.exists() else policy_mod.load(resources.bundled_policy("default"))
-    agent = dict(loaded.data.get("agent") or {})
-    return str(agent.get("kind") or "codex"), workflow.agent_key_env(agent)
+    agent = loaded.config.agent
+    return agent.kind, workflow.agent_key_env(dict(agent.options))
 
 
 def plan(
@@ -163,21 +163,19 @@ def prepare_labels(root: Path, args: argparse.Namespace, writes: list[tuple[Path
     try:
         ensure = rt.tracker.ensure_label if rt.tracker.capabilities.label_list else None
         results = []
-        for role, spec in rt.policy.data["labels"].items():
+        for role, spec in rt.policy.config.labels.items():
             if ensure is None:
                 results.append(
                     {
                         "role": role,
-                        "name": spec["name"],
+                        "name": spec.name,
                         "result": "unchanged",
                         "note": "the local tracker keeps no label list",
                     }
                 )
                 continue
-            outcome = ensure(
-                spec["name"], spec.get("color", "ededed"), spec.get("description", ""), dry_run=args.dry_run
-            )
-            results.append({"role": role, "name": spec["name"], "result": outcome})
+            outcome = ensure(spec.name, spec.color, spec.description, dry_run=args.dry_run)
+            results.append({"role": role, "name": spec.name, "result": outcome})
         return results
     finally:
         rt.close()

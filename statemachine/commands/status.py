@@ -28,9 +28,8 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 seen.setdefault(issue.number, issue)
         rows: list[dict[str, Any]] = []
         bulk: dict[str, dict[int, str]] = {}
-        label_actors = getattr(rt.tracker, "label_actors", None)
-        if label_actors is not None and len(seen) > 3:  # one pass over the repository's events beats one per issue
-            bulk = label_actors([rt.policy.label("auto"), rt.policy.label("plan_auto")])
+        if len(seen) > 3:  # one pass over the repository's events beats one per issue (None: the tracker says not)
+            bulk = rt.tracker.label_actors([rt.policy.label("auto"), rt.policy.label("plan_auto")]) or {}
         for number in sorted(seen):
             issue = seen[number]
             state, run_id = states.get(number, ("queued", None))
@@ -71,8 +70,11 @@ def main(args: argparse.Namespace, out: Output) -> int:
             lines.append(line(r))
             lines += [line(by_number[c], "  └ ") for c in r["children"]]
         lines = lines or ["no open issue carries an authorizing label"]
-        requests = getattr(rt.tracker, "request_count", None)
-        out.emit("status", {"issues": rows, "tracker": rt.tracker.kind, "requests": requests}, "\n".join(lines))
+        out.emit(
+            "status",
+            {"issues": rows, "tracker": rt.tracker.kind, "requests": rt.tracker.request_count},
+            "\n".join(lines),
+        )
         return EXIT_OK
     finally:
         rt.close()

@@ -14,12 +14,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from statemachine import images, limits
-from statemachine.adapters import browser
-from statemachine.adapters.browser import sha256_file
-from statemachine.adapters.jail import REMOVED_SUFFIX
+from statemachine import scenario as scenarios
+from statemachine.ports import REMOVED_SUFFIX
+from statemachine.scenario import sha256_file
 
 UI_WORDS = re.compile(r"\b(?:page|pages|button|buttons|screen|screens|ui)\b", re.IGNORECASE)
-REQUIRED_VIEWPORTS = tuple(f"{w}x{h}" for _, w, h in browser.VIEWPORTS)
+REQUIRED_VIEWPORTS = tuple(f"{w}x{h}" for _, w, h in scenarios.VIEWPORTS)
 # Paths that reveal the host; publishable artifacts must not contain them (binary files are not read).
 HOST_PATH = re.compile(r"(?<![\w.~-])/(?:home|root|tmp|Users|var/folders|private/var)/")
 RUNNER_FOLDER = "browser"
@@ -344,8 +344,8 @@ def check_ui(
     if not browser_result.get("ok"):
         reasons.append(f"{cid}: the runner's browser run did not pass: {browser_result.get('error')}")
     base = browser_result.get("base_url", "")
-    entry = browser.resolve_url(base, ui["workflow"]["entry_url"]) if base else None
-    first = browser.resolve_url(base, scenario["steps"][0]["url"]) if scenario and base else None
+    entry = scenarios.resolve_url(base, ui["workflow"]["entry_url"]) if base else None
+    first = scenarios.resolve_url(base, scenario["steps"][0]["url"]) if scenario and base else None
     if entry is None or entry != first:
         reasons.append(f"{cid}: workflow entry_url {ui['workflow']['entry_url']!r} is not the scenario's first goto")
     last_step = int(browser_result.get("last_interaction_step", -1))

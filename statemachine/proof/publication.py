@@ -8,8 +8,8 @@ from typing import Any
 from urllib.parse import quote
 
 from statemachine import limits
-from statemachine.adapters.browser import sha256_file
 from statemachine.proof.checks import REQUIRED_VIEWPORTS, screenshot_problems
+from statemachine.scenario import sha256_file
 
 
 def checked_summary(proof: dict[str, Any]) -> str:

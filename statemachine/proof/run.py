@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from statemachine import limits
-from statemachine.adapters import browser
+from statemachine import scenario as scenarios
+from statemachine.ports import Browser, Git, Sandbox
 from statemachine.proof.checks import (
     REQUIRED_VIEWPORTS,
     RUNNER_FOLDER,
@@ -36,6 +37,7 @@ from statemachine.proof.checks import (
     merge_artifacts,
     validate_report,
 )
+from statemachine.settings import Settings
 
 
 @dataclass
@@ -43,9 +45,12 @@ class ProofInputs:
     """What a proof needs, whether the lifecycle or `orch proof` starts it."""
 
     repo: Path
-    policy_data: dict[str, Any]
-    git: Any  # statemachine.ports.Git
+    policy_data: dict[str, Any]  # the merged tree: scenario.app_spec reads proof.app from it
+    config: Settings
+    git: Git
     make_agent: Callable[[], Any]
+    sandbox: Sandbox  # where the proof app runs (the agent jail)
+    make_browser: Callable[[], Browser]
     issue: Any  # statemachine.model.Issue, with its comments
     worktree: Path
     base_sha: str
@@ -79,15 +84,17 @@ def browser_summary(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result.get(k) for k in BROWSER_SUMMARY}
 
 
-def candidate_time_ns(repo: Path, sha: str) -> int:
-    from statemachine.adapters.git import run_git
-
-    out = run_git(["show", "-s", "--format=%ct", sha], repo, check=False).strip()
-    return int(out) * 1_000_000_000 if out.isdigit() else 0
+def candidate_time_ns(git: Git, sha: str) -> int:
+    seconds = git.commit_time(sha)
+    return seconds * 1_000_000_000 if seconds is not None else 0
 
 
 def runner_prompt(
-    phase: str, proof_dir: Path, criteria: list[dict[str, Any]], app: browser.AppSpec | None, browser_file: Path | None
+    phase: str,
+    proof_dir: Path,
+    criteria: list[dict[str, Any]],
+    app: scenarios.AppSpec | None,
+    browser_file: Path | None,
 ) -> str:
     from statemachine import resources
 
@@ -148,13 +155,12 @@ def _agent_run(
     phase: str,
     criteria: list[dict[str, Any]],
     report_path: Path,
-    app: browser.AppSpec | None,
+    app: scenarios.AppSpec | None,
     browser_file: Path | None,
 ) -> dict[str, Any]:
     from statemachine import prompting
-    from statemachine.ports import AgentRequest
 
-    values = prompting.issue_values(inp.issue, inp.repo, inp.policy_data.get("rules", ""), list(inp.findings))
+    values = prompting.issue_values(inp.issue, inp.repo, inp.config.rules, list(inp.findings))
     values.update(
         report_path=report_path, worktree=inp.worktree, branch=inp.branch, base_sha=inp.base_sha, attempt=inp.attempt
     )
@@ -164,34 +170,18 @@ def _agent_run(
         + runner_prompt(phase, inp.proof_dir, criteria, app, browser_file)
     )
     text = inp.secrets.redact(text) if inp.secrets else text
-    cfg = inp.policy_data["agent"]
     evidence = inp.proof_dir / f"agent-{phase}"
     evidence.mkdir(parents=True, exist_ok=True)
-    from statemachine.adapters.jail import Jail, workspace_extras
-
-    extra = workspace_extras(
-        inp.repo, Jail.for_policy(inp.policy_data, inp.repo), inp.worktree, evidence, inp.candidate_sha, inp.branch
-    )
-    result = inp.make_agent().run(
-        AgentRequest(
-            prompt=text,
-            workdir=inp.worktree,
-            evidence_dir=evidence,
-            report_path=report_path,
-            gitdir=extra.get("gitdir"),
-            lock=extra["lock"],
-            timeout_seconds=float(cfg.get("timeout_seconds", 1800)),
-            idle_timeout_seconds=float(cfg.get("idle_timeout_seconds", 600)),
-            extra_env={
-                "ORCH_MODE": "proof",
-                "ORCH_PROOF_PHASE": phase,
-                "ORCH_PROOF_DIR": str(inp.proof_dir),
-                "ORCH_PROOF_CRITERIA": json.dumps(criteria),
-                "ORCH_PROOF_BROWSER_RESULT": str(browser_file or ""),
-                "PYTHONDONTWRITEBYTECODE": "1",
-            },
-        )
-    )
+    extra = inp.sandbox.workspace(inp.worktree, evidence, inp.candidate_sha, inp.branch)
+    env = {
+        "ORCH_MODE": "proof",
+        "ORCH_PROOF_PHASE": phase,
+        "ORCH_PROOF_DIR": str(inp.proof_dir),
+        "ORCH_PROOF_CRITERIA": json.dumps(criteria),
+        "ORCH_PROOF_BROWSER_RESULT": str(browser_file or ""),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    result = inp.make_agent().run(inp.config.agent.request(text, inp.worktree, evidence, report_path, extra, env))
     leaks: list[dict[str, str]] = []
     if inp.secrets:  # the agent's own folder (its log) is kept redacted; what it held blocks the proof
         from statemachine.inspect_candidate import redact_tree, value_findings
@@ -211,28 +201,25 @@ def _agent_run(
 
 
 def run_browser(
-    inp: ProofInputs, scenario: dict[str, Any], out_dir: Path, app: browser.AppSpec | None, base_url: str | None = None
+    inp: ProofInputs,
+    scenario: dict[str, Any],
+    out_dir: Path,
+    app: scenarios.AppSpec | None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """The runner's browser run: the app started from a fresh worktree of the exact candidate, removed afterwards."""
     app_tree: Path | None = None
     try:
         if base_url is not None:
-            return browser.browser_proof(scenario, out_dir, inp.proof_dir, base_url=base_url)
+            return inp.make_browser().prove(scenario, out_dir, inp.proof_dir, base_url=base_url)
         if app is None:
-            return browser.browser_proof(scenario, out_dir, inp.proof_dir)
+            return inp.make_browser().prove(scenario, out_dir, inp.proof_dir)
         app_tree = inp.repo / ".orch" / "worktrees" / f"proof-app-{inp.run_id}-{inp.attempt}"
         inp.git.add_detached_worktree(app_tree, inp.candidate_sha)
-        from statemachine.adapters.jail import Jail
-
-        return browser.browser_proof(
-            scenario,
-            out_dir,
-            inp.proof_dir,
-            spec=app,
-            app_cwd=app_tree,
-            jail=Jail.for_policy(inp.policy_data, inp.repo),
+        return inp.make_browser().prove(
+            scenario, out_dir, inp.proof_dir, app=app, app_cwd=app_tree, sandbox=inp.sandbox
         )
-    except browser.BrowserError as exc:
+    except scenarios.BrowserError as exc:
         return {"ran": False, "ok": False, "error": str(exc), "steps": [], "artifacts": []}
     except Exception as exc:  # Playwright could not launch or drive Chromium: recorded, so the proof is blocked
         return {
@@ -259,11 +246,9 @@ def _fresh_dir(path: Path) -> int:
 
 def prove(inp: ProofInputs) -> dict[str, Any]:
     """Run the proof agent (and the runner's browser), then check everything it claims; return the `proof` fact."""
-    from statemachine.adapters.git import run_git
-
     started_ns = _fresh_dir(inp.proof_dir)
     criteria = criteria_for(inp.issue.body)
-    app = browser.app_spec(inp.policy_data)
+    app = scenarios.app_spec(inp.policy_data)
     report_path = inp.proof_dir / "proof-report.json"
     scenario_path = inp.proof_dir / "scenario.json"
     before = inp.git.capture(inp.worktree, inp.base_sha).tree
@@ -275,7 +260,7 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
     runner_reasons: list[str] = []
     if runs[0]["exit_code"] == 0 and (scenario_path.exists() or scenario_path.is_symlink()):
         fixed_base = app.url if app and "{port}" not in app.url else None
-        scenario, problems = browser.load_scenario(scenario_path, fixed_base)
+        scenario, problems = scenarios.load_scenario(scenario_path, fixed_base)
         if problems or scenario is None:
             runner_reasons += [f"scenario.json: {p}" for p in problems]
         elif app is None:
@@ -297,11 +282,7 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
 
     after = inp.git.capture(inp.worktree, inp.base_sha).tree
     git_after = inp.git.fingerprint(inp.worktree)
-    changed = (
-        []
-        if before == after
-        else run_git(["diff-tree", "-r", "--name-only", before, after], inp.repo, check=False).split()
-    )
+    changed = [] if before == after else inp.git.changed_paths(before, after)
     runner_reasons = check_product(before, after, git_before, git_after, changed) + runner_reasons
 
     report, report_reasons = validate_report(report_path)
@@ -326,7 +307,7 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
         paths_scanned, path_reasons = check_host_paths(
             inp.proof_dir, artifacts, host_paths(inp.repo, inp.worktree, inp.proof_dir)
         )
-        candidate_ns = candidate_time_ns(inp.repo, inp.candidate_sha)
+        candidate_ns = candidate_time_ns(inp.git, inp.candidate_sha)
         ui_details: dict[str, Any] = {}
         ui_reasons: list[str] = []
         by_criterion = {c["id"]: c for c in criteria}
@@ -397,7 +378,7 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
 def prove_browser(inp: ProofInputs, scenario_file: Path, base_url: str | None = None) -> dict[str, Any]:
     """Run a scenario on the candidate with the runner's browser and check what it captured (no agent involved)."""
     started_ns = _fresh_dir(inp.proof_dir)
-    app = browser.app_spec(inp.policy_data)
+    app = scenarios.app_spec(inp.policy_data)
     copy = inp.proof_dir / "scenario.json"
     try:
         shutil.copyfile(scenario_file, copy)
@@ -412,7 +393,7 @@ def prove_browser(inp: ProofInputs, scenario_file: Path, base_url: str | None = 
             "dir": str(inp.proof_dir),
         }
     fixed = base_url or (app.url if app and "{port}" not in app.url else None)
-    scenario, problems = browser.load_scenario(copy, fixed)
+    scenario, problems = scenarios.load_scenario(copy, fixed)
     reasons = [f"scenario: {p}" for p in problems]
     checked: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_ns / 1e9)),
@@ -435,7 +416,7 @@ def prove_browser(inp: ProofInputs, scenario_file: Path, base_url: str | None = 
                 inp.proof_dir, result.get("artifacts", []), host_paths(inp.repo, inp.worktree, inp.proof_dir)
             )
             shot_reasons = (
-                check_runner_shots(result, candidate_time_ns(inp.repo, inp.candidate_sha)) if result.get("ran") else []
+                check_runner_shots(result, candidate_time_ns(inp.git, inp.candidate_sha)) if result.get("ran") else []
             )
             reasons += artifact_reasons + secret_reasons + path_reasons + shot_reasons
             checked.update(artifacts=details, secrets_scanned=secrets_scanned, host_paths_scanned=paths_scanned)

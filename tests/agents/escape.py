@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 real_home, repo, remote, state, port = sys.argv[1:6]
@@ -20,7 +21,7 @@ report_path = Path(os.environ["ORCH_REPORT_PATH"])
 found: dict[str, object] = {}
 
 
-def attempt(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+def attempt(name: str, fn: Callable[[], object]) -> None:
     try:
         found[name] = fn()
     except Exception as exc:  # noqa: BLE001 - every failure is a result

@@ -35,6 +35,7 @@ from statemachine.adapters.github.errors import (
 from statemachine.adapters.github.failures import _Cached
 from statemachine.adapters.github.history import LabelHistory
 from statemachine.adapters.github.mapping import (
+    CI_FIX,
     MARKER_RE,
     _comment,
     _fit,
@@ -43,6 +44,7 @@ from statemachine.adapters.github.mapping import (
     _review,
     _review_comment,
     _title,
+    job_token_ci_warning,
 )
 from statemachine.errors import OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment
@@ -487,3 +489,7 @@ class GitHubTracker(LabelHistory):
     def push_credential(self) -> tuple[str, str]:
         """(user, token) for git over HTTPS: GitHub accepts any user name with a token as the password."""
         return "x-access-token", self._token
+
+    def pull_request_caveat(self) -> str | None:
+        warning = job_token_ci_warning(self.identity())
+        return f"{warning}; to have CI run, {CI_FIX}" if warning else None

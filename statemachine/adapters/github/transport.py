@@ -115,6 +115,12 @@ class GitHubTransport:
     that makes the calls, whichever tracker shares the client.
     """
 
+    def secret(self) -> tuple[str, str] | None:
+        """The token, named after the variable it came from (GH_TOKEN...) so that a redaction says which."""
+        from statemachine.secrets import env_name_or
+
+        return env_name_or(self.token_source, "TRACKER_TOKEN"), self._token
+
     def __init__(
         self,
         owner: str,
