@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from _github import OWNER, REPO, GitHubEmulator, prepared_clone, run_orch
+from budgets import check, enforce, limit
 
 
 def main() -> None:
@@ -27,15 +28,14 @@ def main() -> None:
         run_orch(work, "run", "--issue", str(number))
         rerun = len(gh.requests) - again
     by_kind = Counter(f"{m} {p.split('/repos/' + OWNER + '/' + REPO)[-1]}" for m, p, _s in requests)
-    print(
-        f"happy-path delivery against the emulator: {len(requests)} requests, one of them GraphQL (target: at most 17)"
-    )
+    print(f"happy-path delivery against the emulator: {len(requests)} requests (budget: at most {limit('delivery'):g})")
     for method, path, status in requests:
         print(f"  {method:6} {path} -> {status}")
     print("by endpoint:")
     for key, n in sorted(by_kind.items()):
         print(f"  {n} x {key}")
     print(f"a second `orch run` on the issue (now in review): {rerun} requests, nothing published")
+    enforce([check("delivery", len(requests)), check("rerun", rerun)])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
-"""Requests per idle daemon tick against the GitHub emulator (the aim: one conditional request per authorizing label).
+"""Requests per idle poll against the GitHub emulator, with nothing resting in review and then with issues that do.
 
-Usage: python bench/idle_poll.py [--ticks 10]
+Two modes, each once warm (the first poll of a tracker lists everything, the second reads its first window):
+- a long-running daemon (`orch daemon --interval-seconds 0.5`): requests per idle tick;
+- `orch daemon --once` (the GitHub Actions mode), a fresh process each time: requests per idle run.
+The target (docs/performance.md): 1 conditional request, answered 304, whatever rests in review.
+
+Usage: python bench/idle_poll.py [--ticks 10] [--issues 50] [--review 3]
 """
 
 from __future__ import annotations
@@ -13,49 +18,77 @@ import tempfile
 import time
 from pathlib import Path
 
-from _github import OWNER, REPO, GitHubEmulator, orch_env, prepared_clone
+from _github import OWNER, REPO, GitHubEmulator, orch_env, prepared_clone, run_orch
+from budgets import check, enforce
+
+TARGET = 1.0
+
+
+def daemon_ticks(gh: GitHubEmulator, work: Path, ticks: int) -> tuple[float, int]:
+    interval = 0.5
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "statemachine", "daemon", "--repo", str(work), "--json", "--interval-seconds", "0.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=orch_env(),
+    )
+    time.sleep(interval * 4)  # the first polls: the full listing, then the first window
+    gh.reset_counts()
+    time.sleep(interval * ticks)
+    requests = list(gh.requests)
+    daemon.send_signal(signal.SIGTERM)
+    daemon.communicate(timeout=60)
+    polls = sum(1 for _m, p, _s in requests if p.split("?")[0].endswith("/issues"))  # each poll reads that list once
+    return len(requests) / max(1, polls), sum(1 for _m, _p, s in requests if s == 304)
+
+
+def once_runs(gh: GitHubEmulator, work: Path, runs: int = 3) -> tuple[float, int]:
+    for _ in range(2):
+        run_orch(work, "daemon", "--once", "--json")
+    gh.reset_counts()
+    for _ in range(runs):
+        proc = run_orch(work, "daemon", "--once", "--json")
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+    requests = list(gh.requests)
+    return len(requests) / runs, sum(1 for _m, _p, s in requests if s == 304)
+
+
+def report(what: str, per: float, not_modified: int) -> None:
+    print(f"  {what}: {per:.2f} requests ({not_modified} answered 304 in all); {per / TARGET:.2f}x the target of 1")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ticks", type=int, default=10)
     parser.add_argument("--issues", type=int, default=50, help="open issues that are not eligible (no label)")
+    parser.add_argument("--review", type=int, default=3, help="issues delivered first, then resting in review")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, GitHubEmulator(Path(tmp) / "gh") as gh:
         work = prepared_clone(gh, Path(tmp))
         for i in range(args.issues):
             gh.create_issue(OWNER, REPO, f"idle {i}", body="not for orch", user="alice")
-        interval = 0.5
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "statemachine",
-                "daemon",
-                "--repo",
-                str(work),
-                "--json",
-                "--interval-seconds",
-                str(interval),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=orch_env(),
-        )
-        time.sleep(interval * 3)  # the first poll fills the ETag cache
-        gh.reset_counts()
-        time.sleep(interval * args.ticks)
-        requests = list(gh.requests)
-        daemon.send_signal(signal.SIGTERM)
-        daemon.communicate(timeout=30)
-    not_modified = sum(1 for _m, _p, s in requests if s == 304)
-    ticks = max(1, round(args.ticks))
-    print(
-        f"idle polling: {len(requests)} requests over about {ticks} ticks "
-        f"({len(requests) / ticks:.2f} per tick; {not_modified} were 304 Not Modified)"
-    )
-    for entry in requests[:6]:
-        print("  ", entry)
+        print(f"idle polling, {args.issues} open issues without an authorizing label:")
+        results = []
+        tick = daemon_ticks(gh, work, args.ticks)
+        report("nothing in review, per daemon tick", *tick)
+        results.append(check("idle_tick", tick[0]))
+        once = once_runs(gh, work)
+        report("nothing in review, per `daemon --once` run", *once)
+        results.append(check("idle_once", once[0]))
+        for i in range(args.review):
+            n = gh.create_issue(OWNER, REPO, f"feature {i}", body=f"feature {i}: add sub(a, b).", user="alice")
+            gh.add_label_event(OWNER, REPO, n, "agent:auto", "alice")
+            proc = run_orch(work, "daemon", "--once", "--json")
+            if '"outcome": "review"' not in proc.stdout:
+                raise SystemExit(f"issue #{n} did not reach review:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        tick = daemon_ticks(gh, work, args.ticks)
+        report(f"{args.review} resting in review, per daemon tick", *tick)
+        results.append(check("idle_tick", tick[0], review=args.review))
+        once = once_runs(gh, work)
+        report(f"{args.review} resting in review, per `daemon --once` run", *once)
+        results.append(check("idle_once", once[0], review=args.review))
+    enforce(results)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-import tempfile
-import time
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
 from statemachine import __version__
-from statemachine.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchError, PolicyError
-from statemachine.output import Output
+
+TYPE_CHECKING = False  # mypy reads it as True; `typing` itself costs `orch --help` a few milliseconds
+if TYPE_CHECKING:  # imported once the arguments parsed: `orch --help` and `--version` need none of them
+    import pathlib
+
+    from statemachine.output import Output
+
+
+def Path(text: str) -> pathlib.Path:  # noqa: N802 (argparse names the type in an error message: "invalid Path value")
+    """``pathlib.Path``, imported when an argument needs one."""
+    import pathlib
+
+    return pathlib.Path(text)
 
 
 def _common(json_flag: bool = True) -> argparse.ArgumentParser:
@@ -202,7 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("orch issue label: give at least one +LABEL to add or -LABEL to remove")
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    import logging  # after parsing: `--help`, `--version` and usage errors need none of these
+
+    from statemachine.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchError, PolicyError
+    from statemachine.output import Output
+
     out = Output(getattr(args, "json", False))
+
     level = logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2)
     logging.basicConfig(level=level, format="orch: %(message)s", stream=sys.stderr)
     import signal
@@ -236,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception:
+        import os
+        import tempfile
+        import time
+        import traceback
+
         fd, path = tempfile.mkstemp(prefix=f"orch-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")
         with os.fdopen(fd, "w") as fh:
             fh.write(f"orch {__version__}, Python {sys.version.split()[0]}, argv: {sys.argv}\n\n")

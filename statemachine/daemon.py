@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from statemachine import scheduling
+from statemachine import polling, scheduling
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
 from statemachine.model import INITIAL_STATE, REST_STATES, STATES
 from statemachine.planning import standalone_refusal
@@ -107,6 +107,11 @@ class Daemon:
         self.lock_fh: Any = None
         self.active_states = active_states(rt.policy)
         self.busy_labels = busy_labels(rt.policy)
+        t = rt.policy.config.tracker
+        labels = [rt.policy.label("auto"), rt.policy.label("plan_auto")]  # parents run as one `orch run` each
+        key = "|".join([rt.tracker.kind, str(t.owner), str(t.repo), str(t.api_url), *labels])
+        self.poller = polling.Poller(rt.tracker, rt.store, key, labels)
+        self.pull_of: dict[str, int] = {}  # run -> its pull request (read once from its facts)
 
     # events ------------------------------------------------------------------------------
 
@@ -195,15 +200,12 @@ class Daemon:
     # one poll: reconcile, then start what is eligible -----------------------------------------
 
     def poll(self) -> None:
-        tracker = self.rt.tracker
-        try:
-            issues = tracker.list_issues(label=self.rt.policy.label("auto"), state="open")
-            seen = {i.number for i in issues}  # parents (plan_auto) run as one `orch run`, which runs their children
-            issues += [
-                i
-                for i in tracker.list_issues(label=self.rt.policy.label("plan_auto"), state="open")
-                if i.number not in seen
-            ]
+        known, names = self.rt.store.known_issues(), self.rt.policy.label_names
+        try:  # what changed since the last poll (statemachine/polling.py); issues resting in review: their pulls too
+            result = self.poller.poll(
+                lambda i: known.get(i.number, ("",))[0] == "review" and names["review"] in i.labels
+            )
+            issues, recheck = list(result.issues), result.recheck
             self.state.last_poll = time.time()
             self.state.last_error = None
         except OrchError as exc:
@@ -217,19 +219,25 @@ class Daemon:
         slots = self.opt.concurrency - len(self.children)
         if self.opt.max_runs is not None:
             slots = min(slots, self.opt.max_runs - self.state.runs_started)
-        names = self.rt.policy.label_names
         busy = self.busy_labels
-        known = self.rt.store.known_issues()
         now = time.monotonic()
         resumable, fresh = [], []
+        later: set[int] = set()  # review checks to make at the next poll (not made now, or feedback not served)
         for issue in issues:
             n = issue.number
-            if n in self.children or self.retry_at.get(n, 0) > now:
-                continue
             state, run_id = known.get(n, ("queued", None))
-            if state == "review" and names["review"] in issue.labels:
-                if self._feedback_ready(issue, run_id):  # a review does not touch the issue: ask the pull request
-                    fresh.append(issue)
+            review = state == "review" and names["review"] in issue.labels
+            due = review and (recheck is None or n in recheck or self._pull_of(run_id) in recheck)
+            if n in self.children or self.retry_at.get(n, 0) > now:
+                later |= {n} if due else set()
+                continue
+            if review:
+                if due:  # only when the issue or its pull request changed: a review moves the pull request
+                    ready = self._feedback_ready(issue, run_id)
+                    if ready is not False:
+                        later.add(n)  # ready (served below, else checked again) or the check failed
+                    if ready:
+                        fresh.append(issue)
                 continue
             ours = state in self.active_states or self.rt.store.pending_step(n) is not None
             if not ours and self._takeover_ready(issue):
@@ -257,6 +265,18 @@ class Daemon:
         running = [c.owns for c in self.children.values()]
         for cand in scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel):
             self.spawn(cand, resumed=cand.issue in resumable)
+        self.poller.done(n for n in later if n not in self.children)
+
+    def _pull_of(self, run_id: str | None) -> int | None:
+        """The pull request of a run resting in review (from its facts, read once per run)."""
+        if run_id is None:
+            return None
+        if run_id not in self.pull_of:
+            pr = self.rt.store.facts(run_id).get("pull_request") or {}
+            if not pr.get("number"):
+                return None  # not known yet: asked again next time
+            self.pull_of[run_id] = int(pr["number"])
+        return self.pull_of[run_id]
 
     def _plan_ownership(self, n: int) -> tuple[str, ...]:
         """A parent's ownership once it has a plan: every path its children may change (else nothing known)."""
@@ -270,8 +290,8 @@ class Daemon:
         owns = self._plan_ownership(cand.issue.number) if self.rt.policy.label("plan_auto") in cand.issue.labels else ()
         return replace(cand, owns=owns) if owns else cand
 
-    def _feedback_ready(self, issue: Any, run_id: str | None) -> bool:
-        """An issue resting in review whose pull request got feedback that sends it back to rework."""
+    def _feedback_ready(self, issue: Any, run_id: str | None) -> bool | None:
+        """An issue resting in review whose pull request got feedback that sends it back to rework (None: not known)."""
         from statemachine.engine import evaluate
         from statemachine.snapshots import snapshot_of
 
@@ -279,7 +299,7 @@ class Daemon:
             snap = snapshot_of(self.rt, issue, "review", run_id)
         except OrchError as exc:
             self.emit("poll-failed", issue=issue.number, error=exc.message)
-            return False
+            return None
         ready = next((e for e in evaluate(self.rt.policy, snap) if e.ok), None)
         return ready is not None and ready.transition.dest != "queued"
 

@@ -16,14 +16,9 @@ from statemachine import ports, registry
 from statemachine.actions import ActionContext
 from statemachine.errors import ClaimLost, OrchError, Superseded
 from statemachine.machine import IssueModel, build_machine, evaluate_guard
-from statemachine.model import (
-    REST_STATES,
-    Snapshot,
-    Verdict,
-    snapshot_from_dict,
-    snapshot_to_dict,
-)
+from statemachine.model import INITIAL_STATE, REST_STATES, Snapshot, Verdict
 from statemachine.policy import ActionSpec, Policy, Transition
+from statemachine.record import RunRecord, snapshot_from_dict, snapshot_to_dict
 from statemachine.runtime import Runtime
 from statemachine.snapshots import snapshot_of, take_snapshot
 
@@ -142,7 +137,21 @@ def why_waiting(
     return Waiting("guards", tuple((n, v.reason) for e in evaluations[:1] for n, v in e.verdicts if not v.ok))
 
 
-# The run's facts RunFacts types in fields of its own; every other fact the run recorded is in RunFacts.extra.
+# the guards that read nothing but the issue's own labels and body
+LABEL_GUARDS = frozenset({"has_label", "lacks_labels", "has_any_label", "not_a_child"})
+
+
+def labels_could_allow(policy: Policy, trigger: str, issue: Any) -> bool:
+    """Whether some transition named ``trigger`` has label guards that all pass on ``issue``: the daemon's filter,
+    from the policy, before it spends a tracker read on the rest of the transition's guards."""
+    snap = Snapshot(
+        issue=issue, state=INITIAL_STATE, run=RunRecord(), labels=policy.label_names, settings={}, taken_at=""
+    )
+    return any(
+        all(evaluate_guard(g, snap).ok for g in t.guards if g.name in LABEL_GUARDS)
+        for t in policy.transitions
+        if t.trigger == trigger
+    )
 
 
 def status_of(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from statemachine.globs import first_match
 from statemachine.limits import KiB, human
 from statemachine.model import Snapshot, Verdict
@@ -20,16 +18,11 @@ DEFAULT_TEST_GLOBS = (
 )
 
 
-def _inspection(snap: Snapshot) -> dict[str, Any] | None:
-    value = snap.run.extra.get("inspection")
-    return value if isinstance(value, dict) else None
-
-
 def _listed(snap: Snapshot, key: str, what: str, ok_reason: str, ignore: list[str] | None = None) -> Verdict:
-    inspection = _inspection(snap)
+    inspection = snap.run.inspection
     if inspection is None:
         return Verdict.failed("the candidate was not inspected")
-    hits = [h for h in inspection.get(key, []) if h.get("kind") not in set(ignore or ())]
+    hits = [h for h in getattr(inspection, key) if h.get("kind") not in set(ignore or ())]
     if hits:
         lines = [h.get("reason") or f"{h['kind']} at {h['where']}" for h in hits]
         return Verdict.failed(f"{len(hits)} {what}: {lines[0]}", *lines)
@@ -58,10 +51,10 @@ def no_destructive_actions(snap: Snapshot, allow: list[str] | None = None) -> Ve
 
 def agent_left_git_alone(snap: Snapshot) -> Verdict:
     """The agent did not commit, move HEAD, rewrite history, push, or touch .git."""
-    inspection = _inspection(snap)
+    inspection = snap.run.inspection
     if inspection is None:
         return Verdict.failed("the candidate was not inspected")
-    tampering = inspection.get("git_tampering", [])
+    tampering = inspection.git_tampering
     if tampering:
         return Verdict.failed(f"the agent touched git: {tampering[0]}", *tampering)
     return Verdict.passed("no commit, ref change or .git edit by the agent")
@@ -74,10 +67,10 @@ def no_escaping_symlinks(snap: Snapshot) -> Verdict:
 
 def report_written_last(snap: Snapshot) -> Verdict:
     """No file changed after the agent wrote its completion report."""
-    inspection = _inspection(snap)
+    inspection = snap.run.inspection
     if inspection is None:
         return Verdict.failed("the candidate was not inspected")
-    late = inspection.get("edited_after_report", [])
+    late = inspection.edited_after_report
     if late:
         return Verdict.failed(f"{len(late)} file(s) changed after the report was written: {', '.join(late[:5])}", *late)
     return Verdict.passed("the report was written after the last edit")
@@ -88,26 +81,26 @@ def within_byte_limits(snap: Snapshot) -> Verdict:
     hold at most gates.max_changed_bytes; the sizes are the runner's own, measured in the captured tree."""
     if snap.run.changes is None:
         return Verdict.failed("the change set was not captured")
-    measured = snap.run.extra.get("changed_bytes")
-    if not isinstance(measured, dict):
+    measured = snap.run.changed_bytes
+    if measured is None:
         return Verdict.failed("the sizes of the changed files were not measured")
     gates = snap.settings.get("gates", {})
     max_binary, max_total = gates.get("max_binary_file_bytes"), gates.get("max_changed_bytes")
     problems = []
     if max_binary is not None:
-        big = [f for f in measured.get("binaries", []) if int(f["size"]) > max_binary]
+        big = [f for f in measured.binaries if int(f["size"]) > max_binary]
         problems += [
             f"{f['path']} is a {_sized(int(f['size']))} binary file{_exact(int(f['size']))}; "
             f"gates.max_binary_file_bytes is {human(max_binary)}"
             for f in big
         ]
-        if big and len(big) == len(measured.get("binaries", [])) < int(measured.get("binary_count", 0)):
+        if big and len(big) == len(measured.binaries) < measured.binary_count:
             problems.append(
-                f"{int(measured['binary_count']) - len(big)} smaller binary file(s): see changes.json in the attempt's evidence"
+                f"{measured.binary_count - len(big)} smaller binary file(s): see changes.json in the attempt's evidence"
             )
-    total, count = int(measured.get("total", 0)), int(measured.get("count", 0))
+    total, count = measured.total, measured.count
     if max_total is not None and total > max_total:
-        largest = ", ".join(f"{f['path']} ({human(int(f['size']))})" for f in measured.get("largest", [])[:3])
+        largest = ", ".join(f"{f['path']} ({human(int(f['size']))})" for f in measured.largest[:3])
         problems.append(
             f"the change adds or changes {human(total)}{_exact(total)} in {count} file(s); "
             f"gates.max_changed_bytes is {human(max_total)} (largest: {largest})"
@@ -167,17 +160,13 @@ def tdd_evidence(snap: Snapshot) -> Verdict:
     """When gates.tdd is set, the added or changed tests fail on the base commit and pass on the candidate."""
     if not snap.settings.get("gates", {}).get("tdd"):
         return Verdict.passed("not required (gates.tdd is not set)")
-    tdd = snap.run.extra.get("tdd")
-    if not isinstance(tdd, dict):
+    tdd = snap.run.tdd
+    if tdd is None:
         return Verdict.failed("the TDD evidence was not collected")
-    if tdd.get("error"):
-        return Verdict.failed(f"no TDD evidence: {tdd['error']}")
-    base, cand = tdd.get("base_exit"), tdd.get("candidate_exit")
-    evidence = [
-        f"tests: {', '.join(tdd.get('tests', []))}",
-        f"base log: {tdd.get('base_log')}",
-        f"candidate log: {tdd.get('candidate_log')}",
-    ]
+    if tdd.error:
+        return Verdict.failed(f"no TDD evidence: {tdd.error}")
+    base, cand = tdd.base_exit, tdd.candidate_exit
+    evidence = [f"tests: {', '.join(tdd.tests)}", f"base log: {tdd.base_log}", f"candidate log: {tdd.candidate_log}"]
     if base == 0:
         return Verdict.failed("the new or changed tests already pass on the base commit: they prove nothing", *evidence)
     if cand != 0:
@@ -189,14 +178,14 @@ def review_approved(snap: Snapshot) -> Verdict:
     """When gates.review is on, a review run of the agent approved the candidate."""
     if not snap.settings.get("gates", {}).get("review"):
         return Verdict.passed("not required (gates.review is off)")
-    review = snap.run.extra.get("review")
-    if not isinstance(review, dict):
+    review = snap.run.review
+    if review is None:
         return Verdict.failed("the review has not run")
-    if review.get("error"):
-        return Verdict.failed(f"the review failed: {review['error']}")
-    if review.get("verdict") == "approved":
+    if review.error:
+        return Verdict.failed(f"the review failed: {review.error}")
+    if review.verdict == "approved":
         return Verdict.passed("the reviewer approved")
-    defects = [f"{d.get('severity', '?')}: {d.get('description', '')}" for d in review.get("defects", [])]
+    defects = [f"{d.get('severity', '?')}: {d.get('description', '')}" for d in review.defects]
     return Verdict.failed(f"the reviewer asks for work: {len(defects)} defect(s)", *defects)
 
 

@@ -117,24 +117,27 @@ def lacks_labels(snap: Snapshot, labels: list[str]) -> Verdict:
     return has_any_label(snap, labels).negated()
 
 
+def _seconds(value: float | None) -> str:
+    return "?s" if value is None else f"{value:g}s"
+
+
 def agent_succeeded(snap: Snapshot) -> Verdict:
     """The agent exited 0, within its total and idle timeouts."""
     agent = snap.run.agent
     if agent is None:
         return Verdict.failed("the agent has not run")
-    log = f"log: {agent.get('log', '?')}"
-    if agent.get("timed_out"):
-        return Verdict.failed(f"the agent was stopped after {agent.get('timeout_seconds')}s (total timeout)", log)
-    if agent.get("idle_timed_out"):
+    log = f"log: {agent.log or '?'}"
+    if agent.timed_out:
+        return Verdict.failed(f"the agent was stopped after {_seconds(agent.timeout_seconds)} (total timeout)", log)
+    if agent.idle_timed_out:
         return Verdict.failed(
-            f"the agent was stopped after {agent.get('idle_timeout_seconds')}s without output (idle timeout)", log
+            f"the agent was stopped after {_seconds(agent.idle_timeout_seconds)} without output (idle timeout)", log
         )
-    if agent.get("error"):
-        return Verdict.failed(f"the agent could not run: {agent['error']}")
-    code = agent.get("exit_code")
-    if code != 0:
-        return Verdict.failed(f"the agent exited with code {code}", log)
-    return Verdict.passed(f"the agent exited 0 after {agent.get('duration_seconds', 0):.1f}s", log)
+    if agent.error:
+        return Verdict.failed(f"the agent could not run: {agent.error}")
+    if agent.exit_code != 0:
+        return Verdict.failed(f"the agent exited with code {agent.exit_code}", log)
+    return Verdict.passed(f"the agent exited 0 after {agent.duration_seconds:.1f}s", log)
 
 
 def report_valid(snap: Snapshot) -> Verdict:
@@ -180,7 +183,7 @@ def has_changes(snap: Snapshot) -> Verdict:
     """The change set is not empty (unless gates.require_changes is false)."""
     changes = snap.run.changes
     if changes is None:
-        return Verdict.failed(str(snap.run.extra.get("capture_error") or "the change set was not captured"))
+        return Verdict.failed(snap.run.capture_error or "the change set was not captured")
     if changes:
         return Verdict.passed(f"{len(changes)} file(s) changed")
     if not snap.settings.get("gates", {}).get("require_changes", True):
@@ -216,7 +219,7 @@ def within_size_limits(snap: Snapshot) -> Verdict:
         return Verdict.failed("the change set was not captured")
     gates = snap.settings.get("gates", {})
     max_files, max_lines = gates.get("max_changed_files"), gates.get("max_changed_lines")
-    lines = int(snap.run.extra.get("changed_lines", 0))
+    lines = snap.run.changed_lines
     if max_files is not None and len(changes) > max_files:
         return Verdict.failed(f"{len(changes)} files changed, more than gates.max_changed_files={max_files}")
     if max_lines is not None and lines > max_lines:
@@ -230,11 +233,9 @@ def checks_passed(snap: Snapshot) -> Verdict:
     if checks is None:
         return Verdict.failed("the checks have not run")
     failed = [
-        f"{name}: "
-        + ("timed out" if r.get("timed_out") else f"exit {r.get('exit_code')}")
-        + f" (output: {r.get('log', '?')})"
+        f"{name}: " + ("timed out" if r.timed_out else f"exit {r.exit_code}") + f" (output: {r.log or '?'})"
         for name, r in checks.items()
-        if r.get("exit_code") != 0 or r.get("timed_out")
+        if r.exit_code != 0 or r.timed_out
     ]
     if failed:
         return Verdict.failed(f"{len(failed)} of {len(checks)} check(s) failed", *failed)
@@ -252,7 +253,7 @@ def proof_required(snap: Snapshot) -> Verdict:
         pattern = first_match(change.path, tuple(proof.get("paths", [])))
         if pattern:
             return Verdict.passed(f"proof required: {change.path} matches {pattern}")
-    if proof.get("when_acceptance_criteria") and snap.run.extra.get("acceptance_criteria"):
+    if proof.get("when_acceptance_criteria") and snap.run.acceptance_criteria:
         return Verdict.passed("proof required: the issue has acceptance criteria")
     return Verdict.failed("the policy requires no proof for this issue")
 
@@ -262,20 +263,18 @@ def proof_passed(snap: Snapshot) -> Verdict:
     proof = snap.run.proof
     if proof is None:
         return Verdict.failed("no proof result")
-    if proof.get("error"):
-        return Verdict.failed(f"proof rejected: {proof['error']}", *[str(f) for f in proof.get("findings", [])[:10]])
-    if proof.get("status") == "passed":
-        return Verdict.passed(
-            "proof passed for every criterion", f"evidence: {proof.get('dir_rel') or proof.get('dir', '?')}"
-        )
-    return Verdict.failed(f"proof status is {proof.get('status')!r}")
+    if proof.error:
+        return Verdict.failed(f"proof rejected: {proof.error}", *[str(f) for f in proof.findings[:10]])
+    if proof.status == "passed":
+        return Verdict.passed("proof passed for every criterion", f"evidence: {proof.dir_rel or proof.dir or '?'}")
+    return Verdict.failed(f"proof status is {proof.status!r}")
 
 
 def proof_needs_rework(snap: Snapshot) -> Verdict:
     """The proof run asks for rework with findings."""
     proof = snap.run.proof
-    if proof is not None and not proof.get("error") and proof.get("status") == "needs-rework":
-        return Verdict.passed("proof asks for rework", *proof.get("findings", []))
+    if proof is not None and not proof.error and proof.status == "needs-rework":
+        return Verdict.passed("proof asks for rework", *proof.findings)
     return Verdict.failed("proof does not ask for rework")
 
 
@@ -293,7 +292,7 @@ WRITE_PERMISSIONS = ("admin", "maintain", "write")
 
 def review_feedback(snap: Snapshot) -> Verdict:
     """The run's pull request has new review feedback (changes requested, or review comments) from a user with write permission."""
-    handled = set(snap.run.extra.get("feedback_handled") or ())
+    handled = set(snap.run.feedback_handled)
     new = [f for f in snap.feedback if f["key"] not in handled]
     trusted = [f for f in new if f.get("permission") in WRITE_PERMISSIONS]
     ignored = [

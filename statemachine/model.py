@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # record.py builds on this module's Change
+    from statemachine.record import RunRecord
 
 STATES: tuple[str, ...] = (
     "queued",
@@ -145,31 +148,12 @@ class Change:
 
 
 @dataclass(frozen=True)
-class RunFacts:
-    """What the actions of the current run observed so far; guards judge these."""
-
-    run_id: str | None = None
-    rework_count: int = 0
-    attempt: int = 0
-    agent: dict[str, Any] | None = None  # exit_code, timed_out, idle_timed_out, duration_s, log
-    report: dict[str, Any] | None = None  # parsed completion report, or None
-    report_error: str | None = None  # why the report is missing or malformed
-    changes: tuple[Change, ...] | None = None  # None until captured
-    changes_by_kind: dict[str, list[str]] = field(default_factory=dict)
-    checks: dict[str, dict[str, Any]] | None = None  # name -> {exit_code, timed_out, ...}
-    proof: dict[str, Any] | None = None
-    findings: tuple[str, ...] = ()
-    pull_request: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Snapshot:
     """Everything guards may look at, fetched once per step."""
 
     issue: Issue
     state: str
-    run: RunFacts
+    run: RunRecord  # statemachine/record.py
     labels: dict[str, str]  # role -> label name, from the policy
     settings: dict[str, Any]  # the policy's gates/limits/proof sections
     taken_at: str
@@ -187,33 +171,3 @@ class Snapshot:
 
     def label(self, role_or_name: str) -> str:
         return self.labels.get(role_or_name, role_or_name)
-
-
-def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(snap)
-
-
-def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
-    issue = dict(data["issue"])
-    issue["labels"] = tuple(issue["labels"])
-    issue["comments"] = tuple(Comment(**c) for c in issue["comments"])
-    run = dict(data["run"])
-    if run.get("changes") is not None:
-        run["changes"] = tuple(Change(**c) for c in run["changes"])
-    run["findings"] = tuple(run.get("findings", ()))
-    return Snapshot(
-        issue=Issue(**issue),
-        state=data["state"],
-        run=RunFacts(**run),
-        labels=data["labels"],
-        settings=data["settings"],
-        taken_at=data["taken_at"],
-        authority=data.get("authority", {}),
-        feedback=tuple(data.get("feedback", ())),
-        parent=data.get("parent"),
-        text=data.get("text"),
-        preflight=None if data.get("preflight") is None else tuple(data["preflight"]),
-        claim=data.get("claim"),
-    )

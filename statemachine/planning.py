@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from statemachine.globs import BUILTIN_BLOCKED_PATHS
@@ -126,14 +127,14 @@ def _reaches(owned: str, blocked: str) -> bool:
 # the tree ----------------------------------------------------------------------------------
 
 
-def ordered(plan: dict[str, Any]) -> list[dict[str, Any]]:
+def ordered(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The children in wave order, then in the plan's order (so dependencies always come first)."""
     depth = layers(plan["children"])
     index = {c["key"]: i for i, c in enumerate(plan["children"])}
     return sorted(plan["children"], key=lambda c: (depth[c["key"]], index[c["key"]]))
 
 
-def propagate(plan: dict[str, Any], tree: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def propagate(plan: Mapping[str, Any], tree: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Mark every pending child whose dependency failed as skipped (transitively); returns a new tree."""
     out = {k: dict(v) for k, v in tree.items()}
     for c in ordered(plan):
@@ -147,7 +148,7 @@ def propagate(plan: dict[str, Any], tree: dict[str, dict[str, Any]]) -> dict[str
     return out
 
 
-def next_batch(plan: dict[str, Any], tree: dict[str, dict[str, Any]], concurrency: int) -> list[str]:
+def next_batch(plan: Mapping[str, Any], tree: Mapping[str, Mapping[str, Any]], concurrency: int) -> list[str]:
     """The children to run now: pending ones of the lowest ready wave whose dependencies are all merged,
     at most ``concurrency``, and no two whose ownership overlaps."""
     from statemachine.scheduling import compatible
@@ -202,10 +203,9 @@ def checklist(plan: dict[str, Any], tree: dict[str, dict[str, Any]], pull: str |
 
 def plan_valid(snap: Snapshot) -> Verdict:
     """The planning run wrote a plan report that passed every check (schema, keys, dependencies, ownership, limits)."""
-    error = snap.run.extra.get("plan_error")
-    plan = snap.run.extra.get("plan")
+    error, plan = snap.run.plan_error, snap.run.plan
     if error or plan is None:
-        return Verdict.failed(error or "no plan report", *snap.run.extra.get("plan_problems", [])[:10])
+        return Verdict.failed(error or "no plan report", *snap.run.plan_problems[:10])
     return Verdict.passed(
         f"the plan has {len(plan['children'])} child(ren) in {1 + max(layers(plan['children']).values())} wave(s)"
     )
@@ -213,7 +213,7 @@ def plan_valid(snap: Snapshot) -> Verdict:
 
 def planning_changed_nothing(snap: Snapshot) -> Verdict:
     """The planning run left the repository exactly as it found it."""
-    changed = snap.run.extra.get("planning_changes")
+    changed = snap.run.planning_changes
     if changed is None:
         return Verdict.failed("the planning run's worktree was not inspected")
     if changed:
@@ -223,7 +223,7 @@ def planning_changed_nothing(snap: Snapshot) -> Verdict:
 
 def parent_unchanged(snap: Snapshot) -> Verdict:
     """The parent's title and body are what the plan was made from."""
-    planned = snap.run.extra.get("plan_digest")
+    planned = snap.run.plan_digest
     if planned is None:
         return Verdict.failed("no plan was made in this run")
     if issue_digest(snap.issue.title, snap.issue.body) != planned:
@@ -236,7 +236,7 @@ def parent_unchanged(snap: Snapshot) -> Verdict:
 
 def children_runnable(snap: Snapshot) -> Verdict:
     """Some child waits whose dependencies are all merged."""
-    plan, tree = snap.run.extra.get("plan"), snap.run.extra.get("plan_tree")
+    plan, tree = snap.run.plan, snap.run.plan_tree
     if not plan or not tree:
         return Verdict.failed("no child issues yet")
     batch = next_batch(plan, propagate(plan, tree), 1)
@@ -255,7 +255,7 @@ def children_runnable(snap: Snapshot) -> Verdict:
 
 def children_merged(snap: Snapshot) -> Verdict:
     """Every child passed its lifecycle and is merged into the integration branch."""
-    tree = snap.run.extra.get("plan_tree")
+    tree = snap.run.plan_tree
     if not tree:
         return Verdict.failed("no child issues yet")
     left = {k: v for k, v in tree.items() if v["status"] != MERGED}
@@ -267,7 +267,7 @@ def children_merged(snap: Snapshot) -> Verdict:
                 for k, v in left.items()
             ],
         )
-    return Verdict.passed(f"all {len(tree)} child(ren) merged into {snap.run.extra.get('integration_branch')}")
+    return Verdict.passed(f"all {len(tree)} child(ren) merged into {snap.run.integration_branch}")
 
 
 def standalone_refusal(child_label: str, body: str) -> str:

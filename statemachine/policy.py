@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from statemachine.catalog import Catalog
 from statemachine.errors import PolicyError, Problem
-from statemachine.policy_problems import _at, _entries, _near, _sources, schema_problems, semantic_problems
-from statemachine.settings import Settings, build
-from statemachine.yamlsrc import Document, load_file
+
+if TYPE_CHECKING:  # imported where used: a policy served by the cache needs no YAML parser, checks or settings types
+    from statemachine.catalog import Catalog
+    from statemachine.settings import Settings
+    from statemachine.yamlsrc import Document
 
 DEFAULT_POLICY_PATH = Path(".orch") / "policy.yaml"
 
@@ -110,7 +110,20 @@ def resolve_path(repo: Path, policy: Path | None) -> Path:
 
 def load(path: Path, display: str | None = None, catalog: Catalog | None = None) -> Policy:
     """Load and check the policy at ``path`` (its guard and action names against ``catalog``, orch's own when None);
-    raise PolicyError listing every problem."""
+    raise PolicyError listing every problem. A policy checked before against orch's own catalog comes from the
+    policy cache (statemachine/policy_cache.py) while none of the files it was loaded from changed."""
+    from statemachine import catalog as catalog_mod
+    from statemachine import policy_cache
+    from statemachine.settings import build
+    from statemachine.yamlsrc import load_file
+
+    cacheable = catalog is None or catalog is catalog_mod.builtin()
+    name = display or str(path)
+    if cacheable and (hit := policy_cache.lookup(path, name)) is not None:
+        data = hit["data"]
+        policy = Policy(data=data, files=[str(f) for f in hit["files"]], config=build(data, hit["default"]))
+        policy.transitions = parse_transitions(data)
+        return policy
     doc = load_file(path, display)
     docs = [doc]
     data = doc.data
@@ -128,12 +141,31 @@ def load(path: Path, display: str | None = None, catalog: Catalog | None = None)
             ]
         )
     data = _resolve_extends(data, docs, set())
-    return check(data, docs, catalog)
+    _seed_default(docs)
+    policy = check(data, docs, catalog)
+    if cacheable:
+        sources = [(str(d.path), d.digest) for d in docs[1:] if d.path is not None]
+        policy_cache.store(path, name, doc.digest, sources, data, policy.files, (bundled_default(), _DEFAULT["digest"]))
+    return policy
+
+
+def check_file(path: Path, display: str | None = None) -> dict[str, Any]:
+    """Check the policy at ``path`` against orch's own catalog, as ``load`` does, and return its merged data; a
+    policy checked before comes from the policy cache without building its settings (what `orch lint` needs)."""
+    from statemachine import policy_cache
+
+    hit = policy_cache.lookup(path, display or str(path))
+    if hit is not None:
+        data: dict[str, Any] = hit["data"]
+        return data
+    return load(path, display).data
 
 
 def _resolve_extends(data: dict[str, Any], docs: list[Document], seen: set[str]) -> dict[str, Any]:
     """Merge ``data`` over the bundled policy it extends (recursively); problems are raised located."""
     from statemachine import resources
+    from statemachine.policy_problems import _at, _near
+    from statemachine.yamlsrc import load_file
 
     name = data.get("extends")
     if not isinstance(name, str):
@@ -153,6 +185,9 @@ def _resolve_extends(data: dict[str, Any], docs: list[Document], seen: set[str])
 
 
 def check(data: dict[str, Any], docs: list[Document], catalog: Catalog | None = None) -> Policy:
+    from statemachine.policy_problems import schema_problems, semantic_problems
+    from statemachine.settings import build
+
     problems = schema_problems(data, docs)
     problems += semantic_problems(data, docs, catalog)
     if problems:
@@ -165,19 +200,42 @@ def check(data: dict[str, Any], docs: list[Document], catalog: Catalog | None = 
     return policy
 
 
-@lru_cache(maxsize=1)
-def bundled_default() -> dict[str, Any]:
-    """policies/default.yaml, as shipped: where every setting's default comes from."""
+_DEFAULT: dict[str, Any] = {}  # "data": bundled_default(); "digest": of the bytes it was read from
+
+
+def _seed_default(docs: list[Document]) -> None:
+    """Keep the bundled default policy when one of ``docs`` is it (linting it, or `extends: default`): parsed once."""
     from statemachine import resources
 
-    data = load_file(resources.bundled_policy("default"), "<bundled>/policies/default.yaml").data
-    return data if isinstance(data, dict) else {}
+    if "data" in _DEFAULT:
+        return
+    default = resources.bundled_policy("default")
+    for doc in docs:
+        if doc.path is not None and doc.path == default and isinstance(doc.data, dict):
+            _DEFAULT["data"] = copy.deepcopy(doc.data)
+            _DEFAULT["digest"] = doc.digest
+            return
+
+
+def bundled_default() -> dict[str, Any]:
+    """policies/default.yaml, as shipped: where every setting's default comes from (read once per process)."""
+    from statemachine import resources
+    from statemachine.yamlsrc import load_file
+
+    if "data" not in _DEFAULT:
+        doc = load_file(resources.bundled_policy("default"), "<bundled>/policies/default.yaml")
+        _DEFAULT["data"] = doc.data if isinstance(doc.data, dict) else {}
+        _DEFAULT["digest"] = doc.digest
+    data: dict[str, Any] = _DEFAULT["data"]
+    return data
 
 
 # beyond the schema -----------------------------------------------------------------------
 
 
 def parse_transitions(data: dict[str, Any]) -> list[Transition]:
+    from statemachine.policy_problems import _entries, _sources
+
     out = []
     for i, t in enumerate(data["lifecycle"]["transitions"]):
         base = ("lifecycle", "transitions", i)

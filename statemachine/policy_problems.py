@@ -177,6 +177,7 @@ def semantic_problems(data: dict[str, Any], docs: list[Document], catalog: Catal
     known = catalog or catalog_mod.builtin()
 
     out: list[Problem] = []
+    validators: dict[tuple[str, str], Any] = {}  # one per guard or action name, not per use
     # labels: distinct names
     labels = data.get("labels")
     if isinstance(labels, dict):
@@ -301,7 +302,9 @@ def semantic_problems(data: dict[str, Any], docs: list[Document], catalog: Catal
                         )
                     )
                     continue
-                v = jsonschema.Draft202012Validator(schema)
+                v = validators.get((kind, name))
+                if v is None:
+                    v = validators[(kind, name)] = jsonschema.Draft202012Validator(schema)
                 for err in v.iter_errors(params):
                     sub = path + tuple(err.absolute_path)
                     if err.validator == "additionalProperties":

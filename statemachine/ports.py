@@ -22,6 +22,21 @@ class Capabilities:
     label_list: bool  # it keeps a list of labels that setup creates (ensure_label)
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a tracker since a time of its own: issues (open or closed, with their labels) and pull requests
+    (a review, a comment, a push), newest first. ``modified`` is False when the tracker said nothing changed since the
+    read ``etag`` came from (then the lists are empty). ``newest`` is the latest update time the tracker reported (its
+    own clock, never this machine's), ``complete`` False when there were more changes than one read returns."""
+
+    modified: bool
+    issues: tuple[Issue, ...] = ()
+    pulls: tuple[tuple[int, str], ...] = ()  # (number, updated_at)
+    etag: str | None = None
+    newest: str = ""
+    complete: bool = True
+
+
 class Tracker(Protocol):
     """Issues, labels, comments and pull requests; the local tracker and GitHub implement it."""
 
@@ -36,6 +51,8 @@ class Tracker(Protocol):
     def list_issues(self, label: str | None = None, state: str = "open") -> list[Issue]: ...
     def add_labels(self, number: int, names: list[str]) -> None: ...
     def remove_labels(self, number: int, names: list[str]) -> None: ...
+    # the issue carries exactly ``names`` afterwards, in one write (a label it keeps gets no new event)
+    def set_labels(self, number: int, names: list[str]) -> None: ...
     def find_comment(self, number: int, marker: str) -> Comment | None: ...
     def post_comment(self, number: int, body: str) -> Comment: ...
     # (capabilities.remote_branches) the credential the runner's own git pushes run branches with
@@ -46,8 +63,18 @@ class Tracker(Protocol):
     # rewrite a comment the identity wrote (a claim's lease stamp); None when the comment is gone
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment | None: ...
     def find_pull(self, marker: str, head: str | None = None) -> PullRequest | None: ...
+    # find-or-create by ``marker``; ``first_attempt``: no earlier attempt of this run's action can have opened it
     def create_pull(
-        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+        self,
+        issue: int,
+        title: str,
+        body: str,
+        head: str,
+        base: str,
+        head_sha: str,
+        base_sha: str,
+        marker: str,
+        first_attempt: bool = False,
     ) -> PullRequest: ...
     def permission(self, login: str) -> str: ...
     def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Issue: ...
@@ -63,6 +90,15 @@ class Tracker(Protocol):
     # the requests this tracker sent so far (None: it sends none)
     @property
     def request_count(self) -> int | None: ...
+    # what changed since ``since`` (the tracker's own time, from an earlier Changes.newest), in one conditional read
+    # when ``etag`` (an earlier Changes.etag) still holds: the daemon's poll (statemachine/polling.py)
+    def changes_since(self, since: str | None, etag: str | None) -> Changes: ...
+    # the open pull requests with the time of their latest activity (a review, a review comment, a push), newest
+    # first, in one conditional read (``Changes.pulls``; ``complete`` False when there are more than one read returns)
+    def pull_activity(self, etag: str | None) -> Changes: ...
+    # the open issues carrying ``label`` and who last applied it to each, from one bulk read (``orch status``); None
+    # when the tracker has none (list_issues and label_authority serve)
+    def labelled_issues(self, label: str) -> tuple[list[Issue], dict[int, str]] | None: ...
 
 
 @dataclass(frozen=True)

@@ -332,10 +332,27 @@ class RedactingTracker:
         return self.inner.update_comment(number, comment_id, self._clean(body))
 
     def create_pull(
-        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+        self,
+        issue: int,
+        title: str,
+        body: str,
+        head: str,
+        base: str,
+        head_sha: str,
+        base_sha: str,
+        marker: str,
+        first_attempt: bool = False,
     ) -> Any:
         return self.inner.create_pull(
-            issue, self._clean(title), self._clean(body), head, base, head_sha, base_sha, marker
+            issue,
+            self._clean(title),
+            self._clean(body),
+            head,
+            base,
+            head_sha,
+            base_sha,
+            marker,
+            first_attempt=first_attempt,
         )
 
     def create_issue(self, title: str, body: str, labels: list[str], marker: str | None = None) -> Any:

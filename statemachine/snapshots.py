@@ -7,52 +7,10 @@ import time
 from typing import Any
 
 from statemachine import registry
-from statemachine.model import Change, RunFacts, Snapshot
+from statemachine.model import Snapshot
 from statemachine.policy import Policy
+from statemachine.record import RunRecord
 from statemachine.runtime import Runtime
-
-TYPED_FACTS = frozenset(
-    {
-        "rework_count",
-        "attempt",
-        "agent",
-        "report",
-        "report_error",
-        "changes",
-        "changes_by_kind",
-        "checks",
-        "proof",
-        "findings",
-        "pull_request",
-    }
-)
-# What a guard reading RunFacts.extra finds for a fact the run has not recorded (absent: None), or recorded empty.
-EXTRA_DEFAULTS: dict[str, Any] = {"changed_lines": 0, "acceptance_criteria": [], "review_rounds": 0}
-EXTRA_EMPTY_AS_LIST = ("feedback_handled", "plan_problems")
-
-
-def run_facts(run_id: str | None, facts: dict[str, Any]) -> RunFacts:
-    """The typed view of a run's recorded facts; a guard sees any fact the run recorded (those not typed in
-    ``RunFacts.extra``), so a new fact needs no copy here: the action records it, the guard reads it."""
-    changes = facts.get("changes")
-    extra = {**EXTRA_DEFAULTS, **{k: v for k, v in facts.items() if k not in TYPED_FACTS}}
-    for key in EXTRA_EMPTY_AS_LIST:
-        extra[key] = extra.get(key) or []
-    return RunFacts(
-        run_id=run_id,
-        rework_count=int(facts.get("rework_count", 0)),
-        attempt=int(facts.get("attempt", 0)),
-        agent=facts.get("agent"),
-        report=facts.get("report"),
-        report_error=facts.get("report_error"),
-        changes=tuple(Change(c["path"], c["status"]) for c in changes) if changes is not None else None,
-        changes_by_kind=facts.get("changes_by_kind") or {},
-        checks=facts.get("checks"),
-        proof=facts.get("proof"),
-        findings=tuple(facts.get("findings", ())),
-        pull_request=facts.get("pull_request"),
-        extra=extra,
-    )
 
 
 def take_snapshot(rt: Runtime, number: int) -> Snapshot:
@@ -113,7 +71,7 @@ def snapshot_of(
     return Snapshot(
         issue=issue,
         state=state,
-        run=run_facts(run_id, facts),
+        run=RunRecord.load(run_id, facts),
         labels=rt.policy.label_names,
         settings=rt.policy.settings,
         taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS tracker_permissions (login TEXT PRIMARY KEY, permissi
 CREATE TABLE IF NOT EXISTS tracker_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, issue INTEGER NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL,
     name TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS poll_cursor (key TEXT PRIMARY KEY, value TEXT NOT NULL, saved_at TEXT NOT NULL);
 """
 
 
@@ -190,6 +191,25 @@ class Store:
         with self.transaction() as c:
             c.executemany(
                 "INSERT INTO facts VALUES (?, ?, ?) ON CONFLICT(run_id, key) DO UPDATE SET value=excluded.value", rows
+            )
+
+    # the daemon's poll cursor (statemachine/polling.py) -------------------------------------
+
+    def poll_cursor(self, key: str) -> dict[str, Any] | None:
+        """What the last poll of ``key`` (a tracker and its labels) left: its ETags, ``since`` and the issues it saw."""
+        rows = self.query("SELECT value FROM poll_cursor WHERE key=?", (key,))
+        try:
+            value = json.loads(rows[0][0]) if rows else None
+        except ValueError:
+            return None  # unreadable: the poll lists everything again
+        return value if isinstance(value, dict) else None
+
+    def save_poll_cursor(self, key: str, value: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO poll_cursor VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, saved_at=excluded.saved_at",
+                (key, json.dumps(value, sort_keys=True), now()),
             )
 
     # steps and the journal -----------------------------------------------------------------

@@ -18,6 +18,8 @@ class Document:
     file: str
     tree: Any  # ruamel CommentedMap / CommentedSeq / scalar
     data: Any  # plain dict / list / scalar
+    path: Path | None = None  # the file it was read from (load_file)
+    digest: str = ""  # the SHA-256 of the bytes parsed (load_file): what the policy cache keys on
 
     def position(self, path: Path_) -> tuple[int, int, int] | None:
         """Return (depth matched, line, column), 1-based, of the deepest node on ``path``."""
@@ -128,4 +130,9 @@ def load_file(path: Path, display: str | None = None) -> Document:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise PolicyError([Problem(name, line, 1, (), "the file is not UTF-8 text", "save it as UTF-8")]) from None
-    return load_text(text, name)
+    import hashlib
+
+    doc = load_text(text, name)
+    doc.path = path
+    doc.digest = hashlib.sha256(raw).hexdigest()
+    return doc

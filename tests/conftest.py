@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from statemachine.cli import main
+
+# the validated-policy cache (statemachine/policy_cache.py) of this test session: its own folder, never the user's
+os.environ.setdefault("ORCH_POLICY_CACHE", tempfile.mkdtemp(prefix="orch-test-policy-cache-"))
 
 GIT_IDENT = {
     "GIT_AUTHOR_NAME": "test",

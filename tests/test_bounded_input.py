@@ -20,7 +20,8 @@ from statemachine import images, limits, proof
 from statemachine.adapters import browser
 from statemachine.adapters.git import CliGit
 from statemachine.gates import within_byte_limits
-from statemachine.model import Change, Issue, RunFacts, Snapshot
+from statemachine.model import Issue, Snapshot
+from statemachine.record import RunRecord
 from statemachine.reports import load_report
 from tests.agentkit import comments_of_kind, make_agent, write_policy
 from tests.conftest import git
@@ -291,8 +292,11 @@ def test_sizes_are_measured_in_the_captured_tree(repo: Path) -> None:
 
 def _snap(gates: dict[str, Any], sizes: list[dict[str, Any]] | None) -> Snapshot:
     issue = Issue(number=1, title="t", body="", state="open", labels=())
-    extra = {"changed_bytes": limits.size_summary(sizes) if sizes is not None else None}
-    run = RunFacts(changes=tuple(Change(f["path"], "A") for f in sizes or []), extra=extra)
+    facts = {
+        "changes": [{"path": f["path"], "status": "A"} for f in sizes or []],
+        "changed_bytes": limits.size_summary(sizes) if sizes is not None else None,
+    }
+    run = RunRecord.load(None, facts)  # as the run recorded them
     return Snapshot(issue=issue, state="implementing", run=run, labels={}, settings={"gates": gates}, taken_at="")
 
 
@@ -311,7 +315,7 @@ def test_byte_limits_null_and_zero() -> None:
     uncaptured = Snapshot(
         issue=Issue(1, "t", "", "open", ()),
         state="gating",
-        run=RunFacts(),
+        run=RunRecord(),
         labels={},
         settings={"gates": {}},
         taken_at="",

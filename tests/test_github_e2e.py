@@ -148,11 +148,12 @@ def test_status_lists_many_issues_in_few_requests(gh: GitHubEmulator, tmp_path: 
     assert code == 0 and sorted(r["number"] for r in data["issues"]) == numbers
     assert all(r["eligible"] for r in data["issues"])
     lists = [p for m, p, _s in gh.requests if m == "GET" and p.rstrip("/").endswith("/issues")]
-    events = [p for m, p, _s in gh.requests if p.endswith("/issues/events")]
-    # ceil(250/100) pages of agent:auto issues (pages after the first use /repositories/{id}/...), plus one page of
-    # agent:plan-auto issues, and one pass over the repository's events instead of one request per issue
-    assert len(gh.requests) <= 3 + 1 + 6 + 2, gh.requests
-    assert len(lists) >= 1 and len(events) >= 1
+    graphql = [p for m, p, _s in gh.requests if p == "/graphql"]
+    events = [p for m, p, _s in gh.requests if "/events" in p]
+    # ceil(250/100) GraphQL pages of agent:auto issues with who labelled them, one of agent:plan-auto issues, the
+    # agent:child list, alice's permission: never the repository's events, never one request per issue
+    assert len(gh.requests) <= 3 + 1 + 1 + 2, gh.requests
+    assert len(graphql) == 4 and len(lists) == 1 and events == []
 
 
 def test_an_api_that_keeps_failing_gets_a_clear_message(gh: GitHubEmulator, tmp_path: Path) -> None:

@@ -182,10 +182,10 @@ def test_a_kill_at_each_publication_effect_on_github_duplicates_nothing(gh: GitH
             timeout=300,
         ).returncode
 
-    # The parent's 18 effects: start_run, claim_issue, add_labels, run_planner, sync_children (5: files the children),
+    # The parent's 17 effects: start_run, claim_issue, add_labels, run_planner, sync_children (5: files the children),
     # start_integration, post_plan, run_wave x3, integrate, run_checks, push_branch (13), open_draft_pr (14),
-    # hand_over_children (15), remove_labels, add_labels, post_report (18). Each process counts from its own start.
-    for kill, total in ((5, 5), (8, 13), (1, 14), (1, 15), (3, 18)):
+    # hand_over_children (15), relabel (16), post_report (17). Each process counts from its own start.
+    for kill, total in ((5, 5), (8, 13), (1, 14), (1, 15), (2, 17)):
         assert run(kill) == -signal.SIGKILL, f"no kill after effect {total}"
     assert run(None) == 0
     repo = gh.state.repo(OWNER, REPO)

@@ -197,7 +197,15 @@ class Effects:
         self._tick("journal")
 
 
-TRACKER_WRITES = ("add_labels", "remove_labels", "post_comment", "delete_comment", "create_pull", "set_state")
+TRACKER_WRITES = (
+    "add_labels",
+    "remove_labels",
+    "set_labels",
+    "post_comment",
+    "delete_comment",
+    "create_pull",
+    "set_state",
+)
 GIT_WRITES = ("ensure_worktree", "add_detached_worktree", "remove_worktree", "commit_tree", "set_branch", "push")
 
 

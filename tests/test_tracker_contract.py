@@ -113,6 +113,17 @@ def test_labels_are_idempotent(subject: Subject) -> None:
     assert t.get_issue(n, comments=False).labels == ("agent:review",)
 
 
+def test_labels_are_set_in_one_write_and_a_kept_label_keeps_who_applied_it(subject: Subject) -> None:
+    t = subject.tracker
+    n = subject.new_issue("S", "", ["agent:auto"])
+    t.add_labels(n, ["agent:running"])
+    t.set_labels(n, ["agent:auto", "agent:review"])
+    assert set(t.get_issue(n, comments=False).labels) == {"agent:auto", "agent:review"}
+    assert t.label_authority(n, "agent:auto")[0] == subject.maintainer  # not re-applied by the runner
+    t.set_labels(n, ["agent:auto", "agent:review"])  # again: nothing changes
+    assert set(t.get_issue(n, comments=False).labels) == {"agent:auto", "agent:review"}
+
+
 def test_comments_are_found_by_marker_and_deleted(subject: Subject) -> None:
     t = subject.tracker
     n = subject.new_issue("C", "", [])
@@ -235,3 +246,40 @@ def test_a_tracker_names_its_secret_caveat_and_costs_by_port(subject: Subject) -
     assert (before is None) == (t.request_count is None)
     if before is not None:
         assert t.request_count is not None and t.request_count > before
+
+
+def test_what_changed_since_is_read_by_the_trackers_own_time(subject: Subject) -> None:
+    """changes_since: the issues updated since a time the tracker gave (never this machine's), an unchanged answer
+    says so against its etag, and a label added is a change; pull_activity lists pull requests with their last
+    activity."""
+    t = subject.tracker
+    n = subject.new_issue("watched", "", [])
+    first = t.changes_since(None, None)
+    assert first.modified and first.newest and n in [i.number for i in first.issues]
+    since = first.newest
+    quiet = t.changes_since(since, None)
+    assert quiet.modified and n in [i.number for i in quiet.issues]  # at or after ``since``: inclusive
+    assert not t.changes_since(since, quiet.etag).modified
+    t.add_labels(n, ["agent:auto"])
+    moved = t.changes_since(since, quiet.etag)
+    assert moved.modified and moved.complete and moved.etag != quiet.etag
+    assert [i.labels for i in moved.issues if i.number == n] == [("agent:auto",)]
+    assert all(i.updated_at >= since for i in moved.issues) and moved.newest >= since
+    pulls = t.pull_activity(None)
+    assert pulls.modified and not pulls.issues and not t.pull_activity(pulls.etag).modified
+    head = subject.branch("orch/watched")
+    pr = t.create_pull(n, "t", "b", "orch/watched", "main", head, "0" * 40, "<!-- orch:run=1-x kind=pull-request -->")
+    after = t.pull_activity(pulls.etag)
+    assert after.modified and pr.number in [p for p, _at in after.pulls]
+
+
+def test_labelled_issues_in_bulk_are_the_listed_issues_with_who_labelled_them(subject: Subject) -> None:
+    t = subject.tracker
+    a = subject.new_issue("A", "body of A", ["agent:auto", "other"])
+    subject.new_issue("B", "", ["other"])
+    both = t.labelled_issues("agent:auto")
+    if both is None:  # no bulk read: the listing and the per-issue reads serve
+        return
+    issues, actors = both
+    assert issues == t.list_issues(label="agent:auto")
+    assert actors == {a: t.label_authority(a, "agent:auto")[0]} == {a: subject.maintainer}

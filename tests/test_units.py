@@ -21,9 +21,10 @@ from statemachine.errors import (
 )
 from statemachine.globs import BUILTIN_BLOCKED_PATHS, first_match, matches
 from statemachine.guards import report_matches_changes
-from statemachine.model import Change, Issue, RunFacts, Snapshot
+from statemachine.model import Change, Issue, Snapshot
 from statemachine.policy import merge
 from statemachine.prompting import acceptance_criteria
+from statemachine.record import RunRecord
 from statemachine.store import SCHEMA_VERSION, Store
 from statemachine.yamlsrc import load_file, load_text
 
@@ -469,7 +470,7 @@ def test_capture_counts_binary_files_without_lines(repo: Path) -> None:
 
 def _snap(changed_files: list[str], changes: list[str]) -> Snapshot:
     issue = Issue(number=1, title="t", body="", state="open", labels=())
-    run = RunFacts(
+    run = RunRecord(
         run_id="1-x",
         report={"status": "completed", "summary": "s", "changed_files": changed_files, "validation": []},
         changes=tuple(Change(p, "A") for p in changes),

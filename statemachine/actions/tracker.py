@@ -38,6 +38,15 @@ def remove_labels(ctx: ActionContext, labels: list[str]) -> dict[str, Any]:
     return {"removed": names}
 
 
+def relabel(ctx: ActionContext, remove: list[str], add: list[str]) -> dict[str, Any]:
+    """Remove and add labels (by role) in one write: the issue's labels as this run knows them, changed."""
+    gone, new = _names(ctx, remove), _names(ctx, add)
+    current = ctx.tracker.get_issue(ctx.issue, comments=False).labels  # a run's own read, kept true under its edits
+    wanted = [n for n in current if n not in gone] + [n for n in new if n not in current]
+    ctx.tracker.set_labels(ctx.issue, wanted)
+    return {"removed": gone, "added": new}
+
+
 def post_comment(ctx: ActionContext, kind: str) -> dict[str, Any]:
     """Post a comment of a fixed kind (claim), at most once per run."""
     marker = ctx.marker(kind)
@@ -168,7 +177,15 @@ def open_draft_pr(ctx: ActionContext) -> dict[str, Any]:
     body += "\n\n" + marker
     # create_pull is find-or-create by the marker on every tracker: a retry never opens a second one
     existing = ctx.tracker.create_pull(
-        issue.number, title, body, facts["branch"], facts["base_branch"], facts["head_sha"], facts["base_sha"], marker
+        issue.number,
+        title,
+        body,
+        facts["branch"],
+        facts["base_branch"],
+        facts["head_sha"],
+        facts["base_sha"],
+        marker,
+        first_attempt=ctx.first_try,
     )
     pr = {
         "number": existing.number,

@@ -7,7 +7,7 @@ from typing import Any
 
 from statemachine.errors import NotFoundError, OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment, TextEdit, TextHistory
-from statemachine.ports import Capabilities
+from statemachine.ports import Capabilities, Changes
 from statemachine.store import Store, now
 
 RUNNER = "orch"  # the local tracker's runner identity: every comment and issue orch writes carries it
@@ -266,6 +266,21 @@ class LocalTracker:
                 c.execute("DELETE FROM tracker_labels WHERE issue=? AND name=?", (number, name))
             c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
 
+    def set_labels(self, number: int, names: list[str]) -> None:
+        """All at once (one transaction): a label the issue keeps gets no new event."""
+        self.get_issue(number)
+        with self.store.transaction() as c:
+            current = {r[0] for r in c.execute("SELECT name FROM tracker_labels WHERE issue=?", (number,))}
+            for name in current - set(names):
+                c.execute("DELETE FROM tracker_labels WHERE issue=? AND name=?", (number, name))
+            for name in dict.fromkeys(n for n in names if n not in current):
+                c.execute("INSERT INTO tracker_labels VALUES (?, ?)", (number, name))
+                c.execute(
+                    "INSERT INTO tracker_events (issue, event, actor, name, at) VALUES (?, 'labeled', ?, ?, ?)",
+                    (number, _user(), name, now()),
+                )
+            c.execute("UPDATE tracker_issues SET updated_at=? WHERE number=?", (now(), number))
+
     def post_comment(self, number: int, body: str, author: str = "orch") -> Comment:
         self.get_issue(number)
         with self.store.transaction() as c:
@@ -295,6 +310,40 @@ class LocalTracker:
 
     request_count = None  # it sends no request
 
+    def labelled_issues(self, label: str) -> tuple[list[Issue], dict[int, str]] | None:
+        return None  # listing and one read per issue are local queries
+
+    def changes_since(self, since: str | None, etag: str | None) -> Changes:
+        """The issues updated at or after ``since`` (every write here moves ``updated_at``), newest first, and the pull
+        requests reviewed since; ``etag`` is a digest of the answer, so an unchanged one says "not modified"."""
+        rows = self.store.query(
+            "SELECT number FROM tracker_issues WHERE updated_at >= ? ORDER BY updated_at DESC, number DESC",
+            (since or "",),
+        )
+        issues = tuple(self.get_issue(r[0], comments=False) for r in rows)
+        pulls = tuple((n, t) for n, t in self._pull_times() if t >= (since or ""))
+        return _changes(issues, pulls, etag, self._last_rows())
+
+    def pull_activity(self, etag: str | None) -> Changes:
+        return _changes((), self._pull_times(), etag, self._last_rows())
+
+    def _last_rows(self) -> list[Any]:
+        """The newest comment, review and review comment: a write within the same second still changes the digest."""
+        return [
+            self.store.query(f"SELECT max(id) FROM {table}")[0][0]
+            for table in ("tracker_comments", "tracker_reviews", "tracker_review_comments")
+        ]
+
+    def _pull_times(self) -> tuple[tuple[int, str], ...]:
+        """Each pull request with the time of its latest activity (opened, reviewed, commented), newest first."""
+        rows = self.store.query(
+            "SELECT p.number, max(p.created_at, coalesce(max(r.submitted_at), ''), "
+            "coalesce((SELECT max(c.created_at) FROM tracker_review_comments c WHERE c.pull = p.number), '')) AS t "
+            "FROM tracker_pulls p LEFT JOIN tracker_reviews r ON r.pull = p.number GROUP BY p.number "
+            "ORDER BY t DESC, p.number DESC"
+        )
+        return tuple((int(r[0]), str(r[1])) for r in rows)
+
     def ensure_label(self, name: str, color: str, description: str = "", dry_run: bool = False) -> str:
         raise OrchError("the local tracker keeps no label list")
 
@@ -307,9 +356,18 @@ class LocalTracker:
         return Comment(*rows[0]) if rows else None
 
     def create_pull(
-        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+        self,
+        issue: int,
+        title: str,
+        body: str,
+        head: str,
+        base: str,
+        head_sha: str,
+        base_sha: str,
+        marker: str,
+        first_attempt: bool = False,
     ) -> PullRequest:
-        existing = self.find_pull(marker, head)
+        existing = self.find_pull(marker, head)  # a local query: always looked for
         if existing is not None:
             if existing.head_sha != head_sha:  # new commits on the same branch: the record follows the branch head
                 with self.store.transaction() as c:
@@ -344,3 +402,17 @@ def _pull(r: Any) -> PullRequest:
         url=f"local:pull/{number}",
         marker=str(r[9]),
     )
+
+
+def _changes(
+    issues: tuple[Issue, ...], pulls: tuple[tuple[int, str], ...], etag: str | None, extra: list[Any]
+) -> Changes:
+    import hashlib
+    import json
+
+    rows = [(i.number, i.updated_at, i.state, list(i.labels), i.title, i.body) for i in issues]
+    digest = hashlib.sha256(json.dumps([rows, pulls, extra]).encode()).hexdigest()
+    if digest == etag:
+        return Changes(False, etag=etag)
+    newest = max([i.updated_at for i in issues] + [t for _n, t in pulls], default="")
+    return Changes(True, issues, pulls, digest, newest)

@@ -42,7 +42,7 @@ def dot(policy: Policy) -> str:
 
 def load_policy(args: argparse.Namespace) -> Policy:
     from statemachine import policy as policy_mod
-    from statemachine.runtime import find_repo
+    from statemachine.commands.repo import find_repo
 
     root = find_repo(args.repo)
     path = policy_mod.resolve_path(root, args.policy)

@@ -8,7 +8,7 @@ from typing import Any
 
 from statemachine import policy as policy_mod
 from statemachine import resources
-from statemachine.errors import EXIT_OK, EXIT_POLICY, OrchError, PolicyError, Problem
+from statemachine.errors import EXIT_OK, EXIT_POLICY, PolicyError, Problem
 from statemachine.output import Output
 
 
@@ -17,16 +17,13 @@ def _targets(args: argparse.Namespace) -> list[tuple[Path, str]]:
         return [(f, str(f)) for f in args.files]
     if args.policy is not None:
         return [(args.policy, str(args.policy))]
-    try:
-        from statemachine.runtime import find_repo
+    from statemachine.commands.repo import maybe_repo
 
-        root = find_repo(args.repo)
+    root = maybe_repo(args.repo)
+    if root is not None:
         path = root / policy_mod.DEFAULT_POLICY_PATH
         if path.exists():
             return [(path, str(path.relative_to(root)))]
-    except OrchError:
-        if args.repo is not None:
-            raise
     return [(resources.bundled_policy(n), f"<bundled>/policies/{n}.yaml") for n in resources.bundled_policy_names()]
 
 
@@ -70,14 +67,14 @@ def main(args: argparse.Namespace, out: Output) -> int:
     problems: list[Problem] = []
     for path, display in _targets(args):
         try:
-            pol = policy_mod.load(path, display)
+            data = policy_mod.check_file(path, display)
             extra = _template_problems(path) if path.name != "default.yaml" or "<bundled>" not in display else []
             problems += extra
             results.append(
                 {
                     "file": display,
                     "ok": not extra,
-                    "transitions": len(pol.transitions),
+                    "transitions": len(data["lifecycle"]["transitions"]),
                     "problems": [p.as_json() for p in extra],
                 }
             )

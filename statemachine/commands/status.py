@@ -2,8 +2,10 @@
 
 The reasons come from the same guards `orch explain` evaluates; which to give is the engine's judgement
 (engine.why_waiting), printed here as it is. Issues are listed with one paginated request per
-100 issues and per authorizing label; authorization costs one events request per waiting issue (permissions are
-cached per user).
+100 issues and per label; on GitHub the issues carrying an authorizing label come with who applied it
+(``Tracker.labelled_issues``: one GraphQL query per label and per 100 such issues, whatever the repository's
+history); a tracker without that bulk read gives the labels' actors in one pass (``label_actors``) or one read per
+issue. Permissions are cached per user.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ def main(args: argparse.Namespace, out: Output) -> int:
     try:
         states = rt.store.known_issues()
         seen: dict[int, Issue] = {}
+        bulk: dict[str, dict[int, str]] = {}
         for role in ("auto", "plan_auto", "child"):
-            for issue in rt.tracker.list_issues(label=rt.policy.label(role), state="open"):
+            label = rt.policy.label(role)
+            both = rt.tracker.labelled_issues(label) if role != "child" else None  # the issues with who labelled them
+            if both is not None:
+                bulk[label] = both[1]
+            for issue in both[0] if both is not None else rt.tracker.list_issues(label=label, state="open"):
                 seen.setdefault(issue.number, issue)
         rows: list[dict[str, Any]] = []
-        bulk: dict[str, dict[int, str]] = {}
-        if len(seen) > 3:  # one pass over the repository's events beats one per issue (None: the tracker says not)
+        if not bulk and len(seen) > 3:  # one bulk read beats one per issue (None: the tracker says not)
             bulk = rt.tracker.label_actors([rt.policy.label("auto"), rt.policy.label("plan_auto")]) or {}
         for number in sorted(seen):
             issue = seen[number]

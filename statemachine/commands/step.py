@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 from statemachine.commands.explain import render_evaluations
 from statemachine.engine import Engine, StepOutcome
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK
 from statemachine.output import Output
+from statemachine.ports import Tracker
 from statemachine.runtime import open_runtime
+from statemachine.tracker_cache import RunReads
 
 
 def describe(o: StepOutcome) -> str:
@@ -28,6 +31,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
     try:
         rt.jail.require()  # before anything is claimed: never run an agent unjailed where the policy wants the jail
+        rt.tracker = cast(Tracker, RunReads(rt.tracker))  # the run's steps do not ask the tracker twice
         engine = Engine(rt)
         if args.command == "step":
             outcomes = [engine.step(args.issue)]

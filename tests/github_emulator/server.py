@@ -49,10 +49,19 @@ from .state import (
 FAULT_KINDS = ("status", "timeout", "secondary_rate_limit", "lost_response", "primary_rate_limit")
 RATE_LIMIT = 5000
 ANON_RATE_LIMIT = 60
-# the one GraphQL query the emulator answers (whitespace collapsed): orch's GitHubTracker._body_edits
+# the GraphQL queries the emulator answers (whitespace collapsed): orch's GitHubTracker._body_edits
 GRAPHQL_EDITOR_QUERY = (
     "query($owner: String!, $repo: String!, $number: Int!) "
     "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }"
+)
+# and the open issues carrying a label with who labelled them: orch's GitHubTracker.labelled_issues
+GRAPHQL_LABELLED_QUERY = (
+    "query($owner: String!, $repo: String!, $label: String!, $after: String) "
+    "{ repository(owner: $owner, name: $repo) { issues(first: 100, after: $after, states: OPEN, labels: [$label]) "
+    "{ pageInfo { hasNextPage endCursor } nodes { number title body state createdAt updatedAt "
+    "author { __typename login } labels(first: 100) { nodes { name } } "
+    "timelineItems(itemTypes: [LABELED_EVENT], last: 100) "
+    "{ nodes { ... on LabeledEvent { label { name } actor { __typename login } } } } } } } }"
 )
 GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)\.git(?P<rest>/.*)?$")
 GIT_ENV = {
@@ -581,7 +590,8 @@ class GitHubEmulator:
                 position=where["position"] if where else None,
             )
             repo.review_comments[comment.id] = comment
-        issue.updated_at = self.state.tick()
+        if state != "PENDING":  # a pending review is visible only to its author: nothing moves
+            issue.pull.activity_at = self.state.tick()
         return review
 
     # -- rate limit
@@ -720,7 +730,8 @@ class GitHubEmulator:
         h.respond(reply.status, out_headers, payload)
 
     def _handle_graphql(self, h: _Handler, method: str, body: bytes) -> None:
-        """``POST /graphql`` for the one query orch sends, and nothing else: who last edited an issue's body
+        """``POST /graphql`` for the two queries orch sends, and nothing else: the open issues carrying a label with who
+        labelled them (``_graphql_labelled``), and who last edited an issue's body
         (``repository(owner, name) { issue(number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } }``). Any other query, or a
         variable of the wrong type, is recorded as a violation (the test fails) and answered as GitHub would."""
         headers = {k.lower(): v for k, v in h.headers.items()}
@@ -738,13 +749,20 @@ class GitHubEmulator:
             query = " ".join(str(data.get("query") or "").split())
             variables = data.get("variables") or {}
             if (
+                query == GRAPHQL_LABELLED_QUERY
+                and set(variables) <= {"owner", "repo", "label", "after"}
+                and all(isinstance(variables.get(k), str) for k in ("owner", "repo", "label"))
+                and isinstance(variables.get("after"), str | None)
+            ):
+                reply = self._graphql_labelled(variables, login)
+            elif (
                 query != GRAPHQL_EDITOR_QUERY
                 or set(variables) != {"owner", "repo", "number"}
                 or not isinstance(variables.get("number"), int)
                 or not all(isinstance(variables.get(k), str) for k in ("owner", "repo"))
             ):
                 self._record_violations([f"unsupported GraphQL request: {query!r} {variables!r}"], "request")
-                reply = {"errors": [{"message": "the emulator answers only orch's editor query"}]}
+                reply = {"errors": [{"message": "the emulator answers only orch's own queries"}]}
             else:
                 with self.state.lock:
                     repo = self.state.find_repo(variables["owner"], variables["repo"])
@@ -793,6 +811,71 @@ class GitHubEmulator:
                 )
             )
         h.respond(status, {"content-type": "application/json; charset=utf-8"}, payload)
+
+    def _graphql_labelled(self, variables: dict[str, Any], login: str | None) -> dict[str, Any]:
+        """GraphQL ``repository.issues(states: OPEN, labels: [label])`` (a label's name matches whatever its case), 100
+        a page by number, each with its fields, labels and last 100 ``LabeledEvent``s oldest first; a Bot's login is
+        without the "[bot]" that REST shows."""
+        with self.state.lock:
+            repo = self.state.find_repo(variables["owner"], variables["repo"])
+            if repo is None or rank(self.state.role(repo, login)) < rank("read"):
+                return {
+                    "data": {"repository": None},
+                    "errors": [
+                        {
+                            "type": "NOT_FOUND",
+                            "path": ["repository"],
+                            "message": f"Could not resolve to a Repository with the name "
+                            f"'{variables['owner']}/{variables['repo']}'.",
+                        }
+                    ],
+                }
+            label = variables["label"].lower()
+            found = sorted(
+                (i for i in repo.issues.values() if not i.is_pull and i.state == "open"), key=lambda i: i.number
+            )
+            found = [i for i in found if label in {n.lower() for n in i.labels}]
+            after = variables.get("after")
+            start = int(base64.b64decode(after).decode()) if after else 0
+            page = found[start : start + 100]
+            end = start + len(page)
+            wanted = {i.number for i in page}
+            labelled: dict[int, list[Any]] = {n: [] for n in wanted}
+            for e in repo.events:
+                if e.issue_number in wanted and e.event == "labeled":
+                    labelled[e.issue_number].append(e)
+
+            def actor(who: str) -> dict[str, Any]:
+                acct = self.state.accounts.get(who.lower())
+                bot = acct is not None and acct.type == "Bot"
+                return {"__typename": "Bot" if bot else "User", "login": who.removesuffix("[bot]") if bot else who}
+
+            nodes = [
+                {
+                    "number": i.number,
+                    "title": i.title,
+                    "body": i.body or "",
+                    "state": i.state.upper(),
+                    "createdAt": iso(i.created_at),
+                    "updatedAt": iso(i.updated_at),
+                    "author": actor(i.user),
+                    "labels": {"nodes": [{"name": n} for n in i.labels[:100]]},
+                    "timelineItems": {
+                        "nodes": [
+                            {"label": {"name": e.label}, "actor": actor(e.actor)} for e in labelled[i.number][-100:]
+                        ]
+                    },
+                }
+                for i in page
+            ]
+            issues = {
+                "pageInfo": {
+                    "hasNextPage": end < len(found),
+                    "endCursor": base64.b64encode(str(end).encode()).decode() if page else None,
+                },
+                "nodes": nodes,
+            }
+            return {"data": {"repository": {"issues": issues}}}
 
     def _account_validation(self, t0: float) -> None:
         with self.state.lock:
@@ -1147,9 +1230,16 @@ def _delete_label(c: Ctx) -> Reply:
 # issues
 
 
+def _pull_updated(issue: Issue) -> int:
+    """A pull request's updated_at: its issue's, or its latest review activity when later."""
+    return max(issue.updated_at, issue.pull.activity_at if issue.pull else 0)
+
+
 def _issue_sort_key(sort: str) -> Callable[[tuple[Repo, Issue]], Any]:
     if sort == "updated":
         return lambda ri: (ri[1].updated_at, ri[1].number)
+    if sort == "pull-updated":
+        return lambda ri: (_pull_updated(ri[1]), ri[1].number)
     if sort == "comments":
         return lambda ri: (len(ri[0].comments_of(ri[1].number)), ri[1].number)
     return lambda ri: (ri[1].created_at, ri[1].number)
@@ -1445,7 +1535,7 @@ def _list_pulls(c: Ctx) -> Reply:
     sort = c.query.get("sort", "created")
     # GitHub: "Default: desc when sort is created or sort is not specified, otherwise asc."
     direction = c.query.get("direction", "desc" if sort == "created" else "asc")
-    key = _issue_sort_key("updated" if sort in ("updated", "popularity", "long-running") else "created")
+    key = _issue_sort_key("pull-updated" if sort in ("updated", "popularity", "long-running") else "created")
     pairs = sorted(((repo, i) for i in items), key=key, reverse=direction != "asc")
     return c.page([c.render.pull(repo, i, full=False) for _, i in pairs], f"/repos/{repo.full_name}/pulls")
 

@@ -93,6 +93,9 @@ class Pull:
     head_repo: tuple[str, str] | None = (
         None  # (owner, name) of the fork the head branch lives in; None: this repository
     )
+    # the time of the latest review or review comment: it moves the pull request's updated_at (the pulls endpoint),
+    # not the issue's (the issues endpoint, which is not documented to reflect review activity)
+    activity_at: int = 0
 
 
 REVIEW_STATES = {
@@ -679,7 +682,7 @@ class Render:
             "milestone": None,
             "active_lock_reason": None,
             "created_at": iso(issue.created_at),
-            "updated_at": iso(issue.updated_at),
+            "updated_at": iso(max(issue.updated_at, issue.pull.activity_at if issue.pull else 0)),
             "closed_at": iso(issue.closed_at) if issue.closed_at else None,
             "merged_at": None,
             "merge_commit_sha": None,

@@ -1,21 +1,42 @@
 """Who did what on GitHub: who applied a label, the permission a login has, and every edit of an issue's title
-and body (the one GraphQL query orch sends)."""
+and body, and the open issues carrying a label with who applied it (the two GraphQL queries orch sends)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from statemachine.adapters.github.errors import GitHubError
-from statemachine.adapters.github.mapping import PERMISSIONS
+from statemachine.adapters.github.mapping import PERMISSIONS, _label_names
 from statemachine.adapters.github.transport import GitHubTransport
-from statemachine.model import TextEdit, TextHistory
+from statemachine.model import Issue, TextEdit, TextHistory
 
-# the one GraphQL query orch sends: who edited an issue's body, and when (REST does not say); every edit, not only
+# a GraphQL query: who edited an issue's body, and when (REST does not say); every edit, not only
 # the last one, so that a maintainer's later touch-up does not hide an outsider's edit before it
 _EDITOR_QUERY = (
     "query($owner: String!, $repo: String!, $number: Int!) "
     "{ repository(owner: $owner, name: $repo) { issue(number: $number) { userContentEdits(last: 100) { nodes { editor { login } editedAt } } } } }"
 )
+
+
+# the open issues carrying a label, 100 a page, each with its last 100 labellings (a Bot's GraphQL login lacks the
+# "[bot]" that REST shows: _login puts it back)
+_LABELLED_QUERY = (
+    "query($owner: String!, $repo: String!, $label: String!, $after: String) "
+    "{ repository(owner: $owner, name: $repo) { issues(first: 100, after: $after, states: OPEN, labels: [$label]) "
+    "{ pageInfo { hasNextPage endCursor } nodes { number title body state createdAt updatedAt "
+    "author { __typename login } labels(first: 100) { nodes { name } } "
+    "timelineItems(itemTypes: [LABELED_EVENT], last: 100) "
+    "{ nodes { ... on LabeledEvent { label { name } actor { __typename login } } } } } } } }"
+)
+
+
+def _login(actor: Any) -> str:
+    """A GraphQL actor's login as REST spells it (``ghost`` for a deleted account)."""
+    if not isinstance(actor, dict) or not actor.get("login"):
+        return "ghost"
+    login = str(actor["login"])
+    return f"{login}[bot]" if actor.get("__typename") == "Bot" and not login.endswith("[bot]") else login
 
 
 class LabelHistory(GitHubTransport):
@@ -35,17 +56,57 @@ class LabelHistory(GitHubTransport):
         return actor
 
     def label_actors(self, labels: list[str]) -> dict[str, dict[int, str]]:
-        """For every issue and each of ``labels``, who applied it most recently: one paginated pass over the
-        repository's issue events (ceil(events/100) requests instead of one per issue)."""
-        actors: dict[str, dict[int, str]] = {label: {} for label in labels}
-        for e in self._paged(f"read the issue events of {self.full_name}", "issues.list_events_for_repo", {}):
-            name = (e.get("label") or {}).get("name")
-            if e.get("event") != "labeled" or name not in actors:
-                continue
-            number = (e.get("issue") or {}).get("number")
-            if isinstance(number, int) and number not in actors[name]:  # newest first: the first seen is the latest
-                actors[name][number] = str((e.get("actor") or {}).get("login") or "ghost")
-        return actors
+        """For every open issue carrying one of ``labels``, who applied that label most recently (``labelled_issues``:
+        one GraphQL query per label and per 100 such issues, never a pass over the repository's history)."""
+        return {label: self.labelled_issues(label)[1] for label in labels}
+
+    def labelled_issues(self, label: str) -> tuple[list[Issue], dict[int, str]]:
+        """The open issues carrying ``label`` (as ``list_issues`` gives them) and, for each, who applied the label most
+        recently: one GraphQL query per 100 such issues, each with its last 100 ``LabeledEvent``s. An issue whose
+        labelling is not among them is left out of the second (its own events are read instead)."""
+        issues: list[Issue] = []
+        actors: dict[int, str] = {}
+        after: str | None = None
+        while True:
+            found = self._graphql(
+                f"list the open issues carrying {label!r} and who labelled them",
+                _LABELLED_QUERY,
+                {"owner": self.owner, "repo": self.repo, "label": label, "after": after},
+            )["issues"]
+            for node in found.get("nodes") or []:
+                number = int(node["number"])
+                author = node.get("author")
+                issues.append(
+                    Issue(
+                        number=number,
+                        title=str(node.get("title") or ""),
+                        body=str(node.get("body") or ""),
+                        state=str(node.get("state") or "OPEN").lower(),
+                        labels=_label_names((node.get("labels") or {}).get("nodes")),
+                        author=_login(author) if author else "",
+                        created_at=str(node.get("createdAt") or ""),
+                        updated_at=str(node.get("updatedAt") or ""),
+                    )
+                )
+                for e in reversed(((node.get("timelineItems") or {}).get("nodes")) or []):  # the latest wins
+                    if str((e.get("label") or {}).get("name") or "").lower() == label.lower():
+                        actors[number] = _login(e.get("actor"))
+                        break
+            page = found.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                return sorted(issues, key=lambda i: i.number), actors
+            after = str(page["endCursor"])
+
+    def _graphql(self, what: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """``data.repository`` of one GraphQL query; a GraphQL error is an error (never an empty answer)."""
+        url = (self.api_url[: -len("/v3")] if self.api_url.endswith("/api/v3") else self.api_url) + "/graphql"
+        resp = self._send(what, lambda: self._raw("POST", url, {"query": query, "variables": variables}))
+        data = self._json(resp) or {}
+        repo = (data.get("data") or {}).get("repository")
+        if data.get("errors") or not isinstance(repo, dict):
+            message = "; ".join(str(e.get("message") or e) for e in data.get("errors") or []) or "no repository"
+            raise GitHubError(f"GitHub's GraphQL API could not {what}: {message}", "the token needs read access")
+        return repo
 
     def permission(self, login: str) -> str:
         """``login``'s permission on the repository: admin, maintain, write, triage, read or none (cached 30 s)."""

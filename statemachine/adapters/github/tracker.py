@@ -26,14 +26,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
+from statemachine.adapters.github.changes import ChangeFeed
 from statemachine.adapters.github.errors import (
-    GitHubError,
     GitHubNotFound,
-    GitHubPermissionError,
     GitHubValidationError,
 )
 from statemachine.adapters.github.failures import _Cached
 from statemachine.adapters.github.history import LabelHistory
+from statemachine.adapters.github.identity import Identity
 from statemachine.adapters.github.mapping import (
     CI_FIX,
     MARKER_RE,
@@ -51,7 +51,7 @@ from statemachine.model import Comment, Issue, PullRequest, Review, ReviewCommen
 from statemachine.ports import Capabilities
 
 
-class GitHubTracker(LabelHistory):
+class GitHubTracker(LabelHistory, ChangeFeed, Identity):
     """Implements the Tracker port on one GitHub repository (issues, labels, comments, draft pull requests)."""
 
     kind = "github"
@@ -243,6 +243,14 @@ class GitHubTracker(LabelHistory):
                 on404=lambda: None,
             )
 
+    def set_labels(self, number: int, names: list[str]) -> None:
+        """Replace the issue's labels in one request (a label it already carries gets no new ``labeled`` event)."""
+        self._send(
+            f"set the labels of issue #{number} to {', '.join(names) or 'none'}",
+            self._op("issues", "set_labels", issue_number=number, labels=list(names)),
+            missing=f"issue #{number} does not exist in {self.full_name}",
+        )
+
     def post_comment(self, number: int, body: str) -> Comment:
         """Post a comment; after a lost response it looks for the comment (by marker, else by body) before retrying."""
         body = _fit(body)
@@ -335,14 +343,24 @@ class GitHubTracker(LabelHistory):
         return _issue(self._json(resp))
 
     def create_pull(
-        self, issue: int, title: str, body: str, head: str, base: str, head_sha: str, base_sha: str, marker: str
+        self,
+        issue: int,
+        title: str,
+        body: str,
+        head: str,
+        base: str,
+        head_sha: str,
+        base_sha: str,
+        marker: str,
+        first_attempt: bool = False,
     ) -> PullRequest:
         """Open a DRAFT pull request, or return the one that already carries ``marker`` (never a second one).
 
         orch never merges and never marks a pull request ready; a repository that does not allow
-        drafts gets an error, not a ready pull request.
+        drafts gets an error, not a ready pull request. ``first_attempt``: no earlier attempt can have opened it, so
+        it is not looked for first (an open one from the same branch still answers 422, handled below).
         """
-        existing = self.find_pull(marker, head)
+        existing = None if first_attempt else self.find_pull(marker, head)
         if existing is not None:
             return existing
         if marker not in body:
@@ -426,46 +444,6 @@ class GitHubTracker(LabelHistory):
                 f"update label {name!r}", lambda: self._raw("PATCH", url, {"color": color, "description": description})
             )
         return "updated"
-
-    def identity(self) -> str:
-        """The login orch writes as, learned from the token once per tracker (one request, then remembered).
-
-        A user token (or a bot account's) answers ``GET /user``. A GitHub App installation token is refused
-        there (403): the app acts as ``<slug>[bot]``, and the slug comes from ``tracker.app_slug`` (``GET /app``
-        needs the app's JWT, which orch never holds). Without a slug that is an error, never "trust everyone".
-        ``tracker.runner_login``, when set, is only checked against what was learned.
-        """
-        if self._login is None:
-            try:
-                resp = self._send("read the token's user", self._op("users", "get_authenticated"), repo_scoped=False)
-                login = str((self._json(resp) or {}).get("login") or "")
-            except GitHubPermissionError:
-                if not self.app_slug:
-                    raise GitHubPermissionError(
-                        "the token cannot read its own user (GET /user answered 403): it looks like a GitHub App "
-                        "installation token",
-                        "set tracker.app_slug to the app's slug; orch then acts as <slug>[bot]",
-                        403,
-                    ) from None
-                login = f"{self.app_slug}[bot]"
-            if not login:
-                raise GitHubError("GitHub did not say which user the token acts as", "check the token", None)
-            if self.expected_login and login.lower() != self.expected_login.lower():
-                raise OrchError(
-                    f"the token acts as {login}, but tracker.runner_login says {self.expected_login}",
-                    "use the runner's token, or correct (or remove) tracker.runner_login",
-                )
-            self._login = login
-        return self._login
-
-    def whoami(self) -> str:
-        """The login the token acts as (``identity``)."""
-        return self.identity()
-
-    @property
-    def runner_login(self) -> str:
-        """The runner's identity (``identity``); only what it wrote counts as orch's."""
-        return self.identity()
 
     def repo_info(self) -> dict[str, Any]:
         """The repository's default branch and the token's permissions on it."""

@@ -1,0 +1,33 @@
+"""Finding the repository a read-only command works on, without opening a runtime (no store, no jail, no tracker):
+`orch lint` and `orch graph` need only its root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from statemachine.errors import OrchError
+
+
+def find_repo(repo: Path | None) -> Path:
+    """The root of the git repository at ``repo`` (or around the current folder), as runtime.find_repo finds it."""
+    from statemachine.adapters.git import repo_root
+
+    start = (repo or Path.cwd()).resolve()
+    if not start.exists():
+        raise OrchError(f"{start} does not exist", "pass --repo with the path of a git repository")
+    return repo_root(start)
+
+
+def maybe_repo(repo: Path | None) -> Path | None:
+    """``find_repo``, but None where there is no repository and none was asked for (``repo`` None): then git runs
+    only where a ``.git`` lies above the current folder, so a command outside any repository imports no adapter."""
+    if repo is None:
+        start = Path.cwd().resolve()
+        if not any((folder / ".git").exists() for folder in (start, *start.parents)):
+            return None  # git would find no work tree either (orch runs it without GIT_DIR)
+    try:
+        return find_repo(repo)
+    except OrchError:
+        if repo is not None:
+            raise
+        return None

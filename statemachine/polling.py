@@ -1,0 +1,251 @@
+"""The daemon's poll: the open issues carrying an authorizing label, read by what changed since the last poll.
+
+The first poll of a tracker (or one whose cursor is missing, too old, or cannot be trusted) lists the labelled issues
+in full, as before, after one read that tells the tracker's own time (``changes_since(None)``: the newest
+``updated_at``). Every later poll is one conditional read of what changed since then (``Tracker.changes_since``): a
+304 when nothing did. An issue that changed is updated in the view (added when it is open and labelled, dropped
+otherwise). ``since`` is the newest ``updated_at`` the tracker reported minus ``OVERLAP_SECONDS``: the tracker's clock,
+never this machine's, and a window that overlaps the last one (what is seen twice is recognised by its
+``updated_at``). When issues rest in review, one more conditional read watches the open pull requests
+(``Tracker.pull_activity``): feedback on a pull request moves the pull request, not its issue.
+
+What a poll saw is kept in the store (``poll_cursor``), so a fresh process (``orch daemon --once``) starts from it. It
+is saved only after the daemon acted on the poll (``Poller.done``), with the review checks that could not be made;
+a crash in between repeats the poll from the saved cursor. Written only by orch processes of this clone, in the
+clone's own state database, like the journal beside it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from statemachine.model import Issue
+from statemachine.ports import Changes, Tracker
+from statemachine.store import Store
+
+OVERLAP_SECONDS = 120  # each window starts this long before the newest change seen (late writes, same-second ones)
+RESYNC_SECONDS = 6 * 3600  # list everything again this often: an issue deleted or transferred, or a label deleted
+# from the repository, does not move any updated_at
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Poll:
+    issues: list[Issue]  # the open issues carrying an authorizing label, by number
+    recheck: frozenset[int] | None  # issues or pull requests that changed (None: look at every one)
+    full: bool  # the labelled issues were listed in full
+
+
+@dataclass
+class Cursor:
+    since: str | None = None
+    etag: str | None = None
+    newest: str = ""
+    view: dict[int, Issue] = field(default_factory=dict)
+    seen: dict[int, str] = field(default_factory=dict)  # number -> "updated_at digest" already taken into account
+    pulls_etag: str | None = None
+    pulls: dict[int, str] = field(default_factory=dict)  # pull request -> updated_at already looked at
+    recheck: list[int] = field(default_factory=list)  # issues whose review check is still to make
+    synced_at: float = 0.0  # this machine's time of the last full listing (only for RESYNC_SECONDS)
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "since": self.since,
+            "etag": self.etag,
+            "newest": self.newest,
+            "view": [_issue_dict(i) for i in self.view.values()],
+            "seen": {str(k): v for k, v in self.seen.items()},
+            "pulls_etag": self.pulls_etag,
+            "pulls": {str(k): v for k, v in self.pulls.items()},
+            "recheck": sorted(self.recheck),
+            "synced_at": self.synced_at,
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any] | None) -> Cursor | None:
+        if not data or data.get("version") != VERSION:
+            return None
+        try:
+            view = [_issue_of(d) for d in data.get("view") or []]
+            return cls(
+                since=data.get("since") or None,
+                etag=data.get("etag") or None,
+                newest=str(data.get("newest") or ""),
+                view={i.number: i for i in view},
+                seen={int(k): str(v) for k, v in (data.get("seen") or {}).items()},
+                pulls_etag=data.get("pulls_etag") or None,
+                pulls={int(k): str(v) for k, v in (data.get("pulls") or {}).items()},
+                recheck=[int(n) for n in data.get("recheck") or []],
+                synced_at=float(data.get("synced_at") or 0.0),
+            )
+        except (TypeError, ValueError, KeyError):
+            return None  # unreadable: list everything again
+
+
+class Poller:
+    """Polls one tracker for the issues carrying ``labels``; keeps its cursor in ``store`` under ``key``."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        store: Store,
+        key: str,
+        labels: Iterable[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tracker, self.store, self.key = tracker, store, key
+        self.labels = list(labels)
+        self.clock = clock
+        self.cursor: Cursor | None = None
+        self.loaded = False
+        self.pending: Cursor | None = None
+
+    def poll(self, resting: Callable[[Issue], bool] = lambda _i: False) -> Poll:
+        """One poll. When an issue of the view is ``resting`` in review, the open pull requests' activity is read too."""
+        if not self.loaded:
+            self.cursor, self.loaded = Cursor.load(self.store.poll_cursor(self.key)), True
+        cur = self.cursor
+        if cur is None or not 0 <= self.clock() - cur.synced_at <= RESYNC_SECONDS:
+            return self._full(resting)
+        changes = self.tracker.changes_since(cur.since, cur.etag)
+        if changes.modified and not changes.complete:
+            return self._full(resting)  # more changed than one read returns: list everything
+        new = Cursor(
+            cur.since,
+            changes.etag,
+            cur.newest,
+            dict(cur.view),
+            dict(cur.seen),
+            cur.pulls_etag,
+            dict(cur.pulls),
+            list(cur.recheck),
+            cur.synced_at,
+        )
+        touched: set[int] = set(cur.recheck)
+        if changes.modified:
+            touched |= self._apply(new, changes)
+        if any(resting(i) for i in new.view.values()):
+            touched |= self._pull_changes(new)
+        self.pending = new
+        return Poll(sorted(new.view.values(), key=lambda i: i.number), frozenset(touched), False)
+
+    def done(self, recheck: Iterable[int]) -> None:
+        """The daemon acted on the last poll: keep its cursor, with the review checks still to make."""
+        if self.pending is None:
+            return
+        self.pending.recheck = sorted(set(recheck))
+        self.cursor, self.pending = self.pending, None
+        self.store.save_poll_cursor(self.key, self.cursor.dump())
+
+    def _full(self, resting: Callable[[Issue], bool]) -> Poll:
+        probe = self.tracker.changes_since(None, None)  # the tracker's own time, before the listing
+        seen: dict[int, Issue] = {}
+        for label in self.labels:
+            for issue in self.tracker.list_issues(label=label, state="open"):
+                seen.setdefault(issue.number, issue)
+        newest = probe.newest
+        new = Cursor(_minus(newest, OVERLAP_SECONDS), None, newest, seen, {}, synced_at=self.clock())
+        if new.since is not None:
+            new.seen = {
+                i.number: _mark(i.updated_at, i.state, i.labels, i.title, i.body)
+                for i in probe.issues
+                if i.updated_at >= new.since
+            }
+            new.seen.update({n: _mark(t) for n, t in probe.pulls if t >= new.since})
+        if any(resting(i) for i in seen.values()):
+            self._pull_changes(new)
+        self.pending = new
+        return Poll(sorted(seen.values(), key=lambda i: i.number), None, True)
+
+    def _apply(self, new: Cursor, changes: Changes) -> set[int]:
+        """Take the changed issues and pull requests into ``new``; the numbers that changed since they were seen.
+
+        An item seen before with the same content is not a change (the windows overlap), except in the newest second
+        seen: times have one-second resolution, so a second change within that second looks the same."""
+        wanted = {label.lower() for label in self.labels}
+        boundary = new.newest
+        touched: set[int] = set()
+        for issue in changes.issues:
+            mark = _mark(issue.updated_at, issue.state, issue.labels, issue.title, issue.body)
+            if new.seen.get(issue.number) != mark or issue.updated_at >= boundary:
+                touched.add(issue.number)
+            new.seen[issue.number] = mark
+            if issue.is_open and wanted & {x.lower() for x in issue.labels}:
+                new.view[issue.number] = issue
+            else:
+                new.view.pop(issue.number, None)
+        for number, updated in changes.pulls:
+            mark = _mark(updated)
+            if new.seen.get(number) != mark or updated >= boundary:
+                touched.add(number)
+            new.seen[number] = mark
+        if changes.newest > new.newest:
+            new.newest = changes.newest
+        since = _minus(new.newest, OVERLAP_SECONDS)
+        if since is not None and since != new.since:
+            new.since = since
+            new.seen = {n: m for n, m in new.seen.items() if m.split(" ", 1)[0] >= since}
+        return touched
+
+    def _pull_changes(self, new: Cursor) -> set[int]:
+        """The pull requests whose activity moved since they were last looked at."""
+        activity = self.tracker.pull_activity(new.pulls_etag)
+        new.pulls_etag = activity.etag
+        if not activity.modified:
+            return set()
+        now = dict(activity.pulls)
+        touched = {n for n, t in now.items() if new.pulls.get(n) != t}
+        if activity.complete:  # a pull request no longer open changed too (closed, merged)
+            touched |= {n for n in new.pulls if n not in now}
+            new.pulls = now
+        else:
+            new.pulls.update(now)
+        return touched
+
+
+def _mark(updated_at: str, *content: Any) -> str:
+    """What an item looked like: its time, then a digest of what the daemon reads of it."""
+    digest = hashlib.sha256(json.dumps(content, default=list).encode()).hexdigest()[:16] if content else ""
+    return f"{updated_at} {digest}"
+
+
+def _minus(stamp: str, seconds: int) -> str | None:
+    """An ISO time (``2026-01-02T03:04:05Z``) ``seconds`` earlier, in the same form; None when it is not one."""
+    try:
+        t = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t - seconds))
+
+
+def _issue_dict(i: Issue) -> dict[str, Any]:
+    return {
+        "number": i.number,
+        "title": i.title,
+        "body": i.body,
+        "state": i.state,
+        "labels": list(i.labels),
+        "author": i.author,
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+    }
+
+
+def _issue_of(d: dict[str, Any]) -> Issue:
+    return Issue(
+        int(d["number"]),
+        str(d["title"]),
+        str(d["body"]),
+        str(d["state"]),
+        tuple(str(x) for x in d["labels"]),
+        author=str(d.get("author") or ""),
+        created_at=str(d.get("created_at") or ""),
+        updated_at=str(d.get("updated_at") or ""),
+    )
