@@ -307,13 +307,11 @@ class Daemon:
         """An issue another runner's run holds with a claim whose lease expired (one comment list per such issue; on
         GitHub a list that has not changed answers 304). Only then does `orch run` judge the whole `take_over`."""
         from statemachine import claims
+        from statemachine.engine import labels_could_allow
 
-        names = self.rt.policy.label_names
-        if (
-            not self.rt.tracker.capabilities.fleet
-            or names["running"] not in issue.labels
-            or {names["manual"], names["blocked"], names["review"], names["child"]} & set(issue.labels)
-        ):
+        # the label guards of the policy's take_over (the bundled one: running, and none of manual, blocked, review
+        # or child), judged on the listed issue before any read
+        if not self.rt.tracker.capabilities.fleet or not labels_could_allow(self.rt.policy, "take_over", issue):
             return False
         try:
             held = claims.holding(
