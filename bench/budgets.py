@@ -18,7 +18,8 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     # counted on 2026-11-29 (issue 16's request work: 17, 3, 2 + 2 per review, 2 + 2 per review before it)
-    "delivery": Budget(11, 0, "requests of one happy-path delivery (`orch run`, claim to draft PR)", "<= 8"),
+    "delivery": Budget(8, 0, "requests of one happy-path delivery (`orch run`, claim to draft PR)", "<= 8"),
+    "once_delivery": Budget(9, 0, "requests of one `orch daemon --once` delivering a newly labelled issue", "<= 10"),
     "rerun": Budget(3, 0, "requests of a second `orch run` on the delivered issue (in review)", "-"),
     "idle_tick": Budget(1, 1, "requests per idle tick of a long-running daemon", "1 whatever rests in review"),
     "idle_once": Budget(1, 1, "requests per idle `orch daemon --once` run", "1 (a 304)"),

@@ -416,7 +416,10 @@ class Daemon:
         self._rested(n)
 
     def _rested(self, n: int) -> None:
-        """Remember the issue as it is now; it becomes eligible again only once it changes (labels, state)."""
+        """Remember the issue as it is now; it becomes eligible again only once it changes (labels, state). A
+        `--once` daemon, which polls no more, has nothing to remember it for."""
+        if self.opt.once:
+            return
         try:
             self.done_here[n] = self.rt.tracker.get_issue(n, comments=False).updated_at
         except OrchError:

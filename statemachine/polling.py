@@ -1,8 +1,8 @@
 """The daemon's poll: the open issues carrying an authorizing label, read by what changed since the last poll.
 
 The first poll of a tracker (or one whose cursor is missing, too old, or cannot be trusted) lists the labelled issues
-in full, as before, after one read that tells the tracker's own time (``changes_since(None)``: the newest
-``updated_at``). Every later poll is one conditional read of what changed since then (``Tracker.changes_since``): a
+in full; the tracker's own time is the newest ``updated_at`` it listed (each issue was updated before it was listed),
+or, when nothing is labelled, what one read of the latest change says (``changes_since(None)``). Every later poll is one conditional read of what changed since then (``Tracker.changes_since``): a
 304 when nothing did. An issue that changed is updated in the view (added when it is open and labelled, dropped
 otherwise). ``since`` is the newest ``updated_at`` the tracker reported minus ``OVERLAP_SECONDS``: the tracker's clock,
 never this machine's, and a window that overlaps the last one (what is seen twice is recognised by its
@@ -145,11 +145,15 @@ class Poller:
         self.store.save_poll_cursor(self.key, self.cursor.dump())
 
     def _full(self, resting: Callable[[Issue], bool]) -> Poll:
-        probe = self.tracker.changes_since(None, None)  # the tracker's own time, before the listing
         seen: dict[int, Issue] = {}
         for label in self.labels:
             for issue in self.tracker.list_issues(label=label, state="open"):
                 seen.setdefault(issue.number, issue)
+        if seen:  # the tracker's own time, from what it listed: each was updated before it was listed
+            newest = max(i.updated_at for i in seen.values())
+            probe = Changes(True, tuple(seen.values()), (), None, newest, True)
+        else:  # nothing labelled: one read of what changed last tells the tracker's time
+            probe = self.tracker.changes_since(None, None)
         newest = probe.newest
         new = Cursor(_minus(newest, OVERLAP_SECONDS), None, newest, seen, {}, synced_at=self.clock())
         if new.since is not None:

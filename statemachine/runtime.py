@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from statemachine.errors import OrchError
 from statemachine.policy import Policy
 from statemachine.ports import Agent, Browser, Tracker
 from statemachine.run_command import run_argv as run_argv  # the daemon reads it here
-from statemachine.store import Store
+from statemachine.store import Memo, Store
 
 STATE_DB = Path(".orch") / "state" / "orch.db"
 
@@ -63,7 +64,7 @@ def open_store(root: Path) -> Store:
     return Store(root / STATE_DB)
 
 
-def open_github(cfg: dict[str, object]) -> Tracker:
+def open_github(cfg: dict[str, object], memory: MutableMapping[str, str] | None = None) -> Tracker:
     """The GitHub tracker for the policy's owner/repo, with a token from GH_TOKEN, GITHUB_TOKEN or `gh auth token`."""
     from statemachine.adapters.github import GitHubTracker
     from statemachine.adapters.token import find_token
@@ -82,6 +83,7 @@ def open_github(cfg: dict[str, object]) -> Tracker:
         token_source=source,
         runner_login=str(cfg["runner_login"]) if cfg.get("runner_login") else None,
         app_slug=app_slug(cfg),
+        memory=memory,
     )
 
 
@@ -111,7 +113,7 @@ def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
         tracker: Tracker = LocalTracker(store)
     else:
         try:
-            tracker = open_github(pol.config.tracker.as_dict())
+            tracker = open_github(pol.config.tracker.as_dict(), Memo(store))
         except BaseException:
             store.close()
             raise

@@ -7,16 +7,20 @@ import time
 from typing import Any
 
 from statemachine import registry
-from statemachine.model import Snapshot
+from statemachine.model import Snapshot, TextHistory
 from statemachine.policy import Policy
 from statemachine.record import RunRecord
 from statemachine.runtime import Runtime
 
 
 def take_snapshot(rt: Runtime, number: int) -> Snapshot:
-    issue = rt.tracker.get_issue(number, comments=False)
     state, run_id = rt.store.state_of(number)
-    return snapshot_of(rt, issue, state, run_id)
+    judged = labels_needing(rt.policy, state, "text")
+    if not judged:
+        return snapshot_of(rt, rt.tracker.get_issue(number, comments=False), state, run_id)
+    # the claim's guards judge the issue's text by who labelled and edited it: read with the issue, in one request
+    issue, histories = rt.tracker.issue_with_history(number, judged)
+    return snapshot_of(rt, issue, state, run_id, histories=histories)
 
 
 def needs_of(policy: Policy, state: str) -> frozenset[str]:
@@ -50,6 +54,7 @@ def snapshot_of(
     run_id: str | None,
     known_actors: dict[str, dict[int, str]] | None = None,
     also: frozenset[str] = frozenset(),
+    histories: dict[str, TextHistory] | None = None,
 ) -> Snapshot:
     """A snapshot of an issue already fetched (``orch status`` lists many at once, with who labelled what in bulk).
     It fetches what the transitions leaving ``state`` declare they need (needs_of), and the needs in ``also``."""
@@ -61,7 +66,8 @@ def snapshot_of(
     )
     wanted = needs_of(rt.policy, state) | also
     authority: dict[str, dict[str, Any]] = {}
-    text = text_of(rt, issue, facts, state, authority, bulk=known_actors is not None) if "text" in wanted else None
+    bulk = known_actors is not None
+    text = text_of(rt, issue, facts, state, authority, bulk, histories) if "text" in wanted else None
     if "authority" in wanted:
         authority_of(rt, issue, state, authority, known_actors)
     feedback = review_feedback_of(rt, facts) if "feedback" in wanted else ()
@@ -117,7 +123,13 @@ def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
 
 
 def text_of(
-    rt: Runtime, issue: Any, facts: dict[str, Any], state: str, authority: dict[str, dict[str, Any]], bulk: bool = False
+    rt: Runtime,
+    issue: Any,
+    facts: dict[str, Any],
+    state: str,
+    authority: dict[str, dict[str, Any]],
+    bulk: bool = False,
+    histories: dict[str, TextHistory] | None = None,
 ) -> dict[str, dict[str, Any]] | None:
     """For ``text_as_authorized``: per label, whether the issue's text is the one stored at the claim and, when it is
     not (or before the claim), who applied the label and who edited the title and body after it, with permissions.
@@ -136,7 +148,7 @@ def text_of(
         if bulk:
             out[name] = {"deferred": True}
             continue
-        history = rt.tracker.text_history(issue.number, name)
+        history = (histories or {}).get(name) or rt.tracker.text_history(issue.number, name)
         if name not in authority:
             authority[name] = {
                 "actor": history.labeled_by,

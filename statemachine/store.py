@@ -7,7 +7,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -412,3 +412,37 @@ def translate(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
         f"the state database {path} failed: {text}",
         "check the disk and the folder's permissions; if the file is damaged, move it aside and run again",
     )
+
+
+class Memo(MutableMapping[str, str]):
+    """Small facts the runner learned and keeps between its processes (the login a token acts as), in the store's
+    ``meta`` table under ``memo:``. Written only by orch: the state folder is outside every jail."""
+
+    PREFIX = "memo:"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __getitem__(self, key: str) -> str:
+        rows = self.store.query("SELECT value FROM meta WHERE key=?", (self.PREFIX + key,))
+        if not rows:
+            raise KeyError(key)
+        return str(rows[0][0])
+
+    def __setitem__(self, key: str, value: str) -> None:
+        with self.store.transaction() as c:
+            c.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (self.PREFIX + key, value),
+            )
+
+    def __delitem__(self, key: str) -> None:
+        with self.store.transaction() as c:
+            c.execute("DELETE FROM meta WHERE key=?", (self.PREFIX + key,))
+
+    def __iter__(self) -> Iterator[str]:
+        rows = self.store.query("SELECT key FROM meta WHERE key LIKE ?", (self.PREFIX + "%",))
+        return iter([str(r[0])[len(self.PREFIX) :] for r in rows])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))

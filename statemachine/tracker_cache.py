@@ -62,6 +62,19 @@ class RunReads:
         issue: Issue = self._read(("issue", number, comments), lambda: self.inner.get_issue(number, comments))
         return issue
 
+    def issue_with_history(self, number: int, labels: list[str]) -> tuple[Issue, dict[str, TextHistory]]:
+        now = self.clock()
+        keys = [("issue", number, False)] + [("text", number, label) for label in labels]
+        kept = [self._kept.get(k) for k in keys]
+        if all(k is not None and now - k[0] < self.fresh_seconds for k in kept):
+            values = [k[1] for k in kept if k is not None]
+            return values[0], dict(zip(labels, values[1:], strict=True))
+        issue, histories = self.inner.issue_with_history(number, labels)
+        self._kept[("issue", number, False)] = (now, issue)
+        for label, history in histories.items():
+            self._kept[("text", number, label)] = (now, history)
+        return issue, histories
+
     def label_authority(self, number: int, label: str) -> tuple[str | None, str]:
         history = self._kept.get(("text", number, label))
         if ("authority", number, label) not in self._kept and history is not None:

@@ -67,8 +67,9 @@ def test_an_infrastructure_failure_is_retried_with_backoff(tmp_path: Path) -> No
         )
         number = gh.create_issue(OWNER, REPO, "Flaky infra", body="add sub", user="alice")
         gh.add_label_event(OWNER, REPO, number, "agent:auto", "alice")
-        # the issue itself answers 502 for a while: each `orch run` exhausts its own retries and exits 1
-        fault = gh.inject("GET", rf"/repos/{OWNER}/{REPO}/issues/{number}$", "status", times=12, status=502)
+        # the issue itself answers 502 for a while (the claim reads it, with who labelled it, by GraphQL): each
+        # `orch run` exhausts its own retries and exits 1
+        fault = gh.inject("POST", r"/graphql$", "status", times=12, status=502)
         proc = subprocess.Popen(
             [
                 sys.executable,

@@ -163,6 +163,7 @@ def test_an_api_that_keeps_failing_gets_a_clear_message(gh: GitHubEmulator, tmp_
     orch(work, "setup", "--prepare-labels")
     number = labelled_issue(gh, "Unlucky")
     gh.inject("GET", rf"/repos/{OWNER}/{REPO}/issues/{number}$", "status", times=None, status=502)
+    gh.inject("POST", r"/graphql$", "status", times=None, status=502)  # the claim reads the issue by GraphQL
     code, out, err = orch(work, "run", "--issue", str(number))
     assert code == 1
     assert "502" in err or "unavailable" in err.lower() or "failed" in err.lower()

@@ -62,6 +62,25 @@ def test_doctor_prints_the_identity_learned_from_the_token(gh: GitHubEmulator, t
     assert code == 1 and f"acts as {BOT}" in out and "someone-else" in out
 
 
+def test_the_identity_is_learned_once_per_token_and_kept_for_the_next_processes(
+    gh: GitHubEmulator, tmp_path: Path
+) -> None:
+    work = ready(gh, tmp_path)  # setup says who orch acts as, and keeps it in the clone's store
+    gh.reset_counts()
+    code, data = orch_json(work, "doctor")
+    identity = next(c for c in data["checks"] if c["check"] == "identity")
+    assert code == 0 and BOT in identity["detail"]
+    assert not [r for r in gh.requests if r[1] == "/user"]  # a later process does not ask again
+    # another token is another identity: asked afresh, never taken from what the bot's token learned
+    code, out, _ = orch(work, "doctor", env={"GH_TOKEN": "tok-alice"})
+    assert "alice" in out and len([r for r in gh.requests if r[1] == "/user"]) == 1
+    # what is kept is still checked against tracker.runner_login
+    policy = work / ".orch" / "policy.yaml"
+    policy.write_text(policy.read_text().replace("tracker:\n", "tracker:\n  runner_login: someone-else\n", 1))
+    code, out, _ = orch(work, "doctor")
+    assert code == 1 and f"acts as {BOT}" in out and "someone-else" in out
+
+
 def test_a_read_only_users_claim_marker_does_not_block_the_run(gh: GitHubEmulator, tmp_path: Path) -> None:
     work = ready(gh, tmp_path)
     number = labelled_issue(gh, "Planted claim")

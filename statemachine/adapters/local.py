@@ -80,6 +80,9 @@ class LocalTracker:
             return _user(), "admin"
         return None, "none"
 
+    def issue_with_history(self, number: int, labels: list[str]) -> tuple[Issue, dict[str, TextHistory]]:
+        return self.get_issue(number, comments=False), {label: self.text_history(number, label) for label in labels}
+
     def text_history(self, number: int, label: str) -> TextHistory:
         """Who last applied ``label`` and the last edit of the title and of the body, from the recorded events (a label
         with no recorded event was applied by the local user when the issue was filed)."""

@@ -142,8 +142,11 @@ def plan(
     return writes
 
 
-def prepare_labels(root: Path, args: argparse.Namespace, writes: list[tuple[Path, str, str]]) -> list[dict[str, Any]]:
-    """Create or update the policy's labels on the tracker; with --dry-run only say what would change."""
+def prepare_labels(
+    root: Path, args: argparse.Namespace, writes: list[tuple[Path, str, str]], notes: list[str]
+) -> list[dict[str, Any]]:
+    """Create or update the policy's labels on the tracker; with --dry-run only say what would change. On a tracker
+    runners share, also learn who orch acts as there (kept in the store, so runs need not ask again) and say it."""
     from statemachine import policy as policy_mod
     from statemachine.runtime import open_runtime
 
@@ -176,6 +179,9 @@ def prepare_labels(root: Path, args: argparse.Namespace, writes: list[tuple[Path
                 continue
             outcome = ensure(spec.name, spec.color, spec.description, dry_run=args.dry_run)
             results.append({"role": role, "name": spec.name, "result": outcome})
+        if rt.tracker.capabilities.fleet:
+            me = rt.tracker.identity()
+            notes.append(f"orch acts as {me} on {rt.tracker.kind}: only what {me} writes counts as orch's")
         return results
     finally:
         rt.close()
@@ -206,7 +212,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
         for path, content, _what in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
-    labels = prepare_labels(root, args, writes) if args.prepare_labels else []
+    labels = prepare_labels(root, args, writes, notes) if args.prepare_labels else []
     verb = "would" if args.dry_run else "did"
     lines = [f"{verb}: {what} ({path.relative_to(root)})" for path, _c, what in writes]
     for lab in labels:

@@ -63,6 +63,16 @@ GRAPHQL_LABELLED_QUERY = (
     "timelineItems(itemTypes: [LABELED_EVENT], last: 100) "
     "{ nodes { ... on LabeledEvent { label { name } actor { __typename login } } } } } } } }"
 )
+# and an issue with its labels, body editors, labellings and title renames: orch's GitHubTracker.issue_with_history
+GRAPHQL_ISSUE_QUERY = (
+    "query($owner: String!, $repo: String!, $number: Int!) "
+    "{ repository(owner: $owner, name: $repo) { issue(number: $number) { number title body state createdAt updatedAt "
+    "author { __typename login } labels(first: 100) { nodes { name } } "
+    "userContentEdits(last: 100) { nodes { editor { login } editedAt } } "
+    "timelineItems(itemTypes: [LABELED_EVENT, RENAMED_TITLE_EVENT], last: 100) { pageInfo { hasPreviousPage } "
+    "nodes { __typename ... on LabeledEvent { createdAt label { name } actor { __typename login } } "
+    "... on RenamedTitleEvent { createdAt actor { __typename login } } } } } } }"
+)
 GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)\.git(?P<rest>/.*)?$")
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "emulator",
@@ -742,6 +752,12 @@ class GitHubEmulator:
             login = self._authenticate(headers, "/graphql")
             if method != "POST":
                 raise ApiError(404)
+            with self.state.lock:  # an injected ``status`` fault answers as for the REST API; nothing is read
+                fault = next((f for f in self.faults if f.kind == "status" and f.matches(method, "/graphql")), None)
+                if fault is not None:
+                    fault.hits += 1
+            if fault is not None:
+                raise ApiError(int(fault.kw.get("status", 500)), fault.kw.get("message"))
             try:
                 data = json.loads(body or b"{}")
             except ValueError:
@@ -755,6 +771,13 @@ class GitHubEmulator:
                 and isinstance(variables.get("after"), str | None)
             ):
                 reply = self._graphql_labelled(variables, login)
+            elif (
+                query == GRAPHQL_ISSUE_QUERY
+                and set(variables) == {"owner", "repo", "number"}
+                and isinstance(variables.get("number"), int)
+                and all(isinstance(variables.get(k), str) for k in ("owner", "repo"))
+            ):
+                reply = self._graphql_issue(variables, login)
             elif (
                 query != GRAPHQL_EDITOR_QUERY
                 or set(variables) != {"owner", "repo", "number"}
@@ -811,6 +834,68 @@ class GitHubEmulator:
                 )
             )
         h.respond(status, {"content-type": "application/json; charset=utf-8"}, payload)
+
+    def _graphql_issue(self, variables: dict[str, Any], login: str | None) -> dict[str, Any]:
+        """GraphQL ``repository.issue(number)``: its fields and labels, its body's edits (as the editor query), and its
+        last 100 ``LabeledEvent``s and ``RenamedTitleEvent``s oldest first, with ``pageInfo.hasPreviousPage``; a
+        pull request's number, or a repository the login cannot read, is NOT_FOUND as GitHub says it."""
+        with self.state.lock:
+            repo = self.state.find_repo(variables["owner"], variables["repo"])
+            visible = repo is not None and rank(self.state.role(repo, login)) >= rank("read")
+            issue = repo.issues.get(variables["number"]) if repo is not None and visible else None
+            if repo is None or issue is None or issue.is_pull:
+                what = "Issue" if visible else "Repository"
+                return {
+                    "data": {"repository": {"issue": None} if visible else None},
+                    "errors": [
+                        {
+                            "type": "NOT_FOUND",
+                            "path": ["repository", "issue"] if visible else ["repository"],
+                            "message": f"Could not resolve to an {what} with the number of {variables['number']}."
+                            if visible
+                            else f"Could not resolve to a Repository with the name "
+                            f"'{variables['owner']}/{variables['repo']}'.",
+                        }
+                    ],
+                }
+
+            def actor(who: str) -> dict[str, Any]:
+                acct = self.state.accounts.get(who.lower())
+                bot = acct is not None and acct.type == "Bot"
+                return {"__typename": "Bot" if bot else "User", "login": who.removesuffix("[bot]") if bot else who}
+
+            items = [e for e in repo.events if e.issue_number == issue.number and e.event in ("labeled", "renamed")]
+            nodes: list[dict[str, Any]] = []
+            for e in items[-100:]:
+                if e.event == "labeled":
+                    nodes.append(
+                        {
+                            "__typename": "LabeledEvent",
+                            "createdAt": iso(e.created_at),
+                            "label": {"name": e.label},
+                            "actor": actor(e.actor),
+                        }
+                    )
+                else:
+                    nodes.append(
+                        {"__typename": "RenamedTitleEvent", "createdAt": iso(e.created_at), "actor": actor(e.actor)}
+                    )
+            history = ([(issue.user, issue.created_at)] + issue.edits) if issue.edits else []
+            node = {
+                "number": issue.number,
+                "title": issue.title,
+                "body": issue.body or "",
+                "state": issue.state.upper(),
+                "createdAt": iso(issue.created_at),
+                "updatedAt": iso(issue.updated_at),
+                "author": actor(issue.user),
+                "labels": {"nodes": [{"name": n} for n in issue.labels[:100]]},
+                "userContentEdits": {
+                    "nodes": [{"editor": {"login": who}, "editedAt": iso(at)} for who, at in history[-100:]]
+                },
+                "timelineItems": {"pageInfo": {"hasPreviousPage": len(items) > 100}, "nodes": nodes},
+            }
+            return {"data": {"repository": {"issue": node}}}
 
     def _graphql_labelled(self, variables: dict[str, Any], login: str | None) -> dict[str, Any]:
         """GraphQL ``repository.issues(states: OPEN, labels: [label])`` (a label's name matches whatever its case), 100

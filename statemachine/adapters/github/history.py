@@ -31,6 +31,19 @@ _LABELLED_QUERY = (
 )
 
 
+# an issue with everything its claim's guards read, in one query: its fields and labels, who edited its body, and
+# its last 100 labellings and title renames (what REST needs the issue, its events and this query for)
+_ISSUE_QUERY = (
+    "query($owner: String!, $repo: String!, $number: Int!) "
+    "{ repository(owner: $owner, name: $repo) { issue(number: $number) { number title body state createdAt updatedAt "
+    "author { __typename login } labels(first: 100) { nodes { name } } "
+    "userContentEdits(last: 100) { nodes { editor { login } editedAt } } "
+    "timelineItems(itemTypes: [LABELED_EVENT, RENAMED_TITLE_EVENT], last: 100) { pageInfo { hasPreviousPage } "
+    "nodes { __typename ... on LabeledEvent { createdAt label { name } actor { __typename login } } "
+    "... on RenamedTitleEvent { createdAt actor { __typename login } } } } } } }"
+)
+
+
 def _login(actor: Any) -> str:
     """A GraphQL actor's login as REST spells it (``ghost`` for a deleted account)."""
     if not isinstance(actor, dict) or not actor.get("login"):
@@ -158,6 +171,64 @@ class LabelHistory(GitHubTransport):
             TextEdit(part, who, at, labeled_by is None or at >= labeled_at) for part, who, at in changes if at
         )
         return TextHistory(labeled_by, labeled_at, edits)
+
+    def issue_with_history(self, number: int, labels: list[str]) -> tuple[Issue, dict[str, TextHistory]]:
+        """The issue (without comments) and, per label, who applied it last and every edit of the title or body: one
+        GraphQL query. A label whose labelling is older than the issue's last 100 labellings and renames is read the
+        REST way (``text_history``); so is everything when GraphQL cannot answer (a pull request's number, say),
+        so that its error reads as REST's."""
+        try:
+            found = self._graphql(
+                f"read issue #{number} with who labelled and edited it",
+                _ISSUE_QUERY,
+                {"owner": self.owner, "repo": self.repo, "number": int(number)},
+            ).get("issue")
+        except GitHubError as exc:
+            if type(exc) is not GitHubError:  # GitHub unavailable, rate limited, the token refused: said as it is
+                raise
+            found = None  # GraphQL's own answer says it cannot (a pull request's number): REST says why
+        if not isinstance(found, dict):
+            issue = self.get_issue(number, comments=False)  # type: ignore[attr-defined]
+            return issue, {label: self.text_history(number, label) for label in labels}
+        author = found.get("author")
+        issue = Issue(
+            number=int(found["number"]),
+            title=str(found.get("title") or ""),
+            body=str(found.get("body") or ""),
+            state=str(found.get("state") or "OPEN").lower(),
+            labels=_label_names((found.get("labels") or {}).get("nodes")),
+            author=_login(author) if author else "",
+            created_at=str(found.get("createdAt") or ""),
+            updated_at=str(found.get("updatedAt") or ""),
+        )
+        timeline = found.get("timelineItems") or {}
+        nodes = [n for n in timeline.get("nodes") or [] if isinstance(n, dict)]
+        renames = [
+            (_login(n.get("actor")), str(n.get("createdAt") or ""))
+            for n in nodes
+            if n.get("__typename") == "RenamedTitleEvent"
+        ]
+        bodies = [
+            (str((n.get("editor") or {}).get("login") or "ghost"), str(n.get("editedAt") or ""))
+            for n in (found.get("userContentEdits") or {}).get("nodes") or []
+            if isinstance(n, dict) and n.get("editedAt")
+        ]
+        histories: dict[str, TextHistory] = {}
+        for label in labels:
+            labeled_by: str | None = None
+            labeled_at = ""
+            for n in nodes:  # oldest first: the last labelling wins
+                if n.get("__typename") == "LabeledEvent" and (n.get("label") or {}).get("name") == label:
+                    labeled_by, labeled_at = _login(n.get("actor")), str(n.get("createdAt") or "")
+            if labeled_by is None and (timeline.get("pageInfo") or {}).get("hasPreviousPage"):
+                histories[label] = self.text_history(number, label)
+                continue
+            changes = [("title", who, at) for who, at in renames] + [("body", who, at) for who, at in bodies]
+            edits = tuple(
+                TextEdit(part, who, at, labeled_by is None or at >= labeled_at) for part, who, at in changes if at
+            )
+            histories[label] = TextHistory(labeled_by, labeled_at, edits)
+        return issue, histories
 
     def _body_edits(self, number: int) -> list[tuple[str, str]]:
         """(login, editedAt) of each edit of the issue's body, the last 100, none when it was never edited (GraphQL

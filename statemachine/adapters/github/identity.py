@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import MutableMapping
+
 from statemachine.adapters.github.errors import GitHubError, GitHubPermissionError
 from statemachine.adapters.github.transport import GitHubTransport
 from statemachine.errors import OrchError
@@ -13,6 +16,7 @@ class Identity(GitHubTransport):
     expected_login: str | None  # tracker.runner_login: only a check against the learned identity
     app_slug: str | None  # a GitHub App installation token acts as `<app_slug>[bot]`
     _login: str | None
+    memory: MutableMapping[str, str] | None  # kept between processes (store.Memo), keyed by a digest of the token
 
     def identity(self) -> str:
         """The login orch writes as, learned from the token once per tracker (one request, then remembered).
@@ -22,6 +26,9 @@ class Identity(GitHubTransport):
         needs the app's JWT, which orch never holds). Without a slug that is an error, never "trust everyone".
         ``tracker.runner_login``, when set, is only checked against what was learned.
         """
+        key = "github-login:" + hashlib.sha256(f"{self.api_url}\0{self._token}".encode()).hexdigest()[:32]
+        if self._login is None and self.memory is not None and self.memory.get(key):
+            self._login = self._checked(self.memory[key])
         if self._login is None:
             try:
                 resp = self._send("read the token's user", self._op("users", "get_authenticated"), repo_scoped=False)
@@ -37,13 +44,18 @@ class Identity(GitHubTransport):
                 login = f"{self.app_slug}[bot]"
             if not login:
                 raise GitHubError("GitHub did not say which user the token acts as", "check the token", None)
-            if self.expected_login and login.lower() != self.expected_login.lower():
-                raise OrchError(
-                    f"the token acts as {login}, but tracker.runner_login says {self.expected_login}",
-                    "use the runner's token, or correct (or remove) tracker.runner_login",
-                )
-            self._login = login
+            self._login = self._checked(login)
+            if self.memory is not None:
+                self.memory[key] = login
         return self._login
+
+    def _checked(self, login: str) -> str:
+        if self.expected_login and login.lower() != self.expected_login.lower():
+            raise OrchError(
+                f"the token acts as {login}, but tracker.runner_login says {self.expected_login}",
+                "use the runner's token, or correct (or remove) tracker.runner_login",
+            )
+        return login
 
     def whoami(self) -> str:
         """The login the token acts as (``identity``)."""

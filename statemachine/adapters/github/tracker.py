@@ -23,7 +23,7 @@ import functools
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Self
 
 from statemachine.adapters.github.changes import ChangeFeed
@@ -75,6 +75,7 @@ class GitHubTracker(LabelHistory, ChangeFeed, Identity):
         retry_after_cap: float = 300.0,
         rng: random.Random | None = None,
         app_slug: str | None = None,
+        memory: MutableMapping[str, str] | None = None,
     ) -> None:
         super().__init__(
             owner,
@@ -94,6 +95,7 @@ class GitHubTracker(LabelHistory, ChangeFeed, Identity):
         self.expected_login = runner_login  # tracker.runner_login: only a check against the learned identity
         self.app_slug = app_slug  # a GitHub App installation token acts as `<app_slug>[bot]`
         self._login: str | None = None
+        self.memory = memory  # what an earlier orch process learned (store.Memo): the login this token acts as
 
     def __repr__(self) -> str:
         return f"GitHubTracker({self.owner}/{self.repo} at {self.api_url})"
