@@ -23,6 +23,7 @@ ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("startup", ("--runs", "5")),
     ("github_requests", ()),
     ("idle_poll", ("--ticks", "4", "--issues", "10", "--review", "1")),
+    ("idle_local", ("--quick",)),
     ("jail", ("--runs", "5")),
     ("status_scale", ("--issues", "300")),
     ("plan_overhead", ("--width", "2", "--depth", "2")),

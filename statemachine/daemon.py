@@ -10,12 +10,13 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from statemachine import polling, scheduling
+from statemachine.daemon_children import latest_agent_log, read_result, terminate
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
 from statemachine.model import INITIAL_STATE, REST_STATES, STATES
 from statemachine.planning import standalone_refusal
@@ -112,6 +113,7 @@ class Daemon:
         key = "|".join([rt.tracker.kind, str(t.owner), str(t.repo), str(t.api_url), *labels])
         self.poller = polling.Poller(rt.tracker, rt.store, key, labels)
         self.pull_of: dict[str, int] = {}  # run -> its pull request (read once from its facts)
+        self.settled, self.wake = False, 0.0  # the last pass started nothing; the first retry it waits for
 
     # events ------------------------------------------------------------------------------
 
@@ -200,10 +202,10 @@ class Daemon:
     # one poll: reconcile, then start what is eligible -----------------------------------------
 
     def poll(self) -> None:
-        known, names = self.rt.store.known_issues(), self.rt.policy.label_names
+        names = self.rt.policy.label_names
         try:  # what changed since the last poll (statemachine/polling.py); issues resting in review: their pulls too
             result = self.poller.poll(
-                lambda i: known.get(i.number, ("",))[0] == "review" and names["review"] in i.labels
+                lambda i: names["review"] in i.labels and self.rt.store.state_of(i.number)[0] == "review"
             )
             issues, recheck = list(result.issues), result.recheck
             self.state.last_poll = time.time()
@@ -212,15 +214,22 @@ class Daemon:
             self.state.last_error = exc.message
             self.emit("poll-failed", error=exc.message)
             return
-        by_number = {i.number: i for i in issues}
-        self.reconcile(by_number)
+        self.reconcile({i.number for i in issues} if self.children else set())
         if self.state.stopping:
             return
+        moved = False
+        for child in self.children.values():  # a parent that has planned since it started owns what its children own
+            owns = self._plan_ownership(child.issue) or child.owns
+            moved, child.owns = moved or owns != child.owns, owns
+        now = time.monotonic()
+        if self._quiet(recheck, moved, now):  # nothing changed that could start an issue: no pass over the issues
+            self.poller.done(())
+            return
+        self.settled = False
         slots = self.opt.concurrency - len(self.children)
         if self.opt.max_runs is not None:
             slots = min(slots, self.opt.max_runs - self.state.runs_started)
-        busy = self.busy_labels
-        now = time.monotonic()
+        busy, known = self.busy_labels, self.rt.store.known_issues()
         resumable, fresh = [], []
         later: set[int] = set()  # review checks to make at the next poll (not made now, or feedback not served)
         for issue in issues:
@@ -260,12 +269,27 @@ class Daemon:
         if self.opt.first is not None:  # the issue this job was started for goes first; the rest keep their order
             ordered.sort(key=lambda c: c.issue.number != self.opt.first)
         self.state.queue = [{"issue": c.issue.number, "title": c.issue.title, "owns": list(c.owns)} for c in ordered]
-        for child in self.children.values():  # a parent that has planned since it started owns what its children own
-            child.owns = self._plan_ownership(child.issue) or child.owns
         running = [c.owns for c in self.children.values()]
-        for cand in scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel):
+        picked = scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel)
+        for cand in picked:
             self.spawn(cand, resumed=cand.issue in resumable)
-        self.poller.done(n for n in later if n not in self.children)
+        later = {n for n in later if n not in self.children}
+        self.poller.done(later)
+        waits = [t for t in self.retry_at.values() if t > now]
+        self.settled, self.wake = not picked and not later, min(waits, default=float("inf"))
+
+    def _quiet(self, recheck: frozenset[int] | None, moved: bool, now: float) -> bool:
+        """The last pass over the issues started nothing and left nothing to check, and since then no issue or pull
+        request changed, no child ended or changed its ownership and no retry came due: this pass would decide the
+        same. A tracker shared by a fleet is always passed over (a claim's lease expires with time alone)."""
+        return (
+            self.settled
+            and recheck is not None
+            and not recheck
+            and not moved
+            and now < self.wake
+            and not self.rt.tracker.capabilities.fleet
+        )
 
     def _pull_of(self, run_id: str | None) -> int | None:
         """The pull request of a run resting in review (from its facts, read once per run)."""
@@ -338,13 +362,13 @@ class Daemon:
             self.skipped[n] = reason
             self.emit("skipped", issue=n, reason=reason)
 
-    def reconcile(self, open_auto: dict[int, Any]) -> None:
+    def reconcile(self, open_auto: Container[int]) -> None:
         """Stop a child whose issue was closed or lost its authorizing label; its lifecycle then settles without publishing."""
         for n, child in list(self.children.items()):
             if n not in open_auto and child.terminated is None:
                 child.terminated = "issue closed or unlabelled"
                 self.emit("reconcile", issue=n, reason=child.terminated)
-                _terminate(child.proc)
+                terminate(child.proc)
 
     def spawn(self, cand: scheduling.Candidate, resumed: bool) -> None:
         n = cand.issue.number
@@ -366,7 +390,8 @@ class Daemon:
             if code is None:
                 continue
             del self.children[n]
-            result = _read_result(child.out_path)
+            self.settled = False  # a slot is free, and what the child did may make an issue eligible
+            result = read_result(child.out_path)
             final = result.get("final_state")
             elapsed = round(time.monotonic() - child.started, 3)
             if child.terminated:
@@ -428,7 +453,7 @@ class Daemon:
     def terminate_all(self, reason: str) -> None:
         for child in self.children.values():
             if child.proc.poll() is None:
-                _terminate(child.proc)
+                terminate(child.proc)
         self.emit("terminated", reason=reason, issues=sorted(self.children))
         self.stop_deadline = None
 
@@ -447,7 +472,7 @@ class Daemon:
             except OrchError:
                 state, run_id, facts = "?", None, {}
             agent = facts.get("agent") or {}
-            log = _latest_agent_log(self.rt.repo, run_id)
+            log = latest_agent_log(self.rt.repo, run_id)
             activity = None
             if log is not None:
                 try:
@@ -470,27 +495,3 @@ class Daemon:
                 }
             )
         self.state.running = rows
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's process group: `orch run` stops its agent and exits, leaving the issue resumable."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _read_result(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text() or "{}")
-        return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _latest_agent_log(repo: Path, run_id: str | None) -> Path | None:
-    if not run_id:
-        return None
-    folder = repo / ".orch" / "runs" / run_id
-    logs = sorted(folder.glob("attempt-*/agent.log"))
-    return logs[-1] if logs else None

@@ -155,13 +155,45 @@ def labels_could_allow(policy: Policy, trigger: str, issue: Any) -> bool:
 
 
 def status_of(
-    rt: Runtime, issue: Any, state: str, run_id: str | None, known_actors: dict[str, dict[int, str]] | None = None
+    rt: Runtime,
+    issue: Any,
+    state: str,
+    run_id: str | None,
+    known_actors: dict[str, dict[int, str]] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> tuple[Snapshot, list[Evaluation], Waiting | None]:
     """One row of ``orch status``: the snapshot (with the parent binding, whatever the state), its evaluations, and
-    why the issue waits (None: a transition can fire)."""
-    snap = snapshot_of(rt, issue, state, run_id, known_actors, also=frozenset({"parent"}))
-    evaluations = evaluate(rt.policy, snap)
+    why the issue waits (None: a transition can fire). ``memo`` (one dict for all the rows under one policy, see
+    snapshots.snapshot_of) keeps what depends on the policy and the state alone. The evaluations are those that
+    judgement reads (status_evaluations): up to the first transition that can fire."""
+    snap = snapshot_of(rt, issue, state, run_id, known_actors, also=frozenset({"parent"}), memo=memo)
+    evaluations = status_evaluations(rt.policy, snap, memo)
     return snap, evaluations, why_waiting(rt.policy, snap, evaluations)
+
+
+def status_evaluations(policy: Policy, snap: Snapshot, memo: dict[Any, Any] | None = None) -> list[Evaluation]:
+    """``evaluate`` as far as ``why_waiting`` and the first transition able to fire read it: the outgoing transitions
+    in declared order up to the first that can fire; the first with every guard's verdict, each later one up to its
+    first failing guard (guards are pure: the ones not run could not change whether it fires or what it waits on)."""
+    key = ("outgoing", snap.state)
+    if memo is None or key not in memo:
+        table = [(t, tuple((g.label(), g) for g in t.guards)) for t in policy.outgoing(snap.state)]
+        if memo is None:
+            memo = {}
+        memo[key] = table
+    out: list[Evaluation] = []
+    for i, (t, guards) in enumerate(memo[key]):
+        verdicts: list[tuple[str, Verdict]] = []
+        for name, g in guards:
+            verdict = evaluate_guard(g, snap)
+            verdicts.append((name, verdict))
+            if not verdict.ok and i:
+                break
+        evaluation = Evaluation(t, tuple(verdicts))
+        out.append(evaluation)
+        if evaluation.ok:
+            break
+    return out
 
 
 def _append_evidence(repo: Any, run_id: str, record: dict[str, Any]) -> None:

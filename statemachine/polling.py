@@ -106,6 +106,7 @@ class Poller:
         self.cursor: Cursor | None = None
         self.loaded = False
         self.pending: Cursor | None = None
+        self.dirty = True  # the pending cursor differs from the saved one by more than its review checks
 
     def poll(self, resting: Callable[[Issue], bool] = lambda _i: False) -> Poll:
         """One poll. When an issue of the view is ``resting`` in review, the open pull requests' activity is read too."""
@@ -133,7 +134,7 @@ class Poller:
             touched |= self._apply(new, changes)
         if any(resting(i) for i in new.view.values()):
             touched |= self._pull_changes(new)
-        self.pending = new
+        self.pending, self.dirty = new, changes.modified or new.pulls_etag != cur.pulls_etag
         return Poll(sorted(new.view.values(), key=lambda i: i.number), frozenset(touched), False)
 
     def done(self, recheck: Iterable[int]) -> None:
@@ -141,8 +142,10 @@ class Poller:
         if self.pending is None:
             return
         self.pending.recheck = sorted(set(recheck))
+        unchanged = not self.dirty and self.cursor is not None and self.cursor.recheck == self.pending.recheck
         self.cursor, self.pending = self.pending, None
-        self.store.save_poll_cursor(self.key, self.cursor.dump())
+        if not unchanged:  # an idle poll writes nothing: the saved cursor already says the same
+            self.store.save_poll_cursor(self.key, self.cursor.dump())
 
     def _full(self, resting: Callable[[Issue], bool]) -> Poll:
         seen: dict[int, Issue] = {}
@@ -165,7 +168,7 @@ class Poller:
             new.seen.update({n: _mark(t) for n, t in probe.pulls if t >= new.since})
         if any(resting(i) for i in seen.values()):
             self._pull_changes(new)
-        self.pending = new
+        self.pending, self.dirty = new, True
         return Poll(sorted(seen.values(), key=lambda i: i.number), None, True)
 
     def _apply(self, new: Cursor, changes: Changes) -> set[int]:

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from statemachine import registry
 from statemachine.model import Snapshot, TextHistory
@@ -21,6 +22,39 @@ def take_snapshot(rt: Runtime, number: int) -> Snapshot:
     # the claim's guards judge the issue's text by who labelled and edited it: read with the issue, in one request
     issue, histories = rt.tracker.issue_with_history(number, judged)
     return snapshot_of(rt, issue, state, run_id, histories=histories)
+
+
+T = TypeVar("T")
+
+
+def memoized(memo: dict[Any, Any] | None, key: Any, make: Callable[[], T]) -> T:
+    """``make()``, kept in ``memo`` under ``key`` (made afresh each time without a memo)."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    value: T = memo[key]
+    return value
+
+
+def prefetch_facts(rt: Runtime, run_ids: list[str], memo: dict[Any, Any]) -> None:
+    """Read the facts of the runs ``run_ids`` in one pass, for ``snapshot_of`` with ``memo``."""
+    memo["facts"] = rt.store.facts_of_runs(run_ids)
+
+
+def record_of(run_id: str | None, facts: dict[str, Any], memo: dict[Any, Any] | None) -> RunRecord:
+    """``RunRecord.load(run_id, facts)``; with ``memo``, an issue without a run shares the record of every other
+    such issue whose facts (its acceptance criteria alone) are the same."""
+    if memo is None or run_id is not None:
+        return RunRecord.load(run_id, facts)
+    key = ("record", repr(sorted(facts.items())))
+    return memoized(memo, key, lambda: RunRecord.load(None, facts))
+
+
+def taken_at(memo: dict[Any, Any] | None = None) -> str:
+    """The time a snapshot is taken, to the second (with ``memo``, formatted once per second)."""
+    now = int(time.time())
+    return memoized(memo, ("taken_at", now), lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
 
 
 def needs_of(policy: Policy, state: str) -> frozenset[str]:
@@ -55,32 +89,37 @@ def snapshot_of(
     known_actors: dict[str, dict[int, str]] | None = None,
     also: frozenset[str] = frozenset(),
     histories: dict[str, TextHistory] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> Snapshot:
     """A snapshot of an issue already fetched (``orch status`` lists many at once, with who labelled what in bulk).
-    It fetches what the transitions leaving ``state`` declare they need (needs_of), and the needs in ``also``."""
+    It fetches what the transitions leaving ``state`` declare they need (needs_of), and the needs in ``also``.
+    ``memo`` (one dict for the snapshots of many issues under one policy, as ``orch status`` takes them) keeps what
+    depends on the policy and the state alone, the run facts read at once (``prefetch_facts``) and the record of a
+    run-less issue, so that each is worked out once; the snapshots are the same as without it."""
     from statemachine.prompting import acceptance_criteria
 
-    facts = rt.store.facts(run_id)
+    prefetched = (memo or {}).get("facts")
+    facts = dict(prefetched[run_id]) if prefetched is not None and run_id in prefetched else rt.store.facts(run_id)
     facts.setdefault(
         "acceptance_criteria", acceptance_criteria((facts.get("authorized_text") or {}).get("body", issue.body))
     )
-    wanted = needs_of(rt.policy, state) | also
+    wanted = memoized(memo, ("needs", state), lambda: needs_of(rt.policy, state)) | also
     authority: dict[str, dict[str, Any]] = {}
     bulk = known_actors is not None
-    text = text_of(rt, issue, facts, state, authority, bulk, histories) if "text" in wanted else None
+    text = text_of(rt, issue, facts, state, authority, bulk, histories, memo) if "text" in wanted else None
     if "authority" in wanted:
-        authority_of(rt, issue, state, authority, known_actors)
+        authority_of(rt, issue, state, authority, known_actors, memo)
     feedback = review_feedback_of(rt, facts) if "feedback" in wanted else ()
-    preflight = preflight_of(rt) if "preflight" in wanted else None
-    claim = claim_of(rt, issue) if "claim" in wanted else None
-    parent = parent_of(rt, issue, facts) if "parent" in wanted else None
+    preflight = memoized(memo, "preflight", lambda: preflight_of(rt)) if "preflight" in wanted else None
+    claim = claim_of(rt, issue, memo) if "claim" in wanted else None
+    parent = parent_of(rt, issue, facts, memo) if "parent" in wanted else None
     return Snapshot(
         issue=issue,
         state=state,
-        run=RunRecord.load(run_id, facts),
-        labels=rt.policy.label_names,
-        settings=rt.policy.settings,
-        taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        run=record_of(run_id, facts, memo),
+        labels=memoized(memo, "label_names", lambda: rt.policy.label_names),
+        settings=memoized(memo, "settings", lambda: rt.policy.settings),
+        taken_at=taken_at(memo),
         authority=authority,
         feedback=feedback,
         parent=parent,
@@ -96,28 +135,40 @@ def authority_of(
     state: str,
     authority: dict[str, dict[str, Any]],
     known_actors: dict[str, dict[int, str]] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> None:
     """For ``label_authorized``: who applied each label the guards leaving ``state`` judge, with their permission, put
     in ``authority`` (a label already there, read on the way by text_of, is not read again)."""
-    for name in labels_needing(rt.policy, state, "authority"):
+    for name in memoized(memo, ("labels", state, "authority"), lambda: labels_needing(rt.policy, state, "authority")):
         if name not in authority and name in issue.labels:
             bulk = (known_actors or {}).get(name)
             actor: str | None
             if bulk is not None and issue.number in bulk:
                 actor = bulk[issue.number]
-                permission = rt.tracker.permission(bulk[issue.number])
+                permission = permission_of(rt, actor, memo)
             else:
                 actor, permission = rt.tracker.label_authority(issue.number, name)
             authority[name] = {"actor": actor, "permission": permission}
 
 
-def claim_of(rt: Runtime, issue: Any) -> dict[str, Any] | None:
+def permission_of(rt: Runtime, login: str, memo: dict[Any, Any] | None) -> str:
+    """``rt.tracker.permission(login)``; with ``memo``, read once for all the snapshots sharing it."""
+    if memo is None:
+        return rt.tracker.permission(login)
+    key = ("permission", login)
+    if key not in memo:
+        memo[key] = rt.tracker.permission(login)
+    return str(memo[key])
+
+
+def claim_of(rt: Runtime, issue: Any, memo: dict[Any, Any] | None = None) -> dict[str, Any] | None:
     """For ``claim_expired``: who holds the issue's claim and how fresh its lease is. Read only for an issue that
     carries the running label on a tracker other runners share (one comment list); None otherwise."""
+    fleet, running = memoized(memo, "claim", lambda: (rt.tracker.capabilities.fleet, rt.policy.label("running")))
+    if not fleet or running not in issue.labels:
+        return None
     from statemachine import claims
 
-    if not rt.tracker.capabilities.fleet or rt.policy.label("running") not in issue.labels:
-        return None
     comments = rt.tracker.list_comments(issue.number)
     return claims.holding(comments, rt.tracker.identity(), rt.policy.config.tracker.claim_lease_seconds).as_json()
 
@@ -130,13 +181,14 @@ def text_of(
     authority: dict[str, dict[str, Any]],
     bulk: bool = False,
     histories: dict[str, TextHistory] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> dict[str, dict[str, Any]] | None:
     """For ``text_as_authorized``: per label, whether the issue's text is the one stored at the claim and, when it is
     not (or before the claim), who applied the label and who edited the title and body after it, with permissions.
     The label's authority read on the way is put in ``authority``, so the claim reads the issue's events once.
     ``bulk`` (``orch status`` over many issues) reads no edit history: the verdict says it is judged at the claim,
     whose own snapshot always reads it."""
-    labels = labels_needing(rt.policy, state, "text")
+    labels = memoized(memo, ("labels", state, "text"), lambda: labels_needing(rt.policy, state, "text"))
     if not labels:
         return None
     authorized = facts.get("authorized_text") or {}
@@ -188,12 +240,16 @@ def preflight_of(rt: Runtime) -> tuple[str, ...]:
     return cached[1]
 
 
-def parent_of(rt: Runtime, issue: Any, facts: dict[str, Any]) -> dict[str, Any] | None:
+def parent_of(
+    rt: Runtime, issue: Any, facts: dict[str, Any], memo: dict[Any, Any] | None = None
+) -> dict[str, Any] | None:
     """For a child issue (orch's marker and the child label): its parent's run, and whether that run dispatched it now."""
+    if memoized(memo, "child", lambda: rt.policy.label("child")) not in issue.labels:
+        return None
     from statemachine.planning import RUNNING, parse_child_marker
 
     bound = parse_child_marker(issue.body)
-    if bound is None or rt.policy.label("child") not in issue.labels or issue.author != rt.tracker.identity():
+    if bound is None or issue.author != rt.tracker.identity():
         return None  # only an issue the runner opened is a child: a marker in anyone else's issue binds nothing
     number, key = bound
     state, run_id = rt.store.state_of(number)

@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS tracker_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, issue INTEGER NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL,
     name TEXT NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS poll_cursor (key TEXT PRIMARY KEY, value TEXT NOT NULL, saved_at TEXT NOT NULL);
+-- what changed since a time, read by the daemon's poll (LocalTracker.changes_since, pull_activity)
+CREATE INDEX IF NOT EXISTS tracker_issues_updated ON tracker_issues (updated_at);
+CREATE INDEX IF NOT EXISTS tracker_pulls_created ON tracker_pulls (created_at);
+CREATE INDEX IF NOT EXISTS tracker_reviews_pull ON tracker_reviews (pull, submitted_at);
+CREATE INDEX IF NOT EXISTS tracker_reviews_submitted ON tracker_reviews (submitted_at);
+CREATE INDEX IF NOT EXISTS tracker_review_comments_pull ON tracker_review_comments (pull, created_at);
+CREATE INDEX IF NOT EXISTS tracker_review_comments_created ON tracker_review_comments (created_at);
 """
 
 
@@ -182,6 +189,19 @@ class Store:
             return {}
         return {k: json.loads(v) for k, v in self.query("SELECT key, value FROM facts WHERE run_id=?", (run_id,))}
 
+    def facts_of_runs(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """``facts`` of many runs at once (``orch status``): one query per 500 runs, each run present (maybe empty)."""
+        out: dict[str, dict[str, Any]] = {r: {} for r in run_ids}
+        ids = list(out)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for run_id, key, value in self.query(
+                f"SELECT run_id, key, value FROM facts WHERE run_id IN ({marks})", tuple(chunk)
+            ):
+                out[run_id][key] = json.loads(value)
+        return out
+
     def set_fact(self, run_id: str, key: str, value: Any) -> None:
         self.set_facts(run_id, {key: value})
 
@@ -194,6 +214,11 @@ class Store:
             )
 
     # the daemon's poll cursor (statemachine/polling.py) -------------------------------------
+
+    def write_stamp(self) -> tuple[int, int]:
+        """Moves whenever anything was committed to the database since: by another connection (``data_version``,
+        other processes included) or by this one (``total_changes``). Meaningful within this connection only."""
+        return int(self.query("PRAGMA data_version")[0][0]), self.conn.total_changes
 
     def poll_cursor(self, key: str) -> dict[str, Any] | None:
         """What the last poll of ``key`` (a tracker and its labels) left: its ETags, ``since`` and the issues it saw."""

@@ -162,8 +162,6 @@ class ClaudeAgent:
                 f"agent.env names secret-looking variables: {', '.join(bad)}",
                 "the agent never receives credentials; remove them from the policy",
             )
-        self.timeout_seconds = config.get("timeout_seconds")
-        self.idle_timeout_seconds = config.get("idle_timeout_seconds")
 
     # -- pieces ---------------------------------------------------------------------------------------
 
@@ -273,8 +271,7 @@ class ClaudeAgent:
         report_dir = request.report_path.parent
         report_dir.mkdir(parents=True, exist_ok=True)
         (evidence / "prompt.md").write_text(request.prompt)
-        timeout = float(request.timeout_seconds or self.timeout_seconds or 1800)
-        idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
+        timeout, idle = float(request.timeout_seconds), float(request.idle_timeout_seconds)  # the policy's (settings)
         if self.jail.enabled:
             outcome = self.jail.run(
                 self.argv(exe, report_dir),

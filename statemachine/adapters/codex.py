@@ -144,8 +144,6 @@ class CodexAgent:
         self.sandbox = str(config.get("sandbox") or "workspace-write")
         self.args = [str(a) for a in (config.get("args") or [])]
         self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
-        self.timeout_seconds = config.get("timeout_seconds")
-        self.idle_timeout_seconds = config.get("idle_timeout_seconds")
         if not isinstance(self.network, bool):
             raise OrchError(
                 f"agent.network must be true or false, not {self.network!r}",
@@ -295,8 +293,7 @@ class CodexAgent:
         (home / "config.toml").write_text(self.config_toml(report_dir))
         (evidence / "prompt.md").write_text(request.prompt)
         env = self.environment(home)
-        timeout = float(request.timeout_seconds or self.timeout_seconds or 1800)
-        idle = float(request.idle_timeout_seconds or self.idle_timeout_seconds or 600)
+        timeout, idle = float(request.timeout_seconds), float(request.idle_timeout_seconds)  # the policy's (settings)
 
         if self.jail.enabled:
             outcome = self.jail.run(

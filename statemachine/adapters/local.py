@@ -29,6 +29,7 @@ class LocalTracker:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.answered: dict[str, tuple[object, tuple[int, int]]] = {}  # read -> (its answer, the write stamp then)
 
     def identity(self) -> str:
         """The runner's identity here: a fixed login that orch's own writes carry (people write as themselves)."""
@@ -318,17 +319,83 @@ class LocalTracker:
 
     def changes_since(self, since: str | None, etag: str | None) -> Changes:
         """The issues updated at or after ``since`` (every write here moves ``updated_at``), newest first, and the pull
-        requests reviewed since; ``etag`` is a digest of the answer, so an unchanged one says "not modified"."""
+        requests active since. ``etag`` carries a watermark: the newest time the last answer held. Writes here commit
+        one at a time (``BEGIN IMMEDIATE``) and stamp this machine's time inside the transaction, so nothing lands
+        before a time already read; the read starts at the watermark (same second included) instead of ``since``, an
+        indexed read of what changed, not of the overlap window. The rest of the etag is a digest of the rows at the
+        watermark and the newest comment and review ids: a write within the same second still changes it."""
+        stamp = self.store.write_stamp()
+        if etag is not None and self.answered.get("changes") == ((since, etag), stamp):
+            return Changes(False, etag=etag)  # nothing at all was written since this answer: O(1)
+        mark, old = _watermark(etag)
+        low = max(since or "", mark or "")
         rows = self.store.query(
-            "SELECT number FROM tracker_issues WHERE updated_at >= ? ORDER BY updated_at DESC, number DESC",
-            (since or "",),
+            "SELECT i.number, i.title, i.body, i.state, i.author, i.created_at, i.updated_at, "
+            "(SELECT group_concat(name, char(31)) FROM tracker_labels l WHERE l.issue = i.number) "
+            "FROM tracker_issues i WHERE i.updated_at >= ? ORDER BY i.updated_at DESC, i.number DESC",
+            (low,),
         )
-        issues = tuple(self.get_issue(r[0], comments=False) for r in rows)
-        pulls = tuple((n, t) for n, t in self._pull_times() if t >= (since or ""))
-        return _changes(issues, pulls, etag, self._last_rows())
+        issues = tuple(
+            Issue(r[0], r[1], r[2], r[3], tuple(sorted(r[7].split("\x1f"))) if r[7] else (), (), r[4], r[5], r[6])
+            for r in rows
+        )
+        pulls = self._pulls_since(low)
+        newest = max([i.updated_at for i in issues] + [t for _n, t in pulls] + [mark or ""])
+        at_mark = [
+            (i.number, i.updated_at, i.state, list(i.labels), i.title, i.body) for i in issues if i.updated_at >= newest
+        ]
+        digest = _digest([at_mark, [p for p in pulls if p[1] >= newest], self._last_rows()])
+        new = f"w1 {newest} {digest}"
+        self.answered["changes"] = ((since, new), stamp)
+        if etag is not None and mark == newest and old == digest:
+            return Changes(False, etag=etag)
+        return Changes(True, issues, pulls, new, newest)
 
     def pull_activity(self, etag: str | None) -> Changes:
-        return _changes((), self._pull_times(), etag, self._last_rows())
+        """Each pull request with its latest activity; ``etag`` holds the newest pull, review and review comment ids,
+        so an unchanged answer costs three indexed reads and a changed one lists only the pull requests it moved
+        (local pull records never close)."""
+        stamp = self.store.write_stamp()
+        if etag is not None and self.answered.get("pulls") == (etag, stamp):
+            return Changes(False, etag=etag)
+        ids = [
+            self.store.query(f"SELECT coalesce(max({key}), 0) FROM {table}")[0][0]
+            for key, table in (
+                ("number", "tracker_pulls"),
+                ("id", "tracker_reviews"),
+                ("id", "tracker_review_comments"),
+            )
+        ]
+        new = "p1 " + " ".join(str(i) for i in ids)
+        self.answered["pulls"] = (new, stamp)
+        if new == etag:
+            return Changes(False, etag=etag)
+        parts = (etag or "").split(" ")
+        if len(parts) != 4 or parts[0] != "p1" or not all(x.isdigit() for x in parts[1:]):
+            return Changes(True, (), self._pull_times(), new, "")
+        pull, review, comment = (int(x) for x in parts[1:])
+        moved = {
+            int(r[0])
+            for r in self.store.query(
+                "SELECT number FROM tracker_pulls WHERE number > ? UNION SELECT pull FROM tracker_reviews WHERE id > ? "
+                "UNION SELECT pull FROM tracker_review_comments WHERE id > ?",
+                (pull, review, comment),
+            )
+        }
+        return Changes(True, (), self._pull_times(moved), new, "", complete=False)
+
+    def _pulls_since(self, low: str) -> tuple[tuple[int, str], ...]:
+        """The pull requests with activity at or after ``low`` (indexed reads of the newest rows only)."""
+        moved = {
+            int(r[0])
+            for r in self.store.query(
+                "SELECT number FROM tracker_pulls WHERE created_at >= ? "
+                "UNION SELECT pull FROM tracker_reviews WHERE submitted_at >= ? "
+                "UNION SELECT pull FROM tracker_review_comments WHERE created_at >= ?",
+                (low, low, low),
+            )
+        }
+        return tuple((n, t) for n, t in self._pull_times(moved) if t >= low)
 
     def _last_rows(self) -> list[Any]:
         """The newest comment, review and review comment: a write within the same second still changes the digest."""
@@ -337,13 +404,19 @@ class LocalTracker:
             for table in ("tracker_comments", "tracker_reviews", "tracker_review_comments")
         ]
 
-    def _pull_times(self) -> tuple[tuple[int, str], ...]:
-        """Each pull request with the time of its latest activity (opened, reviewed, commented), newest first."""
+    def _pull_times(self, only: set[int] | None = None) -> tuple[tuple[int, str], ...]:
+        """Each pull request (of ``only``, when given) with the time of its latest activity (opened, reviewed,
+        commented), newest first."""
+        numbers = sorted(only) if only is not None else None
+        if numbers == []:
+            return ()
+        where = f"WHERE p.number IN ({','.join('?' * len(numbers))}) " if numbers is not None else ""
         rows = self.store.query(
-            "SELECT p.number, max(p.created_at, coalesce(max(r.submitted_at), ''), "
+            "SELECT p.number, max(p.created_at, "
+            "coalesce((SELECT max(r.submitted_at) FROM tracker_reviews r WHERE r.pull = p.number), ''), "
             "coalesce((SELECT max(c.created_at) FROM tracker_review_comments c WHERE c.pull = p.number), '')) AS t "
-            "FROM tracker_pulls p LEFT JOIN tracker_reviews r ON r.pull = p.number GROUP BY p.number "
-            "ORDER BY t DESC, p.number DESC"
+            f"FROM tracker_pulls p {where}ORDER BY t DESC, p.number DESC",
+            tuple(numbers or ()),
         )
         return tuple((int(r[0]), str(r[1])) for r in rows)
 
@@ -407,15 +480,14 @@ def _pull(r: Any) -> PullRequest:
     )
 
 
-def _changes(
-    issues: tuple[Issue, ...], pulls: tuple[tuple[int, str], ...], etag: str | None, extra: list[Any]
-) -> Changes:
+def _watermark(etag: str | None) -> tuple[str | None, str | None]:
+    """The watermark and digest an etag of ``changes_since`` carries (none from an etag of another form)."""
+    parts = (etag or "").split(" ")
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == "w1" else (None, None)
+
+
+def _digest(value: Any) -> str:
     import hashlib
     import json
 
-    rows = [(i.number, i.updated_at, i.state, list(i.labels), i.title, i.body) for i in issues]
-    digest = hashlib.sha256(json.dumps([rows, pulls, extra]).encode()).hexdigest()
-    if digest == etag:
-        return Changes(False, etag=etag)
-    newest = max([i.updated_at for i in issues] + [t for _n, t in pulls], default="")
-    return Changes(True, issues, pulls, digest, newest)
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()

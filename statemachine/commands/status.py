@@ -11,6 +11,7 @@ issue. Permissions are cached per user.
 from __future__ import annotations
 
 import argparse
+import gc
 from typing import Any
 
 from statemachine.engine import status_of
@@ -18,10 +19,12 @@ from statemachine.errors import EXIT_OK
 from statemachine.model import Issue
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
+from statemachine.snapshots import prefetch_facts
 
 
 def main(args: argparse.Namespace, out: Output) -> int:
     rt = open_runtime(args.repo, args.policy)
+    gc.freeze()  # what start-up built lives as long as the process: the collections the rows trigger skip it
     try:
         states = rt.store.known_issues()
         seen: dict[int, Issue] = {}
@@ -36,10 +39,12 @@ def main(args: argparse.Namespace, out: Output) -> int:
         rows: list[dict[str, Any]] = []
         if not bulk and len(seen) > 3:  # one bulk read beats one per issue (None: the tracker says not)
             bulk = rt.tracker.label_actors([rt.policy.label("auto"), rt.policy.label("plan_auto")]) or {}
+        memo: dict[Any, Any] = {}  # what depends on the policy and the state alone, worked out once for all rows
+        prefetch_facts(rt, [run for n, (_s, run) in states.items() if n in seen and run], memo)
         for number in sorted(seen):
             issue = seen[number]
             state, run_id = states.get(number, ("queued", None))
-            snap, evs, waiting = status_of(rt, issue, state, run_id, bulk)
+            snap, evs, waiting = status_of(rt, issue, state, run_id, bulk, memo)
             ready = next((e for e in evs if e.ok), None)
             reason = waiting.text if waiting is not None else None
             parent = snap.parent["number"] if snap.parent else None

@@ -80,6 +80,7 @@ class LabelHistory(GitHubTransport):
         issues: list[Issue] = []
         actors: dict[int, str] = {}
         after: str | None = None
+        wanted = label.lower()
         while True:
             found = self._graphql(
                 f"list the open issues carrying {label!r} and who labelled them",
@@ -102,7 +103,7 @@ class LabelHistory(GitHubTransport):
                     )
                 )
                 for e in reversed(((node.get("timelineItems") or {}).get("nodes")) or []):  # the latest wins
-                    if str((e.get("label") or {}).get("name") or "").lower() == label.lower():
+                    if str((e.get("label") or {}).get("name") or "").lower() == wanted:
                         actors[number] = _login(e.get("actor"))
                         break
             page = found.get("pageInfo") or {}
