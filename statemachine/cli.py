@@ -22,6 +22,21 @@ def Path(text: str) -> pathlib.Path:  # noqa: N802 (argparse names the type in a
     return pathlib.Path(text)
 
 
+ISSUE_MAX = 2**31 - 1  # GitHub's issue numbers are GraphQL Ints (32 bits); SQLite holds them too
+
+
+def issue_number(text: str) -> int:
+    """An issue number as the command line writes it: a whole number from 1 to ISSUE_MAX (a usage error otherwise,
+    before anything is opened)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= ISSUE_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an issue number: write a whole number from 1 to {ISSUE_MAX}")
+    return number
+
+
 def _common(json_flag: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--repo", type=Path, default=None, help="the target repository (default: the current one)")
@@ -53,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("explain", "show every guard's verdict for the current state; changes nothing"),
     ):
         p = sub.add_parser(name, parents=[common], help=helptext)
-        p.add_argument("--issue", type=int, required=True, metavar="N")
+        p.add_argument("--issue", type=issue_number, required=True, metavar="N")
 
     p = sub.add_parser("graph", parents=[common], help="draw the lifecycle (Mermaid or Graphviz dot)")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
@@ -107,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("health", parents=[common], help="orch's version, Python, dependencies and agent CLIs found")
 
     p = sub.add_parser("show", parents=[common], help="an issue's run history and where its evidence is")
-    p.add_argument("--issue", type=int, required=True, metavar="N")
+    p.add_argument("--issue", type=issue_number, required=True, metavar="N")
 
     p = sub.add_parser("prompt", parents=[common], help="print a rendered prompt for an issue; runs nothing")
-    p.add_argument("--issue", type=int, required=True, metavar="N")
+    p.add_argument("--issue", type=issue_number, required=True, metavar="N")
     p.add_argument(
         "--template", default="implementation", choices=("implementation", "rework", "review", "proof", "planning")
     )
@@ -120,10 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=None, help="make the demo repository here instead of a temp folder")
 
     p = sub.add_parser("plan", parents=[common], help="a parent's plan and the state of its child issues")
-    p.add_argument("--issue", type=int, required=True, metavar="N")
+    p.add_argument("--issue", type=issue_number, required=True, metavar="N")
 
     p = sub.add_parser("review", parents=[common], help="review an issue's draft pull request on the local tracker")
-    p.add_argument("--issue", type=int, required=True, metavar="N")
+    p.add_argument("--issue", type=issue_number, required=True, metavar="N")
     kind = p.add_mutually_exclusive_group(required=True)
     kind.add_argument(
         "--request-changes", default=None, metavar="TEXT", help="request changes: the issue goes back to rework"
@@ -142,11 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = psub.add_parser(
         "auto", parents=[common], help="rerun the whole proof: the proof agent, the runner's browser run, every check"
     )
-    q.add_argument("--issue", type=int, required=True, metavar="N")
+    q.add_argument("--issue", type=issue_number, required=True, metavar="N")
     q = psub.add_parser(
         "browser", parents=[common], help="run a browser scenario on the candidate and check what the runner captured"
     )
-    q.add_argument("--issue", type=int, required=True, metavar="N")
+    q.add_argument("--issue", type=issue_number, required=True, metavar="N")
     q.add_argument(
         "--scenario", type=Path, default=None, metavar="F", help="scenario JSON (default: the run's last scenario.json)"
     )
@@ -155,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for target in ("android", "ios"):
         psub.add_parser(target, parents=[common], help=f"{target} proof (not supported on this machine)").add_argument(
-            "--issue", type=int, required=True, metavar="N"
+            "--issue", type=issue_number, required=True, metavar="N"
         )
 
     p = sub.add_parser("issue", help="the embedded local tracker")
@@ -170,25 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     isub.add_parser("list", parents=[common], help="list issues").add_argument(
         "--all", action="store_true", help="closed ones too"
     )
-    isub.add_parser("show", parents=[common], help="show an issue").add_argument("number", type=int)
+    isub.add_parser("show", parents=[common], help="show an issue").add_argument("number", type=issue_number)
     q = isub.add_parser("label", parents=[common], help="add (+L) or remove (-L) labels")
-    q.add_argument("number", type=int)
+    q.add_argument("number", type=issue_number)
     q.add_argument("changes", nargs="*", metavar="+L|-L")  # -L is collected in main(): argparse reads it as an option
     q = isub.add_parser("comment", parents=[common], help="comment on an issue")
-    q.add_argument("number", type=int)
+    q.add_argument("number", type=issue_number)
     q.add_argument("text")
     q.add_argument("--as", dest="author", default=None, metavar="LOGIN", help="author (default: the local user)")
     q = isub.add_parser("edit", parents=[common], help="edit an issue's title or body (who edited is recorded)")
-    q.add_argument("number", type=int)
+    q.add_argument("number", type=issue_number)
     q.add_argument("--title", default=None)
     body = q.add_mutually_exclusive_group()
     body.add_argument("--body", default=None)
     body.add_argument("--body-file", type=Path, default=None)
     q.add_argument("--as", dest="author", default=None, metavar="LOGIN", help="editor (default: the local user)")
     q = isub.add_parser("close", parents=[common], help="close an issue")
-    q.add_argument("number", type=int)
+    q.add_argument("number", type=issue_number)
     q = isub.add_parser("reopen", parents=[common], help="reopen an issue")
-    q.add_argument("number", type=int)
+    q.add_argument("number", type=issue_number)
     return parser
 
 

@@ -697,3 +697,18 @@ def test_locked_state_database(cli: Any, repo: Path, tmp_path: Path) -> None:
     assert db_dump(repo) == before and agent.runs == 0
     code, data = cli.json("run", "--repo", str(repo), "--issue", "1")
     assert code == 0 and data["final_state"] == "review"
+
+
+@pytest.mark.parametrize("number", ["99999999999999999999", "0", "-3", "seven", "2147483648"])
+def test_an_issue_number_out_of_range_is_a_usage_error_before_anything_is_written(
+    cli: Any, repo: Path, tmp_path: Path, number: str
+) -> None:
+    from conftest import orch_process
+
+    _filed(cli, repo, tmp_path)
+    before = state_of(repo)
+    for args in (("run", "--issue", number), ("explain", "--issue", number), ("issue", "show", number)):
+        proc = orch_process(repo, *args)  # as a user types it: a process of its own
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert f"{number!r} is not an issue number: write a whole number from 1 to 2147483647" in proc.stderr
+    assert state_of(repo) == before
