@@ -27,11 +27,11 @@ import locale
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters.tools import Plumbum
 from statemachine.errors import GitError
 
 __all__ = [
@@ -200,41 +200,16 @@ def _git_binary() -> str:
 # plumbum -----------------------------------------------------------------------------------------------------
 
 
-class _Plumbum:
-    """plumbum, imported on the first git command (its import costs tens of milliseconds that a command running no
-    git need not pay), and the one git command per binary with the hardened options bound."""
+_BOUND: dict[str, Any] = {}  # binary -> its git command with the hardened options bound
 
-    _lock = threading.Lock()
-    _loaded: _Plumbum | None = None
 
-    def __init__(self) -> None:
-        from plumbum.commands.processes import ProcessExecutionError, ProcessTimedOut
-        from plumbum.machines.local import LocalCommand, LocalMachine
-
-        # A local machine whose own environment is empty: each command gets exactly git_env() (plumbum's ``local``
-        # merges a snapshot of os.environ under it), and no encoding: the bytes come back as git wrote them.
-        machine = type("OrchGitMachine", (LocalMachine,), {"env": {}, "custom_encoding": None})()
-        self.command_class: Any = type("OrchGitCommand", (LocalCommand,), {"machine": property(lambda _: machine)})
-        self.execution_error: type[OSError] = ProcessExecutionError
-        self.timed_out: type[Exception] = ProcessTimedOut
-        self._bound: dict[str, Any] = {}
-
-    @classmethod
-    def get(cls) -> _Plumbum:
-        loaded = cls._loaded
-        if loaded is None:
-            with cls._lock:
-                if cls._loaded is None:
-                    cls._loaded = cls()
-                loaded = cls._loaded
-        return loaded
-
-    def git(self, binary: str) -> Any:
-        """``git -c core.hooksPath=/dev/null -c ...`` for this binary, built once."""
-        bound = self._bound.get(binary)
-        if bound is None:
-            bound = self._bound[binary] = self.command_class(binary, None)[_HARDENED_OPTIONS]
-        return bound
+def _git_command(binary: str) -> Any:
+    """``git -c core.hooksPath=/dev/null -c ...`` for this binary, built once, on plumbum's machine of adapters/tools.py
+    (no encoding there: the bytes come back as git wrote them)."""
+    bound = _BOUND.get(binary)
+    if bound is None:
+        bound = _BOUND[binary] = Plumbum.get().command_class(binary, None)[_HARDENED_OPTIONS]
+    return bound
 
 
 def _text(data: bytes) -> str:
@@ -255,8 +230,8 @@ def _exec(
 ) -> tuple[int, bytes, bytes]:
     """Run ``git args`` through plumbum; the exit code, stdout and stderr as bytes. Every failure leaves as orch's
     own error, worded with ``shown`` (the caller's arguments) and ``cwd``."""
-    pb = _Plumbum.get()
-    command = pb.git(git)[_with_added_options(args)].with_cwd(cwd).with_env(**env)
+    pb = Plumbum.get()
+    command = _git_command(git)[_with_added_options(args)].with_cwd(cwd).with_env(**env)
     try:
         if stdin is None:
             code, out, err = command.run(retcode=retcode, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -422,7 +397,7 @@ def git_stream(args: list[str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
     if at == len(args) or args[at] not in _NO_PROGRAMS:
         raise GitError(f"git {' '.join(args[:2])} cannot be streamed", "stream only a command that runs no program")
     git = _git_binary()
-    command = _Plumbum.get().git(git)[_with_added_options(args)].with_cwd(cwd).with_env(**git_env())
+    command = _git_command(git)[_with_added_options(args)].with_cwd(cwd).with_env(**git_env())
     proc = command.popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         yield proc

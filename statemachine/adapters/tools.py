@@ -56,11 +56,14 @@ class ToolFailed(ToolError):
         self.stderr = stderr
 
 
-class _Plumbum:
-    """plumbum, imported on the first tool run, and a local machine whose own environment is empty."""
+class Plumbum:
+    """plumbum, imported on the first command orch runs through it (a tool here, git in adapters/gitrun.py: the import
+    costs tens of milliseconds that a command running neither need not pay), and a local machine whose own
+    environment is empty: each command gets exactly the environment its caller passes (plumbum's ``local`` would merge
+    a snapshot of os.environ under it)."""
 
     _lock = threading.Lock()
-    _loaded: _Plumbum | None = None
+    _loaded: Plumbum | None = None
 
     def __init__(self) -> None:
         from plumbum.commands.processes import CommandNotFound, ProcessExecutionError, ProcessTimedOut
@@ -68,14 +71,14 @@ class _Plumbum:
 
         # no encoding: the bytes come back as the tool wrote them, and are decoded here (plumbum would drop a byte
         # it cannot decode)
-        machine = type("OrchToolMachine", (LocalMachine,), {"env": {}, "custom_encoding": None})()
-        self.command_class: Any = type("OrchToolCommand", (LocalCommand,), {"machine": property(lambda _: machine)})
+        machine = type("OrchMachine", (LocalMachine,), {"env": {}, "custom_encoding": None})()
+        self.command_class: Any = type("OrchCommand", (LocalCommand,), {"machine": property(lambda _: machine)})
         self.execution_error: type[OSError] = ProcessExecutionError
         self.timed_out: type[Exception] = ProcessTimedOut
         self.not_found: type[Exception] = CommandNotFound
 
     @classmethod
-    def get(cls) -> _Plumbum:
+    def get(cls) -> Plumbum:
         loaded = cls._loaded
         if loaded is None:
             with cls._lock:
@@ -106,7 +109,7 @@ def run_tool(
     any); any other raises ``ToolFailed``. Raises ``ToolError`` when the tool cannot start or outlives ``timeout``.
     """
     program, args = argv[0], list(argv[1:])
-    pb = _Plumbum.get()
+    pb = Plumbum.get()
     full_env = dict(os.environ if env is None else env)
     try:
         command = pb.command_class(program, None)[args].with_env(**full_env)
