@@ -835,6 +835,12 @@ class GitHubEmulator:
             )
         h.respond(status, {"content-type": "application/json; charset=utf-8"}, payload)
 
+    def _gql_actor(self, who: str) -> dict[str, Any]:
+        """A GraphQL ``Actor``: a Bot's login without the "[bot]" that REST shows (call with the state lock held)."""
+        acct = self.state.accounts.get(who.lower())
+        bot = acct is not None and acct.type == "Bot"
+        return {"__typename": "Bot" if bot else "User", "login": who.removesuffix("[bot]") if bot else who}
+
     def _graphql_issue(self, variables: dict[str, Any], login: str | None) -> dict[str, Any]:
         """GraphQL ``repository.issue(number)``: its fields and labels, its body's edits (as the editor query), and its
         last 100 ``LabeledEvent``s and ``RenamedTitleEvent``s oldest first, with ``pageInfo.hasPreviousPage``; a
@@ -859,11 +865,6 @@ class GitHubEmulator:
                     ],
                 }
 
-            def actor(who: str) -> dict[str, Any]:
-                acct = self.state.accounts.get(who.lower())
-                bot = acct is not None and acct.type == "Bot"
-                return {"__typename": "Bot" if bot else "User", "login": who.removesuffix("[bot]") if bot else who}
-
             items = [e for e in repo.events if e.issue_number == issue.number and e.event in ("labeled", "renamed")]
             nodes: list[dict[str, Any]] = []
             for e in items[-100:]:
@@ -873,12 +874,16 @@ class GitHubEmulator:
                             "__typename": "LabeledEvent",
                             "createdAt": iso(e.created_at),
                             "label": {"name": e.label},
-                            "actor": actor(e.actor),
+                            "actor": self._gql_actor(e.actor),
                         }
                     )
                 else:
                     nodes.append(
-                        {"__typename": "RenamedTitleEvent", "createdAt": iso(e.created_at), "actor": actor(e.actor)}
+                        {
+                            "__typename": "RenamedTitleEvent",
+                            "createdAt": iso(e.created_at),
+                            "actor": self._gql_actor(e.actor),
+                        }
                     )
             history = ([(issue.user, issue.created_at)] + issue.edits) if issue.edits else []
             node = {
@@ -888,7 +893,7 @@ class GitHubEmulator:
                 "state": issue.state.upper(),
                 "createdAt": iso(issue.created_at),
                 "updatedAt": iso(issue.updated_at),
-                "author": actor(issue.user),
+                "author": self._gql_actor(issue.user),
                 "labels": {"nodes": [{"name": n} for n in issue.labels[:100]]},
                 "userContentEdits": {
                     "nodes": [{"editor": {"login": who}, "editedAt": iso(at)} for who, at in history[-100:]]
@@ -930,11 +935,6 @@ class GitHubEmulator:
                 if e.issue_number in wanted and e.event == "labeled":
                     labelled[e.issue_number].append(e)
 
-            def actor(who: str) -> dict[str, Any]:
-                acct = self.state.accounts.get(who.lower())
-                bot = acct is not None and acct.type == "Bot"
-                return {"__typename": "Bot" if bot else "User", "login": who.removesuffix("[bot]") if bot else who}
-
             nodes = [
                 {
                     "number": i.number,
@@ -943,11 +943,12 @@ class GitHubEmulator:
                     "state": i.state.upper(),
                     "createdAt": iso(i.created_at),
                     "updatedAt": iso(i.updated_at),
-                    "author": actor(i.user),
+                    "author": self._gql_actor(i.user),
                     "labels": {"nodes": [{"name": n} for n in i.labels[:100]]},
                     "timelineItems": {
                         "nodes": [
-                            {"label": {"name": e.label}, "actor": actor(e.actor)} for e in labelled[i.number][-100:]
+                            {"label": {"name": e.label}, "actor": self._gql_actor(e.actor)}
+                            for e in labelled[i.number][-100:]
                         ]
                     },
                 }
