@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.actions.context import ActionContext, _with_comments, _worktree_path
+from statemachine.ports import AgentResult
 from statemachine.reports import load_report
+from statemachine.settings import AgentSettings
 
 
 def agent_workspace(
@@ -47,17 +49,9 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     leaks = seal_evidence(ctx, evidence)  # before anything reads the report or the log
     report, error = load_report(report_path, "completion-report")
     agent_fact = {
-        "step": ctx.step_id,
-        "attempt": attempt,
-        "exit_code": result.exit_code,
-        "timed_out": result.timed_out,
-        "idle_timed_out": result.idle_timed_out,
-        "duration_seconds": round(result.duration_seconds, 3),
-        "log": result.log,
+        **outcome_fact(ctx, attempt, result, agent),
         "output_bytes": result.output_bytes,
-        "error": result.error,
         "tokens": result.tokens,
-        **agent.timeouts(),
         "secret_values": leaks,
     }
     # together: the agent fact's presence means the attempt finished, with everything it observed
@@ -72,6 +66,22 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
         }
     )
     return {"attempt": attempt, "exit_code": result.exit_code, "report": error or "valid"}
+
+
+def outcome_fact(ctx: ActionContext, attempt: int, result: AgentResult, agent: AgentSettings) -> dict[str, Any]:
+    """How an agent run ended, as its ``agent`` fact records it (record.AgentOutcome reads it): the implementation
+    agent's and the planner's alike."""
+    return {
+        "step": ctx.step_id,
+        "attempt": attempt,
+        "exit_code": result.exit_code,
+        "timed_out": result.timed_out,
+        "idle_timed_out": result.idle_timed_out,
+        "duration_seconds": round(result.duration_seconds, 3),
+        "log": result.log,
+        "error": result.error,
+        **agent.timeouts(),
+    }
 
 
 def seal_evidence(ctx: ActionContext, folder: Path) -> list[dict[str, str]]:

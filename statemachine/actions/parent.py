@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine import planning, reporting
-from statemachine.actions.agent import agent_workspace, seal_evidence
+from statemachine.actions.agent import agent_workspace, outcome_fact, seal_evidence
 from statemachine.actions.context import ActionContext, _with_comments, slugify
 from statemachine.errors import OrchError
 from statemachine.planning import BLOCKED, CLOSED, CONFLICT, MERGED, PASSED, PENDING, RUNNING
@@ -97,17 +97,7 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
             "plan_problems": problems,
             "planning_changes": changed,
             "plan_digest": planning.issue_digest(issue.title, issue.body),
-            "agent": {
-                "step": ctx.step_id,
-                "attempt": attempt,
-                "exit_code": result.exit_code,
-                "timed_out": result.timed_out,
-                "idle_timed_out": result.idle_timed_out,
-                "duration_seconds": round(result.duration_seconds, 3),
-                "log": result.log,
-                "error": result.error,
-                **agent.timeouts(),
-            },
+            "agent": outcome_fact(ctx, attempt, result, agent),
         }
     )
     return {
