@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--issues", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--workers", choices=["warm", "process"], default="warm", help="daemon.workers: forked warm, or fresh processes"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
@@ -51,7 +54,7 @@ def main() -> None:
         (repo / ".orch").mkdir()
         (repo / ".orch" / "policy.yaml").write_text(
             f"version: 1\nextends: default\nagent:\n  kind: command\n  command: {sys.executable}\n"
-            f"  args: ['{repo / 'agent.py'}', '{args.seconds}']\n"
+            f"  args: ['{repo / 'agent.py'}', '{args.seconds}']\ndaemon:\n  workers: {args.workers}\n"
         )
         (repo / ".gitignore").write_text(".orch/state/\n.orch/worktrees/\n.orch/runs/\n")
         subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
@@ -68,6 +71,7 @@ def main() -> None:
             )
         store.close()
         start = time.perf_counter()
+        before = os.times()
         proc = subprocess.run(
             [
                 sys.executable,
@@ -89,13 +93,17 @@ def main() -> None:
         )
         outcomes = [json.loads(x) for x in proc.stdout.splitlines() if '"run-finished"' in x]
         wall = time.perf_counter() - start
+        after = os.times()
+        cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     ideal = args.issues / args.concurrency * args.seconds
     review = sum(1 for o in outcomes if o["outcome"] == "review")
     print(
-        f"throughput: {args.issues} issues, agent {args.seconds}s, K={args.concurrency}, local tracker, {os.cpu_count()} cores"
+        f"throughput: {args.issues} issues, agent {args.seconds}s, K={args.concurrency}, local tracker, "
+        f"workers {args.workers}, {os.cpu_count()} cores"
     )
     print(f"  reached review: {review}/{args.issues}")
     print(f"  wall time: {wall:.1f}s; ideal {ideal:.1f}s; ratio {wall / ideal:.2f}")
+    print(f"  CPU per issue (daemon, runs, git, agents): {cpu / args.issues:.3f}s")
     print(
         f"  overhead per issue (wall x K / issues - agent): {wall * args.concurrency / args.issues - args.seconds:.2f}s"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,7 @@ def _common(json_flag: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+@functools.cache  # parsing never changes it: built once per process (a warm daemon run forks with it built)
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(

@@ -8,7 +8,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
@@ -16,31 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from statemachine import polling, scheduling
-from statemachine.daemon_children import latest_agent_log, read_result, terminate
+from statemachine.daemon_children import (
+    RunProcess,
+    latest_agent_log,
+    read_result,
+    start_run,
+    stop_warm_server,
+    terminate,
+    wait_any,
+)
 from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
-from statemachine.model import INITIAL_STATE, REST_STATES, STATES
 from statemachine.planning import standalone_refusal
-from statemachine.policy import Policy
 from statemachine.runtime import Runtime, run_argv
-
-
-def active_states(policy: Policy) -> frozenset[str]:
-    """The states a run is under way in: every state the policy's lifecycle uses but the initial one and the rest
-    states. An issue this clone holds in one of them was interrupted, and is resumed first."""
-    used = {s for t in policy.transitions for s in (*t.sources, t.dest)}
-    return frozenset(s for s in STATES if s in used and s != INITIAL_STATE and s not in REST_STATES)
-
-
-def busy_labels(policy: Policy) -> frozenset[str]:
-    """The labels that keep an issue from being claimed: those the transitions leaving the initial state refuse
-    (`lacks_labels`). An issue carrying one is not started fresh (a takeover is judged on its own)."""
-    return frozenset(
-        policy.label(role)
-        for t in policy.outgoing(INITIAL_STATE)
-        for g in t.guards
-        if g.name == "lacks_labels" and not g.negate
-        for role in g.params.get("labels", ())
-    )
 
 
 @dataclass
@@ -48,7 +34,7 @@ class Child:
     issue: int
     title: str
     owns: tuple[str, ...]
-    proc: subprocess.Popen[bytes]
+    proc: RunProcess
     started: float
     out_path: Path
     resumed: bool = False
@@ -106,8 +92,8 @@ class Daemon:
         self.state_dir = rt.repo / ".orch" / "state"
         self.log_path = self.state_dir / "events.jsonl"
         self.lock_fh: Any = None
-        self.active_states = active_states(rt.policy)
-        self.busy_labels = busy_labels(rt.policy)
+        self.active_states = scheduling.active_states(rt.policy)
+        self.busy_labels = scheduling.busy_labels(rt.policy)
         t = rt.policy.config.tracker
         labels = [rt.policy.label("auto"), rt.policy.label("plan_auto")]  # parents run as one `orch run` each
         key = "|".join([rt.tracker.kind, str(t.owner), str(t.repo), str(t.api_url), *labels])
@@ -182,10 +168,12 @@ class Daemon:
                 self.refresh()
                 if on_tick:
                     on_tick(self.state)
-                time.sleep(0.2)
+                wait_any([c.proc for c in self.children.values()], 0.2)  # back at once when a run ends
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            if not self.children:
+                stop_warm_server()
             self.refresh()
             if on_tick:
                 on_tick(self.state)
@@ -376,10 +364,8 @@ class Daemon:
         out_dir.mkdir(parents=True, exist_ok=True)
         out_path = out_dir / f"issue-{n}-{int(time.time() * 1000)}.json"
         argv = run_argv(self.rt.repo, n, self.opt.policy)
-        with open(out_path, "wb") as out, open(out_path.with_suffix(".log"), "wb") as err:
-            proc = subprocess.Popen(
-                argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.rt.repo
-            )
+        warm = self.rt.policy.config.daemon.workers == "warm"
+        proc = start_run(argv, self.rt.repo, out_path, out_path.with_suffix(".log"), warm)
         self.children[n] = Child(n, cand.issue.title, cand.owns, proc, time.monotonic(), out_path, resumed)
         self.state.runs_started += 1
         self.emit("run-started", issue=n, title=cand.issue.title, owns=list(cand.owns), resumed=resumed, pid=proc.pid)

@@ -1,20 +1,198 @@
-"""The daemon's child processes: stop one, read its result, find its agent's log."""
+"""The daemon's child processes: start one `orch run` per issue (forked warm, or a fresh process), stop one, read
+its result, find its agent's log.
+
+Warm runs: a fork server (multiprocessing's ``forkserver`` start method) is started once, imports
+`statemachine.warmup` (everything a run loads) and forks one process per run. Each run is still a process of its
+own, in a session of its own, with its own store connection, tracker client and policy load: a crash of one run
+takes no other down, and a killed daemon leaves every run where a fresh `orch run` resumes it, exactly as with a
+fresh process per run. What the run does not pay for again is the import of orch and its libraries.
+
+The server holds no repository, policy, store or credential: it is started before any of those is opened in it,
+and each run receives the daemon's environment and folder of the moment it starts (not the server's).
+"""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import select
 import signal
 import subprocess
+import sys
+import time
+import traceback
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+WORKERS = ("warm", "process")
 
 
-def terminate(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's process group: `orch run` stops its agent and exits, leaving the issue resumable."""
+class RunProcess(Protocol):
+    """What the daemon needs of a run's process (a `subprocess.Popen` is one)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+
+class WarmRun:
+    """An `orch run` forked from the warm server."""
+
+    def __init__(self, proc: multiprocessing.process.BaseProcess) -> None:
+        self.proc = proc
+        self.pid = int(proc.pid or 0)
+
+    def poll(self) -> int | None:
+        # exit code, or minus the signal that killed it, as Popen.poll says
+        return self.proc.exitcode
+
+    def fileno(self) -> int:
+        """Readable once the run has ended."""
+        return self.proc.sentinel
+
+
+_CONTEXT: ForkServerContext | None = None
+_SOCKET_DIR: Path | None = None
+SOCKET_PATH_MAX = 100  # a Unix socket's path must fit in 108 bytes
+
+
+def _context(state_dir: Path) -> ForkServerContext | None:
+    """The fork server's context, its preload set once per daemon process; None where there is no fork server
+    (not a POSIX system).
+
+    The server listens on a Unix socket, and whoever can connect to it can have it run code as the maintainer. So
+    the socket (mode 0600) is put in a private folder (0700) inside the repository's ``.orch/state``, which the
+    agent jail never shows an agent (nor any folder holding it); only where that path would be too long for a
+    socket does it go to a private folder of the system's temporary folder, as Python's own default, which the jail
+    hides behind a tmpfs of its own."""
+    global _CONTEXT, _SOCKET_DIR
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    if _CONTEXT is None:
+        ctx = multiprocessing.get_context("forkserver")
+        assert isinstance(ctx, ForkServerContext)
+        ctx.set_forkserver_preload(["statemachine.warmup"])
+        _CONTEXT = ctx
+    if _SOCKET_DIR is None:  # before the server starts: its socket is made in multiprocessing's temporary folder
+        import tempfile
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="warm-", dir=state_dir))
+        if len(str(folder / "listener-12345678")) > SOCKET_PATH_MAX:
+            folder.rmdir()
+            folder = Path(tempfile.mkdtemp(prefix="orch-warm-"))
+        multiprocessing.current_process()._config["tempdir"] = str(folder)  # type: ignore[attr-defined]
+        _SOCKET_DIR = folder
+    return _CONTEXT
+
+
+def _warm_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+    """The forked run: its own session (the daemon stops it by process group), the daemon's environment and folder,
+    stdout and stderr to the run's files, then `orch run` as a fresh process would run it. It leaves with os._exit
+    so nothing the server set up is torn down twice."""
+    code = 1
+    try:
+        os.setsid()
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        for fd, path in ((1, out), (2, err)):
+            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(target, fd)
+            os.close(target)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - fd 1 outlives this object
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+        from statemachine.cli import main
+
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def start_run(argv: list[str], cwd: Path, out: Path, err: Path, warm: bool) -> RunProcess:
+    """Start `argv` (an `orch run` command line: the interpreter, ``-m statemachine``, then orch's arguments) in the
+    repository ``cwd`` with stdout to ``out`` and stderr to ``err``: forked from the warm server when ``warm`` and
+    one is available, else as a fresh process."""
+    ctx = _context(cwd / ".orch" / "state") if warm else None
+    if ctx is not None and argv[1:3] == ["-m", "statemachine"]:
+        proc = ctx.Process(
+            target=_warm_main, args=(argv[3:], str(cwd), dict(os.environ), str(out), str(err)), daemon=False
+        )
+        proc.start()
+        return WarmRun(proc)
+    with open(out, "wb") as fh_out, open(err, "wb") as fh_err:
+        return subprocess.Popen(
+            argv, stdout=fh_out, stderr=fh_err, stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd
+        )
+
+
+def wait_any(procs: list[RunProcess], timeout: float) -> None:
+    """Sleep up to ``timeout`` seconds, less when one of ``procs`` ends first (so a free slot is refilled at once).
+    A fresh process is watched through a pidfd where Linux has one; without, this is a plain sleep."""
+    fds: list[int] = []
+    opened: list[int] = []
+    for proc in procs:
+        if isinstance(proc, WarmRun):
+            fds.append(proc.fileno())
+        elif hasattr(os, "pidfd_open"):
+            try:
+                fd = os.pidfd_open(proc.pid)
+            except OSError:  # already reaped, or no pidfd in this kernel: poll() will say
+                continue
+            fds.append(fd)
+            opened.append(fd)
+    try:
+        if fds:
+            select.select(fds, [], [], timeout)
+        else:
+            time.sleep(timeout)
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def stop_warm_server() -> None:
+    """Stop the warm server once no run of this daemon is left: it ends when the daemon lets go of it and every run
+    it forked has ended, and is waited for here so that it is not left behind as an orphan."""
+    global _SOCKET_DIR
+    if _CONTEXT is None or _SOCKET_DIR is None:
+        return
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if callable(stop):
+        stop()
+    import shutil
+
+    shutil.rmtree(_SOCKET_DIR, ignore_errors=True)
+    multiprocessing.current_process()._config.pop("tempdir", None)  # type: ignore[attr-defined]
+    _SOCKET_DIR = None
+
+
+def terminate(proc: RunProcess) -> None:
+    """SIGTERM the child's process group: `orch run` stops its agent and exits, leaving the issue resumable. A run
+    forked a moment ago may not lead its own group yet: then the signal goes to the process itself."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    except PermissionError:
         pass
 
 

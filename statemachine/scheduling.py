@@ -6,8 +6,12 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from statemachine.model import Issue
+from statemachine.model import INITIAL_STATE, REST_STATES, STATES, Issue
+
+if TYPE_CHECKING:
+    from statemachine.policy import Policy
 
 _HEADING = re.compile(r"^\s*(?:#{1,6}\s*)?ownership\s*:?\s*(.*)$", re.I)
 _ITEM = re.compile(r"^\s*(?:[-*+]\s+)?`?([^`\s]+)`?\s*$")
@@ -118,3 +122,22 @@ def select(
             picked.append(cand)
             owned.append(cand.owns)
     return picked
+
+
+def active_states(policy: Policy) -> frozenset[str]:
+    """The states a run is under way in: every state the policy's lifecycle uses but the initial one and the rest
+    states. An issue this clone holds in one of them was interrupted, and is resumed first."""
+    used = {s for t in policy.transitions for s in (*t.sources, t.dest)}
+    return frozenset(s for s in STATES if s in used and s != INITIAL_STATE and s not in REST_STATES)
+
+
+def busy_labels(policy: Policy) -> frozenset[str]:
+    """The labels that keep an issue from being claimed: those the transitions leaving the initial state refuse
+    (`lacks_labels`). An issue carrying one is not started fresh (a takeover is judged on its own)."""
+    return frozenset(
+        policy.label(role)
+        for t in policy.outgoing(INITIAL_STATE)
+        for g in t.guards
+        if g.name == "lacks_labels" and not g.negate
+        for role in g.params.get("labels", ())
+    )

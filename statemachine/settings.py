@@ -161,6 +161,7 @@ class DaemonSettings:
     retry_base_seconds: float = 5.0
     retry_cap_seconds: float = 300.0
     shutdown_deadline_seconds: float = 60.0
+    workers: str = "warm"
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
             unscoped_parallel=bool(daemon.get("unscoped_parallel", DaemonSettings.unscoped_parallel)),
             retry_base_seconds=float(daemon.get("retry_base_seconds", DaemonSettings.retry_base_seconds)),
             retry_cap_seconds=float(daemon.get("retry_cap_seconds", DaemonSettings.retry_cap_seconds)),
+            workers=str(daemon.get("workers", DaemonSettings.workers)),
             shutdown_deadline_seconds=float(
                 daemon.get("shutdown_deadline_seconds", DaemonSettings.shutdown_deadline_seconds)
             ),

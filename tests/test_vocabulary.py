@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statemachine import daemon, engine, registry, resources, snapshots
+from statemachine import engine, registry, resources, scheduling, snapshots
 from statemachine.engine import Engine, step_verdicts
 from statemachine.machine import IssueModel, build_machine
 from statemachine.model import (
@@ -276,7 +276,7 @@ def test_why_waiting_is_structured_and_reads_as_status_printed_it() -> None:
 
 def test_the_daemon_derives_active_states_and_busy_labels_from_the_policy() -> None:
     pol = default_policy()
-    assert daemon.active_states(pol) == {
+    assert scheduling.active_states(pol) == {
         "claimed",
         "implementing",
         "proving",
@@ -286,8 +286,8 @@ def test_the_daemon_derives_active_states_and_busy_labels_from_the_policy() -> N
         "delegating",
         "integrating",
     }
-    assert not daemon.active_states(pol) & (REST_STATES | {INITIAL_STATE})
-    assert daemon.busy_labels(pol) == {pol.label(r) for r in ("manual", "running", "blocked", "review")}
+    assert not scheduling.active_states(pol) & (REST_STATES | {INITIAL_STATE})
+    assert scheduling.busy_labels(pol) == {pol.label(r) for r in ("manual", "running", "blocked", "review")}
 
 
 def test_the_daemon_judges_a_takeover_by_the_label_guards_of_the_policys_take_over() -> None:

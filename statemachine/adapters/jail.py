@@ -179,6 +179,11 @@ class Jail:
                         f"sandbox.{key}: {raw!r} would expose {guarded} to the agent",
                         "name a narrower folder (a toolchain or cache), never the repository or your home",
                     )
+                if guarded != self.repo and guarded != self.home and _under(path, guarded):
+                    raise OrchError(  # the store, run evidence, the warm server's socket, git's own files
+                        f"sandbox.{key}: {raw!r} is inside {guarded}",
+                        "orch's state and git's own files are never shown to an agent; name another folder",
+                    )
                 if key == "writable" and self.repo is not None and _under(path, self.repo):
                     raise OrchError(
                         f"sandbox.writable: {raw!r} is inside the repository",
