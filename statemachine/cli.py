@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("number", type=issue_number)
     q = isub.add_parser("reopen", parents=[common], help="reopen an issue")
     q.add_argument("number", type=issue_number)
+
+    p = sub.add_parser("clean", parents=[common], help="remove worktrees and branches that finished runs left")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     return parser
 
 

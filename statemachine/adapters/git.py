@@ -111,6 +111,26 @@ class CliGit:
         with self._worktree_admin():
             run_git(["worktree", "remove", "--force", str(path)], self.root, check=False)
 
+    def prune_worktrees(self) -> None:
+        with self._worktree_admin():
+            run_git(["worktree", "prune"], self.root, check=False)
+
+    def worktree_branches(self) -> dict[str, Path]:
+        """Each local branch checked out in a worktree, and where."""
+        out = {}
+        for block in run_git(["worktree", "list", "--porcelain"], self.root).split("\n\n"):
+            fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
+            ref = fields.get("branch", "")
+            if ref.startswith("refs/heads/") and "worktree" in fields:
+                out[ref.removeprefix("refs/heads/")] = Path(fields["worktree"])
+        return out
+
+    def delete_branch(self, branch: str) -> None:
+        """Delete a local branch, only if it still points where it pointed when it was looked at just now."""
+        sha = self.branch_head(branch)
+        if sha is not None:
+            run_git(["update-ref", "-d", f"refs/heads/{branch}", sha], self.root)
+
     def capture(self, worktree: Path, base_sha: str, start: str | None = None) -> Capture:
         """Freeze everything in the worktree (committed, staged, unstaged, untracked) into a tree."""
         index = Path(run_git(["rev-parse", "--path-format=absolute", "--git-path", "index"], worktree).strip())
