@@ -81,6 +81,11 @@ class Row:
     name: str
     params: dict[str, Any]
     needs: frozenset[str] = frozenset()
+    # a guard that reads the issue's labels: "carries" passes only when the issue carries (one of) the labels of
+    # ``roles``, or of its `label`/`labels` parameter; "lacks" only when it carries none. What tells `orch explain`
+    # which transitions apply to a plain issue (auto), a parent (plan_auto) or a child (child): statemachine/lead.py
+    sense: str = ""
+    roles: tuple[str, ...] = ()
 
 
 def _rows(module: str, *rows: tuple[Any, ...]) -> list[Row]:
@@ -91,12 +96,12 @@ GUARD_ROWS: tuple[Row, ...] = (
     *_rows(
         "guards",
         ("issue_open", NO_PARAMS),
-        ("has_label", params(["label"], label=ROLE)),
+        ("has_label", params(["label"], label=ROLE), needs(), "carries"),
         ("preconditions_met", NO_PARAMS, needs("preflight")),
         ("claim_expired", NO_PARAMS, needs("claim")),
-        ("label_authorized", params(["label"], label=ROLE), needs("authority")),
-        ("text_as_authorized", params(["label"], label=ROLE), needs("text")),
-        ("lacks_labels", params(["labels"], labels=ROLES)),
+        ("label_authorized", params(["label"], label=ROLE), needs("authority"), "carries"),
+        ("text_as_authorized", params(["label"], label=ROLE), needs("text"), "carries"),
+        ("lacks_labels", params(["labels"], labels=ROLES), needs(), "lacks"),
         ("agent_succeeded", NO_PARAMS),
         ("report_valid", NO_PARAMS),
         ("report_completed", NO_PARAMS),
@@ -123,15 +128,16 @@ GUARD_ROWS: tuple[Row, ...] = (
         ("tdd_evidence", NO_PARAMS),
         ("review_approved", NO_PARAMS),
         ("rework_warranted", NO_PARAMS),
+        ("unreported_changes_only", NO_PARAMS),
     ),
     *_rows(
         "guards",
         ("review_feedback", NO_PARAMS, needs("feedback")),
-        ("has_any_label", params(["labels"], labels=ROLES)),
+        ("has_any_label", params(["labels"], labels=ROLES), needs(), "carries"),
     ),
     *_rows(
         "planning",
-        ("not_a_child", NO_PARAMS),
+        ("not_a_child", NO_PARAMS, needs(), "lacks", ("child",)),
         ("dispatched_by_parent", NO_PARAMS, needs("parent")),
         ("redispatched_by_parent", NO_PARAMS, needs("parent")),
         ("plan_valid", NO_PARAMS),
@@ -194,3 +200,9 @@ def builtin() -> Catalog:
         guards={row.name: row.params for row in GUARD_ROWS},
         actions={row.name: row.params for row in ACTION_ROWS},
     )
+
+
+@cache
+def guard_rows() -> Mapping[str, Row]:
+    """Every guard's row by name."""
+    return {row.name: row for row in GUARD_ROWS}

@@ -13,6 +13,7 @@ TYPE_CHECKING = False  # mypy reads it as True; `typing` itself costs `orch --he
 if TYPE_CHECKING:  # imported once the arguments parsed: `orch --help` and `--version` need none of them
     import pathlib
 
+    from statemachine.errors import OrchError
     from statemachine.output import Output
 
 
@@ -21,6 +22,17 @@ def Path(text: str) -> pathlib.Path:  # noqa: N802 (argparse names the type in a
     import pathlib
 
     return pathlib.Path(text)
+
+
+def repo_folder(text: str) -> pathlib.Path:
+    """``--repo``: a folder (a usage error when it names a file, before anything is opened)."""
+    import os
+
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a file, not a folder: give the repository's folder (or any folder inside it)"
+        )
+    return Path(text)
 
 
 ISSUE_MAX = 2**31 - 1  # GitHub's issue numbers are GraphQL Ints (32 bits); SQLite holds them too
@@ -40,7 +52,7 @@ def issue_number(text: str) -> int:
 
 def _common(json_flag: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--repo", type=Path, default=None, help="the target repository (default: the current one)")
+    p.add_argument("--repo", type=repo_folder, default=None, help="the target repository (default: the current one)")
     p.add_argument("--policy", type=Path, default=None, help="policy file (default: REPO/.orch/policy.yaml)")
     if json_flag:
         p.add_argument("--json", action="store_true", help="print one versioned JSON object")
@@ -82,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--github-owner", default=None, metavar="O", help="GitHub owner (default: from origin)")
     p.add_argument("--github-repo", default=None, metavar="R", help="GitHub repository (default: from origin)")
     p.add_argument("--prepare-labels", action="store_true", help="create or update the policy's labels on the tracker")
+    p.add_argument(
+        "--tracker",
+        choices=("local", "github"),
+        default=None,
+        help="the tracker the starter policy names (default: github when origin is a GitHub repository, else local)",
+    )
     p.add_argument(
         "--actions", action="store_true", help="also write .github/workflows/orch.yml (GitHub Actions as the fleet)"
     )
@@ -207,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("reopen", parents=[common], help="reopen an issue")
     q.add_argument("number", type=issue_number)
 
+    p = sub.add_parser("prs", help="the local tracker's draft pull requests")
+    psub = p.add_subparsers(dest="prs_command", metavar="ACTION")
+    psub.required = True
+    psub.add_parser("list", parents=[common], help="list open pull requests").add_argument(
+        "--all", action="store_true", help="closed ones too"
+    )
+    psub.add_parser("show", parents=[common], help="a pull request and its diff stat").add_argument(
+        "number", type=int, metavar="N"
+    )
+    psub.add_parser("close", parents=[common], help="close a pull request (its branch is kept)").add_argument(
+        "number", type=int, metavar="N"
+    )
+
     p = sub.add_parser("clean", parents=[common], help="remove worktrees and branches that finished runs left")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     return parser
@@ -216,6 +247,14 @@ def dispatch(args: argparse.Namespace, out: Output) -> int:
     from statemachine import commands
 
     return commands.run(args, out)
+
+
+def _failed(out: Output, exc: OrchError) -> int:
+    """Print an error the user can fix (and its JSON object with --json); its exit code."""
+    if out.as_json:
+        out.emit("error", {"error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
+    sys.stderr.write(f"orch: error: {exc}\n")
+    return exc.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -229,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     import logging  # after parsing: `--help`, `--version` and usage errors need none of these
 
-    from statemachine.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchError, PolicyError
+    from statemachine.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchError, PolicyError, disk_full
     from statemachine.output import Output
 
     out = Output(getattr(args, "json", False))
@@ -257,16 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{exc}\n")
         return exc.exit_code
     except OrchError as exc:
-        if out.as_json:
-            out.emit("error", {"error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
-        sys.stderr.write(f"orch: error: {exc}\n")
-        return exc.exit_code
+        return _failed(out, exc)
     except KeyboardInterrupt:
         sys.stderr.write("orch: interrupted; run the same command again to resume\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
-    except Exception:
+    except Exception as exc:
+        full = disk_full(exc)  # a full disk is the user's to fix, not a bug
+        if full is not None:
+            return _failed(out, full)
         import os
         import tempfile
         import time

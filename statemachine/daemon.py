@@ -24,7 +24,7 @@ from statemachine.daemon_children import (
     terminate,
     wait_any,
 )
-from statemachine.errors import EXIT_BLOCKED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
+from statemachine.errors import EXIT_BLOCKED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STUCK, BusyError, OrchError
 from statemachine.planning import standalone_refusal
 from statemachine.runtime import Runtime, run_argv
 
@@ -80,7 +80,7 @@ class Daemon:
         self.state = DaemonState()
         self.contended = False
         self.rng = random.Random()
-        self.signals = 0
+        self.signals: list[int] = []  # the stop signals received, in order
         self.stop_deadline: float | None = None
         cfg = rt.policy.config.daemon
         self.priority_labels = list(cfg.priority_labels)
@@ -132,8 +132,8 @@ class Daemon:
         self.lock_fh.flush()
 
     def on_signal(self, signum: int, _frame: Any) -> None:
-        self.signals += 1
-        if self.signals == 1:
+        self.signals.append(signum)
+        if len(self.signals) == 1:
             self.state.stopping = True
             self.stop_deadline = time.monotonic() + self.opt.shutdown_deadline
             self.emit(
@@ -178,7 +178,7 @@ class Daemon:
             if on_tick:
                 on_tick(self.state)
             self.emit("stopped", runs_started=self.state.runs_started)
-        return EXIT_OK
+        return EXIT_INTERRUPTED if self.signals[:1] == [signal.SIGINT] else EXIT_OK  # Ctrl-C: 130; SIGTERM: a stop
 
     def finished(self) -> bool:
         if self.children:

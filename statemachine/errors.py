@@ -15,6 +15,20 @@ EXIT_INTERNAL = 70  # a bug in orch: a report is written for the bug tracker
 EXIT_INTERRUPTED = 130
 
 
+def disk_full(exc: BaseException) -> OrchError | None:
+    """A full disk (or a spent quota) met while writing a file, as an error the user can fix: the step it stopped is
+    journaled, so running the same command again once there is space resumes it. None for any other failure."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" holding {exc.filename}" if exc.filename else ""
+    return OrchError(
+        f"the disk{where} is full ({exc.strerror})",
+        "free some space, then run the same command again: the interrupted step resumes where it stopped",
+    )
+
+
 class OrchError(Exception):
     """A failure the user can act on; ``str(err)`` is the whole message."""
 

@@ -189,8 +189,29 @@ def review_approved(snap: Snapshot) -> Verdict:
     return Verdict.failed(f"the reviewer asks for work: {len(defects)} defect(s)", *defects)
 
 
+def unreported_changes_only(snap: Snapshot) -> Verdict:
+    """The report's changed_files leave out files that changed, and name none that did not: the agent can fix that
+    (list them, or undo them) on another attempt, so it is a rework finding, not a block."""
+    from statemachine.guards import report_matches_changes
+
+    verdict = report_matches_changes(snap)
+    if verdict.ok:
+        return Verdict.failed("the report lists exactly the changed files: nothing to rework")
+    if snap.run.report is None or snap.run.changes is None:
+        return verdict
+    if any(line.startswith("reported but not changed") for line in verdict.evidence):
+        return Verdict.failed("the report names files that did not change", *verdict.evidence)
+    return Verdict.passed(
+        "the report leaves out changed files (another attempt can list or undo them)", *verdict.evidence
+    )
+
+
 def rework_warranted(snap: Snapshot) -> Verdict:
-    """Something the agent can fix failed: checks, TDD evidence, missing test changes, or review defects."""
+    """Something the agent can fix failed: checks, TDD evidence, missing test changes, or review defects; and no
+    check failed to start (exit 127: a mistyped or missing program, which another attempt cannot fix)."""
+    unstartable = [r.error for r in (snap.run.checks or {}).values() if r.error]
+    if unstartable:
+        return Verdict.failed(unstartable[0], *unstartable)
     reasons = []
     for name, fn in (
         ("checks", _checks_failed),

@@ -15,8 +15,19 @@ from statemachine.daemon import DaemonState
 API_VERSION = 1
 
 
-def state_json(state: DaemonState) -> dict[str, Any]:
-    return {"version": API_VERSION, "kind": "daemon-state", "orch": __version__, **asdict(state)}
+def state_json(state: DaemonState, repository: str | None = None) -> dict[str, Any]:
+    """The state as /api/v1/state serves it: ``repository`` is the folder the daemon serves; each recent result also
+    carries its pull request's number (``pull_request_number``, from its address), None without one."""
+    data: dict[str, Any] = {"version": API_VERSION, "kind": "daemon-state", "orch": __version__}
+    data.update(repository=repository, **asdict(state))
+    data["recent"] = [{**r, "pull_request_number": pull_number(r.get("pull_request"))} for r in state.recent]
+    return data
+
+
+def pull_number(url: object) -> int | None:
+    """The number at the end of a pull request's address (``https://github.com/o/r/pull/7``, ``local:pull/7``)."""
+    tail = str(url or "").rstrip("/").rpartition("/")[2]
+    return int(tail) if tail.isdigit() else None
 
 
 class JsonLines:
@@ -44,8 +55,12 @@ class RichTable:
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
         self.events: list[str] = []
+        self.url: str | None = None  # where --http serves the page, shown under the tables for as long as it runs
 
     def event(self, record: dict[str, Any]) -> None:
+        if record.get("event") == "http" and record.get("url"):
+            self.url = str(record["url"])
+            return
         text = f"{record['at'][11:19]} {record['event']}" + (f" #{record['issue']}" if "issue" in record else "")
         if record.get("outcome"):
             text += f" -> {record['outcome']}"
@@ -71,11 +86,21 @@ class RichTable:
         for q in state.queue[:10]:
             queue.add_row(f"#{q['issue']}", ", ".join(q["owns"]) or "(none: runs alone)", q["title"][:50])
         recent = Table(title="recent results", expand=True)
-        for col in ("issue", "outcome", "elapsed", "title"):
+        for col in ("issue", "outcome", "elapsed", "pull request", "error", "title"):
             recent.add_column(col)
         for r in state.recent[:8]:
-            recent.add_row(f"#{r['issue']}", r["outcome"], f"{r['elapsed_seconds']:.0f}s", r["title"][:50])
+            number = pull_number(r.get("pull_request"))
+            recent.add_row(
+                f"#{r['issue']}",
+                r["outcome"],
+                f"{r['elapsed_seconds']:.0f}s",
+                f"#{number}" if number else "-",
+                str(r.get("error") or "-")[:60],
+                r["title"][:50],
+            )
         footer = "  ".join(self.events[-3:])
+        if self.url:
+            footer += ("\n" if footer else "") + f"live view: {self.url} (JSON: {self.url}api/v1/state)"
         if state.last_error:
             footer += f"\nlast error: {state.last_error}"
         self.live.update(Group(run, queue, recent, footer))
@@ -95,9 +120,11 @@ table { border-collapse: collapse; width: 100%; } td, th { border-bottom: 1px so
 </style></head>
 <body>
 <h1>orch daemon <span id="status"></span></h1>
+<p>Repository: <code id="repository"></code></p>
+<p id="last-error" hidden>Last error: <span></span></p>
 <h2>Running</h2><table id="running"><thead><tr><th>Issue</th><th>State</th><th>Elapsed</th><th>Agent</th><th>Tokens</th><th>Title</th></tr></thead><tbody></tbody></table>
 <h2>Queue</h2><table id="queue"><thead><tr><th>Issue</th><th>Owns</th><th>Title</th></tr></thead><tbody></tbody></table>
-<h2>Recent results</h2><table id="recent"><thead><tr><th>Issue</th><th>Outcome</th><th>Elapsed</th><th>Title</th></tr></thead><tbody></tbody></table>
+<h2>Recent results</h2><table id="recent"><thead><tr><th>Issue</th><th>Outcome</th><th>Elapsed</th><th>Pull request</th><th>Last error</th><th>Title</th></tr></thead><tbody></tbody></table>
 <script>
 function cell(t) { const td = document.createElement('td'); td.textContent = t; return td; }
 function fill(id, rows, cols) {
@@ -111,10 +138,14 @@ async function refresh() {
     const st = document.getElementById('status');
     st.textContent = s.stopping ? 'stopping' : 'serving (' + s.runs_started + ' runs started)';
     st.className = s.stopping ? 'stopping' : '';
+    document.getElementById('repository').textContent = s.repository || '(unknown)';
+    const le = document.getElementById('last-error'); le.hidden = !s.last_error;
+    le.querySelector('span').textContent = s.last_error || '';
     fill('running', s.running, [r => '#' + r.issue, r => r.state, r => Math.round(r.elapsed_seconds) + 's',
       r => r.agent ? r.agent.log_bytes + ' B' : '-', r => r.tokens ? JSON.stringify(r.tokens) : '-', r => r.title]);
     fill('queue', s.queue, [r => '#' + r.issue, r => r.owns.join(', ') || '(runs alone)', r => r.title]);
-    fill('recent', s.recent, [r => '#' + r.issue, r => r.outcome, r => Math.round(r.elapsed_seconds) + 's', r => r.title]);
+    fill('recent', s.recent, [r => '#' + r.issue, r => r.outcome, r => Math.round(r.elapsed_seconds) + 's',
+      r => r.pull_request_number ? '#' + r.pull_request_number : '-', r => r.error || '-', r => r.title]);
   } catch (e) { document.getElementById('status').textContent = 'unreachable'; }
 }
 refresh(); setInterval(refresh, 1000);
@@ -122,13 +153,14 @@ refresh(); setInterval(refresh, 1000);
 """
 
 
-def serve(host: str, port: int, get_state: Any) -> ThreadingHTTPServer:
-    """Serve /api/v1/state (JSON) and / (the page) on a background thread; returns the server (call shutdown())."""
+def serve(host: str, port: int, get_state: Any, repository: str | None = None) -> ThreadingHTTPServer:
+    """Serve /api/v1/state (JSON) and / (the page) on a background thread; returns the server (call shutdown()).
+    ``repository``: the folder the daemon serves, shown on the page."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             if self.path.split("?")[0] == "/api/v1/state":
-                body = json.dumps(state_json(get_state()), default=str).encode()
+                body = json.dumps(state_json(get_state(), repository), default=str).encode()
                 ctype = "application/json"
             elif self.path.split("?")[0] in ("/", "/index.html"):
                 body, ctype = PAGE.encode(), "text/html; charset=utf-8"

@@ -140,9 +140,15 @@ def load(path: Path, display: str | None = None, catalog: Catalog | None = None)
                 )
             ]
         )
-    data = _resolve_extends(data, docs, set())
+    from statemachine.policy_problems import schema_problems
+
+    written = schema_problems(data, [doc], "policy-file")  # the file as written: a mistyped key under a null, too
+    try:
+        data = _resolve_extends(data, docs, set())
+    except PolicyError as exc:
+        raise PolicyError(_combined(exc.problems, written, docs)) from None
     _seed_default(docs)
-    policy = check(data, docs, catalog)
+    policy = check(data, docs, catalog, written)
     if cacheable:
         sources = [(str(d.path), d.digest) for d in docs[1:] if d.path is not None]
         policy_cache.store(path, name, doc.digest, sources, data, policy.files, (bundled_default(), _DEFAULT["digest"]))
@@ -184,20 +190,32 @@ def _resolve_extends(data: dict[str, Any], docs: list[Document], seen: set[str])
     return dict(merged)
 
 
-def check(data: dict[str, Any], docs: list[Document], catalog: Catalog | None = None) -> Policy:
+def check(
+    data: dict[str, Any], docs: list[Document], catalog: Catalog | None = None, written: list[Problem] | None = None
+) -> Policy:
+    """Check the merged ``data``; ``written``: the problems of the file as written (policy-file schema), reported
+    where the merged checks found nothing at the same place."""
     from statemachine.policy_problems import schema_problems, semantic_problems
     from statemachine.settings import build
 
     problems = schema_problems(data, docs)
     problems += semantic_problems(data, docs, catalog)
-    if problems:
-        unique = {(p.file, p.line, p.column, p.path, p.message): p for p in problems}
-        raise PolicyError(
-            sorted(unique.values(), key=lambda p: (p.file != docs[0].file, p.file, p.line, p.column, p.message))
-        )
+    if problems or written:
+        raise PolicyError(_combined(problems, written or [], docs))
     policy = Policy(data=data, files=[d.file for d in docs], config=build(data, bundled_default()))
     policy.transitions = parse_transitions(data)
     return policy
+
+
+def _combined(merged: list[Problem], written: list[Problem], docs: list[Document]) -> list[Problem]:
+    """Every problem once, in file order. The policy-file schema is the merged one relaxed, so a problem it finds at a
+    place the merged checks also report is the same problem (said once, as the merged checks say it)."""
+    unique = {(p.file, p.line, p.column, p.path, p.message): p for p in merged}
+    places = {(p.file, p.line, p.column) for p in merged}
+    for p in written:
+        if (p.file, p.line, p.column) not in places:
+            unique.setdefault((p.file, p.line, p.column, p.path, p.message), p)
+    return sorted(unique.values(), key=lambda p: (p.file != docs[0].file, p.file, p.line, p.column, p.message))
 
 
 _DEFAULT: dict[str, Any] = {}  # "data": bundled_default(); "digest": of the bytes it was read from

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,15 @@ def lookup(path: Path, display: str) -> dict[str, Any] | None:
     folder = cache_dir()
     if folder is None:
         return None
+    from statemachine.yamlsrc import MAX_BYTES
+
     try:
-        raw = path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block: the loader refuses it
+            return None
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:  # refused by the loader, never stored: not worth hashing
+            return None
         entry_file = _entry_path(folder, display, digest(raw))
         entry = json.loads(entry_file.read_text(encoding="utf-8"))
         if not isinstance(entry, dict) or entry.get("format") != FORMAT:

@@ -40,12 +40,14 @@ def _near(word: str, options: list[str] | tuple[str, ...]) -> str | None:
     return f"did you mean {found[0]!r}?" if found else None
 
 
-def schema_problems(data: Any, docs: list[Document]) -> list[Problem]:
+def schema_problems(data: Any, docs: list[Document], schema_name: str = "policy") -> list[Problem]:
+    """``data`` against a bundled schema: ``policy`` (the merged policy) or ``policy-file`` (a file as written, derived
+    from the merged one by statemachine/policy_schema.py)."""
     import jsonschema
 
-    from statemachine import resources
+    from statemachine import policy_schema, resources
 
-    schema = resources.schema("policy")
+    schema = policy_schema.file_schema() if schema_name == "policy-file" else resources.schema(schema_name)
     validator = jsonschema.Draft202012Validator(schema)
     out: list[Problem] = []
     for err in validator.iter_errors(data):
@@ -75,7 +77,7 @@ def _describe(err: Any, docs: list[Document]) -> list[Problem]:
     if kind == "type":
         return [_at(docs, path, f"{_show(inst)} is {_typename(inst)}, expected {_expected(err.validator_value)}")]
     if kind == "enum":
-        options = [str(x) for x in err.validator_value]
+        options = [str(x) for x in err.validator_value if x is not None]  # null: a file removing the key
         return [_at(docs, path, f"{_show(inst)} is not one of: {', '.join(options)}", _near(str(inst), options))]
     if kind == "const":
         return [_at(docs, path, f"{_show(inst)} must be {err.validator_value!r}")]
@@ -85,6 +87,10 @@ def _describe(err: Any, docs: list[Document]) -> list[Problem]:
         if err.context:
             import jsonschema.exceptions as jexc
 
+            nulls = {i for i, branch in enumerate(err.validator_value) if branch == {"type": "null"}}
+            rest = [e for e in err.context if not e.relative_schema_path or e.relative_schema_path[0] not in nulls]
+            if nulls and rest:  # `key: null` is allowed in a file as written (it removes the key): say what else is
+                return _describe(jexc.best_match(rest), docs)
             best = jexc.best_match(err.context)
         if path and len(path) >= 2 and path[-2] in ("guards", "actions"):
             what = "guard" if path[-2] == "guards" else "action"
@@ -195,6 +201,7 @@ def semantic_problems(data: dict[str, Any], docs: list[Document], catalog: Catal
                         )
                     )
                 seen.setdefault(name, role)
+    out.extend(_agent_profile_problems(data.get("agent"), docs))
     # templates: only known fields
     for key, fields in (("branch_template", BRANCH_FIELDS), ("pr_title_template", PR_TITLE_FIELDS)):
         value = data.get(key)
@@ -407,6 +414,38 @@ def semantic_problems(data: dict[str, Any], docs: list[Document], catalog: Catal
                     where,
                     f"state {s!r} has no way out",
                     f"add a transition with source: {s} (for example to blocked)",
+                )
+            )
+    return out
+
+
+def _agent_profile_problems(agent: Any, docs: list[Document]) -> list[Problem]:
+    """agent.select names profiles that exist; a profile holds no profiles or select of its own."""
+    if not isinstance(agent, dict):
+        return []
+    out = []
+    raw = agent.get("profiles")
+    profiles: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if profiles:  # each profile is checked as the agent section is, without profiles or select of its own
+        import jsonschema
+
+        from statemachine import resources
+
+        section = resources.schema("policy")["properties"]["agent"]
+        own = {k: v for k, v in section["properties"].items() if k not in ("profiles", "select")}
+        validator = jsonschema.Draft202012Validator({**section, "properties": own})
+        for name, spec in profiles.items():
+            for err in sorted(validator.iter_errors(spec), key=lambda e: list(map(str, e.absolute_path))):
+                path = ("agent", "profiles", name, *err.absolute_path)
+                out.append(_at(docs, path, err.message, "a profile takes the keys of the agent section"))
+    for i, entry in enumerate(agent.get("select") or []):
+        if isinstance(entry, dict) and isinstance(entry.get("profile"), str) and entry["profile"] not in profiles:
+            out.append(
+                _at(
+                    docs,
+                    ("agent", "select", i, "profile"),
+                    f"no agent profile named {entry['profile']!r}",
+                    _near(entry["profile"], sorted(profiles)) or "name one of agent.profiles, or add it there",
                 )
             )
     return out

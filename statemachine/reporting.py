@@ -46,9 +46,14 @@ def _changes_lines(facts: dict[str, Any]) -> list[str]:
     return [f"- `{c['status']}` {c['path']}" for c in changes] or ["- (none)"]
 
 
-def _failed_verdicts(evaluations: list[dict[str, Any]]) -> list[str]:
+def _failed_verdicts(evaluations: list[dict[str, Any]], keep: Any = lambda ev: True) -> list[str]:
+    """The failed guards of the transitions the step tried before the one it fired, of those ``keep`` keeps."""
     lines = []
     for ev in evaluations:
+        if ev.get("would_fire"):
+            break
+        if not keep(ev):
+            continue
         for g in ev.get("guards", []):
             if not g["verdict"]["ok"]:
                 text = f"- `{ev['trigger']}` → {ev['dest']}: `{g['guard']}`: {g['verdict']['reason']}"
@@ -56,6 +61,42 @@ def _failed_verdicts(evaluations: list[dict[str, Any]]) -> list[str]:
                     text += " (" + "; ".join(g["verdict"]["evidence"][:3]) + ")"
                 lines.append(text)
     return lines
+
+
+def _finding_lines(finding: str, max_lines: int = 20) -> list[str]:
+    """One finding: its first line, then the rest (a check's output tail) as a code block, at most ``max_lines``."""
+    first, *rest = finding.splitlines() or [""]
+    rest = rest[-max_lines:]
+    while rest and not rest[-1].strip():
+        rest.pop()
+    if not rest:
+        return [f"- {first}"]
+    import re
+
+    longest = max((len(m.group(0)) for line in rest for m in re.finditer(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)  # longer than any run of backticks in the output: it cannot close the block
+    return [f"- {first}", "", f"  {fence}text", *[f"  {line}" for line in rest], f"  {fence}"]
+
+
+def blocked_lead(ctx: Any, facts: dict[str, Any]) -> str:
+    """The one line that leads the blocked report, as `orch explain` leads with it (statemachine/lead.py)."""
+    from statemachine import lead
+    from statemachine.errors import OrchError
+
+    fired = next((ev for ev in ctx.evaluations if ev.get("would_fire")), None)
+    try:  # the labels as the step left them (a run's own read, kept by tracker_cache: no request of its own)
+        labels = tuple(ctx.tracker.get_issue(ctx.issue, comments=False).labels)
+    except (OrchError, OSError):
+        labels = tuple(ctx.snapshot.issue.labels)
+    issue = lead.Issue(
+        ctx.issue,
+        labels,
+        ctx.policy.config.tracker.kind == "local",
+        ctx.run_id,
+        int(facts.get("rework_count", 0)) + 1,
+    )
+    state = str(fired["dest"]) if fired else "blocked"
+    return lead.lead(ctx.policy, state, issue, None, ctx.evaluations).summary
 
 
 def _footer(run_id: str, facts: dict[str, Any]) -> str:
@@ -73,7 +114,7 @@ def pull_body(number: int, run_id: str, facts: dict[str, Any], proof_section: Se
         f"Closes #{number}",
         "",
         "## Summary",
-        report.get("summary", "(no summary)").strip(),
+        quote_markers(str(report.get("summary", "(no summary)")).strip()),
         "",
         "## Checks",
         *_checks_lines(facts),
@@ -83,7 +124,7 @@ def pull_body(number: int, run_id: str, facts: dict[str, Any], proof_section: Se
     ]
     risks = report.get("residual_risks") or []
     if risks:
-        parts += ["", "## Residual risks", *[f"- {r}" for r in risks]]
+        parts += ["", "## Residual risks", *[f"- {quote_markers(str(r))}" for r in risks]]
     parts += proof_section
     parts += ["", _footer(run_id, facts)]
     return "\n".join(parts)
@@ -97,7 +138,7 @@ def parent_pull_body(number: int, run_id: str, facts: dict[str, Any]) -> str:
         *closes,
         "",
         "## Plan",
-        str(plan.get("summary", "")).strip(),
+        quote_markers(str(plan.get("summary", "")).strip()),
         "",
         *planning.checklist(plan, tree),
         "",
@@ -108,7 +149,7 @@ def parent_pull_body(number: int, run_id: str, facts: dict[str, Any]) -> str:
         parts += [
             "",
             f"### #{node['issue']} {c['title']} (`{c['key']}`)",
-            node.get("summary") or "(no summary)",
+            quote_markers(str(node.get("summary") or "(no summary)")),
             f"Evidence: `.orch/runs/{node.get('run_id', '?')}/`; merged as {str(node.get('merge_sha', '?'))[:12]}.",
         ]
     parts += [
@@ -118,10 +159,9 @@ def parent_pull_body(number: int, run_id: str, facts: dict[str, Any]) -> str:
         "",
         "## Changes",
         *_changes_lines(facts),
-        "",
-        _footer(run_id, facts),
     ]
-    return "\n".join(parts)
+    # the plan's and the children's words are the planner's and the agents': only the footer is orch's marker
+    return quote_markers("\n".join(parts)) + "\n\n" + _footer(run_id, facts)
 
 
 def plan_comment(run_id: str, facts: dict[str, Any]) -> str:
@@ -141,7 +181,7 @@ def plan_comment(run_id: str, facts: dict[str, Any]) -> str:
             "",
             "No longer in the plan (left as they are): " + ", ".join(f"#{n} `{k}`" for k, n in sorted(dropped.items())),
         ]
-    return "\n".join(lines)
+    return quote_markers("\n".join(lines))  # the plan is the planner's words
 
 
 def child_body(parent: int, child: dict[str, Any], numbers: dict[str, int]) -> str:
@@ -159,10 +199,9 @@ def child_body(parent: int, child: dict[str, Any], numbers: dict[str, int]) -> s
         "",
         f"Part of #{parent} (planned by orch; size {child['size']})."
         + (f" Depends on {', '.join(deps)}." if deps else ""),
-        "",
-        planning.child_marker(parent, child["key"]),
     ]
-    return "\n".join(parts)
+    # the work is the planner's words: a binding marker in them is defused, only orch's own below binds the child
+    return quote_markers("\n".join(parts)) + "\n\n" + planning.child_marker(parent, child["key"])
 
 
 def handover_comment(parent: int, integration_branch: str, pr: dict[str, Any]) -> str:
@@ -202,11 +241,17 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
             "one draft pull request for the parent follows."
         ]
     else:
+        from statemachine import lead
+
+        kinds = lead.issue_kinds(ctx.policy, ctx.snapshot.issue.labels)
+        why = _failed_verdicts(ctx.evaluations, lambda ev: lead.applies(ctx.policy, ev, kinds))
         head = [
+            f"**{blocked_lead(ctx, facts)}**",
+            "",
             f"orch stopped run `{run_id}` and marked this issue blocked. Evidence is kept under `.orch/runs/{run_id}/`.",
             "",
             "## Why",
-            *(_failed_verdicts(ctx.evaluations) or ["- (no guard recorded a reason)"]),
+            *(why or ["- (no guard recorded a reason)"]),
         ]
         report_error = facts.get("report_error")
         if report_error:
@@ -221,7 +266,7 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
             head += [
                 "",
                 f"## History: {rework} rework iteration(s); the last findings were",
-                *[f"- {f.splitlines()[0] if f else f}" for f in facts.get("findings", [])],
+                *[line for f in facts.get("findings", []) for line in _finding_lines(str(f))],
             ]
     plan = facts.get("plan")
     if plan and facts.get("plan_tree"):
@@ -229,7 +274,7 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
     elif facts.get("plan_problems"):
         head += ["", "## The plan", *[f"- {p}" for p in facts["plan_problems"]]]
     report = facts.get("report") or ({"summary": plan.get("summary", "")} if plan else {})
-    return "\n".join(
+    body = "\n".join(
         [
             *head,
             "",
@@ -243,3 +288,11 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
             *_changes_lines(facts),
         ]
     )
+    # the agent's words and its checks' output are quoted here: a marker in them must not read as orch's own
+    return quote_markers(body)
+
+
+def quote_markers(text: str) -> str:
+    """Agent-written text as it may appear in a comment or pull request body: an orch marker in it is defused, so
+    that only the runner's own footer reads as orch's."""
+    return text.replace("<!-- orch:", "<!-- quoted orch:")

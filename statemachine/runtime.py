@@ -15,6 +15,7 @@ from statemachine.errors import OrchError
 from statemachine.policy import Policy
 from statemachine.ports import Agent, Browser, Tracker
 from statemachine.run_command import run_argv as run_argv  # the daemon reads it here
+from statemachine.settings import AgentSettings
 from statemachine.store import Memo, Store
 
 STATE_DB = Path(".orch") / "state" / "orch.db"
@@ -28,10 +29,11 @@ class Runtime:
     tracker: Tracker
     git: CliGit
 
-    def make_agent(self) -> Agent:
+    def make_agent(self, agent: AgentSettings | None = None) -> Agent:
+        """The adapter for ``agent`` (a profile the issue selected), else for the policy's agent section."""
         from statemachine.adapters.agents import make_agent
 
-        return make_agent(dict(self.policy.config.agent.options), self.repo, self.jail)
+        return make_agent(dict((agent or self.policy.config.agent).options), self.repo, self.jail)
 
     def make_browser(self) -> Browser:
         from statemachine.adapters.browser import Chromium
@@ -60,8 +62,8 @@ def find_repo(repo: Path | None) -> Path:
     return repo_root(start)
 
 
-def open_store(root: Path) -> Store:
-    return Store(root / STATE_DB)
+def open_store(root: Path, tracker: str | None = None) -> Store:
+    return Store(root / STATE_DB, tracker)
 
 
 def open_github(cfg: dict[str, object], memory: MutableMapping[str, str] | None = None) -> Tracker:
@@ -105,8 +107,8 @@ def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
         display = str(path)
     pol = policy_mod.load(path, display, catalog.builtin())  # the names it may use: orch's registry
     pol.path = path
-    store = open_store(root)
     kind = pol.config.tracker.kind
+    store = open_store(root, kind)  # the kind: what a damaged file's hint advises
     if kind == "local":
         from statemachine.adapters.local import LocalTracker
 
@@ -117,4 +119,4 @@ def open_runtime(repo: Path | None, policy_path: Path | None) -> Runtime:
         except BaseException:
             store.close()
             raise
-    return Runtime(repo=root, policy=pol, store=store, tracker=tracker, git=CliGit(root))
+    return Runtime(repo=root, policy=pol, store=store, tracker=tracker, git=CliGit(root, pol.config.idle_workspaces))

@@ -9,7 +9,7 @@ Pure: no I/O; policy.load passes the bundled policy's data in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,28 @@ class AgentSettings:
 
 
 @dataclass(frozen=True)
+class Selector:
+    """An agent.select entry: issues carrying any of ``labels`` (when given) of one of ``kinds`` (when given)."""
+
+    profile: str
+    labels: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentChoice:
+    """The agent that runs an issue: the policy's own (profile None) or one of agent.profiles, and why."""
+
+    profile: str | None
+    agent: AgentSettings
+    why: str
+
+    @property
+    def name(self) -> str:
+        return self.profile or "default"
+
+
+@dataclass(frozen=True)
 class Check:
     command: str
     timeout_seconds: float = CHECK_TIMEOUT_SECONDS
@@ -105,6 +127,7 @@ class GateSettings:
     max_changed_lines: int | None = None
     test_globs: tuple[str, ...] | None = None  # None: gates.DEFAULT_TEST_GLOBS
     tdd: Check | None = None  # {tests} in its command: the changed test files
+    ignore_untracked: tuple[str, ...] = ()  # .gitignore lines the capture adds: tool caches are not the agent's change
 
     def as_dict(self) -> dict[str, Any]:
         """The set keys as the policy spells them (what a snapshot carries)."""
@@ -176,10 +199,42 @@ class Settings:
     gates: GateSettings
     proof: ProofSettings
     rework_iterations: int  # limits.rework_iterations
+    idle_workspaces: int  # limits.idle_workspaces: worktrees kept for reuse
     sandbox: SandboxSettings
     secret_env: tuple[str, ...]  # secrets.env
     plan: PlanSettings
     daemon: DaemonSettings
+    agent_profiles: Mapping[str, AgentSettings] = field(default_factory=dict)  # agent.profiles
+    agent_select: tuple[Selector, ...] = ()  # agent.select
+
+    def agent_for(self, labels: Iterable[str]) -> AgentChoice:
+        """Which agent runs an issue carrying ``labels``: the first agent.select entry that matches, else the policy's
+        own agent. The labels are the maintainers' (only people who can label issues choose)."""
+        names = set(labels)
+        kind = (
+            "child"
+            if self.labels["child"].name in names
+            else "parent"
+            if self.labels["plan_auto"].name in names
+            else "plain"
+        )
+        for i, sel in enumerate(self.agent_select):
+            hit = sorted(names & set(sel.labels))
+            if (sel.labels and not hit) or (sel.kinds and kind not in sel.kinds):
+                continue
+            why = " and ".join(
+                x
+                for x in (
+                    f"the issue carries {', '.join(hit)}" if hit else "",
+                    f"it is a {kind} issue" if sel.kinds else "",
+                )
+                if x
+            )
+            return AgentChoice(
+                sel.profile, self.agent_profiles[sel.profile], f"agent.select[{i}]: {why or 'any issue'}"
+            )
+        why = "no agent.select entry matches" if self.agent_select else "the policy's agent section"
+        return AgentChoice(None, self.agent, why)
 
     def snapshot(self) -> dict[str, Any]:
         """The plain, JSON-ready part that guards read from a snapshot."""
@@ -224,6 +279,21 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _agent(spec: Mapping[str, Any], base: Mapping[str, Any]) -> AgentSettings:
+    """An agent.profiles entry: its own keys, and the agent section's timeouts where it sets none."""
+    options = {k: v for k, v in spec.items() if k not in ("profiles", "select")}
+    for key in ("timeout_seconds", "idle_timeout_seconds"):
+        options.setdefault(key, base[key])
+    return AgentSettings(
+        kind=str(options["kind"]),
+        timeout_seconds=options["timeout_seconds"],
+        idle_timeout_seconds=options["idle_timeout_seconds"],
+        command=_opt_str(options.get("command")),
+        model=_opt_str(options.get("model")),
+        options=options,
+    )
+
+
 def _check(spec: Mapping[str, Any]) -> Check:
     timeout = spec.get("timeout_seconds")
     return Check(str(spec["command"]), CHECK_TIMEOUT_SECONDS if timeout is None else timeout)
@@ -232,7 +302,9 @@ def _check(spec: Mapping[str, Any]) -> Check:
 def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
     """The settings of a merged, valid policy ``data``; ``bundled`` is policies/default.yaml's data."""
     tracker, agent = _Section(data, bundled, "tracker"), _Section(data, bundled, "agent")
-    agent_options = {**agent.own, "kind": agent["kind"]}
+    profiles = agent.own.get("profiles") or {}
+    agent_options = {k: v for k, v in agent.own.items() if k not in ("profiles", "select")}
+    agent_options.update(kind=agent["kind"])
     agent_options.update(timeout_seconds=agent["timeout_seconds"], idle_timeout_seconds=agent["idle_timeout_seconds"])
     gates = _Section(data, bundled, "gates")
     proof, plan, limits = (_Section(data, bundled, n) for n in ("proof", "plan", "limits"))
@@ -269,6 +341,11 @@ def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
             model=_opt_str(agent.get("model")),
             options=agent_options,
         ),
+        agent_profiles={name: _agent(spec, agent_options) for name, spec in profiles.items()},
+        agent_select=tuple(
+            Selector(str(e["profile"]), _strs(e.get("labels")), _strs(e.get("kinds")))
+            for e in agent.own.get("select") or ()
+        ),
         checks={name: _check(spec) for name, spec in (data.get("checks") or {}).items()},
         gates=GateSettings(
             blocked_paths=_strs(gates["blocked_paths"]),
@@ -283,6 +360,7 @@ def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
             max_changed_lines=gates.get("max_changed_lines"),
             test_globs=_strs(globs) if globs else None,
             tdd=_check(tdd) if isinstance(tdd, Mapping) else None,
+            ignore_untracked=_strs(gates["ignore_untracked"]),
         ),
         proof=ProofSettings(
             labels=_strs(proof["labels"]),
@@ -291,6 +369,7 @@ def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
             app=proof.get("app"),
         ),
         rework_iterations=int(limits["rework_iterations"]),
+        idle_workspaces=int(limits["idle_workspaces"]),
         sandbox=_sandbox(data.get("sandbox") if "sandbox" in data else bundled["sandbox"], bundled["sandbox"]),
         secret_env=_strs(_Section(data, bundled, "secrets")["env"]),
         plan=PlanSettings(

@@ -235,7 +235,10 @@ def preflight_of(rt: Runtime) -> tuple[str, ...]:
 
     cached: tuple[float, tuple[str, ...]] | None = rt.__dict__.get("_preflight")
     if cached is None or time.monotonic() - cached[0] > 10.0:
-        cached = (time.monotonic(), preflight.problems(rt.repo, rt.policy.config.tracker.base_branch, rt.git))
+        cached = (
+            time.monotonic(),
+            preflight.problems(rt.repo, rt.policy.config.tracker.base_branch, rt.git, rt.policy, rt.jail),
+        )
         rt.__dict__["_preflight"] = cached
     return cached[1]
 

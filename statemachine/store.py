@@ -94,8 +94,10 @@ class StepRow:
 class Store:
     """One SQLite database per repository; every write is a short transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tracker: str | None = None) -> None:
+        """``tracker``: the policy's tracker kind, which the advice for a damaged file depends on (None: not known)."""
         self.path = path
+        self.tracker = tracker
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             ignore = path.parent / ".gitignore"
@@ -120,7 +122,7 @@ class Store:
                 elif int(row[0]) > SCHEMA_VERSION:
                     raise StoreError(f"{path} was written by a newer orch (schema {row[0]})", "upgrade orch")
         except sqlite3.DatabaseError as exc:
-            raise translate(exc, path) from None
+            raise translate(exc, path, tracker) from None
         except OSError as exc:
             raise StoreError(
                 f"cannot create the state folder {path.parent}: {exc.strerror}", "check permissions and free disk space"
@@ -134,7 +136,7 @@ class Store:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
-            raise translate(exc, self.path) from None
+            raise translate(exc, self.path, self.tracker) from None
         try:
             yield self.conn
         except BaseException as exc:
@@ -143,26 +145,26 @@ class Store:
             except sqlite3.DatabaseError:
                 pass  # SQLite already rolled back (corruption, I/O error)
             if isinstance(exc, sqlite3.DatabaseError):  # a statement in the body failed: say so, not a traceback
-                raise translate(exc, self.path) from None
+                raise translate(exc, self.path, self.tracker) from None
             raise
         else:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
-                raise translate(exc, self.path) from None
+                raise translate(exc, self.path, self.tracker) from None
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         try:
             cur = self.conn.execute(sql, args)
             return cur.fetchall()
         except sqlite3.DatabaseError as exc:
-            raise translate(exc, self.path) from None
+            raise translate(exc, self.path, self.tracker) from None
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:
             return self.conn.execute(sql, args)
         except sqlite3.DatabaseError as exc:
-            raise translate(exc, self.path) from None
+            raise translate(exc, self.path, self.tracker) from None
 
     # lifecycle state ---------------------------------------------------------------------
 
@@ -417,7 +419,29 @@ def _step(r: sqlite3.Row) -> StepRow:
     )
 
 
-def translate(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
+def corrupt_hint(path: Path, tracker: str | None) -> str:
+    """What to do with a damaged database: with the local tracker the file is the tracker, else only orch's records."""
+    aside = f"mv {path} {path}.broken, and mv {path}-wal {path}.broken-wal if that file exists"
+    local = (
+        f"with the local tracker this file is the tracker: it holds the issues, their labels and comments and the pull "
+        f"request records, so never delete it. Keep the damaged copy ({aside}), then copy your backup of it back to "
+        f"{path}, or rebuild what SQLite can still read: sqlite3 {path}.broken .dump | sqlite3 {path}. Running on "
+        "without either starts an empty tracker: those issues, comments and pull request records are lost (the run "
+        "branches stay in git)"
+    )
+    other = (
+        f"move it aside ({aside}) and run again: the issues and pull requests are on "
+        f"{'GitHub' if tracker == 'github' else 'the tracker'} and stay there; only orch's own records in this file "
+        "(each issue's lifecycle state, runs and steps) start anew"
+    )
+    if tracker == "local":
+        return local
+    if tracker is not None:
+        return other
+    return f"{local}. With another tracker (tracker.kind in .orch/policy.yaml): {other}"
+
+
+def translate(exc: sqlite3.DatabaseError, path: Path, tracker: str | None = None) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return StoreError(
@@ -425,10 +449,7 @@ def translate(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
             "another orch command is writing; wait for it and run this again",
         )
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return StoreError(
-            f"the state database {path} is corrupted ({text})",
-            f"move it aside (mv {path} {path}.broken) and run again; the tracker still holds the issues",
-        )
+        return StoreError(f"the state database {path} is corrupted ({text})", corrupt_hint(path, tracker))
     if "readonly" in text or "read-only" in text:
         return StoreError(f"the state database {path} is read-only ({text})", "check the folder's permissions")
     if "disk" in text and "full" in text:

@@ -85,7 +85,9 @@ def test_clean_removes_what_finished_runs_left_and_keeps_what_runs_need(cli: Cli
     # the interrupted run resumes from its kept worktree, to review
     assert cli("run", "--issue", str(underway), "--repo", repo)[0] == 0
     code, again = cli.json("clean", "--repo", repo)
-    assert [i["name"] for i in again["items"] if i["action"] == "remove"] == []  # nothing more to remove
+    removed = [i["name"] for i in again["items"] if i["action"] == "remove"]
+    assert len(removed) == 1 and removed[0].startswith(".idle/")  # only the worktree that run gave back for reuse
+    assert not (worktrees / removed[0]).exists()
 
 
 def test_clean_where_orch_never_ran_removes_nothing(cli: Cli, repo: Path) -> None:

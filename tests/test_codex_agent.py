@@ -536,7 +536,7 @@ def test_a_codex_run_through_the_engine_reaches_review(
             "api_key_env": API_KEY_ENV,
             "sandbox": sandbox_mode,
         }
-        monkeypatch.setattr(Runtime, "make_agent", lambda self: CodexAgent(codex_config, self.repo))
+        monkeypatch.setattr(Runtime, "make_agent", lambda self, _agent=None: CodexAgent(codex_config, self.repo))
         rt = open_runtime(repo, None)
         try:
             assert isinstance(rt.tracker, LocalTracker)

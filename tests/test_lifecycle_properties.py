@@ -289,7 +289,7 @@ class World:
         self.git.effects = self.effects
         self.agent = FakeAgent(self.effects)
         rt = Runtime(repo=root, policy=POLICY, store=self.store, tracker=self.tracker, git=self.git)
-        rt.make_agent = lambda: self.agent  # type: ignore[method-assign]
+        rt.make_agent = lambda _agent=None: self.agent  # type: ignore[method-assign,assignment]
         self.engine = Engine(rt)
         self.tracker.create_issue("Fix the parser", "The parser drops the last token.", [LABELS["auto"]])
         self.effects.log.clear()

@@ -114,6 +114,11 @@ def test_wheel_contains_the_bundled_data(installed: Installed) -> None:
             files = sorted((installed.src / folder).glob(pattern))
             assert files, f"no {pattern} in {folder}/"
             expected.update({f"statemachine/_data/{folder}/{f.name}": f for f in files})
+        # the schema of the policy file as written: `orch setup` copies it into a repository for editors
+        assert {
+            "statemachine/_data/schemas/policy.schema.json",
+            "statemachine/_data/schemas/policy-file.schema.json",
+        } <= set(expected)
         missing = sorted(set(expected) - names)
         assert not missing, f"missing from {installed.wheel.name}: {missing}"
         for name, path in expected.items():

@@ -42,14 +42,17 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
         report_path=report_path, worktree=worktree, branch=facts["branch"], base_sha=facts["base_sha"], attempt=attempt
     )
     text = ctx.secrets.redact(prompting.render(prompt, ctx.repo, values))
-    agent = ctx.policy.config.agent
+    choice = ctx.policy.config.agent_for(issue.labels)  # agent.profiles / agent.select: which agent, and why
+    agent = choice.agent
     ctx.set_fact("git_before", ctx.git.fingerprint(worktree))
     extra = agent_workspace(ctx, worktree, evidence, facts.get("head_sha") or facts["base_sha"], facts["branch"])
-    result = ctx.make_agent().run(agent.request(text, worktree, evidence, report_path, extra))
+    result = ctx.make_agent(agent).run(agent.request(text, worktree, evidence, report_path, extra))
     leaks = seal_evidence(ctx, evidence)  # before anything reads the report or the log
     report, error = load_report(report_path, "completion-report")
     agent_fact = {
         **outcome_fact(ctx, attempt, result, agent),
+        "profile": choice.name,
+        "kind": agent.kind,
         "output_bytes": result.output_bytes,
         "tokens": result.tokens,
         "secret_values": leaks,

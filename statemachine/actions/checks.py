@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from statemachine import limits
+from statemachine import limits, preflight, programs
 from statemachine.actions.agent import agent_workspace, seal_evidence
 from statemachine.actions.context import ActionContext, _with_comments
 from statemachine.reports import load_report
@@ -27,6 +27,7 @@ def run_checks(ctx: ActionContext) -> dict[str, Any]:
     checks = sorted(ctx.policy.config.checks.items())
     if checks:
         worktree = _check_worktree(ctx, facts, "check", facts["candidate_sha"])
+        shown, roots = preflight.policy_file(ctx.repo, ctx.policy), ctx.sandbox.search_roots()
         try:
             for name, spec in checks:
                 log = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.log"
@@ -34,13 +35,28 @@ def run_checks(ctx: ActionContext) -> dict[str, Any]:
                     spec.command, worktree, log, float(spec.timeout_seconds), facts["candidate_sha"]
                 )
                 leaked = _redact_log(ctx, log)  # a check runs the agent's code, which may print what it can find
+                # exit 127/126: the shell could not start the program; rework cannot fix a mistyped command
+                exit_code = None if res.timed_out else res.exit_code
+                error = (
+                    f"the check `{name}` could not start: {res.error}"
+                    if res.error
+                    else programs.not_started(
+                        name,
+                        spec.command,
+                        exit_code,
+                        ctx.repo,
+                        shown,
+                        limits.read_tail(log, limits.FINDING_LOG_TAIL),
+                        roots,
+                    )
+                )
                 results[name] = {
                     "exit_code": res.exit_code,
                     "timed_out": res.timed_out,
                     "duration_seconds": round(res.duration_seconds, 3),
                     "log": str(log),
                     "command": spec.command,
-                    "error": res.error,
+                    "error": error,
                     "commit": facts["candidate_sha"],
                     "redacted": leaked,
                 }
@@ -190,7 +206,8 @@ def run_proof(ctx: ActionContext) -> dict[str, Any]:
 
 
 def record_findings(ctx: ActionContext) -> dict[str, Any]:
-    """Turn failed checks and proof findings into findings for the next prompt; count one rework."""
+    """Turn failed checks, proof findings and files the report left out into findings for the next prompt; count one
+    rework."""
     facts = ctx.facts()
     done_for = facts.get("findings_step")
     if done_for == ctx.step_id:
@@ -208,14 +225,23 @@ def record_findings(ctx: ActionContext) -> dict[str, Any]:
     findings += [f"proof: {f}" for f in proof.get("findings", [])]
     from statemachine import gates
 
-    for fn in (gates.tdd_evidence, gates.tests_changed_with_source):
-        verdict = fn(ctx.snapshot)
-        if not verdict.ok:
-            findings.append(f"{fn.__name__}: {verdict.reason}")
-    review = facts.get("review") or {}
-    for d in review.get("defects", []):
-        where = f" ({d['file']}:{d.get('line', '?')})" if d.get("file") else ""
-        findings.append(f"review {d.get('severity', '?')}{where}: {d.get('description', '')}")
+    unreported = gates.unreported_changes_only(ctx.snapshot)
+    if unreported.ok:  # from implementing: the candidate never reached the checks, so this is the one finding
+        findings = [
+            "report: your completion report's changed_files leave out files that differ from the base commit ("
+            + "; ".join(unreported.evidence)
+            + "). List every file you meant to change; delete any file you did not mean to leave behind (a tool's "
+            "output or cache: remove it, or add it to .gitignore if it belongs to this repository's tooling)"
+        ]
+    else:
+        for fn in (gates.tdd_evidence, gates.tests_changed_with_source):
+            verdict = fn(ctx.snapshot)
+            if not verdict.ok:
+                findings.append(f"{fn.__name__}: {verdict.reason}")
+        review = facts.get("review") or {}
+        for d in review.get("defects", []):
+            where = f" ({d['file']}:{d.get('line', '?')})" if d.get("file") else ""
+            findings.append(f"review {d.get('severity', '?')}{where}: {d.get('description', '')}")
     ctx.set_facts(
         {"findings": findings, "rework_count": int(facts.get("rework_count", 0)) + 1, "findings_step": ctx.step_id}
     )

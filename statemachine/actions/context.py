@@ -31,7 +31,7 @@ class ActionContext:
     store: Store
     tracker: Tracker
     git: Git
-    make_agent: Callable[[], Agent]
+    make_agent: Callable[..., Agent]  # (AgentSettings | None): the policy's agent, or a profile
     sandbox: Sandbox  # where code from a workspace runs: checks, TDD runs, the proof app (the agent jail)
     make_browser: Callable[[], Browser]
     issue: int

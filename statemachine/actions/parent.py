@@ -54,8 +54,8 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     evidence = report_path.parent
     worktree = ctx.orch_dir / "worktrees" / f"plan-{ctx.issue}-{ctx.require_run()}"
     ctx.git.add_detached_worktree(worktree, base_sha)
-    agent, settings = ctx.policy.config.agent, ctx.policy.config.plan
     issue = ctx.snapshot.issue
+    agent, settings = ctx.policy.config.agent_for(issue.labels).agent, ctx.policy.config.plan
     try:
         values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.config.rules, [])
         values.update(
@@ -70,7 +70,7 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
         _read_only(worktree, True)
         extra = agent_workspace(ctx, worktree, evidence, base_sha, None)
         request = agent.request(text, worktree, evidence, report_path, extra, {"ORCH_MODE": "planning"}, read_only=True)
-        result = ctx.make_agent().run(request)
+        result = ctx.make_agent(agent).run(request)
         _read_only(worktree, False)
         cap = ctx.git.capture(worktree, base_sha)
         changed = sorted({c.path for c in cap.changes} | set(cap.by_kind.get("committed", [])))

@@ -81,7 +81,7 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     mine = f"<!-- orch:claim run={run_id} -->"
     if ctx.first_try:
         preflight.require(
-            ctx.repo, ctx.policy.config.tracker.base_branch, ctx.git
+            ctx.repo, ctx.policy.config.tracker.base_branch, ctx.git, ctx.policy, ctx.sandbox
         )  # before the claim's first effect, whatever the policy
     existing = ctx.find_comment(mine)
     if existing is None:

@@ -51,7 +51,8 @@ def capture_changes(ctx: ActionContext) -> dict[str, Any]:
         ctx.set_facts({"changes": None, "inspection": None, "candidate_sha": None, "capture_error": error})
         return {"error": error}
     published = facts.get("head_sha")  # set once the branch was published: new work stacks on it, never rewrites it
-    cap = ctx.git.capture(worktree, facts["base_sha"], start=published)
+    # tool caches (gates.ignore_untracked) are left out when untracked: never the agent's change, never committed
+    cap = ctx.git.capture(worktree, facts["base_sha"], start=published, ignore=ctx.policy.config.gates.ignore_untracked)
     changes = [{"path": c.path, "status": c.status} for c in cap.changes]
     sizes = limits.changed_sizes(ctx.git, facts["base_sha"], cap.tree)  # the runner's measure, for within_byte_limits
     changed_bytes = limits.size_summary(sizes)

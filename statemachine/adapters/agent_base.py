@@ -23,6 +23,18 @@ def resolve_command(command: str, repo_root: Path | None) -> str | None:
     return shutil.which(command)
 
 
+def write_prompt(path: Path, prompt: str) -> None:
+    """Write the agent's prompt file. On a failure (a full disk) nothing half-written is left, and the error names the
+    file: the step stops there (cli.py: exit 1, "the disk holding ... is full"), and its rerun writes the prompt again."""
+    try:
+        path.write_text(prompt)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
 def jail_spec(request: AgentRequest, exe: str, hosts: tuple[str, ...] | None) -> Spec:
     """The jail of one agent run: its workspace, its attempt's evidence folder, its own git directory and lock."""
     return Spec(

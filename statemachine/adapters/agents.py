@@ -12,6 +12,7 @@ from statemachine.adapters.agent_base import jail_spec as jail_spec
 from statemachine.adapters.agent_base import model_hosts as model_hosts
 from statemachine.adapters.agent_base import refuse as refuse
 from statemachine.adapters.agent_base import resolve_command as resolve_command
+from statemachine.adapters.agent_base import write_prompt
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name
 from statemachine.errors import OrchError
@@ -50,7 +51,7 @@ class CommandAgent:
                 None, False, False, 0.0, str(log), 0, error=f"agent command {self.command!r} not found on PATH"
             )
         prompt_file = request.evidence_dir / "prompt.md"
-        prompt_file.write_text(request.prompt)
+        write_prompt(prompt_file, request.prompt)
         env = {
             **self.env,
             **request.extra_env,

@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agent_base import jail_spec, model_hosts, refuse, resolve_command
+from statemachine.adapters.agent_base import jail_spec, model_hosts, refuse, resolve_command, write_prompt
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
@@ -270,7 +270,7 @@ class ClaudeAgent:
         config_dir.mkdir(parents=True)
         report_dir = request.report_path.parent
         report_dir.mkdir(parents=True, exist_ok=True)
-        (evidence / "prompt.md").write_text(request.prompt)
+        write_prompt(evidence / "prompt.md", request.prompt)
         timeout, idle = float(request.timeout_seconds), float(request.idle_timeout_seconds)  # the policy's (settings)
         if self.jail.enabled:
             outcome = self.jail.run(

@@ -25,7 +25,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agent_base import agent_result, jail_spec, model_hosts, refuse, resolve_command
+from statemachine.adapters.agent_base import (
+    agent_result,
+    jail_spec,
+    model_hosts,
+    refuse,
+    resolve_command,
+    write_prompt,
+)
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
@@ -291,7 +298,7 @@ class CodexAgent:
         report_dir = request.report_path.parent
         report_dir.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(self.config_toml(report_dir))
-        (evidence / "prompt.md").write_text(request.prompt)
+        write_prompt(evidence / "prompt.md", request.prompt)
         env = self.environment(home)
         timeout, idle = float(request.timeout_seconds), float(request.idle_timeout_seconds)  # the policy's (settings)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from statemachine.adapters import workspace_pool
 from statemachine.adapters.gitrun import GitCommandFailed, git_stream, run_git, run_git_result
 from statemachine.errors import GitError
 from statemachine.model import Change
@@ -37,8 +38,9 @@ def repo_root(path: Path) -> Path:
 class CliGit:
     """Implements the Git port on one repository."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pool_size: int = 0) -> None:
         self.root = root
+        self.pool_size = pool_size  # idle worktrees kept for reuse (statemachine/adapters/workspace_pool.py)
         self._admin_lock: Path | None = None
 
     def head_sha(self, ref: str = "HEAD") -> str:
@@ -105,11 +107,14 @@ class CliGit:
                 ["checkout", "--quiet", "--detach"], holder
             )  # an earlier run's worktree: release the branch, keep its files
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.pool_size and workspace_pool.take(self.root, path, base_sha, branch):
+            return
         run_git(["worktree", "add", "--force", "-B", branch, str(path), base_sha], self.root)
 
     def remove_worktree(self, path: Path) -> None:
         with self._worktree_admin():
-            run_git(["worktree", "remove", "--force", str(path)], self.root, check=False)
+            if not workspace_pool.give_back(self.root, path, self.pool_size):
+                run_git(["worktree", "remove", "--force", str(path)], self.root, check=False)
 
     def prune_worktrees(self) -> None:
         with self._worktree_admin():
@@ -131,10 +136,17 @@ class CliGit:
         if sha is not None:
             run_git(["update-ref", "-d", f"refs/heads/{branch}", sha], self.root)
 
-    def capture(self, worktree: Path, base_sha: str, start: str | None = None) -> Capture:
-        """Freeze everything in the worktree (committed, staged, unstaged, untracked) into a tree."""
+    def capture(self, worktree: Path, base_sha: str, start: str | None = None, ignore: Sequence[str] = ()) -> Capture:
+        """Freeze everything in the worktree (committed, staged, unstaged, untracked) into a tree. ``ignore``: more
+        .gitignore lines (gates.ignore_untracked) that, like the repository's own, leave out untracked files only:
+        a file git tracks stays in the change set whatever its name."""
         index = Path(run_git(["rev-parse", "--path-format=absolute", "--git-path", "index"], worktree).strip())
         with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
+            excludes = Path(tmp) / "exclude"
+            excludes.write_text("".join(f"{line}\n" for line in ignore))
+            # after the hardened core.excludesFile=/dev/null, so this one wins (the maintainer's own file stays out)
+            leading = ["--config-env=core.excludesFile=ORCH_CAPTURE_EXCLUDES"]
+            exclude_env = {"ORCH_CAPTURE_EXCLUDES": str(excludes)}
             temp_index = Path(tmp) / "index"
             if index.exists():
                 # The copy keeps the index's own times (to the nanosecond), so git's stat cache stays valid: only
@@ -144,8 +156,9 @@ class CliGit:
                 # hide such an edit; an old one (the former fix) made git hash every file of the repository.
                 shutil.copy2(index, temp_index)
             env = {"GIT_INDEX_FILE": str(temp_index)}
-            run_git(["add", "--all", "--", "."], worktree, env)
+            run_git([*leading, "add", "--all", "--", "."], worktree, {**env, **exclude_env})
             tree = run_git(["write-tree"], worktree, env).strip()
+            untracked = run_git([*leading, "ls-files", "--others", "--exclude-standard", "-z"], worktree, exclude_env)
         changes = []
         fields = run_git(["diff-tree", "-r", "-z", "--no-renames", "--name-status", base_sha, tree], worktree).split(
             "\0"
@@ -162,7 +175,7 @@ class CliGit:
             "committed": _names(run_git(["diff", "--name-only", "-z", start or base_sha, "HEAD"], worktree)),
             "staged": _names(run_git(["diff", "--cached", "--name-only", "-z"], worktree)),
             "unstaged": _names(run_git(["diff", "--name-only", "-z"], worktree)),
-            "untracked": _names(run_git(["ls-files", "--others", "--exclude-standard", "-z"], worktree)),
+            "untracked": _names(untracked),
         }
         return Capture(tree=tree, changes=tuple(changes), by_kind=by_kind, changed_lines=lines)
 
@@ -217,6 +230,8 @@ class CliGit:
         with self._worktree_admin():
             run_git(["worktree", "prune"], self.root, check=False)
             path.parent.mkdir(parents=True, exist_ok=True)
+            if self.pool_size and workspace_pool.take(self.root, path, sha, None):
+                return
             run_git(["worktree", "add", "--force", "--detach", str(path), sha], self.root)
 
     def push(self, remote: str, sha: str, branch: str, credential: tuple[str, str], force: bool = True) -> None:

@@ -141,6 +141,18 @@ class Jail:
     def workspace(self, worktree: Path, evidence: Path, base: str, branch: str | None) -> dict[str, Path]:
         return workspace_extras(self._repo(), self, worktree, evidence, base, branch)
 
+    def search_roots(self) -> list[Path] | None:
+        """The folders a jailed check can start programs from (what run_shell shows read-only: the system folders,
+        the toolchains, ``sandbox.read_only``); None when the jail is off (every folder on PATH)."""
+        if not self.enabled:
+            return None
+        roots = [Path(top) for top in SYSTEM_DIRS if os.path.isdir(top)] + self.toolchains(None)
+        try:
+            roots += self.check_paths(self.settings.read_only, "read_only")
+        except OrchError:
+            pass  # the jail refuses to start over it, and says why
+        return roots
+
     def run_shell(self, command: str, worktree: Path, log: Path, timeout: float, base: str) -> ProcessResult:
         spec = Spec(workdir=worktree, hosts=self.settings.check_hosts or None, label="check")
         scratch = None

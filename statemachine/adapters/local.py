@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
+from statemachine.adapters import local_prs
 from statemachine.errors import NotFoundError, OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment, TextEdit, TextHistory
 from statemachine.ports import Capabilities, Changes
@@ -354,7 +355,7 @@ class LocalTracker:
     def pull_activity(self, etag: str | None) -> Changes:
         """Each pull request with its latest activity; ``etag`` holds the newest pull, review and review comment ids,
         so an unchanged answer costs three indexed reads and a changed one lists only the pull requests it moved
-        (local pull records never close)."""
+        (a closed local pull request is listed too: a review on it is refused, so nothing moves it)."""
         stamp = self.store.write_stamp()
         if etag is not None and self.answered.get("pulls") == (etag, stamp):
             return Changes(False, etag=etag)
@@ -444,7 +445,8 @@ class LocalTracker:
         first_attempt: bool = False,
     ) -> PullRequest:
         existing = self.find_pull(marker, head)  # a local query: always looked for
-        if existing is not None:
+        if existing is not None:  # the run delivers again: a record `orch prs close` closed is open again
+            local_prs.set_closed(self.store, existing, False, RUNNER)
             if existing.head_sha != head_sha:  # new commits on the same branch: the record follows the branch head
                 with self.store.transaction() as c:
                     c.execute(

@@ -26,6 +26,7 @@ COMMANDS = {
     "daemon": "daemon",
     "review": "review",
     "plan": "plan",
+    "prs": "prs",
     "clean": "clean",
 }
 

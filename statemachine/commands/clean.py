@@ -4,7 +4,8 @@ What a run in progress needs is never touched: a worktree or branch belongs to a
 stands in the store. Kept: the current run of an issue in any state but `blocked` (a run under way or interrupted is
 resumed from its worktree; an issue in `review` keeps its branch, the head of its draft pull request), and every
 branch an open local pull request names. Removed: the worktrees of blocked runs and of runs a later run replaced, the
-checks' and proof app's worktrees of those runs, and their local branches. Evidence under `.orch/runs/` stays.
+checks' and proof app's worktrees of those runs, their local branches, and the idle worktrees kept for reuse
+(limits.idle_workspaces). Evidence under `.orch/runs/` stays.
 A folder whose run orch does not know is reported and left alone.
 """
 
@@ -13,12 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from statemachine.adapters import workspace_pool
 from statemachine.adapters.git import CliGit
 from statemachine.errors import EXIT_OK, GitError
 from statemachine.model import INITIAL_STATE
@@ -28,6 +27,7 @@ from statemachine.store import Store
 
 # a run id (issue-nonce) in a worktree's folder name: issue-N-RUN, plan-N-RUN, integration-N-RUN, CHECK-RUN-ATTEMPT,
 # proof-app-RUN-ATTEMPT, proof-rerun-RUN
+POOL_NAME = workspace_pool.POOL.name
 RUN_IN_NAME = re.compile(r"(?:^|-)(\d+-[0-9a-f]{10})(?:-\d+)?$")
 
 
@@ -50,20 +50,13 @@ def _stays(state: str, current: str | None, run_id: str) -> str | None:
     return f"its issue is in {state}"
 
 
-def _force_rmtree(path: Path) -> None:
-    def unlock(func: Any, name: str, _exc: Any) -> None:  # an agent may leave read-only folders behind
-        parent = Path(name).parent
-        parent.chmod(parent.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR)
-        func(name)
-
-    shutil.rmtree(path, onerror=unlock)
-
-
 def worktrees(root: Path, store: Store, runs: dict[str, int]) -> list[Item]:
     folder = root / ".orch" / "worktrees"
     known = store.known_issues()
     items = []
     for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if entry == workspace_pool.pool_dir(root):
+            continue
         match = RUN_IN_NAME.search(entry.name)
         run_id = match.group(1) if match else None
         if run_id is None or run_id not in runs:
@@ -77,6 +70,8 @@ def worktrees(root: Path, store: Store, runs: dict[str, int]) -> list[Item]:
         else:
             reason = f"issue #{issue} is {state}" if run_id == current else f"run {current} replaced it"
             items.append(Item("worktree", entry.name, "remove", reason, issue, run_id))
+    for slot in workspace_pool.idle(root):
+        items.append(Item("worktree", f"{POOL_NAME}/{slot.name}", "remove", "idle, kept for reuse"))
     return items
 
 
@@ -116,8 +111,11 @@ def branches(root: Path, store: Store, git: CliGit, runs: dict[str, int], gone: 
 
 
 def _open_pull_heads(store: Store) -> dict[str, int]:
-    """The local tracker's pull requests by head branch (none on another tracker: its store has none)."""
-    return {str(head): int(n) for n, head in store.query("SELECT number, head FROM tracker_pulls")}
+    """The local tracker's open pull requests by head branch (none on another tracker: its store has none)."""
+    from statemachine.adapters import local_prs
+
+    closed = {n for n, s in local_prs.pull_states(store).items() if s.state == "closed"}
+    return {str(head): int(n) for n, head in store.query("SELECT number, head FROM tracker_pulls") if n not in closed}
 
 
 def main(args: argparse.Namespace, out: Output) -> int:
@@ -141,7 +139,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
                         path = root / ".orch" / "worktrees" / item.name
                         git.remove_worktree(path)
                         if path.exists():  # never registered with git, or git refused: the folder itself
-                            _force_rmtree(path)
+                            workspace_pool.force_rmtree(path)
                     else:
                         git.delete_branch(item.name)
                 except (GitError, OSError) as exc:

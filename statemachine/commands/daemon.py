@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from statemachine.daemon import Daemon, Options
-from statemachine.errors import EXIT_OK, OrchError
+from statemachine.errors import OrchError
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
 
@@ -44,10 +44,9 @@ def main(args: argparse.Namespace, out: Output) -> int:
         )
         daemon = Daemon(rt, opts, view.event)
         if http:
-            server = liveview.serve(http[0], http[1], lambda: daemon.state)
+            server = liveview.serve(http[0], http[1], lambda: daemon.state, str(rt.repo))
             view.event({"at": "", "event": "http", "url": f"http://{http[0]}:{server.server_address[1]}/"})
-        daemon.run(on_tick=view.tick)
-        return EXIT_OK
+        return daemon.run(on_tick=view.tick)  # 0, or 130 when Ctrl-C (SIGINT) stopped it
     finally:
         view.close()
         if server is not None:

@@ -35,6 +35,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
             pol = policy_mod.load(path, str(path))
         except OrchError as exc:
             raise OrchError(str(exc).splitlines()[0], "run `orch lint` and fix what it lists") from None
+        pol.path = path
         state["policy"] = pol
         return f"{path} is valid ({len(pol.transitions)} transitions, tracker {pol.config.tracker.kind})"
 
@@ -49,10 +50,41 @@ def main(args: argparse.Namespace, out: Output) -> int:
 
         agent = make_agent(dict(cfg.options), root, None)
         resolve = getattr(agent, "resolve", None)
-        found = resolve() if resolve else shutil.which(cfg.command or cfg.kind)
+        program = str(getattr(agent, "command", None) or cfg.command or cfg.kind)  # codex -> codex, claude -> claude
+        found = resolve() if resolve else shutil.which(program)
         if not found:
-            raise OrchError(f"the agent command {cfg.command!r} is not installed", "install it or change agent.command")
+            raise OrchError(
+                f"the agent program `{program}` (agent.kind {cfg.kind}) is not installed or not on PATH",
+                AGENT_INSTALL.get(cfg.kind, "install it")
+                + (", or set agent.command to its path" if cfg.kind != "command" else ", or fix agent.command"),
+            )
         return f"agent {cfg.kind}: {found}"
+
+    def commands_ok() -> list[dict[str, Any]]:
+        from statemachine import preflight, programs
+
+        pol = state["policy"]
+        shown = preflight.policy_file(root, pol)
+        rows = []
+        for m in programs.missing(pol.config, root, jail_for(pol, root).search_roots()):
+            rows.append(
+                {
+                    "check": "commands",
+                    "ok": False,
+                    "detail": f"{_where(pol, shown, m.path)}{m.key}: {m.message()}",
+                    "fix": m.fix(shown),
+                    "key": m.key,
+                }
+            )
+        if not rows:
+            listed = programs.commands(pol.config)
+            detail = (
+                f"the program of each of the {len(listed)} check command(s) is found"
+                if listed
+                else "no check configured (checks: {}): only the gates judge a candidate"
+            )
+            rows.append({"check": "commands", "ok": True, "detail": detail, "fix": None})
+        return rows
 
     def jail_ok() -> str:
         from statemachine.adapters.jail import Jail
@@ -71,6 +103,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
     _check(results, "git", git_ok, "install git")
     _check(results, "jail", jail_ok, "install bubblewrap (apt-get install bubblewrap)")
     _check(results, "agent", agent_ok, "install the agent CLI")
+    results += commands_ok()
     pol = state["policy"]
     if pol.config.tracker.kind == "github":
         from statemachine.commands.setup import origin_url, owner_repo_of, parse_github_url
@@ -150,6 +183,28 @@ def main(args: argparse.Namespace, out: Output) -> int:
             }
         )
     return _finish(out, results)
+
+
+AGENT_INSTALL = {
+    "codex": "install the Codex CLI (npm install -g @openai/codex)",
+    "claude": "install Claude Code (npm install -g @anthropic-ai/claude-code)",
+}
+
+
+def _where(pol: Any, shown: str, path: tuple[str, ...]) -> str:
+    """``FILE:LINE: `` of the key at ``path`` in the policy file that sets it, or nothing when it cannot be told."""
+    from statemachine.errors import PolicyError
+    from statemachine.yamlsrc import load_file
+
+    if pol.path is None:
+        return ""
+    try:
+        found = load_file(pol.path, shown).position(path)
+    except (PolicyError, OSError):
+        return ""
+    if found is None or found[0] < len(path):
+        return ""
+    return f"{shown}:{found[1]}: "
 
 
 def _identity(tracker: Any) -> str:

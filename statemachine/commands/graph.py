@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from statemachine.errors import EXIT_OK
 from statemachine.model import INITIAL_STATE, REST_STATES, STATES
@@ -41,16 +42,20 @@ def dot(policy: Policy) -> str:
 
 
 def load_policy(args: argparse.Namespace) -> Policy:
+    """``--policy FILE`` as given (no repository needed, as for `orch lint`); else the repository's policy, or the
+    bundled default where there is none (or no repository around the current folder and no ``--repo``)."""
     from statemachine import policy as policy_mod
-    from statemachine.commands.repo import find_repo
+    from statemachine.commands.repo import maybe_repo
 
-    root = find_repo(args.repo)
-    path = policy_mod.resolve_path(root, args.policy)
-    if not path.exists() and args.policy is None:
+    if args.policy is not None:
+        path = policy_mod.resolve_path(Path.cwd(), args.policy)
+        return policy_mod.load(path, str(args.policy))
+    root = maybe_repo(args.repo)
+    if root is None or not (root / policy_mod.DEFAULT_POLICY_PATH).exists():
         from statemachine import resources
 
         return policy_mod.load(resources.bundled_policy("default"), "<bundled>/policies/default.yaml")
-    return policy_mod.load(path, str(path))
+    return policy_mod.load(root / policy_mod.DEFAULT_POLICY_PATH, str(policy_mod.DEFAULT_POLICY_PATH))
 
 
 def main(args: argparse.Namespace, out: Output) -> int:

@@ -25,7 +25,9 @@ def _candidate_worktree(rt: Runtime, facts: dict[str, Any], run_id: str) -> tupl
     worktree = Path(facts.get("worktree") or "")
     if facts.get("worktree") and (worktree / ".git").exists():
         try:
-            if rt.git.capture(worktree, facts["base_sha"]).tree == facts.get("tree"):
+            if rt.git.capture(
+                worktree, facts["base_sha"], ignore=rt.policy.config.gates.ignore_untracked
+            ).tree == facts.get("tree"):
                 return worktree, False
         except OrchError:
             pass

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from statemachine.adapters import local_prs
 from statemachine.adapters.local import _user
 from statemachine.commands.issue import local_tracker
 from statemachine.errors import EXIT_OK, NotFoundError, OrchError
+from statemachine.guards import WRITE_PERMISSIONS
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
 
@@ -27,6 +29,12 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 f"`orch run --issue {args.issue}` opens one when the run passes its gates",
             )
         pull = pulls[-1]
+        closed = local_prs.state_of(tracker.store, pull.number)
+        if closed.state == "closed":
+            raise OrchError(
+                f"pull request {pull.number} of issue #{args.issue} is closed (by {closed.by} at {closed.at})",
+                "a closed pull request takes no review; `orch prs list --all` lists the pull requests",
+            )
         if args.line is not None and args.file is None:
             raise OrchError(
                 "--line needs --file", "orch review --issue 3 --comment 'rename this' --file app.py --line 4"
@@ -47,6 +55,16 @@ def main(args: argparse.Namespace, out: Output) -> int:
         words = {"APPROVED": "approved", "CHANGES_REQUESTED": "requested changes on", "COMMENTED": "commented on"}[
             state
         ]
+        permission = tracker.permission(author)
+        if state == "APPROVED":
+            then = ""
+        elif permission in WRITE_PERMISSIONS:
+            then = f"; `orch run --issue {args.issue}` takes it up"
+        else:  # review_feedback counts only reviewers who may steer runs
+            then = (
+                f"; it will be ignored: {author} has {permission} permission, and only a reviewer with write, "
+                "maintain or admin permission steers runs (the local user is admin)"
+            )
         out.emit(
             "review",
             {
@@ -55,10 +73,10 @@ def main(args: argparse.Namespace, out: Output) -> int:
                 "review": review.id,
                 "state": state,
                 "author": author,
-                "permission": tracker.permission(author),
+                "permission": permission,
+                "steers": state != "APPROVED" and permission in WRITE_PERMISSIONS,
             },
-            f"{author} {words} pull request {pull.number} of issue #{args.issue}"
-            + ("" if state == "APPROVED" else f"; `orch run --issue {args.issue}` takes it up"),
+            f"{author} {words} pull request {pull.number} of issue #{args.issue}{then}",
         )
         return EXIT_OK
     finally:

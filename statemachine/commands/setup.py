@@ -17,9 +17,38 @@ from statemachine.output import Output
 from statemachine.runtime import find_repo
 
 IGNORE_LINES = (".orch/state/", ".orch/worktrees/", ".orch/runs/")
+# (ecosystem, files that mark it at the repository's root, the caches and build output its tools write): an agent
+# that runs the tests leaves these behind, and they are no part of its change
+ECOSYSTEMS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "Python",
+        ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "Pipfile", "tox.ini"),
+        (
+            "__pycache__/",
+            "*.py[cod]",
+            ".pytest_cache/",
+            ".mypy_cache/",
+            ".ruff_cache/",
+            ".hypothesis/",
+            ".tox/",
+            ".nox/",
+            ".venv/",
+            "*.egg-info/",
+            ".coverage",
+            ".coverage.*",
+            "htmlcov/",
+        ),
+    ),
+    ("Node", ("package.json",), ("node_modules/", ".eslintcache", "*.tsbuildinfo", ".npm/")),
+    ("Rust", ("Cargo.toml",), ("target/",)),
+    ("Go", ("go.mod",), ("*.test",)),
+    ("Java", ("pom.xml", "build.gradle", "build.gradle.kts"), ("target/", ".gradle/")),
+    ("Ruby", ("Gemfile",), (".bundle/",)),
+)
 PROMPT_FILES = ("implementation", "rework", "review", "proof", "planning", "setup-skill")
 
 STARTER = """\
+# yaml-language-server: $schema=./policy.schema.json
 # orch policy for this repository. It extends orch's bundled default policy:
 # mappings merge key by key, anything else (lists included) replaces, and null removes a key.
 # Reference: docs/policy.md. Check it with `orch lint`.
@@ -127,19 +156,55 @@ def plan(
         writes.append(
             (policy, STARTER.format(tracker=tracker_block(owner, repo, base_branch(root))), "write the starter policy")
         )
+    schema = root / ".orch" / "policy.schema.json"  # for editors only: orch validates with its own copy
+    packaged = (resources.data_dir("schemas") / "policy-file.schema.json").read_text(encoding="utf-8")
+    if not schema.is_symlink() and not schema.exists():
+        writes.append((schema, packaged, "write the policy file's JSON Schema (for editors)"))
+    elif not schema.is_symlink() and schema.is_file() and schema.read_text(errors="replace") != packaged:
+        writes.append((schema, packaged, "update the policy file's JSON Schema to this orch's (for editors)"))
     for name in PROMPT_FILES:
         target = root / ".orch" / "prompts" / f"{name}.md"
         if not target.exists():
             writes.append((target, resources.prompt_template(name).read_text(), f"copy the {name} prompt"))
     ignore = root / ".gitignore"
     current = ignore.read_text() if ignore.exists() else ""
-    present = {line.strip() for line in current.splitlines()}
-    missing = [line for line in IGNORE_LINES if line not in present]
-    if missing:
-        sep = "" if not current or current.endswith("\n") else "\n"
-        block = "# orch's local state\n" + "\n".join(missing) + "\n"
-        writes.append((ignore, current + sep + block, "ignore " + ", ".join(missing)))
+    writes += ignore_writes(root, ignore, current)
     return writes
+
+
+def _same(line: str) -> str:
+    """A .gitignore line as compared for "already there": `/node_modules`, `node_modules/` and `**/node_modules`
+    are one line."""
+    text = line.strip().removeprefix("**/").strip("/")
+    return text
+
+
+def detected_ecosystems(root: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """The ecosystems whose marker files sit at the repository's root, with the ignore lines of each."""
+    return [(name, lines) for name, markers, lines in ECOSYSTEMS if any((root / m).is_file() for m in markers)]
+
+
+def ignore_writes(root: Path, ignore: Path, current: str) -> list[tuple[Path, str, str]]:
+    """The .gitignore write (one at most): orch's own state, and the caches and build output of the detected
+    ecosystems, each line only when the file does not have it yet."""
+    present = {_same(line) for line in current.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+    blocks, shown = [], []
+    missing = [line for line in IGNORE_LINES if _same(line) not in present]
+    if missing:
+        blocks.append("# orch's local state\n" + "\n".join(missing) + "\n")
+        shown += missing
+    ecosystems = detected_ecosystems(root)
+    tool_lines: list[str] = []
+    for _name, lines in ecosystems:
+        tool_lines += [line for line in lines if _same(line) not in present and line not in tool_lines]
+    if tool_lines:
+        names = ", ".join(name for name, _lines in ecosystems)
+        blocks.append(f"# caches and build output of {names} tools (orch setup)\n" + "\n".join(tool_lines) + "\n")
+        shown += tool_lines
+    if not blocks:
+        return []
+    sep = "" if not current or current.endswith("\n") else "\n"
+    return [(ignore, current + sep + "\n".join(blocks), "ignore " + ", ".join(shown))]
 
 
 def prepare_labels(
@@ -187,18 +252,63 @@ def prepare_labels(
         rt.close()
 
 
-def main(args: argparse.Namespace, out: Output) -> int:
-    root = find_repo(args.repo)
-    url = origin_url(root)
+def existing_tracker(policy: Path) -> tuple[str, str | None, str | None] | None:
+    """The tracker kind, owner and repository an existing policy file names; None when there is no such file."""
+    from statemachine.errors import PolicyError
+    from statemachine.yamlsrc import load_file
+
+    if not policy.is_file():
+        return None
+    try:
+        data = load_file(policy).data
+    except (PolicyError, OSError):
+        data = None
+    tracker = data.get("tracker") if isinstance(data, dict) else None
+    if not isinstance(tracker, dict):
+        return "local", None, None
+    owner, repo = tracker.get("owner"), tracker.get("repo")
+    return (
+        str(tracker.get("kind") or "local"),
+        None if owner is None else str(owner),
+        None if repo is None else str(repo),
+    )
+
+
+def choose_tracker(url: str, args: argparse.Namespace) -> tuple[str | None, str | None, str]:
+    """The GitHub owner and repository the starter policy names (both None: the local tracker), and where that
+    choice came from, as setup prints it."""
+    chosen = getattr(args, "tracker", None)
+    given = bool(args.github_owner) or bool(args.github_repo)
+    if chosen == "local":
+        if given:
+            raise OrchError(
+                "--tracker local takes no --github-owner or --github-repo", "drop them, or pass --tracker github"
+            )
+        return None, None, "--tracker local" + (f"; origin is {url}" if url else "")
     inferred = parse_github_url(url) if url else None
-    owner = args.github_owner or (inferred[0] if inferred else None)
-    repo = args.github_repo or (inferred[1] if inferred else None)
     if bool(args.github_owner) != bool(args.github_repo) and not inferred:
         raise OrchError(
             "--github-owner and --github-repo go together", "pass both, or neither to infer them from origin"
         )
+    owner = args.github_owner or (inferred[0] if inferred else None)
+    repo = args.github_repo or (inferred[1] if inferred else None)
+    if owner and repo:
+        how = "from --github-owner/--github-repo" if given else f"inferred from origin {url}"
+        return owner, repo, how + ("; --tracker github" if chosen else "")
+    if chosen == "github":
+        raise OrchError(
+            f"--tracker github needs the GitHub repository, and origin ({url or 'none'}) does not name one",
+            "pass --github-owner O --github-repo R",
+        )
+    return None, None, f"origin {url} is not on GitHub" if url else "no origin remote"
+
+
+def main(args: argparse.Namespace, out: Output) -> int:
+    root = find_repo(args.repo)
+    url = origin_url(root)
+    owner, repo, source = choose_tracker(url, args)
     notes = []
-    if url and not inferred and not (owner and repo):
+    if url and not parse_github_url(url) and not (owner and repo):
         notes.append(f"origin ({url}) is not a GitHub repository: configured the local tracker")
     writes = plan(
         root,
@@ -214,7 +324,13 @@ def main(args: argparse.Namespace, out: Output) -> int:
             path.write_text(content)
     labels = prepare_labels(root, args, writes, notes) if args.prepare_labels else []
     verb = "would" if args.dry_run else "did"
-    lines = [f"{verb}: {what} ({path.relative_to(root)})" for path, _c, what in writes]
+    tracker = "github" if owner and repo else "local"
+    existing = existing_tracker(root / ".orch" / "policy.yaml")
+    if existing is not None:  # setup never rewrites a policy: say what the one there names
+        tracker, owner, repo = existing
+        source = "as the existing .orch/policy.yaml says; setup leaves it alone"
+    lines = [f"tracker: {tracker}" + (f" {owner}/{repo}" if owner and repo else "") + f" ({source})"]
+    lines += [f"{verb}: {what} ({path.relative_to(root)})" for path, _c, what in writes]
     for lab in labels:
         result = lab["result"] if not args.dry_run or lab["result"] == "unchanged" else f"would be {lab['result']}"
         lines.append(f"label {lab['name']}: {result}")
@@ -228,9 +344,11 @@ def main(args: argparse.Namespace, out: Output) -> int:
         {
             "repo": str(root),
             "dry_run": args.dry_run,
-            "tracker": "github" if owner and repo else "local",
+            "tracker": tracker,
             "owner": owner,
             "github_repo": repo,
+            "tracker_source": source,
+            "ecosystems": [name for name, _lines in detected_ecosystems(root)],
             "writes": [{"path": str(p.relative_to(root)), "what": w} for p, _c, w in writes],
             "labels": labels,
             "notes": notes,

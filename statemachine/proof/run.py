@@ -251,7 +251,7 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
     app = scenarios.app_spec(inp.policy_data)
     report_path = inp.proof_dir / "proof-report.json"
     scenario_path = inp.proof_dir / "scenario.json"
-    before = inp.git.capture(inp.worktree, inp.base_sha).tree
+    before = inp.git.capture(inp.worktree, inp.base_sha, ignore=inp.config.gates.ignore_untracked).tree
     git_before = inp.git.fingerprint(inp.worktree)
 
     runs = [_agent_run(inp, "scenario" if app else "report", criteria, report_path, app, None)]
@@ -280,7 +280,7 @@ def prove(inp: ProofInputs) -> dict[str, Any]:
                 report_path.unlink()  # the report comes from the run that has seen the runner's evidence
             runs.append(_agent_run(inp, "report", criteria, report_path, app, record))
 
-    after = inp.git.capture(inp.worktree, inp.base_sha).tree
+    after = inp.git.capture(inp.worktree, inp.base_sha, ignore=inp.config.gates.ignore_untracked).tree
     git_after = inp.git.fingerprint(inp.worktree)
     changed = [] if before == after else inp.git.changed_paths(before, after)
     runner_reasons = check_product(before, after, git_before, git_after, changed) + runner_reasons
