@@ -25,8 +25,14 @@ from statemachine.settings import Settings
 # Shorter values are ignored: too many false positives ("true", "1234", a port, a short word appear everywhere).
 MIN_LENGTH = 8
 
-# The model API key each agent kind reads when the policy names none (adapters/codex.py, adapters/claude.py).
-DEFAULT_MODEL_KEYS = {"codex": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY"}
+# The model API key each agent kind reads when the policy names none (adapters/codex.py, claude.py, gemini.py).
+DEFAULT_MODEL_KEYS = {
+    "codex": "OPENAI_API_KEY",
+    "claude": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "aider": "OPENAI_API_KEY",
+    "opencode": "OPENAI_API_KEY",
+}
 
 # Secret-looking names (is_secret_name) that hold a location or a setting, not a secret:
 # a path, a socket, a URL, a region, a project. Their values turn up in logs and code, so matching them would block

@@ -20,10 +20,19 @@ ACTIONS = {
 AGENT_CLIS = {
     "codex": "npm install -g @openai/codex@0.169.0",
     "claude": "npm install -g @anthropic-ai/claude-code@2.1.197",
+    "gemini": "npm install -g @google/gemini-cli@0.61.0",
+    "opencode": "npm install -g opencode-ai@1.18.33",
+    "aider": "pipx install aider-chat==0.86.2",
 }
 
 # The model key's variable when the policy names none (statemachine/adapters/codex.py and claude.py).
-DEFAULT_API_KEY_ENV = {"codex": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY"}
+DEFAULT_API_KEY_ENV = {
+    "codex": "OPENAI_API_KEY",
+    "claude": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "opencode": "OPENAI_API_KEY",
+    "aider": "OPENAI_API_KEY",
+}
 
 # The job token (secrets.GITHUB_TOKEN) is an installation token of the GitHub Actions app: it acts as this bot.
 JOB_TOKEN_SLUG = "github-actions"
@@ -181,12 +190,12 @@ jobs:
 {key_line}      - name: Gather the evidence
         if: always()
         # Only the run folders (orch redacts secret values in them before they reach the disk), never .orch/state/
-        # (the journal). Left out: the agents' own state (.codex, claude-config: sessions and caches), each attempt's
+        # (the journal). Left out: the agents' own state (.codex, claude-config, gemini-home: sessions and caches), each attempt's
         # private git directory, and anything that is not a regular file (a symlink would upload what it points to).
         run: |
           rm -rf orch-evidence && mkdir orch-evidence
           if [ -d .orch/runs ]; then cp -R .orch/runs/. orch-evidence/; fi
-          find orch-evidence -depth -type d \\( -name .codex -o -name claude-config -o -name git \\) -exec rm -rf {{}} +
+          find orch-evidence -depth -type d \\( -name .codex -o -name claude-config -o -name gemini-home -o -name git \\) -exec rm -rf {{}} +
           find orch-evidence ! -type f ! -type d -delete
       - name: Keep the evidence
         if: always()

@@ -175,9 +175,14 @@ def test_the_run_secrets_come_from_the_tracker_the_model_key_the_policy_and_secr
 
 
 def test_default_model_keys_are_the_adapters_own() -> None:
-    from statemachine.adapters import claude, codex
+    from statemachine.adapters import claude, codex, gemini
 
-    assert secrets.DEFAULT_MODEL_KEYS == {"codex": codex.DEFAULT_API_KEY_ENV, "claude": claude.DEFAULT_API_KEY_ENV}
+    own = {
+        "codex": codex.DEFAULT_API_KEY_ENV,
+        "claude": claude.DEFAULT_API_KEY_ENV,
+        "gemini": gemini.DEFAULT_API_KEY_ENV,
+    }
+    assert {kind: secrets.DEFAULT_MODEL_KEYS.get(kind) for kind in own} == own
     assert secrets.model_key_env({"kind": "codex", "api_key_env": None}) is None
     assert secrets.model_key_env({"kind": "command"}) is None
 

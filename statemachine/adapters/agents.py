@@ -94,4 +94,16 @@ def make_agent(config: dict[str, Any], repo_root: Path, jail: Jail | None = None
         from statemachine.adapters.claude import ClaudeAgent
 
         return ClaudeAgent(config, repo_root, jail)  # type: ignore[return-value]
-    raise OrchError(f"agent kind {kind!r} is not known", "use command, codex or claude")
+    if kind == "opencode":
+        from statemachine.adapters.opencode import OpenCodeAgent
+
+        return OpenCodeAgent(config, repo_root, jail)  # type: ignore[return-value]
+    if kind == "aider":
+        from statemachine.adapters.aider import AiderAgent
+
+        return AiderAgent(config, repo_root, jail)  # type: ignore[return-value]
+    if kind == "gemini":
+        from statemachine.adapters.gemini import GeminiAgent
+
+        return GeminiAgent(config, repo_root, jail)  # type: ignore[return-value]
+    raise OrchError(f"agent kind {kind!r} is not known", "use command, codex, claude, gemini, opencode or aider")

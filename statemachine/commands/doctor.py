@@ -188,6 +188,9 @@ def main(args: argparse.Namespace, out: Output) -> int:
 AGENT_INSTALL = {
     "codex": "install the Codex CLI (npm install -g @openai/codex)",
     "claude": "install Claude Code (npm install -g @anthropic-ai/claude-code)",
+    "gemini": "install Gemini CLI (npm install -g @google/gemini-cli)",
+    "opencode": "install OpenCode (npm install -g opencode-ai)",
+    "aider": "install Aider (pipx install aider-chat)",
 }
 
 
