@@ -57,9 +57,10 @@ NO_PARAMS: dict[str, Any] = {"type": "object", "additionalProperties": False, "p
 #   feedback   the reviews on the run's pull request                      -> Snapshot.feedback
 #   preflight  the claim's tracker-free preconditions                     -> Snapshot.preflight
 #   claim      the issue's active claim and its lease                     -> Snapshot.claim
+#   budget     what agent runs spent today and on this issue (the usage ledger) -> Snapshot.budget
 #   parent     a child issue's parent binding; a guard that needs it fails for an issue that is not a child
 #              (so a transition with such a guard is a child's way only: engine.why_waiting)
-NEEDS: tuple[str, ...] = ("authority", "text", "feedback", "preflight", "claim", "parent")
+NEEDS: tuple[str, ...] = ("authority", "text", "feedback", "preflight", "claim", "parent", "budget")
 
 
 def params(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
@@ -114,6 +115,7 @@ GUARD_ROWS: tuple[Row, ...] = (
         ("proof_passed", NO_PARAMS),
         ("proof_needs_rework", NO_PARAMS),
         ("within_rework_limit", NO_PARAMS),
+        ("within_budget", NO_PARAMS, needs("budget")),
     ),
     *_rows(
         "gates",

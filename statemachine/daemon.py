@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from statemachine import polling, scheduling
+from statemachine import ledger, polling, scheduling
 from statemachine.daemon_children import (
     RunProcess,
     latest_agent_log,
@@ -65,6 +65,7 @@ class DaemonState:
     runs_started: int = 0
     last_poll: float | None = None
     last_error: str | None = None
+    budget: dict[str, Any] | None = None  # today's usage and what the daily limits leave (ledger.today_summary)
 
 
 class Daemon:
@@ -87,6 +88,7 @@ class Daemon:
         self.unscoped_parallel = cfg.unscoped_parallel
         self.retry_base = cfg.retry_base_seconds
         self.retry_cap = cfg.retry_cap_seconds
+        self.budget = rt.policy.config.budget.as_dict()
         if options.shutdown_deadline < 0:  # not given on the command line: the policy's (settings.DaemonSettings)
             self.opt.shutdown_deadline = cfg.shutdown_deadline_seconds
         self.state_dir = rt.repo / ".orch" / "state"
@@ -219,6 +221,7 @@ class Daemon:
             slots = min(slots, self.opt.max_runs - self.state.runs_started)
         busy, known = self.busy_labels, self.rt.store.known_issues()
         resumable, fresh = [], []
+        spent = ledger.day_reason(self.rt.store, self.budget)  # today's budget spent: start nothing new
         later: set[int] = set()  # review checks to make at the next poll (not made now, or feedback not served)
         for issue in issues:
             n = issue.number
@@ -246,6 +249,8 @@ class Daemon:
                 resumable.append(issue)  # ours, interrupted: resume it first
             elif names["child"] in issue.labels:
                 self._skip(n, standalone_refusal(names["child"], issue.body))
+            elif spent is not None and not busy.intersection(issue.labels):
+                self._skip(n, spent)
             elif not busy.intersection(issue.labels):
                 fresh.append(
                     issue
@@ -264,6 +269,7 @@ class Daemon:
         later = {n for n in later if n not in self.children}
         self.poller.done(later)
         waits = [t for t in self.retry_at.values() if t > now]
+        waits += [now + ledger.seconds_to_next_day()] if spent is not None else []  # a new day: a new budget
         self.settled, self.wake = not picked and not later, min(waits, default=float("inf"))
 
     def _quiet(self, recheck: frozenset[int] | None, moved: bool, now: float) -> bool:
@@ -481,3 +487,4 @@ class Daemon:
                 }
             )
         self.state.running = rows
+        self.state.budget = ledger.today_summary(self.rt.store, self.budget)

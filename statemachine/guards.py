@@ -312,3 +312,25 @@ def review_feedback(snap: Snapshot) -> Verdict:
     if ignored:
         return Verdict.failed("no new review feedback from a user with write permission", *ignored)
     return Verdict.failed("no new review feedback on the pull request")
+
+
+def within_budget(snap: Snapshot) -> Verdict:
+    """Another agent run stays within limits.budget: what today's runs (UTC, this repository) and this issue's runs
+    spent is below every cap set (tokens, agent minutes, agent runs)."""
+    from statemachine.ledger import describe, exhausted, usage_of
+
+    budget = snap.settings.get("limits", {}).get("budget") or {}
+    if not any(v is not None for k, v in budget.items() if k.endswith(("_per_day", "_per_issue"))):
+        return Verdict.passed("no budget is set (limits.budget)")
+    usage = snap.budget
+    if usage is None:
+        return Verdict.failed("what the agent runs spent was not read")
+    spent = exhausted(budget, usage)
+    day, mine = usage_of(usage.get("day") or {}), usage_of(usage.get("issue") or {})
+    evidence = (
+        f"today, {usage.get('date', '?')} UTC: {describe(day, budget, 'per_day')}",
+        f"issue #{snap.issue.number}: {describe(mine, budget, 'per_issue')}",
+    )
+    if spent:
+        return Verdict.failed(spent[0], *spent[1:], *evidence)
+    return Verdict.passed("within budget", *evidence)

@@ -233,4 +233,11 @@ def lead(
     t = transition_of(policy, first)
     reason = f"`{first['trigger']}` waits: {_said(_failing(first)[0])}"
     steps = label_steps(policy, t, issue)[0] if t is not None else []
-    return Lead(state, reason, " and ".join(steps) if steps else "see the verdicts below")
+    advice = ADVICE.get(str(_failing(first)[0]["guard"]), "see the verdicts below")
+    return Lead(state, reason, " and ".join(steps) if steps else advice)
+
+
+# what a maintainer does when this guard alone holds the issue back
+ADVICE: Mapping[str, str] = {
+    "within_budget": "it waits for the next UTC day (a daily limit), or raise the limit in limits.budget",
+}

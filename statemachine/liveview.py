@@ -101,6 +101,8 @@ class RichTable:
         footer = "  ".join(self.events[-3:])
         if self.url:
             footer += ("\n" if footer else "") + f"live view: {self.url} (JSON: {self.url}api/v1/state)"
+        if state.budget and state.budget.get("line"):
+            footer += ("\n" if footer else "") + str(state.budget["line"])
         if state.last_error:
             footer += f"\nlast error: {state.last_error}"
         self.live.update(Group(run, queue, recent, footer))
@@ -122,6 +124,7 @@ table { border-collapse: collapse; width: 100%; } td, th { border-bottom: 1px so
 <h1>orch daemon <span id="status"></span></h1>
 <p>Repository: <code id="repository"></code></p>
 <p id="last-error" hidden>Last error: <span></span></p>
+<p id="budget" hidden></p>
 <h2>Running</h2><table id="running"><thead><tr><th>Issue</th><th>State</th><th>Elapsed</th><th>Agent</th><th>Tokens</th><th>Title</th></tr></thead><tbody></tbody></table>
 <h2>Queue</h2><table id="queue"><thead><tr><th>Issue</th><th>Owns</th><th>Title</th></tr></thead><tbody></tbody></table>
 <h2>Recent results</h2><table id="recent"><thead><tr><th>Issue</th><th>Outcome</th><th>Elapsed</th><th>Pull request</th><th>Last error</th><th>Title</th></tr></thead><tbody></tbody></table>
@@ -141,6 +144,7 @@ async function refresh() {
     document.getElementById('repository').textContent = s.repository || '(unknown)';
     const le = document.getElementById('last-error'); le.hidden = !s.last_error;
     le.querySelector('span').textContent = s.last_error || '';
+    const bu = document.getElementById('budget'); bu.hidden = !s.budget; bu.textContent = s.budget ? s.budget.line : '';
     fill('running', s.running, [r => '#' + r.issue, r => r.state, r => Math.round(r.elapsed_seconds) + 's',
       r => r.agent ? r.agent.log_bytes + ' B' : '-', r => r.tokens ? JSON.stringify(r.tokens) : '-', r => r.title]);
     fill('queue', s.queue, [r => '#' + r.issue, r => r.owns.join(', ') || '(runs alone)', r => r.title]);

@@ -168,6 +168,8 @@ class Snapshot:
     preflight: tuple[str, ...] | None = None
     # for claim_expired: the issue's active claim, read when it carries the running label (claims.Holding.as_json)
     claim: dict[str, Any] | None = None
+    # for within_budget: what the agent runs spent today and on this issue (ledger.py; None: not read)
+    budget: dict[str, Any] | None = None
 
     def label(self, role_or_name: str) -> str:
         return self.labels.get(role_or_name, role_or_name)

@@ -309,4 +309,5 @@ def snapshot_from_dict(data: Mapping[str, Any]) -> Snapshot:
         text=data.get("text"),
         preflight=None if data.get("preflight") is None else tuple(data["preflight"]),
         claim=data.get("claim"),
+        budget=data.get("budget"),
     )

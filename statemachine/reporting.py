@@ -223,6 +223,18 @@ def ci_note(ctx: Any) -> str | None:
     return f"Note: {caveat}." if caveat else None
 
 
+def _usage_lines(ctx: Any) -> list[str]:
+    """What the run's agent runs spent (the usage ledger): runs, minutes, tokens, and the cost when limits.budget
+    sets a price."""
+    from statemachine import ledger
+
+    if not ctx.run_id:
+        return []
+    budget = ctx.policy.config.budget.as_dict()
+    used = ledger.run_usage(ctx.store, ctx.run_id, ctx.issue, budget)
+    return ["", "## Usage", f"- this run: {ledger.describe(ledger.usage_of(used['total']), budget)}"]
+
+
 def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
     run_id = ctx.run_id or "?"
     if outcome == "review":
@@ -286,6 +298,7 @@ def report_comment(ctx: Any, facts: dict[str, Any], outcome: str) -> str:
             "",
             "## Changes",
             *_changes_lines(facts),
+            *_usage_lines(ctx),
         ]
     )
     # the agent's words and its checks' output are quoted here: a marker in them must not read as orch's own

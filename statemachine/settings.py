@@ -10,7 +10,7 @@ Pure: no I/O; policy.load passes the bundled policy's data in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,23 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True)
+class BudgetSettings:
+    """limits.budget: caps on what agent runs spend, per issue and per UTC day (None: no limit)."""
+
+    tokens_per_issue: int | None = None
+    tokens_per_day: int | None = None
+    agent_minutes_per_issue: float | None = None
+    agent_minutes_per_day: float | None = None
+    agent_runs_per_issue: int | None = None
+    agent_runs_per_day: int | None = None
+    price_per_million_tokens: float | None = None
+    currency: str = "USD"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
 class Settings:
     tracker: TrackerSettings
     labels: Mapping[str, Label]
@@ -206,6 +223,7 @@ class Settings:
     daemon: DaemonSettings
     agent_profiles: Mapping[str, AgentSettings] = field(default_factory=dict)  # agent.profiles
     agent_select: tuple[Selector, ...] = ()  # agent.select
+    budget: BudgetSettings = field(default_factory=BudgetSettings)  # limits.budget
 
     def agent_for(self, labels: Iterable[str]) -> AgentChoice:
         """Which agent runs an issue carrying ``labels``: the first agent.select entry that matches, else the policy's
@@ -240,7 +258,7 @@ class Settings:
         """The plain, JSON-ready part that guards read from a snapshot."""
         return {
             "gates": self.gates.as_dict(),
-            "limits": {"rework_iterations": self.rework_iterations},
+            "limits": {"rework_iterations": self.rework_iterations, "budget": self.budget.as_dict()},
             "proof": self.proof.as_dict(),
             "checks": sorted(self.checks),
             "plan": {
@@ -370,6 +388,7 @@ def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
         ),
         rework_iterations=int(limits["rework_iterations"]),
         idle_workspaces=int(limits["idle_workspaces"]),
+        budget=_budget(limits.get("budget") or {}),
         sandbox=_sandbox(data.get("sandbox") if "sandbox" in data else bundled["sandbox"], bundled["sandbox"]),
         secret_env=_strs(_Section(data, bundled, "secrets")["env"]),
         plan=PlanSettings(
@@ -388,6 +407,12 @@ def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
             ),
         ),
     )
+
+
+def _budget(raw: Mapping[str, Any]) -> BudgetSettings:
+    """limits.budget; the schema has checked the shape."""
+    known = {f.name for f in fields(BudgetSettings)}
+    return BudgetSettings(**{k: v for k, v in raw.items() if k in known and v is not None})
 
 
 def _sandbox(raw: Any, bundled: Mapping[str, Any]) -> SandboxSettings:

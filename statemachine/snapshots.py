@@ -113,6 +113,7 @@ def snapshot_of(
     preflight = memoized(memo, "preflight", lambda: preflight_of(rt)) if "preflight" in wanted else None
     claim = claim_of(rt, issue, memo) if "claim" in wanted else None
     parent = parent_of(rt, issue, facts, memo) if "parent" in wanted else None
+    budget = budget_of(rt, issue.number, memo) if "budget" in wanted else None
     return Snapshot(
         issue=issue,
         state=state,
@@ -126,7 +127,23 @@ def snapshot_of(
         preflight=preflight,
         text=text,
         claim=claim,
+        budget=budget,
     )
+
+
+def budget_of(rt: Runtime, number: int, memo: dict[Any, Any] | None = None) -> dict[str, Any]:
+    """For ``within_budget``: what the agent runs spent on the current UTC day (read once for the snapshots sharing
+    ``memo``) and on this issue, from the usage ledger; nothing is read when limits.budget sets no limit."""
+    from statemachine import ledger
+
+    budget = rt.policy.config.budget.as_dict()
+    if not any(v is not None for k, v in budget.items() if k.endswith(("_per_day", "_per_issue"))):
+        return {}
+    day = ledger.today()
+    out: dict[str, Any] = {"date": day}
+    out["day"] = memoized(memo, ("budget_day", day), lambda: ledger.spent(rt.store, None, day)["day"].as_json())
+    out["issue"] = ledger.spent(rt.store, number)["issue"].as_json()
+    return out
 
 
 def authority_of(

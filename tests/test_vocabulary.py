@@ -74,10 +74,11 @@ def test_every_need_is_of_the_vocabulary_and_a_labelled_need_names_its_label() -
 
 def test_the_default_lifecycle_fetches_per_state_what_its_guards_and_actions_declare() -> None:
     pol = default_policy()
-    assert needs_of(pol, "queued") == {"authority", "text", "preflight", "claim", "parent"}
-    assert needs_of(pol, "review") == {"feedback", "parent"}
+    assert needs_of(pol, "queued") == {"authority", "text", "preflight", "claim", "parent", "budget"}
+    assert needs_of(pol, "review") == {"feedback", "parent", "budget"}
     assert needs_of(pol, "gating") == {"authority", "text", "parent"}
-    for state in ("claimed", "implementing", "proving", "rework", "planning"):
+    assert needs_of(pol, "rework") == {"budget"}  # retry runs the agent again: within_budget judges it
+    for state in ("claimed", "implementing", "proving", "planning"):
         assert needs_of(pol, state) == frozenset(), state
 
 
@@ -90,6 +91,7 @@ def _record_fetches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ("preflight_of", ()),
         ("claim_of", None),
         ("parent_of", None),
+        ("budget_of", None),
     ):
 
         def fake(*_args: Any, _name: str = fetch, _value: Any = value, **_kw: Any) -> Any:
@@ -106,10 +108,10 @@ def test_a_snapshot_fetches_exactly_what_the_state_declares(rt: Runtime, monkeyp
     snapshot_of(rt, issue, "implementing", None)
     assert called == []
     snapshot_of(rt, issue, "queued", None)
-    assert sorted(called) == ["authority_of", "claim_of", "parent_of", "preflight_of", "text_of"]
+    assert sorted(called) == ["authority_of", "budget_of", "claim_of", "parent_of", "preflight_of", "text_of"]
     called.clear()
     snapshot_of(rt, issue, "review", None)
-    assert sorted(called) == ["parent_of", "review_feedback_of"]
+    assert sorted(called) == ["budget_of", "parent_of", "review_feedback_of"]
     called.clear()
     snapshot_of(rt, issue, "implementing", None, {}, also=frozenset({"parent"}))  # `orch status`: bulk, with parents
     assert called == ["parent_of"]

@@ -24,6 +24,7 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
     facts = ctx.facts()
     previous = facts.get("agent")
     if previous and previous.get("step") == ctx.step_id:
+        record_usage(ctx, "implementation", previous)  # kept once, whether or not the crash came before it
         return {"attempt": previous["attempt"], "resumed": True}  # it finished before a crash: never rerun
     attempt = int(facts.get("attempt", 0)) + 1
     report_path = ctx.fresh_report(f"attempt-{attempt}", "report.json")
@@ -68,7 +69,27 @@ def run_agent(ctx: ActionContext, prompt: str) -> dict[str, Any]:
             "agent": agent_fact,
         }
     )
+    record_usage(ctx, "implementation", agent_fact)
     return {"attempt": attempt, "exit_code": result.exit_code, "report": error or "valid"}
+
+
+def record_usage(ctx: ActionContext, role: str, fact: dict[str, Any]) -> None:
+    """Keep one agent run in the usage ledger (statemachine/ledger.py) from its outcome fact: keyed by run, step, role
+    and attempt, so a step resumed after a crash that repeats this records it once."""
+    from statemachine import ledger
+
+    ledger.record(
+        ctx.store,
+        run_id=ctx.require_run(),
+        step_id=ctx.step_id,
+        role=role,
+        attempt=int(fact.get("attempt") or 0),
+        issue=ctx.issue,
+        tokens=fact.get("tokens"),
+        seconds=float(fact.get("duration_seconds") or 0.0),
+        profile=fact.get("profile"),
+        kind=fact.get("kind"),
+    )
 
 
 def outcome_fact(ctx: ActionContext, attempt: int, result: AgentResult, agent: AgentSettings) -> dict[str, Any]:
@@ -83,6 +104,8 @@ def outcome_fact(ctx: ActionContext, attempt: int, result: AgentResult, agent: A
         "duration_seconds": round(result.duration_seconds, 3),
         "log": result.log,
         "error": result.error,
+        "tokens": result.tokens,
+        "kind": agent.kind,
         **agent.timeouts(),
     }
 

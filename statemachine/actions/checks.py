@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from statemachine import limits, preflight, programs
-from statemachine.actions.agent import agent_workspace, seal_evidence
+from statemachine.actions.agent import agent_workspace, record_usage, seal_evidence
 from statemachine.actions.context import ActionContext, _with_comments
+from statemachine.ports import AgentResult
 from statemachine.reports import load_report
 
 
@@ -154,6 +155,7 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
         result = ctx.make_agent().run(request)
     finally:
         ctx.git.remove_worktree(worktree)
+    record_usage(ctx, "review", _usage_fact(ctx, attempt, result))
     seal_evidence(ctx, evidence)  # the review's findings reach the rework prompt: they are stored redacted
     report, error = load_report(report_path, "review-report", "review report")
     if error is None and result.exit_code != 0:
@@ -167,6 +169,16 @@ def run_review(ctx: ActionContext) -> dict[str, Any]:
     }
     ctx.set_fact("review", review)
     return {"verdict": review["verdict"], "error": error}
+
+
+def _usage_fact(ctx: ActionContext, attempt: int, result: AgentResult) -> dict[str, Any]:
+    """What the usage ledger keeps of a review or proof agent's run (the policy's own agent runs them)."""
+    return {
+        "attempt": attempt,
+        "tokens": result.tokens,
+        "duration_seconds": result.duration_seconds,
+        "kind": ctx.policy.config.agent.kind,
+    }
 
 
 def run_proof(ctx: ActionContext) -> dict[str, Any]:
@@ -194,6 +206,7 @@ def run_proof(ctx: ActionContext) -> dict[str, Any]:
         proof_dir=ctx.evidence_dir() / f"attempt-{attempt}" / "proof",
         findings=list(facts.get("findings", [])),
         secrets=ctx.secrets,
+        on_agent_run=lambda phase, result: record_usage(ctx, f"proof-{phase}", _usage_fact(ctx, attempt, result)),
     )
     fact = proof.prove(inp)
     ctx.set_fact("proof", fact)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine import planning, reporting
-from statemachine.actions.agent import agent_workspace, outcome_fact, seal_evidence
+from statemachine.actions.agent import agent_workspace, outcome_fact, record_usage, seal_evidence
 from statemachine.actions.context import ActionContext, _with_comments, slugify
 from statemachine.errors import OrchError
 from statemachine.planning import BLOCKED, CLOSED, CONFLICT, MERGED, PASSED, PENDING, RUNNING
@@ -45,6 +45,7 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     previous = facts.get("agent")
     if previous and previous.get("step") == ctx.step_id:
+        record_usage(ctx, "planner", previous)
         return {"attempt": previous["attempt"], "resumed": True}  # it finished before a crash: never rerun
     base_branch = facts.get("base_branch") or ctx.git.base_branch(ctx.policy.config.tracker.base_branch)
     base_sha = facts.get("base_sha") or ctx.git.head_sha(base_branch)
@@ -55,7 +56,8 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
     worktree = ctx.orch_dir / "worktrees" / f"plan-{ctx.issue}-{ctx.require_run()}"
     ctx.git.add_detached_worktree(worktree, base_sha)
     issue = ctx.snapshot.issue
-    agent, settings = ctx.policy.config.agent_for(issue.labels).agent, ctx.policy.config.plan
+    choice, settings = ctx.policy.config.agent_for(issue.labels), ctx.policy.config.plan
+    agent = choice.agent
     try:
         values = prompting.issue_values(_with_comments(ctx, issue), ctx.repo, ctx.policy.config.rules, [])
         values.update(
@@ -88,6 +90,7 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
         error = f"the plan cannot run: {problems[0]}" + (
             f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         )
+    outcome = {**outcome_fact(ctx, attempt, result, agent), "profile": choice.name}
     ctx.set_facts(
         {
             "attempt": attempt,
@@ -97,9 +100,10 @@ def run_planner(ctx: ActionContext) -> dict[str, Any]:
             "plan_problems": problems,
             "planning_changes": changed,
             "plan_digest": planning.issue_digest(issue.title, issue.body),
-            "agent": outcome_fact(ctx, attempt, result, agent),
+            "agent": outcome,
         }
     )
+    record_usage(ctx, "planner", outcome)
     return {
         "attempt": attempt,
         "children": len((plan or {}).get("children", [])),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from statemachine import ledger
 from statemachine.errors import EXIT_OK
 from statemachine.output import Output
 from statemachine.runtime import open_runtime
@@ -21,6 +22,8 @@ def main(args: argparse.Namespace, out: Output) -> int:
             lines.append(f"  {s.started_at}  {s.source} --{s.trigger}--> {s.dest}  [{s.status}]")
         for r in runs:
             lines.append(f"  evidence for run {r}: {rt.repo / '.orch' / 'runs' / r}")
+        usage = ledger.run_usage(rt.store, run_id, args.issue, rt.policy.config.budget.as_dict())
+        lines += usage.pop("lines")
         data = {
             "issue": args.issue,
             "state": state,
@@ -40,6 +43,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
             ],
             "evidence": {r: str(rt.repo / ".orch" / "runs" / r) for r in runs},
             "journal": rt.store.journal(args.issue),
+            "usage": usage,
         }
         out.emit("show", data, "\n".join(lines))
         return EXIT_OK

@@ -14,6 +14,7 @@ import argparse
 import gc
 from typing import Any
 
+from statemachine import ledger
 from statemachine.engine import status_of
 from statemachine.errors import EXIT_OK
 from statemachine.model import Issue
@@ -81,9 +82,13 @@ def main(args: argparse.Namespace, out: Output) -> int:
             lines.append(line(r))
             lines += [line(by_number[c], "  └ ") for c in r["children"]]
         lines = lines or ["no open issue carries an authorizing label"]
+        budget = rt.policy.config.budget.as_dict()
+        usage = ledger.today_summary(rt.store, budget)  # today's agent runs, and what the daily limits leave
+        if ledger.limited(budget) or usage["today"]["runs"]:
+            lines.append(usage["line"])
         out.emit(
             "status",
-            {"issues": rows, "tracker": rt.tracker.kind, "requests": rt.tracker.request_count},
+            {"issues": rows, "tracker": rt.tracker.kind, "requests": rt.tracker.request_count, "budget": usage},
             "\n".join(lines),
         )
         return EXIT_OK

@@ -63,6 +63,8 @@ class ProofInputs:
     secrets: Any = (
         None  # statemachine.secrets.SecretSet: refused in artifacts, redacted in prompts and the agent's logs
     )
+    # called with (phase, AgentResult) after each proof agent run: the lifecycle keeps it in the usage ledger
+    on_agent_run: Callable[[str, Any], None] | None = None
 
 
 BROWSER_SUMMARY = (
@@ -182,6 +184,8 @@ def _agent_run(
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     result = inp.make_agent().run(inp.config.agent.request(text, inp.worktree, evidence, report_path, extra, env))
+    if inp.on_agent_run is not None:
+        inp.on_agent_run(phase, result)
     leaks: list[dict[str, str]] = []
     if inp.secrets:  # the agent's own folder (its log) is kept redacted; what it held blocks the proof
         from statemachine.inspect_candidate import redact_tree, value_findings
