@@ -252,7 +252,30 @@ def load_file(path: Path, display: str | None = None) -> Document:
         raise PolicyError([Problem(name, line, 1, (), "the file is not UTF-8 text", "save it as UTF-8")]) from None
     import hashlib
 
+    digest = hashlib.sha256(raw).hexdigest()
+    parsed = _parsed_sidecar(path, digest)
+    if parsed is not None:  # a bundled policy as shipped: its data, checked when orch was built
+        return Document(name, None, parsed, path, digest)
     doc = load_text(text, name)
     doc.path = path
-    doc.digest = hashlib.sha256(raw).hexdigest()
+    doc.digest = digest
     return doc
+
+
+def _parsed_sidecar(path: Path, digest: str) -> Any:
+    """The data of a bundled policy from the ``NAME.parsed.json`` shipped beside it, when that was made from exactly
+    these bytes (``python -m statemachine.policy_schema`` writes it; tests/test_policy_file.py keeps it in sync): the
+    positioned YAML parse of the bundled policy is most of a cold `orch lint`. Only orch's own bundled folder is
+    trusted for it; a digest that differs (an edited install) parses the YAML as usual. The sidecar carries no
+    positions: a problem is located in the user's file, which is parsed as always."""
+    import json
+
+    from statemachine import resources
+
+    try:
+        if path.parent.resolve() != resources.data_dir("policies").resolve():
+            return None
+        sidecar = json.loads(path.with_suffix(".parsed.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return sidecar.get("data") if isinstance(sidecar, dict) and sidecar.get("digest") == digest else None

@@ -110,7 +110,12 @@ def test_wheel_contains_the_bundled_data(installed: Installed) -> None:
     with zipfile.ZipFile(installed.wheel) as zf:
         names = set(zf.namelist())
         expected = {"statemachine/_data/policies/default.yaml": installed.src / "policies" / "default.yaml"}
-        for folder, pattern in (("schemas", "*.json"), ("prompts", "*.md"), ("policies", "*.yaml")):
+        for folder, pattern in (
+            ("schemas", "*.json"),
+            ("prompts", "*.md"),
+            ("policies", "*.yaml"),
+            ("policies", "*.json"),
+        ):
             files = sorted((installed.src / folder).glob(pattern))
             assert files, f"no {pattern} in {folder}/"
             expected.update({f"statemachine/_data/{folder}/{f.name}": f for f in files})
@@ -118,6 +123,7 @@ def test_wheel_contains_the_bundled_data(installed: Installed) -> None:
         assert {
             "statemachine/_data/schemas/policy.schema.json",
             "statemachine/_data/schemas/policy-file.schema.json",
+            "statemachine/_data/policies/default.parsed.json",  # the bundled policy's data, for a cold lint
         } <= set(expected)
         missing = sorted(set(expected) - names)
         assert not missing, f"missing from {installed.wheel.name}: {missing}"

@@ -43,6 +43,26 @@ def orch(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProc
 # the schema of the file as written --------------------------------------------------------------------------------
 
 
+def test_the_bundled_policys_parsed_sidecar_is_in_sync_and_trusted_only_as_shipped(tmp_path: Path) -> None:
+    from statemachine import resources, yamlsrc
+
+    for name in resources.bundled_policy_names():
+        path = resources.bundled_policy(name)
+        sidecar = path.with_suffix(".parsed.json")
+        assert sidecar.read_text(encoding="utf-8") == policy_schema.parsed_sidecar(path), (
+            f"{sidecar} is stale: run `python -m statemachine.policy_schema`"
+        )
+        raw = path.read_bytes()
+        parsed = yamlsrc.load_text(raw.decode("utf-8"), name).data
+        doc = yamlsrc.load_file(path)
+        assert doc.tree is None and doc.data == parsed  # served from the sidecar, the same data
+        assert yamlsrc._parsed_sidecar(path, "0" * 64) is None  # other bytes: the YAML is parsed
+        copy = tmp_path / path.name  # the same bytes outside orch's own folder: parsed, never the sidecar
+        copy.write_bytes(raw)
+        (tmp_path / sidecar.name).write_text(json.dumps({"digest": doc.digest, "data": {"forged": True}}))
+        assert yamlsrc.load_file(copy).data == parsed
+
+
 def test_the_file_schema_is_derived_from_the_merged_schema_and_in_sync() -> None:
     merged = json.loads((ROOT / "schemas" / "policy.schema.json").read_text(encoding="utf-8"))
     derived = policy_schema.render(policy_schema.derive(merged))
