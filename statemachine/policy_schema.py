@@ -124,24 +124,6 @@ def main() -> None:
     target = folder / "policy-file.schema.json"
     target.write_text(render(derive(merged)), encoding="utf-8")
     print(f"wrote {target}")
-    for name in resources.bundled_policy_names():
-        sidecar = resources.bundled_policy(name).with_suffix(".parsed.json")
-        sidecar.write_text(parsed_sidecar(resources.bundled_policy(name)), encoding="utf-8")
-        print(f"wrote {sidecar}")
-
-
-def parsed_sidecar(path: Path) -> str:
-    """A bundled policy's ``NAME.parsed.json``: its data and the digest of the bytes it was parsed from, once the
-    policy passed every check (statemachine/yamlsrc.py reads it instead of parsing the YAML again)."""
-    import hashlib
-
-    from statemachine import catalog, policy
-    from statemachine.yamlsrc import load_text
-
-    raw = path.read_bytes()
-    data = load_text(raw.decode("utf-8"), path.name).data
-    policy.check(data, [load_text(raw.decode("utf-8"), path.name)], catalog.builtin())  # raises on any problem
-    return json.dumps({"digest": hashlib.sha256(raw).hexdigest(), "data": data}, indent=1, ensure_ascii=False) + "\n"
 
 
 if __name__ == "__main__":

@@ -264,7 +264,7 @@ def load_file(path: Path, display: str | None = None) -> Document:
 
 def _parsed_sidecar(path: Path, digest: str) -> Any:
     """The data of a bundled policy from the ``NAME.parsed.json`` shipped beside it, when that was made from exactly
-    these bytes (``python -m statemachine.policy_schema`` writes it; tests/test_policy_file.py keeps it in sync): the
+    these bytes (``python -m statemachine.policy_sidecar`` writes it; tests/test_policy_file.py keeps it in sync): the
     positioned YAML parse of the bundled policy is most of a cold `orch lint`. Only orch's own bundled folder is
     trusted for it; a digest that differs (an edited install) parses the YAML as usual. The sidecar carries no
     positions: a problem is located in the user's file, which is parsed as always."""

@@ -44,13 +44,13 @@ def orch(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProc
 
 
 def test_the_bundled_policys_parsed_sidecar_is_in_sync_and_trusted_only_as_shipped(tmp_path: Path) -> None:
-    from statemachine import resources, yamlsrc
+    from statemachine import policy_sidecar, resources, yamlsrc
 
     for name in resources.bundled_policy_names():
         path = resources.bundled_policy(name)
         sidecar = path.with_suffix(".parsed.json")
-        assert sidecar.read_text(encoding="utf-8") == policy_schema.parsed_sidecar(path), (
-            f"{sidecar} is stale: run `python -m statemachine.policy_schema`"
+        assert sidecar.read_text(encoding="utf-8") == policy_sidecar.parsed_sidecar(path), (
+            f"{sidecar} is stale: run `python -m statemachine.policy_sidecar`"
         )
         raw = path.read_bytes()
         parsed = yamlsrc.load_text(raw.decode("utf-8"), name).data
