@@ -1,4 +1,4 @@
-"""What every agent adapter shares (command, codex, claude): finding the executable, the jail of one run, the hosts a
+"""What every agent adapter shares (command, codex, claude, gemini, opencode, aider): finding the executable, the jail of one run, the hosts a
 model-driven agent may reach, and the result of a run, or of one that could not start.
 
 The lowest agent module: the adapters import it, and statemachine/adapters/agents.py (the kind factory) imports the
@@ -6,11 +6,14 @@ adapters."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from statemachine.adapters.jail import Jail, Outcome, Spec
-from statemachine.ports import AgentRequest, AgentResult
+from statemachine.ports import AgentRequest, AgentResult, ProcessResult
 
 
 def resolve_command(command: str, repo_root: Path | None) -> str | None:
@@ -70,3 +73,51 @@ def refuse(log: Path, message: str, hint: str) -> AgentResult:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"orch: {message}\norch: {hint}\n")
     return AgentResult(None, False, False, 0.0, str(log), 0, error=f"{message} ({hint})")
+
+
+def not_found(log: Path, kind: str, command: str, install: str) -> AgentResult:
+    """The refusal of a run whose program is missing; ``install`` says how to get it."""
+    return refuse(
+        log, f"{kind} command {command!r} not found", f"install it with `{install}` or set agent.command to its path"
+    )
+
+
+def missing_key(log: Path, key_env: str | None, key_optional: bool) -> AgentResult | None:
+    """The refusal of a model-driven run whose model key variable ``key_env`` is unset; None when it is set (or the
+    policy set agent.api_key_env to null). ``key_optional``: the hint says null is allowed (a server without auth)."""
+    if key_env is None or os.environ.get(key_env):
+        return None
+    how = "(null for a server without auth)" if key_optional else "to the variable that holds it"
+    return refuse(
+        log,
+        f"the model API key variable {key_env} is not set",
+        f"export it in orch's environment, or set agent.api_key_env {how}",
+    )
+
+
+def log_events(log: Path, parse: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The events an agent CLI printed to its log, as ``parse`` reads them; none when the log cannot be read."""
+    try:
+        return parse(log.read_text(errors="replace"))
+    except OSError:
+        return []
+
+
+def finished(
+    result: ProcessResult | AgentResult, log: Path, kind: str, failed: str | None, tokens: dict[str, int] | None
+) -> AgentResult:
+    """An agent run's result: the process's own, with ``failed`` (the error the CLI's output reported) or the
+    non-zero exit code as its error; a timeout says so itself."""
+    error = result.error
+    if error is None and not (result.timed_out or result.idle_timed_out) and (result.exit_code != 0 or failed):
+        error = failed or f"{kind} exited with code {result.exit_code}"
+    return AgentResult(
+        result.exit_code,
+        result.timed_out,
+        result.idle_timed_out,
+        result.duration_seconds,
+        str(log),
+        result.output_bytes,
+        error=error,
+        tokens=tokens,
+    )

@@ -34,7 +34,15 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agent_base import agent_result, jail_spec, model_hosts, refuse, resolve_command, write_prompt
+from statemachine.adapters.agent_base import (
+    agent_result,
+    jail_spec,
+    missing_key,
+    model_hosts,
+    not_found,
+    resolve_command,
+    write_prompt,
+)
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name
 from statemachine.errors import OrchError
@@ -215,17 +223,9 @@ class AiderAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return refuse(
-                log,
-                f"aider command {self.command!r} not found",
-                "install it with `pipx install aider-chat==0.86.2` or set agent.command to its path",
-            )
-        if self.api_key_env and not os.environ.get(self.api_key_env):
-            return refuse(
-                log,
-                f"the model API key variable {self.api_key_env} is not set",
-                "export it in orch's environment, or set agent.api_key_env (null for a server without auth)",
-            )
+            return not_found(log, "aider", self.command, "pipx install aider-chat==0.86.2")
+        if refused := missing_key(log, self.api_key_env, True):
+            return refused
         home = evidence / HOME_NAME
         if home.is_symlink() or home.is_file():
             home.unlink()

@@ -29,7 +29,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agent_base import jail_spec, model_hosts, refuse, resolve_command, write_prompt
+from statemachine.adapters.agent_base import (
+    finished,
+    jail_spec,
+    log_events,
+    missing_key,
+    model_hosts,
+    not_found,
+    resolve_command,
+    write_prompt,
+)
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
@@ -253,17 +262,9 @@ class ClaudeAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return refuse(
-                log,
-                f"claude command {self.command!r} not found",
-                "install it with `npm install -g @anthropic-ai/claude-code` or set agent.command to its path",
-            )
-        if not os.environ.get(self.api_key_env):
-            return refuse(
-                log,
-                f"the model API key variable {self.api_key_env} is not set",
-                "export it in orch's environment, or set agent.api_key_env to the variable that holds it",
-            )
+            return not_found(log, "claude", self.command, "npm install -g @anthropic-ai/claude-code")
+        if refused := missing_key(log, self.api_key_env, False):
+            return refused
         config_dir = evidence / CONFIG_NAME
         if config_dir.exists():
             shutil.rmtree(config_dir)  # a fresh config per run, even when an interrupted attempt is retried
@@ -293,22 +294,5 @@ class ClaudeAgent:
                 idle,
                 stdin_text=request.prompt,
             )
-        try:
-            events = parse_events(log.read_text(errors="replace"))
-        except OSError:
-            events = []
-        error = result.error
-        if error is None and not (result.timed_out or result.idle_timed_out):
-            failed = failure_message(events)
-            if result.exit_code != 0 or failed:
-                error = failed or f"claude exited with code {result.exit_code}"
-        return AgentResult(
-            result.exit_code,
-            result.timed_out,
-            result.idle_timed_out,
-            result.duration_seconds,
-            str(log),
-            result.output_bytes,
-            error=error,
-            tokens=token_usage(events),
-        )
+        events = log_events(log, parse_events)
+        return finished(result, log, "claude", failure_message(events), token_usage(events))

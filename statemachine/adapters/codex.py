@@ -28,7 +28,10 @@ from typing import Any
 from statemachine.adapters.agent_base import (
     agent_result,
     jail_spec,
+    log_events,
+    missing_key,
     model_hosts,
+    not_found,
     refuse,
     resolve_command,
     write_prompt,
@@ -279,17 +282,9 @@ class CodexAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return refuse(
-                log,
-                f"codex command {self.command!r} not found",
-                "install it with `npm install -g @openai/codex` or set agent.command to its path",
-            )
-        if self.api_key_env and not os.environ.get(self.api_key_env):
-            return refuse(
-                log,
-                f"the model API key variable {self.api_key_env} is not set",
-                "export it in orch's environment, or set agent.api_key_env (null for a server without auth)",
-            )
+            return not_found(log, "codex", self.command, "npm install -g @openai/codex")
+        if refused := missing_key(log, self.api_key_env, True):
+            return refused
         home = evidence / HOME_NAME
         if home.exists():  # a fresh home per run, even when an interrupted attempt is retried
             stop_strays(home)
@@ -357,10 +352,7 @@ class CodexAgent:
 
     def _result(self, result: AgentResult, log: Path) -> AgentResult:
         """The run's outcome read from codex's event stream: the error it reported, the tokens it used."""
-        try:
-            events = parse_events(log.read_text(errors="replace"))
-        except OSError:
-            events = []
+        events = log_events(log, parse_events)
         error = result.error
         if error is None and not (result.timed_out or result.idle_timed_out):
             failed = failure_message(events)

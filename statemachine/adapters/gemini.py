@@ -24,7 +24,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agent_base import jail_spec, model_hosts, refuse, resolve_command, write_prompt
+from statemachine.adapters.agent_base import (
+    finished,
+    jail_spec,
+    log_events,
+    missing_key,
+    model_hosts,
+    not_found,
+    resolve_command,
+    write_prompt,
+)
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
@@ -196,17 +205,9 @@ class GeminiAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return refuse(
-                log,
-                f"gemini command {self.command!r} not found",
-                "install it with `npm install -g @google/gemini-cli` or set agent.command to its path",
-            )
-        if not os.environ.get(self.api_key_env):
-            return refuse(
-                log,
-                f"the model API key variable {self.api_key_env} is not set",
-                "export it in orch's environment, or set agent.api_key_env to the variable that holds it",
-            )
+            return not_found(log, "gemini", self.command, "npm install -g @google/gemini-cli")
+        if refused := missing_key(log, self.api_key_env, False):
+            return refused
         home = evidence / HOME_NAME
         if home.exists():
             shutil.rmtree(home)  # a fresh home per run, even when an interrupted attempt is retried
@@ -232,22 +233,5 @@ class GeminiAgent:
         else:
             env = self.environment(home, request)
             result = run_process(argv, request.workdir, env, log, timeout, idle, stdin_text=request.prompt)
-        try:
-            events = parse_events(log.read_text(errors="replace"))
-        except OSError:
-            events = []
-        error = result.error
-        if error is None and not (result.timed_out or result.idle_timed_out):
-            failed = failure_message(events)
-            if result.exit_code != 0 or failed:
-                error = failed or f"gemini exited with code {result.exit_code}"
-        return AgentResult(
-            result.exit_code,
-            result.timed_out,
-            result.idle_timed_out,
-            result.duration_seconds,
-            str(log),
-            result.output_bytes,
-            error=error,
-            tokens=token_usage(events, home),
-        )
+        events = log_events(log, parse_events)
+        return finished(result, log, "gemini", failure_message(events), token_usage(events, home))

@@ -24,7 +24,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from statemachine.adapters.agent_base import jail_spec, model_hosts, refuse, resolve_command, write_prompt
+from statemachine.adapters.agent_base import (
+    finished,
+    jail_spec,
+    log_events,
+    missing_key,
+    model_hosts,
+    not_found,
+    resolve_command,
+    write_prompt,
+)
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
 from statemachine.adapters.process import is_secret_name
@@ -213,17 +222,9 @@ class OpenCodeAgent:
         log = evidence / LOG_NAME
         exe = self.resolve()
         if exe is None:
-            return refuse(
-                log,
-                f"opencode command {self.command!r} not found",
-                "install it with `npm install -g opencode-ai` or set agent.command to its path",
-            )
-        if self.api_key_env and not os.environ.get(self.api_key_env):
-            return refuse(
-                log,
-                f"the model API key variable {self.api_key_env} is not set",
-                "export it in orch's environment, or set agent.api_key_env (null for a server without auth)",
-            )
+            return not_found(log, "opencode", self.command, "npm install -g opencode-ai")
+        if refused := missing_key(log, self.api_key_env, True):
+            return refused
         home = evidence / HOME_NAME
         report_dir = request.report_path.parent
         report_dir.mkdir(parents=True, exist_ok=True)
@@ -240,22 +241,5 @@ class OpenCodeAgent:
             stdin_text=request.prompt,
         )
         result = outcome.result
-        try:
-            events = parse_events(log.read_text(errors="replace"))
-        except OSError:
-            events = []
-        error = result.error
-        if error is None and not (result.timed_out or result.idle_timed_out):
-            failed = failure_message(events)
-            if result.exit_code != 0 or failed:
-                error = failed or f"opencode exited with code {result.exit_code}"
-        return AgentResult(
-            result.exit_code,
-            result.timed_out,
-            result.idle_timed_out,
-            result.duration_seconds,
-            str(log),
-            result.output_bytes,
-            error=error,
-            tokens=token_usage(events),
-        )
+        events = log_events(log, parse_events)
+        return finished(result, log, "opencode", failure_message(events), token_usage(events))
