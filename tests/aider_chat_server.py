@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
+
+from tests.httpkit import LocalServer
 
 Reply = str | Callable[[dict[str, Any]], str]
 
@@ -57,7 +59,7 @@ class Recorded:
 
 
 @dataclass
-class ScriptedChat:
+class ScriptedChat(LocalServer):
     replies: list[Reply] = field(default_factory=list)
     hang: bool = False
     fail_status: int | None = None  # answer every completion request with this HTTP error
@@ -67,8 +69,7 @@ class ScriptedChat:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._init_serving()
         self._answered = 0
 
     def start(self) -> Self:
@@ -86,27 +87,11 @@ class ScriptedChat:
             def do_POST(self) -> None:
                 owner._handle(self, "POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._serve(Handler, 0.05)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def completions(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]

@@ -19,9 +19,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import urlsplit
+
+from tests.httpkit import LocalServer
 
 Block = dict[str, Any]
 Turn = list[Block] | Callable[[dict[str, Any]], list[Block]]
@@ -95,7 +97,7 @@ class Recorded:
 
 
 @dataclass
-class ScriptedAnthropic:
+class ScriptedAnthropic(LocalServer):
     turns: list[Turn] = field(default_factory=list)
     hang: bool = False
     final_text: str = "Done."
@@ -103,9 +105,7 @@ class ScriptedAnthropic:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_serving()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Self:
@@ -126,29 +126,11 @@ class ScriptedAnthropic:
             def do_HEAD(self) -> None:
                 owner._handle(self, "HEAD")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._serve(Handler, 0.05)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     # -- queries for tests -----------------------------------------------------------------------
     def main_requests(self) -> list[Recorded]:

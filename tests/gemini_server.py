@@ -20,9 +20,11 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from tests.httpkit import LocalServer
 
 Part = dict[str, Any]
 Turn = list[Part] | Callable[[dict[str, Any]], list[Part]]
@@ -97,7 +99,7 @@ class Recorded:
 
 
 @dataclass
-class ScriptedGemini:
+class ScriptedGemini(LocalServer):
     turns: list[Turn] = field(default_factory=list)
     hang: bool = False
     final_text: str = "Done."
@@ -105,9 +107,7 @@ class ScriptedGemini:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_serving()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Self:
@@ -125,28 +125,11 @@ class ScriptedGemini:
             def do_POST(self) -> None:
                 owner._handle(self, "POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._serve(Handler, 0.05)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     # -- queries for tests -----------------------------------------------------------------------
     def main_requests(self) -> list[Recorded]:

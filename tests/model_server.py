@@ -20,8 +20,10 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
+
+from tests.httpkit import LocalServer
 
 # What a step may compute from the request it answers (so a command can use e.g. the report path in the prompt).
 Text = str | Callable[["Recorded"], str]
@@ -128,7 +130,7 @@ def report_path_in(request: Recorded) -> str:
 
 
 @dataclass
-class ModelServer:
+class ModelServer(LocalServer):
     """``with ModelServer([Shell(...), Message(...)]) as srv:`` then point the agent at ``srv.base_url``."""
 
     script: list[Step]
@@ -140,9 +142,7 @@ class ModelServer:
         self._lock = threading.Lock()
         self._steps = iter(self.script)
         self._ids = itertools.count(1)
-        self._stop = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_serving()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -220,30 +220,7 @@ class ModelServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "start the server first"
-        return int(self._httpd.server_address[1])
+        return self._serve(Handler)
 
     @property
     def base_url(self) -> str:

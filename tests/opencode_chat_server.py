@@ -17,8 +17,10 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
+
+from tests.httpkit import LocalServer
 
 
 @dataclass
@@ -121,7 +123,7 @@ def is_title_request(request: Chat) -> bool:
 
 
 @dataclass
-class ChatServer:
+class ChatServer(LocalServer):
     """``with ChatServer([Tool(...), Say(...)]) as srv:`` then point the agent at ``srv.base_url``."""
 
     script: list[Step]
@@ -135,9 +137,7 @@ class ChatServer:
         self._lock = threading.Lock()
         self._steps = iter(self.script)
         self._ids = itertools.count(1)
-        self._stop = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_serving()
 
     def start(self) -> Self:
         server = self
@@ -206,30 +206,7 @@ class ChatServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "start the server first"
-        return int(self._httpd.server_address[1])
+        return self._serve(Handler)
 
     @property
     def base_url(self) -> str:
