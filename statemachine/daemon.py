@@ -102,6 +102,7 @@ class Daemon:
         self.poller = polling.Poller(rt.tracker, rt.store, key, labels)
         self.pull_of: dict[str, int] = {}  # run -> its pull request (read once from its facts)
         self.settled, self.wake = False, 0.0  # the last pass started nothing; the first retry it waits for
+        self.backlog = False  # the last pass left eligible issues waiting for a slot
 
     # events ------------------------------------------------------------------------------
 
@@ -154,7 +155,8 @@ class Daemon:
         try:
             while True:
                 now = time.monotonic()
-                self.reap()
+                if self.reap() and self.backlog:
+                    next_poll = now  # a slot came free while eligible issues wait: fill it now, not at the next tick
                 if self.state.stopping:
                     if not self.children:
                         break
@@ -266,6 +268,7 @@ class Daemon:
         picked = scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel)
         for cand in picked:
             self.spawn(cand, resumed=cand.issue in resumable)
+        self.backlog = len(picked) < len(ordered)
         later = {n for n in later if n not in self.children}
         self.poller.done(later)
         waits = [t for t in self.retry_at.values() if t > now]
@@ -376,12 +379,15 @@ class Daemon:
         self.state.runs_started += 1
         self.emit("run-started", issue=n, title=cand.issue.title, owns=list(cand.owns), resumed=resumed, pid=proc.pid)
 
-    def reap(self) -> None:
+    def reap(self) -> bool:
+        """Take in every run that has ended; whether any had."""
+        ended = False
         for n, child in list(self.children.items()):
             code = child.proc.poll()
             if code is None:
                 continue
             del self.children[n]
+            ended = True
             self.settled = False  # a slot is free, and what the child did may make an issue eligible
             result = read_result(child.out_path)
             final = result.get("final_state")
@@ -418,6 +424,7 @@ class Daemon:
             }
             self.state.recent = ([entry] + self.state.recent)[:20]
             self.emit("run-finished", **entry)
+        return ended
 
     def _cleanup_after_stop(self, n: int, reason: str) -> None:
         """After stopping a child for a closed/unlabelled issue: drop its pending step, clean labels, settle the lifecycle."""

@@ -19,7 +19,10 @@ def parsed_sidecar(path: Path) -> str:
     raw = path.read_bytes()
     data = load_text(raw.decode("utf-8"), path.name).data
     policy.check(data, [load_text(raw.decode("utf-8"), path.name)], catalog.builtin())  # raises on any problem
-    return json.dumps({"digest": hashlib.sha256(raw).hexdigest(), "data": data}, indent=1, ensure_ascii=False) + "\n"
+    from statemachine import resources
+
+    out = {"digest": hashlib.sha256(raw).hexdigest(), "checked_with": resources.policy_checks_digest(), "data": data}
+    return json.dumps(out, indent=1, ensure_ascii=False) + "\n"
 
 
 def main() -> None:

@@ -38,3 +38,16 @@ def schema(name: str) -> dict[str, Any]:
 
 def prompt_template(name: str) -> Path:
     return data_dir("prompts") / f"{name}.md"
+
+
+def policy_checks_digest() -> str:
+    """The SHA-256 of what decides whether a policy passes its checks: the merged schema, the registry's names and
+    parameter schemas (catalog.py) and the checks beyond the schema (policy_problems.py). A bundled policy's sidecar
+    records it, so a sidecar made by another orch than this one is not taken as checked."""
+    import hashlib
+
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in (data_dir("schemas") / "policy.schema.json", here / "catalog.py", here / "policy_problems.py"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -22,6 +22,7 @@ class Document:
     data: Any  # plain dict / list / scalar
     path: Path | None = None  # the file it was read from (load_file)
     digest: str = ""  # the SHA-256 of the bytes parsed (load_file): what the policy cache keys on
+    checked: bool = False  # a bundled policy as shipped, which passed every check of this orch (its sidecar says)
 
     def position(self, path: Path_) -> tuple[int, int, int] | None:
         """Return (depth matched, line, column), 1-based, of the deepest node on ``path``."""
@@ -253,17 +254,20 @@ def load_file(path: Path, display: str | None = None) -> Document:
     import hashlib
 
     digest = hashlib.sha256(raw).hexdigest()
-    parsed = _parsed_sidecar(path, digest)
-    if parsed is not None:  # a bundled policy as shipped: its data, checked when orch was built
-        return Document(name, None, parsed, path, digest)
+    sidecar = _parsed_sidecar(path, digest)
+    if sidecar is not None:  # a bundled policy as shipped: its data, checked when orch was built
+        from statemachine import resources
+
+        checked = sidecar.get("checked_with") == resources.policy_checks_digest()
+        return Document(name, None, sidecar["data"], path, digest, checked)
     doc = load_text(text, name)
     doc.path = path
     doc.digest = digest
     return doc
 
 
-def _parsed_sidecar(path: Path, digest: str) -> Any:
-    """The data of a bundled policy from the ``NAME.parsed.json`` shipped beside it, when that was made from exactly
+def _parsed_sidecar(path: Path, digest: str) -> dict[str, Any] | None:
+    """The sidecar (its ``data``, and the ``checked_with`` digest of the checks it passed) of a bundled policy from the ``NAME.parsed.json`` shipped beside it, when that was made from exactly
     these bytes (``python -m statemachine.policy_sidecar`` writes it; tests/test_policy_file.py keeps it in sync): the
     positioned YAML parse of the bundled policy is most of a cold `orch lint`. Only orch's own bundled folder is
     trusted for it; a digest that differs (an edited install) parses the YAML as usual. The sidecar carries no
@@ -278,4 +282,5 @@ def _parsed_sidecar(path: Path, digest: str) -> Any:
         sidecar = json.loads(path.with_suffix(".parsed.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return sidecar.get("data") if isinstance(sidecar, dict) and sidecar.get("digest") == digest else None
+    ok = isinstance(sidecar, dict) and sidecar.get("digest") == digest and "data" in sidecar
+    return sidecar if ok else None

@@ -288,3 +288,25 @@ def test_http_state_and_page_in_chromium(cli: Cli, repo: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_a_slot_that_comes_free_is_filled_at_once_not_at_the_next_tick(cli: Cli, repo: Path) -> None:
+    """With a minute between polls and one slot, the second queued issue starts as soon as the first run ends: a run
+    that ends while eligible issues wait brings the next poll forward."""
+    import time
+
+    setup(cli, repo, seconds=0)
+    first, second = new_issue(cli, repo, "one", owns="a/**"), new_issue(cli, repo, "two", owns="b/**")
+    proc = daemon(repo, "--json", "--concurrency", "1", "--interval-seconds", "60", "--max-runs", "2")
+    assert proc.stdout is not None
+    seen: dict[tuple[str, int], float] = {}
+    while len(seen) < 4:  # both runs started and finished
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else "the daemon ended early"
+        event = json.loads(line)
+        if event["event"] in ("run-started", "run-finished"):
+            seen[(event["event"], event["issue"])] = time.monotonic()
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert seen[("run-started", second)] - seen[("run-finished", first)] < 30  # not the 60 s tick
+    assert sorted(n for kind, n in seen if kind == "run-finished") == [first, second]

@@ -5,6 +5,7 @@ Real git in temp folders."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -177,3 +178,69 @@ def test_the_repository_config_cannot_turn_off_the_stat_checks_the_capture_relie
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     time.sleep(1.1)
     assert [c.path for c in cli.capture(wt, base).changes] == [target.name]
+
+
+def _logging_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `git` first on PATH that logs each command line, then runs the real git; returns the log."""
+    real = subprocess.run(["which", "git"], capture_output=True, text=True, check=True).stdout.strip()
+    bin_dir, log = tmp_path / "logbin", tmp_path / "git.log"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(f'#!/bin/sh\necho "$*" >> \'{log}\'\nexec {real} "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    log.write_text("")
+    return log
+
+
+def test_the_config_listing_is_reused_only_while_the_files_it_came_from_are_unchanged(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pins of named drivers are listed once per process and repository, and listed again the moment the config
+    (or the folder's .git entry) changes: a filter added between two commands is still pinned."""
+    log = _logging_git(tmp_path, monkeypatch)
+    marker = tmp_path / "filter-ran"
+    (repo / ".gitattributes").write_text("* filter=evil\n")
+    git(repo, "add", ".gitattributes")
+    git(repo, "commit", "-q", "-m", "attributes")
+    for _ in range(3):
+        run_git(["status", "--porcelain"], repo)
+    listings = [line for line in log.read_text().splitlines() if "config --list" in line]
+    assert len(listings) == 1, listings  # three commands, one listing
+    script = tmp_path / "evil.sh"
+    script.write_text(f"#!/bin/sh\ntouch '{marker}'\nexec cat\n")
+    script.chmod(0o755)
+    with (repo / ".git" / "config").open("a") as fh:  # same size checks would not do: the ctime moves
+        fh.write(f'[filter "evil"]\n\tclean = {script}\n\trequired = true\n')
+    (repo / "app.py").write_text("changed\n")
+    run_git(["add", "-A"], repo)
+    assert not marker.exists()  # the added filter was pinned
+    assert sum("config --list" in line for line in log.read_text().splitlines()) == 2
+    # commands that read no content list nothing: the names of files, cleaning, moving a worktree
+    before = log.read_text().count("config --list")
+    run_git(["ls-files", "--others", "--exclude-standard", "-z"], repo)
+    run_git(["clean", "-ffdxq"], repo)
+    run_git(["worktree", "list", "--porcelain"], repo)
+    assert log.read_text().count("config --list") == before
+    (repo / "app.py").write_text("changed again\n")
+    run_git(["add", "-A"], repo)  # content again, config unchanged: the pins kept from the last listing
+    assert log.read_text().count("config --list") == before and not marker.exists()
+
+
+def test_a_replaced_git_entry_is_listed_afresh(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worktree whose .git file now names another git directory (one with a filter) is not served the old pins."""
+    log = _logging_git(tmp_path, monkeypatch)
+    wt = tmp_path / "wt"
+    run_git(["worktree", "add", "--quiet", "--detach", str(wt), "HEAD"], repo)
+    run_git(["status", "--porcelain"], wt)
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q", "-b", "main")
+    marker = tmp_path / "filter-ran"
+    (other / ".git" / "config").open("a").write(f'[filter "evil"]\n\tclean = touch {marker}; cat\n')
+    (other / ".gitattributes").write_text("* filter=evil\n")
+    (wt / ".git").write_text(f"gitdir: {other / '.git'}\n")
+    (wt / ".gitattributes").write_text("* filter=evil\n")
+    count = log.read_text().count("config --list")
+    run_git(["add", "-A"], wt)
+    assert log.read_text().count("config --list") == count + 1
+    assert not marker.exists()

@@ -139,10 +139,11 @@ def test_installed_package_uses_its_own_data(installed: Installed) -> None:
     code = (
         "import statemachine, statemachine.resources as r; "
         "print(statemachine.__file__); print(r.data_dir('policies')); print(r.data_dir('schemas')); "
-        "print(r.data_dir('prompts'))"
+        "print(r.data_dir('prompts')); "
+        "from statemachine import yamlsrc; assert yamlsrc.load_file(r.bundled_policy('default')).checked"
     )
     res = run([installed.python, "-c", code], installed.workdir, installed.env)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 0, res.stderr  # the wheel's bundled policy is taken as checked: its digests match
     module, *folders = [Path(line) for line in res.stdout.splitlines()]
     site = installed.venv.resolve()
     assert site in module.resolve().parents, f"imported {module}, not the wheel in {site}"

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from ruamel.yaml import YAML
 
 from statemachine import policy_schema, resources
+from statemachine.errors import PolicyError
 from statemachine.yamlsrc import MAX_BYTES, MAX_NODES, MAX_VALUES
 from tests.test_precommit_hook import Project, project  # noqa: F401  (the pre-commit project fixture)
 
@@ -61,6 +63,40 @@ def test_the_bundled_policys_parsed_sidecar_is_in_sync_and_trusted_only_as_shipp
         copy.write_bytes(raw)
         (tmp_path / sidecar.name).write_text(json.dumps({"digest": doc.digest, "data": {"forged": True}}))
         assert yamlsrc.load_file(copy).data == parsed
+
+
+def test_the_bundled_policy_is_taken_as_checked_only_by_the_orch_that_checked_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linting the bundled policy as shipped runs no check again (its sidecar says this orch's checks passed it); a
+    sidecar made with other checks (another schema, catalog or policy_problems.py) is checked afresh, and a policy
+    that extends it always is."""
+    from statemachine import policy, policy_problems, resources, yamlsrc
+
+    monkeypatch.setenv("ORCH_POLICY_CACHE", "off")
+    calls: list[str] = []
+    real = policy_problems.schema_problems
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append("schema")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(policy_problems, "schema_problems", counted)
+    path = resources.bundled_policy("default")
+    assert yamlsrc.load_file(path).checked
+    shipped = policy.load(path)
+    assert calls == [] and len(shipped.transitions) > 10
+    monkeypatch.setattr(resources, "policy_checks_digest", lambda: "0" * 64)  # as if orch's checks had changed
+    assert not yamlsrc.load_file(path).checked
+    assert policy.load(path).data == shipped.data and calls == ["schema"]
+    monkeypatch.undo()
+    monkeypatch.setenv("ORCH_POLICY_CACHE", "off")
+    monkeypatch.setattr(policy_problems, "schema_problems", counted)
+    user = tmp_path / "policy.yaml"
+    user.write_text("version: 1\nextends: default\nlimits:\n  rework_iterations: nine\n")
+    with pytest.raises(PolicyError) as caught:
+        policy.load(user)
+    assert "rework_iterations" in str(caught.value.problems) and calls.count("schema") >= 2
 
 
 def test_the_file_schema_is_derived_from_the_merged_schema_and_in_sync() -> None:

@@ -196,7 +196,10 @@ class CliGit:
         """What an agent must leave alone: every ref, the worktree's HEAD, its .git file, the repo config and hooks."""
         import hashlib
 
-        common = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], worktree).strip())
+        common_dir, git_dir = run_git(
+            ["rev-parse", "--path-format=absolute", "--git-common-dir", "--git-dir"], worktree
+        ).splitlines()[:2]
+        common = Path(common_dir)
         gitfile = worktree / ".git"
         hooks = common / "hooks"
         hook_list = sorted(f"{p.name}:{p.stat().st_size}" for p in hooks.iterdir()) if hooks.is_dir() else []
@@ -217,10 +220,7 @@ class CliGit:
             "gitfile": digest(gitfile),
             "config": digest(common / "config"),
             "hooks": ",".join(hook_list),
-            "worktree_config": digest(
-                Path(run_git(["rev-parse", "--path-format=absolute", "--git-dir"], worktree).strip())
-                / "config.worktree"
-            ),
+            "worktree_config": digest(Path(git_dir) / "config.worktree"),
         }
 
     def add_detached_worktree(self, path: Path, sha: str) -> None:

@@ -5,7 +5,8 @@ os.environ minus something), no system or global config, no attributes file outs
 config key that names a program to run pinned to something inert. The repository's own .git/config is still read
 (it holds the remotes and the repository format), so the keys it may set under a free name (filter.<x>.clean,
 merge.<x>.driver, credential.<url>.helper) are listed before the command and overridden one by one; that listing
-follows include.path and includeIf, so an included file is covered too. Diff drivers (diff.<x>.command,
+follows include.path and includeIf, so an included file is covered too. The listing is kept for the process while
+the files it came from are unchanged (``_PINS``). Diff drivers (diff.<x>.command,
 diff.<x>.textconv) never run: porcelain diff, show and log get --no-ext-diff --no-textconv; push and fetch name the
 receive-pack and upload-pack programs themselves.
 
@@ -26,6 +27,7 @@ import contextlib
 import locale
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -119,8 +121,12 @@ _NO_PROGRAMS = frozenset(
         "init",
         "config",
         "version",
+        "ls-files",  # lists names (the index and the folder walk); reads no file's content
+        "clean",  # deletes untracked files; reads no tracked file's content
     }
 )
+# `git worktree` subcommands that only move, list or drop administrative files (add checks files out: not here)
+_NO_PROGRAMS_WORKTREE = frozenset({"list", "prune", "move", "lock", "unlock"})
 # Options added after the subcommand. Diff porcelain would otherwise run diff.external or the command and textconv of
 # a diff driver that .gitattributes names. remote.<x>.receivepack and uploadpack run a command on a local or ssh
 # remote, and git keeps the first value it reads, so only the command line overrides them.
@@ -276,6 +282,36 @@ def _accepting_zero(retcode: Retcode) -> Retcode:
     return codes if 0 in codes else (0, *codes)
 
 
+# The pins of a repository's config, per process: reused while every file the listing came from, and the ``.git``
+# entry of the folder git runs in, are as they were (inode, size, mtime and ctime: a rewrite changes the ctime, which
+# no process can set back). A config that includes other files, or reads a per-worktree file, is listed every time.
+_PINS: dict[tuple[object, ...], tuple[dict[str, str], tuple[object, ...]]] = {}
+_NO_CONFIG_ENV = frozenset(
+    {"GIT_INDEX_FILE", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_NAME"}
+    | {"GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE", "PATH", "TZ", "LANG", "LC_ALL"}
+    | {"ORCH_CAPTURE_EXCLUDES"}  # the capture's ignore file (adapters/git.py): a path for core.excludesFile only
+)
+_LISTED_EVERY_TIME = ("include.", "includeif.", "extensions.worktreeconfig")
+
+
+def _signature(paths: list[Path]) -> tuple[object, ...] | None:
+    """Each path, then what lstat and stat say of it (a folder: only which one it is, as its times move with every
+    file written in it); None when one is missing."""
+    sig: list[object] = []
+    for path in paths:
+        try:
+            both = (os.lstat(path), os.stat(path))
+        except OSError:
+            return None
+        sig.append(str(path))
+        for st in both:
+            folder = stat.S_ISDIR(st.st_mode)
+            sig.append(
+                (st.st_dev, st.st_ino) if folder else (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            )
+    return tuple(sig)
+
+
 def _neutralize_named(
     git: str,
     leading: list[str],
@@ -289,9 +325,13 @@ def _neutralize_named(
     (the environment form takes any name as-is, where `-c` would split one holding '='); or, when the config
     cannot be listed, that failure as the command's own (the command is not run unpinned): raised when the caller
     does not accept its exit code, returned when it does."""
+    key = (git, cwd, *leading, *sorted((k, v) for k, v in env.items() if k not in _NO_CONFIG_ENV))
+    cached = _PINS.get(key)
+    if cached is not None and cached[1] == _signature([Path(str(x)) for x in cached[1][::3]]):
+        return cached[0]
     code, out, err = _exec(
         git,
-        [*leading, "config", "--list", "--name-only", "-z"],
+        [*leading, "config", "--list", "--name-only", "--show-origin", "-z"],
         shown,
         cwd,
         env,
@@ -302,16 +342,25 @@ def _neutralize_named(
     if code != 0:
         return code, out, err
     pins: dict[str, str] = {}
-    for name in _text(out).split("\0"):
+    fields = _text(out).split("\0")
+    origins: list[Path] = [cwd / ".git"]
+    every_time = any(not a.startswith("--config-env=") for a in leading)  # -C, --git-dir: found another way
+    for origin, name in zip(fields[0::2], fields[1::2], strict=False):
+        if origin.startswith("file:") and (cwd / origin[5:]) not in origins:
+            origins.append(cwd / origin[5:])
+        every_time = every_time or name.lower().startswith(_LISTED_EVERY_TIME)
         section, _, rest = name.partition(".")
-        middle, _, key = rest.rpartition(".")
-        value = _NAMED_PROGRAM_KEYS.get((section.lower(), key.lower())) if middle else None
+        middle, _, key_name = rest.rpartition(".")
+        value = _NAMED_PROGRAM_KEYS.get((section.lower(), key_name.lower())) if middle else None
         if value is not None:
             pins[name] = value
     pinned = {"GIT_CONFIG_COUNT": str(len(pins))}
     for i, (name, value) in enumerate(sorted(pins.items())):
         pinned[f"GIT_CONFIG_KEY_{i}"] = name
         pinned[f"GIT_CONFIG_VALUE_{i}"] = value
+    signature = None if every_time else _signature(origins)
+    if signature is not None:
+        _PINS[key] = (pinned, signature)
     return pinned
 
 
@@ -328,7 +377,11 @@ def _run(
     git = _git_binary()
     full_env = git_env(env, network=network)
     at = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
-    if at == len(args) or args[at] not in _NO_PROGRAMS:
+    quiet = at < len(args) and (
+        args[at] in _NO_PROGRAMS
+        or (args[at] == "worktree" and at + 1 < len(args) and args[at + 1] in _NO_PROGRAMS_WORKTREE)
+    )
+    if not quiet:
         pins = _neutralize_named(git, args[:at], args, cwd, full_env, timeout, retcode)
         if isinstance(pins, tuple):
             return pins
