@@ -57,9 +57,16 @@ def policy_file(repo: Path, policy: Policy) -> str:
 
 
 def require(
-    repo: Path, base_branch: str, git: Any, policy: Policy | None = None, sandbox: Sandbox | None = None
+    repo: Path,
+    base_branch: str,
+    git: Any,
+    policy: Policy | None = None,
+    sandbox: Sandbox | None = None,
+    found: tuple[str, ...] | None = None,
 ) -> None:
-    """Raise before the claim's first effect when a precondition fails (for policies without ``preconditions_met``)."""
-    found = problems(repo, base_branch, git, policy, sandbox)
+    """Raise before the claim's first effect when a precondition fails (for policies without ``preconditions_met``).
+    ``found``: the problems this step's snapshot found moments ago, when it looked (else they are looked for now)."""
+    if found is None:
+        found = problems(repo, base_branch, git, policy, sandbox)
     if found:
         raise OrchError(f"this run cannot start: {found[0]}", "fix it, then run the step again; nothing was claimed")

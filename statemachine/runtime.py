@@ -55,6 +55,14 @@ def jail_for(policy: Policy, repo: Path | None) -> Jail:
     return Jail(JailSettings(**vars(policy.config.sandbox)), repo)
 
 
+def probe_jail() -> None:
+    """Ask once per process whether bubblewrap can build a jail on this machine (kept by jail_settings.probe): the
+    daemon's fork server asks before it forks any run (statemachine/warmup.py)."""
+    from statemachine.adapters.jail_settings import probe
+
+    probe()
+
+
 def find_repo(repo: Path | None) -> Path:
     start = (repo or Path.cwd()).resolve()
     if not start.exists():

@@ -261,6 +261,7 @@ def model_key_env(agent: Mapping[str, Any]) -> str | None:
     return DEFAULT_MODEL_KEYS.get(str(agent.get("kind", "command")))
 
 
+@lru_cache(maxsize=4096)  # a run asks of the same few dozen names again and again
 def looks_secret(name: str) -> bool:
     """An environment variable whose value the runner treats as a secret because of its name (adapters/process.py's
     is_secret_name, or a name of a key), unless the name says it holds a place or a setting."""

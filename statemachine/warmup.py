@@ -4,9 +4,11 @@ Importing it is its whole purpose (multiprocessing's fork-server preload takes m
 module a run needs to claim, prepare, run an agent, inspect, check, publish and report is imported here, and the
 validator classes the run builds are built, so that a run forked from the server starts with all of it in place
 (copy-on-write) instead of spending a quarter of a second of CPU importing it again. Nothing here reads a repository,
-a policy, the environment or a credential: the server is started before any run and serves every repository the
-daemon serves. A module missing from this list costs time, never correctness: the forked run imports it itself
-(`bench/throughput.py` prints how many a warm run still imports).
+a policy or a credential: the server is started before any run and serves every repository the daemon serves. The
+one question it answers ahead is the machine's: whether bubblewrap can build a jail here (its probe, with the
+daemon's ORCH_BWRAP and PATH), which every run would otherwise ask again with two processes. A module missing from
+this list costs time, never correctness: the forked run imports it itself (`bench/throughput.py` prints how many a
+warm run still imports).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def load() -> list[str]:
     from statemachine.cli import build_parser
 
     build_parser()
+    from statemachine.runtime import probe_jail
+
+    probe_jail()  # whether bubblewrap can build a jail on this machine (two processes): asked once, not by every run
     return missing
 
 

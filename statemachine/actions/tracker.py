@@ -79,10 +79,10 @@ def claim_issue(ctx: ActionContext, settle_seconds: float | None = None) -> dict
     run_id = ctx.require_run()
     me = ctx.tracker.identity()  # learned before the first effect: a token that cannot say who it is claims nothing
     mine = f"<!-- orch:claim run={run_id} -->"
-    if ctx.first_try:
+    if ctx.first_try:  # before the claim's first effect, whatever the policy (this step's snapshot may hold it)
         preflight.require(
-            ctx.repo, ctx.policy.config.tracker.base_branch, ctx.git, ctx.policy, ctx.sandbox
-        )  # before the claim's first effect, whatever the policy
+            ctx.repo, ctx.policy.config.tracker.base_branch, ctx.git, ctx.policy, ctx.sandbox, ctx.snapshot.preflight
+        )
     existing = ctx.find_comment(mine)
     if existing is None:
         body = reporting.claim_comment(run_id, ctx.policy) + "\n\n" + mine

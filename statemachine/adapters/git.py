@@ -19,6 +19,8 @@ from statemachine.ports import Capture
 
 __all__ = ["RUNNER_IDENT", "CliGit", "repo_root", "run_git", "run_git_result"]
 
+_OBJECT_READS: dict[tuple[str, ...], str] = {}  # CliGit._objects: the last few reads of immutable objects
+
 RUNNER_IDENT = {
     "GIT_AUTHOR_NAME": "orch",
     "GIT_AUTHOR_EMAIL": "orch@localhost",
@@ -159,17 +161,11 @@ class CliGit:
             run_git([*leading, "add", "--all", "--", "."], worktree, {**env, **exclude_env})
             tree = run_git(["write-tree"], worktree, env).strip()
             untracked = run_git([*leading, "ls-files", "--others", "--exclude-standard", "-z"], worktree, exclude_env)
-        changes = []
-        fields = run_git(["diff-tree", "-r", "-z", "--no-renames", "--name-status", base_sha, tree], worktree).split(
-            "\0"
+        changes = [Change(path=path, status=meta[4]) for meta, path in self._raw_diff(base_sha, tree)]
+        lines = sum(
+            (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
+            for added, removed, _ in self._numstat(base_sha, tree)
         )
-        for status, path in zip(fields[0::2], fields[1::2], strict=False):  # a trailing NUL leaves one extra field
-            if status:
-                changes.append(Change(path=path, status=status))
-        lines = 0
-        for row in run_git(["diff-tree", "-r", "--no-renames", "--numstat", base_sha, tree], worktree).splitlines():
-            added, removed, _ = row.split("\t", 2)
-            lines += (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
         by_kind = {
             # commits made in the worktree since it started (``start``: the published head when work resumes on it)
             "committed": _names(run_git(["diff", "--name-only", "-z", start or base_sha, "HEAD"], worktree)),
@@ -196,9 +192,12 @@ class CliGit:
         """What an agent must leave alone: every ref, the worktree's HEAD, its .git file, the repo config and hooks."""
         import hashlib
 
-        common_dir, git_dir = run_git(
-            ["rev-parse", "--path-format=absolute", "--git-common-dir", "--git-dir"], worktree
-        ).splitlines()[:2]
+        # the two folders, then HEAD's commit (no third line where HEAD names no commit yet: exit 1)
+        common_dir, git_dir, *head = run_git(
+            ["rev-parse", "--path-format=absolute", "--git-common-dir", "--git-dir", "--verify", "-q", "HEAD"],
+            worktree,
+            retcode=(0, 1),
+        ).splitlines()
         common = Path(common_dir)
         gitfile = worktree / ".git"
         hooks = common / "hooks"
@@ -216,7 +215,7 @@ class CliGit:
 
         return {
             "refs": run_git(["for-each-ref", "--format=%(refname) %(objectname)"], self.root),
-            "head": run_git(["rev-parse", "HEAD"], worktree, check=False).strip(),
+            "head": head[0].strip() if head else "",
             "gitfile": digest(gitfile),
             "config": digest(common / "config"),
             "hooks": ",".join(hook_list),
@@ -307,18 +306,43 @@ class CliGit:
 
     # -- what the change set holds, read from git's objects (never from the worktree) --------------------------
 
-    def changed_blobs(self, base: str, tree: str) -> list[tuple[str, str]]:
-        fields = run_git(["diff-tree", "-r", "-z", "--no-renames", base, tree], self.root).split("\0")
+    def _objects(self, args: list[str]) -> str:
+        """``git args`` for a read of objects named by their full ids, kept per process for the last few asked: the
+        answer cannot change (an object is its content, and orch's git ignores replace refs)."""
+        names = [a for a in args if not a.startswith("-")][1:]
+        if not all(len(n) in (40, 64) and all(c in "0123456789abcdef" for c in n) for n in names):
+            return run_git(args, self.root)
+        key = (str(self.root), *args)
+        if key not in _OBJECT_READS:
+            _OBJECT_READS[key] = run_git(args, self.root)
+            while len(_OBJECT_READS) > 8:
+                _OBJECT_READS.pop(next(iter(_OBJECT_READS)))
+        return _OBJECT_READS[key]
+
+    def _raw_diff(self, base: str, tree: str) -> list[tuple[list[str], str]]:
+        """Each path that differs, with its ``:old_mode new_mode old_sha new_sha status`` fields."""
+        fields = self._objects(["diff-tree", "-r", "-z", "--no-renames", base, tree]).split("\0")
         out = []
-        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):  # a trailing NUL leaves one extra field
             parts = meta.lstrip(":").split()
-            if len(parts) == 5 and not parts[4].startswith("D") and parts[1] != "160000" and parts[3].strip("0"):
-                out.append((path, parts[3]))  # deleted, a submodule's commit, or no content: left out
+            if len(parts) == 5:
+                out.append((parts, path))
         return out
 
+    def _numstat(self, base: str, tree: str) -> list[tuple[str, str, str]]:
+        """Each path that differs with its added and removed line counts (``-`` for a binary file)."""
+        rows = self._objects(["diff-tree", "-r", "-z", "--no-renames", "--numstat", base, tree]).split("\0")
+        return [(r[0], r[1], r[2]) for r in (row.split("\t", 2) for row in rows) if len(r) == 3]
+
+    def changed_blobs(self, base: str, tree: str) -> list[tuple[str, str]]:
+        return [  # deleted, a submodule's commit, or no content: left out
+            (path, parts[3])
+            for parts, path in self._raw_diff(base, tree)
+            if not parts[4].startswith("D") and parts[1] != "160000" and parts[3].strip("0")
+        ]
+
     def binary_paths(self, base: str, tree: str) -> set[str]:
-        rows = run_git(["diff-tree", "-r", "-z", "--no-renames", "--numstat", base, tree], self.root).split("\0")
-        return {row.split("\t", 2)[2] for row in rows if row.startswith("-\t-\t")}
+        return {path for added, removed, path in self._numstat(base, tree) if (added, removed) == ("-", "-")}
 
     def blob_sizes(self, shas: list[str]) -> dict[str, int]:
         if not shas:

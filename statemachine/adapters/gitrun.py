@@ -196,10 +196,17 @@ def git_argv(git: str, args: list[str]) -> list[str]:
     return [git, *_HARDENED_OPTIONS, *_with_added_options(args)]
 
 
+_FOUND: dict[str, str] = {}  # PATH -> the git it finds (looked up again when PATH changes)
+
+
 def _git_binary() -> str:
-    git = shutil.which("git")
-    if git is None:
-        raise GitError("git is not installed or not on PATH", "install git (2.38 or newer)")
+    path = os.environ.get("PATH", os.defpath)
+    git = _FOUND.get(path)
+    if git is None or not os.access(git, os.X_OK):
+        git = shutil.which("git", path=path)
+        if git is None:
+            raise GitError("git is not installed or not on PATH", "install git (2.38 or newer)")
+        _FOUND[path] = git
     return git
 
 
@@ -325,6 +332,8 @@ def _neutralize_named(
     (the environment form takes any name as-is, where `-c` would split one holding '='); or, when the config
     cannot be listed, that failure as the command's own (the command is not run unpinned): raised when the caller
     does not accept its exit code, returned when it does."""
+    # the capture's own ignore file (adapters/git.py) names no program: the listing is the same without it
+    leading = [a for a in leading if not a.lower().startswith("--config-env=core.excludesfile=")]
     key = (git, cwd, *leading, *sorted((k, v) for k, v in env.items() if k not in _NO_CONFIG_ENV))
     cached = _PINS.get(key)
     if cached is not None and cached[1] == _signature([Path(str(x)) for x in cached[1][::3]]):
@@ -344,7 +353,7 @@ def _neutralize_named(
     pins: dict[str, str] = {}
     fields = _text(out).split("\0")
     origins: list[Path] = [cwd / ".git"]
-    every_time = any(not a.startswith("--config-env=") for a in leading)  # -C, --git-dir: found another way
+    every_time = bool(leading)  # -C, --git-dir: the repository is found another way
     for origin, name in zip(fields[0::2], fields[1::2], strict=False):
         if origin.startswith("file:") and (cwd / origin[5:]) not in origins:
             origins.append(cwd / origin[5:])
