@@ -107,3 +107,23 @@ def test_no_idle_workspaces_with_zero(cli: Cli, repo: Path, tmp_path: Path) -> N
     deliver(cli, repo, "first")
     assert idle(repo) == []
     assert git(repo, "worktree", "list").count("\n") == 1
+
+
+def test_a_worktree_folder_removed_by_hand_gives_its_branch_back(repo: Path, tmp_path: Path) -> None:
+    """The worktree list is read first and pruned only when it names a worktree whose folder is gone: a run whose
+    worktree a maintainer deleted with `rm -rf` does not keep its branch from the next run."""
+    import shutil
+
+    from statemachine.adapters.git import CliGit
+
+    for pool in (0, 2):
+        g = CliGit(repo, pool_size=pool)
+        base = g.head_sha()
+        first, second = tmp_path / f"wts-{pool}" / "issue-1-a", tmp_path / f"wts-{pool}" / "issue-1-b"
+        g.ensure_worktree(first, f"orch/1-{pool}", base)
+        shutil.rmtree(first)  # by hand: git still lists it, holding the branch
+        assert "prunable" in git(repo, "worktree", "list", "--porcelain")
+        g.ensure_worktree(second, f"orch/1-{pool}", base)
+        assert git(second, "rev-parse", "--abbrev-ref", "HEAD").strip() == f"orch/1-{pool}"
+        assert "prunable" not in git(repo, "worktree", "list", "--porcelain")
+        g.remove_worktree(second)

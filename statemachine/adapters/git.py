@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from statemachine.adapters import workspace_pool
-from statemachine.adapters.gitrun import GitCommandFailed, git_stream, run_git, run_git_result
+from statemachine.adapters.gitrun import GitCommandFailed, common_dir, git_stream, run_git, run_git_result
 from statemachine.errors import GitError
 from statemachine.model import Change
 from statemachine.ports import Capture
@@ -72,8 +72,7 @@ class CliGit:
         import fcntl
 
         if self._admin_lock is None:
-            common = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], self.root).strip()
-            self._admin_lock = Path(common) / "orch-worktrees.lock"
+            self._admin_lock = common_dir(self.root) / "orch-worktrees.lock"
         with open(self._admin_lock, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -94,8 +93,11 @@ class CliGit:
                 f"{path} holds a worktree on {current!r}, not {branch!r}",
                 f"remove it: git worktree remove --force {path}",
             )
-        run_git(["worktree", "prune"], self.root, check=False)
-        for block in run_git(["worktree", "list", "--porcelain"], self.root).split("\n\n"):
+        listing = run_git(["worktree", "list", "--porcelain"], self.root)
+        if "\nprunable " in f"\n{listing}":  # a worktree whose folder is gone still holds its branch: drop it
+            run_git(["worktree", "prune"], self.root, check=False)
+            listing = run_git(["worktree", "list", "--porcelain"], self.root)
+        for block in listing.split("\n\n"):
             fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
             if fields.get("branch") != f"refs/heads/{branch}" or "worktree" not in fields:
                 continue

@@ -40,6 +40,7 @@ __all__ = [
     "HARDENED_CONFIG",
     "GitCommandFailed",
     "Retcode",
+    "common_dir",
     "git_argv",
     "git_env",
     "run_git",
@@ -416,6 +417,15 @@ def run_git_result(
     data = input.encode(locale.getpreferredencoding(False)) if isinstance(input, str) else input
     code, out, err = _run(args, cwd, env, network, timeout, retcode, data)
     return subprocess.CompletedProcess(git_argv("git", args), code, _text(out), _text(err))
+
+
+def common_dir(repo: Path) -> Path:
+    """The git directory ``repo``'s worktrees share: its own ``.git`` folder when it has one (a main checkout), read
+    without a git process; otherwise (``repo`` is itself a linked worktree) as git says."""
+    own = repo / ".git"
+    if (own / "HEAD").is_file() and not (own / "commondir").exists():
+        return own
+    return Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip())
 
 
 def run_git(

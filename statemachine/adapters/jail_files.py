@@ -66,11 +66,11 @@ def own_git(repo: Path, worktree: Path, dest: Path, base: str, branch: str | Non
     the worktree's .git inside the jail, so nothing the jailed process does to hooks, config, refs or remotes reaches
     the repository (statemachine/adapters/agent_git.py)."""
     from statemachine.adapters.agent_git import make_private_gitdir
-    from statemachine.adapters.gitrun import run_git
+    from statemachine.adapters.gitrun import common_dir
 
     if dest.exists():
         shutil.rmtree(dest)
-    objects = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip()) / "objects"
+    objects = common_dir(repo) / "objects"
     return make_private_gitdir(worktree, dest, base, branch, objects)
 
 
