@@ -144,7 +144,13 @@ class CliGit:
         """Freeze everything in the worktree (committed, staged, unstaged, untracked) into a tree. ``ignore``: more
         .gitignore lines (gates.ignore_untracked) that, like the repository's own, leave out untracked files only:
         a file git tracks stays in the change set whatever its name."""
-        index = Path(run_git(["rev-parse", "--path-format=absolute", "--git-path", "index"], worktree).strip())
+        # the worktree's index, and the commit its HEAD names (none on an unborn branch: exit 1, no second line)
+        index_path, *head = run_git(
+            ["rev-parse", "--path-format=absolute", "--git-path", "index", "--verify", "-q", "HEAD"],
+            worktree,
+            retcode=(0, 1),
+        ).splitlines()
+        index = Path(index_path)
         with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
             excludes = Path(tmp) / "exclude"
             excludes.write_text("".join(f"{line}\n" for line in ignore))
@@ -170,7 +176,9 @@ class CliGit:
         )
         by_kind = {
             # commits made in the worktree since it started (``start``: the published head when work resumes on it)
-            "committed": _names(run_git(["diff", "--name-only", "-z", start or base_sha, "HEAD"], worktree)),
+            "committed": []
+            if head[:1] == [start or base_sha]  # HEAD has not moved: no commit to list
+            else _names(run_git(["diff", "--name-only", "-z", start or base_sha, "HEAD"], worktree)),
             "staged": _names(run_git(["diff", "--cached", "--name-only", "-z"], worktree)),
             "unstaged": _names(run_git(["diff", "--name-only", "-z"], worktree)),
             "untracked": _names(untracked),
