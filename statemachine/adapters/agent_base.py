@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.adapters.jail import Jail, Outcome, Spec
+from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult, ProcessResult
+from statemachine.secrets import is_secret_name
 
 
 def resolve_command(command: str, repo_root: Path | None) -> str | None:
@@ -24,6 +26,26 @@ def resolve_command(command: str, repo_root: Path | None) -> str | None:
             path = repo_root / path
         return str(path) if path.exists() else None
     return shutil.which(command)
+
+
+def agent_args(config: dict[str, Any], example: str) -> list[str]:
+    """The policy's ``agent.args`` as strings; ``example`` shows the kind's own arguments when they are no list."""
+    args = config.get("args") or []
+    if not isinstance(args, list):
+        raise OrchError("agent.args must be a list of strings", f"for example args: {example}")
+    return [str(a) for a in args]
+
+
+def agent_env(config: dict[str, Any]) -> dict[str, str]:
+    """The policy's ``agent.env``; a secret-looking name is refused (the agent never receives credentials)."""
+    env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
+    bad = [k for k in env if is_secret_name(k)]
+    if bad:
+        raise OrchError(
+            f"agent.env names secret-looking variables: {', '.join(bad)}",
+            "the agent never receives credentials; remove them from the policy",
+        )
+    return env
 
 
 def write_prompt(path: Path, prompt: str) -> None:

@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters.agent_base import agent_env, write_prompt
 from statemachine.adapters.agent_base import agent_result as agent_result
 from statemachine.adapters.agent_base import jail_spec as jail_spec
 from statemachine.adapters.agent_base import model_hosts as model_hosts
 from statemachine.adapters.agent_base import refuse as refuse
 from statemachine.adapters.agent_base import resolve_command as resolve_command
-from statemachine.adapters.agent_base import write_prompt
 from statemachine.adapters.jail import Jail
-from statemachine.adapters.process import is_secret_name
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
 
@@ -77,13 +76,7 @@ class CommandAgent:
 
 def make_agent(config: dict[str, Any], repo_root: Path, jail: Jail | None = None) -> CommandAgent:
     kind = config.get("kind", "command")
-    env = dict(config.get("env") or {})
-    bad = [k for k in env if is_secret_name(k)]
-    if bad:
-        raise OrchError(
-            f"agent.env names secret-looking variables: {', '.join(bad)}",
-            "the agent never receives credentials; remove them from the policy",
-        )
+    env = agent_env(config)
     if kind == "command":
         return CommandAgent(config["command"], config.get("args", []), env, repo_root, jail)
     if kind == "codex":

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.adapters.agent_base import (
+    agent_args,
+    agent_env,
     agent_result,
     jail_spec,
     missing_key,
@@ -44,8 +46,6 @@ from statemachine.adapters.agent_base import (
     write_prompt,
 )
 from statemachine.adapters.jail import Jail
-from statemachine.adapters.process import is_secret_name
-from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -179,17 +179,8 @@ class AiderAgent:
         self.base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
         key_env = config.get("api_key_env", DEFAULT_API_KEY_ENV)
         self.api_key_env: str | None = str(key_env) if key_env else None
-        args = config.get("args") or []
-        if not isinstance(args, list):
-            raise OrchError("agent.args must be a list of strings", 'for example args: ["--edit-format", "whole"]')
-        self.args = [str(a) for a in args]
-        self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
-        bad = [k for k in self.env if is_secret_name(k)]
-        if bad:
-            raise OrchError(
-                f"agent.env names secret-looking variables: {', '.join(bad)}",
-                "the agent never receives credentials; remove them from the policy",
-            )
+        self.args = agent_args(config, '["--edit-format", "whole"]')
+        self.env = agent_env(config)
 
     def resolve(self) -> str | None:
         return resolve_command(self.command, self.repo_root)

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.adapters.agent_base import (
+    agent_args,
+    agent_env,
     finished,
     jail_spec,
     log_events,
@@ -41,7 +43,7 @@ from statemachine.adapters.agent_base import (
 )
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
-from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
+from statemachine.adapters.process import run_process, scrubbed_env
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
 
@@ -160,17 +162,8 @@ class ClaudeAgent:
         self.setting_sources = [str(s) for s in sources]
         self.partial_messages = bool(config.get("partial_messages", True))
         self.scrub_subprocess_env = bool(config.get("scrub_subprocess_env", False))
-        args = config.get("args") or []
-        if not isinstance(args, list):
-            raise OrchError("agent.args must be a list of strings", 'for example args: ["--effort", "high"]')
-        self.args = [str(a) for a in args]
-        self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
-        bad = [k for k in self.env if is_secret_name(k)]
-        if bad:
-            raise OrchError(
-                f"agent.env names secret-looking variables: {', '.join(bad)}",
-                "the agent never receives credentials; remove them from the policy",
-            )
+        self.args = agent_args(config, '["--effort", "high"]')
+        self.env = agent_env(config)
 
     # -- pieces ---------------------------------------------------------------------------------------
 

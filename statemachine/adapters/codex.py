@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.adapters.agent_base import (
+    agent_args,
+    agent_env,
     agent_result,
     jail_spec,
     log_events,
@@ -38,7 +40,7 @@ from statemachine.adapters.agent_base import (
 )
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
-from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
+from statemachine.adapters.process import run_process, scrubbed_env
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
 
@@ -153,7 +155,7 @@ class CodexAgent:
         self.network = config.get("network", False)
         self.sandbox = str(config.get("sandbox") or "workspace-write")
         self.args = [str(a) for a in (config.get("args") or [])]
-        self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
+        self.env = agent_env(config)
         if not isinstance(self.network, bool):
             raise OrchError(
                 f"agent.network must be true or false, not {self.network!r}",
@@ -164,16 +166,7 @@ class CodexAgent:
                 f"agent.sandbox {self.sandbox!r} is not one of {', '.join(SANDBOX_MODES)}",
                 "use workspace-write (the default); danger-full-access only where the machine itself is a disposable sandbox",
             )
-        if not isinstance(config.get("args") or [], list):
-            raise OrchError(
-                "agent.args must be a list of strings", 'for example args: ["-c", "model_reasoning_effort=\\"high\\""]'
-            )
-        bad = [k for k in self.env if is_secret_name(k)]
-        if bad:
-            raise OrchError(
-                f"agent.env names secret-looking variables: {', '.join(bad)}",
-                "the agent never receives credentials; remove them from the policy",
-            )
+        agent_args(config, '["-c", "model_reasoning_effort=\\"high\\""]')  # refused here when no list
 
     # -- pieces ---------------------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.adapters.agent_base import (
+    agent_args,
+    agent_env,
     finished,
     jail_spec,
     log_events,
@@ -36,8 +38,7 @@ from statemachine.adapters.agent_base import (
 )
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
-from statemachine.adapters.process import is_secret_name, run_process, scrubbed_env
-from statemachine.errors import OrchError
+from statemachine.adapters.process import run_process, scrubbed_env
 from statemachine.ports import AgentRequest, AgentResult
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -141,17 +142,8 @@ class GeminiAgent:
         self.model = str(config["model"]) if config.get("model") else None
         self.base_url = str(config["base_url"]) if config.get("base_url") else None
         self.api_key_env = str(config.get("api_key_env") or DEFAULT_API_KEY_ENV)
-        args = config.get("args") or []
-        if not isinstance(args, list):
-            raise OrchError("agent.args must be a list of strings", 'for example args: ["--debug"]')
-        self.args = [str(a) for a in args]
-        self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
-        bad = [k for k in self.env if is_secret_name(k)]
-        if bad:
-            raise OrchError(
-                f"agent.env names secret-looking variables: {', '.join(bad)}",
-                "the agent never receives credentials; remove them from the policy",
-            )
+        self.args = agent_args(config, '["--debug"]')
+        self.env = agent_env(config)
 
     # -- pieces ---------------------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.adapters.agent_base import (
+    agent_args,
+    agent_env,
     finished,
     jail_spec,
     log_events,
@@ -36,7 +38,6 @@ from statemachine.adapters.agent_base import (
 )
 from statemachine.adapters.events import parse_events
 from statemachine.adapters.jail import Jail
-from statemachine.adapters.process import is_secret_name
 from statemachine.errors import OrchError
 from statemachine.ports import AgentRequest, AgentResult
 
@@ -123,17 +124,8 @@ class OpenCodeAgent:
         self.base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
         key_env = config.get("api_key_env", DEFAULT_API_KEY_ENV)
         self.api_key_env: str | None = str(key_env) if key_env else None
-        args = config.get("args") or []
-        if not isinstance(args, list):
-            raise OrchError("agent.args must be a list of strings", 'for example args: ["--variant", "high"]')
-        self.args = [str(a) for a in args]
-        self.env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
-        bad = [k for k in self.env if is_secret_name(k)]
-        if bad:
-            raise OrchError(
-                f"agent.env names secret-looking variables: {', '.join(bad)}",
-                "the agent never receives credentials; remove them from the policy",
-            )
+        self.args = agent_args(config, '["--variant", "high"]')
+        self.env = agent_env(config)
 
     # -- pieces ---------------------------------------------------------------------------------------
 
