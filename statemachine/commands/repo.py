@@ -28,12 +28,7 @@ def find_repo(repo: Path | None) -> Path:
 
 
 def maybe_repo(repo: Path | None) -> Path | None:
-    """``find_repo``, but None where there is no repository and none was asked for (``repo`` None): then git runs
-    only where a ``.git`` lies above the current folder, so a command outside any repository imports no adapter."""
-    if repo is None:
-        start = Path.cwd().resolve()
-        if not any((folder / ".git").exists() for folder in (start, *start.parents)):
-            return None  # git would find no work tree either (orch runs it without GIT_DIR)
+    """``find_repo``, but None where there is no repository and none was asked for (``repo`` None)."""
     try:
         return find_repo(repo)
     except OrchError:
