@@ -9,11 +9,11 @@ from pathlib import Path
 
 from statemachine import catalog
 from statemachine import policy as policy_mod
-from statemachine.adapters.git import CliGit, repo_root
+from statemachine.adapters.git import CliGit
 from statemachine.adapters.jail import Jail
-from statemachine.errors import OrchError
 from statemachine.policy import Policy
 from statemachine.ports import Agent, Browser, Tracker
+from statemachine.repo_find import find_repo as find_repo  # by its .git, no git process: commands read it here
 from statemachine.run_command import run_argv as run_argv  # the daemon reads it here
 from statemachine.settings import AgentSettings
 from statemachine.store import Memo, Store
@@ -61,13 +61,6 @@ def probe_jail() -> None:
     from statemachine.adapters.jail_settings import probe
 
     probe()
-
-
-def find_repo(repo: Path | None) -> Path:
-    start = (repo or Path.cwd()).resolve()
-    if not start.exists():
-        raise OrchError(f"{start} does not exist", "pass --repo with the path of a git repository")
-    return repo_root(start)
 
 
 def open_store(root: Path, tracker: str | None = None) -> Store:

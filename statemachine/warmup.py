@@ -7,8 +7,8 @@ validator classes the run builds are built, so that a run forked from the server
 a policy or a credential: the server is started before any run and serves every repository the daemon serves. The
 one question it answers ahead is the machine's: whether bubblewrap can build a jail here (its probe, with the
 daemon's ORCH_BWRAP and PATH), which every run would otherwise ask again with two processes. A module missing from
-this list costs time, never correctness: the forked run imports it itself (`bench/throughput.py` prints how many a
-warm run still imports).
+this list costs time, never correctness: the forked run imports it itself
+(`test_a_warm_run_imports_nothing_the_server_did_not_load` holds this list to what a run imports).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ MODULES = (
     "statemachine.prompting",
     "statemachine.resources",
     "statemachine.policy_cache",
+    "statemachine.policy_schema",
+    "statemachine.ledger",
     "statemachine.policy_problems",
     "statemachine.yamlsrc",
     "statemachine.images",
@@ -48,6 +50,7 @@ MODULES = (
     "statemachine.adapters.tools",
     "statemachine.adapters.gitrun",
     # what they import lazily
+    "ruamel.yaml",  # a policy of the repository's own, parsed when it changed since the policy cache last saw it
     "jsonschema",
     "jsonschema.validators",
     "plumbum",

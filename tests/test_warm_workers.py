@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,29 @@ def test_the_warm_servers_socket_is_private_and_never_shown_to_an_agent(cli: Cli
         else:
             raise AssertionError(f"sandbox.{key} showed {state}")
     shutil.rmtree(short)
+
+
+def test_a_warm_run_imports_nothing_the_server_did_not_load(cli: Cli, repo: Path) -> None:
+    """Whatever a run forked from the warm server needs is imported by statemachine/warmup.py before the fork (a
+    module left out costs every run its import, and a module without bytecode its compilation): an `orch run` to
+    review after `import statemachine.warmup` adds no module, with a policy of the repository's own (parsed, not
+    taken from the policy cache)."""
+    setup(cli, repo, seconds=0.1)
+    issue = new_issue(cli, repo, "feature warm", owns="feature_warm/**")
+    code = (
+        "import io, json, sys, contextlib\n"
+        "import statemachine.warmup\n"
+        "before = set(sys.modules)\n"
+        "from statemachine.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    code = main(['run', '--issue', sys.argv[1], '--repo', sys.argv[2]])\n"
+        "print(json.dumps({'code': code, 'new': sorted(set(sys.modules) - before)}))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(repo.parent / "fresh-cache")}  # no cached policy: it is parsed
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(issue), str(repo)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["code"] == 0 and state_of(cli, repo, issue) == "review"
+    assert result["new"] == [], result["new"]

@@ -289,7 +289,8 @@ def _history_findings(dest: Path, base_sha: str, branch: str | None) -> list[str
     except OSError:
         head = "<missing>"
     expected = f"ref: {own}" if own else base_sha
-    now = (_git(dest, "rev-parse", "--verify", "--quiet", "HEAD^{commit}") or "").strip()
+    # HEAD as written names the run's branch (whose value for-each-ref gave) or is the base itself: no git to ask
+    now = (table.get(own, "") if own else head) if head == expected else ""
     if head != expected:
         out.append(f"moved HEAD (now {head[:80]!r}, was {expected!r})")
     elif now != base_sha:

@@ -11,13 +11,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from statemachine.adapters import workspace_pool
+from statemachine.adapters import refs_read, workspace_pool
 from statemachine.adapters.gitrun import GitCommandFailed, common_dir, git_stream, run_git, run_git_result
 from statemachine.errors import GitError
 from statemachine.model import Change
 from statemachine.ports import Capture
 
-__all__ = ["RUNNER_IDENT", "CliGit", "repo_root", "run_git", "run_git_result"]
+__all__ = ["RUNNER_IDENT", "CliGit", "run_git", "run_git_result"]
 
 _OBJECT_READS: dict[tuple[str, ...], str] = {}  # CliGit._objects: the last few reads of immutable objects
 
@@ -27,14 +27,6 @@ RUNNER_IDENT = {
     "GIT_COMMITTER_NAME": "orch",
     "GIT_COMMITTER_EMAIL": "orch@localhost",
 }
-
-
-def repo_root(path: Path) -> Path:
-    try:
-        out = run_git(["rev-parse", "--show-toplevel"], path)
-    except GitError:
-        raise GitError(f"{path} is not inside a git repository", "pass --repo PATH, or run `git init` first") from None
-    return Path(out.strip())
 
 
 class CliGit:
@@ -144,13 +136,19 @@ class CliGit:
         """Freeze everything in the worktree (committed, staged, unstaged, untracked) into a tree. ``ignore``: more
         .gitignore lines (gates.ignore_untracked) that, like the repository's own, leave out untracked files only:
         a file git tracks stays in the change set whatever its name."""
-        # the worktree's index, and the commit its HEAD names (none on an unborn branch: exit 1, no second line)
-        index_path, *head = run_git(
-            ["rev-parse", "--path-format=absolute", "--git-path", "index", "--verify", "-q", "HEAD"],
-            worktree,
-            retcode=(0, 1),
-        ).splitlines()
-        index = Path(index_path)
+        # the worktree's index, and the commit its HEAD names (none on an unborn branch), from git's own files where
+        # they hold nothing unusual (refs_read), else as git says (exit 1 and no second line on an unborn branch)
+        dirs = refs_read.git_dirs(worktree)
+        now = refs_read.head(*dirs) if dirs else None
+        if dirs is not None and now is not None:
+            index, head = dirs[0] / "index", [now] if now else []
+        else:
+            index_path, *head = run_git(
+                ["rev-parse", "--path-format=absolute", "--git-path", "index", "--verify", "-q", "HEAD"],
+                worktree,
+                retcode=(0, 1),
+            ).splitlines()
+            index = Path(index_path)
         with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
             excludes = Path(tmp) / "exclude"
             excludes.write_text("".join(f"{line}\n" for line in ignore))
@@ -168,7 +166,13 @@ class CliGit:
             env = {"GIT_INDEX_FILE": str(temp_index)}
             run_git([*leading, "add", "--all", "--", "."], worktree, {**env, **exclude_env})
             tree = run_git(["write-tree"], worktree, env).strip()
-            untracked = run_git([*leading, "ls-files", "--others", "--exclude-standard", "-z"], worktree, exclude_env)
+            # staged, unstaged and untracked in one pass over the worktree (the real index, which it leaves unwritten)
+            status = run_git(
+                ["--no-optional-locks", *leading, "status", "--porcelain=v2", "-z", "--untracked-files=all"]
+                + ["--no-renames", "--ignore-submodules=none"],
+                worktree,
+                exclude_env,
+            )
         changes = [Change(path=path, status=meta[4]) for meta, path in self._raw_diff(base_sha, tree)]
         lines = sum(
             (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
@@ -179,9 +183,7 @@ class CliGit:
             "committed": []
             if head[:1] == [start or base_sha]  # HEAD has not moved: no commit to list
             else _names(run_git(["diff", "--name-only", "-z", start or base_sha, "HEAD"], worktree)),
-            "staged": _names(run_git(["diff", "--cached", "--name-only", "-z"], worktree)),
-            "unstaged": _names(run_git(["diff", "--name-only", "-z"], worktree)),
-            "untracked": _names(untracked),
+            **_status_lists(status),
         }
         return Capture(tree=tree, changes=tuple(changes), by_kind=by_kind, changed_lines=lines)
 
@@ -189,8 +191,10 @@ class CliGit:
         return run_git(["commit-tree", tree, "-p", parent, "-m", message], self.root, RUNNER_IDENT).strip()
 
     def branch_head(self, branch: str) -> str | None:
-        out = run_git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], self.root, check=False).strip()
-        return out or None
+        held = refs_read.ref_value(common_dir(self.root), f"refs/heads/{branch}")  # from git's files, or git says
+        if held is None:
+            held = run_git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], self.root, check=False).strip()
+        return held or None
 
     def set_branch(self, branch: str, sha: str) -> None:
         run_git(["update-ref", f"refs/heads/{branch}", sha], self.root)
@@ -202,13 +206,19 @@ class CliGit:
         """What an agent must leave alone: every ref, the worktree's HEAD, its .git file, the repo config and hooks."""
         import hashlib
 
-        # the two folders, then HEAD's commit (no third line where HEAD names no commit yet: exit 1)
-        common_dir, git_dir, *head = run_git(
-            ["rev-parse", "--path-format=absolute", "--git-common-dir", "--git-dir", "--verify", "-q", "HEAD"],
-            worktree,
-            retcode=(0, 1),
-        ).splitlines()
-        common = Path(common_dir)
+        # the two folders and HEAD's commit ("" where HEAD names no commit yet), read from git's own files (the
+        # runner's clone, which no jail shows), or asked of git where they hold anything unusual
+        dirs = refs_read.git_dirs(worktree)
+        now = refs_read.head(*dirs) if dirs else None
+        if dirs is None or now is None:
+            shared, own, *head = run_git(
+                ["rev-parse", "--path-format=absolute", "--git-common-dir", "--git-dir", "--verify", "-q", "HEAD"],
+                worktree,
+                retcode=(0, 1),
+            ).splitlines()
+            dirs, now = (Path(own), Path(shared)), head[0].strip() if head else ""
+        common = dirs[1]
+        refs = refs_read.for_each_ref(common_dir(self.root))
         gitfile = worktree / ".git"
         hooks = common / "hooks"
         hook_list = sorted(f"{p.name}:{p.stat().st_size}" for p in hooks.iterdir()) if hooks.is_dir() else []
@@ -224,12 +234,14 @@ class CliGit:
                 return "unreadable"
 
         return {
-            "refs": run_git(["for-each-ref", "--format=%(refname) %(objectname)"], self.root),
-            "head": head[0].strip() if head else "",
+            "refs": refs
+            if refs is not None
+            else run_git(["for-each-ref", "--format=%(refname) %(objectname)"], self.root),
+            "head": now,
             "gitfile": digest(gitfile),
             "config": digest(common / "config"),
             "hooks": ",".join(hook_list),
-            "worktree_config": digest(Path(git_dir) / "config.worktree"),
+            "worktree_config": digest(dirs[0] / "config.worktree"),
         }
 
     def add_detached_worktree(self, path: Path, sha: str) -> None:
@@ -329,20 +341,34 @@ class CliGit:
                 _OBJECT_READS.pop(next(iter(_OBJECT_READS)))
         return _OBJECT_READS[key]
 
+    def _diff(self, base: str, tree: str) -> tuple[list[tuple[list[str], str]], list[tuple[str, str, str]]]:
+        """One ``diff-tree --raw --numstat`` of two trees: each path that differs with its ``:old_mode new_mode
+        old_sha new_sha status`` fields, then each with its added and removed line counts (``-`` for a binary
+        file). With -z git writes every raw record (``:meta``, then the path) before the first numstat one
+        (``added<TAB>removed<TAB>path``), and a numstat record never starts with a colon."""
+        fields = self._objects(["diff-tree", "-r", "-z", "--no-renames", "--raw", "--numstat", base, tree]).split("\0")
+        raw: list[tuple[list[str], str]] = []
+        numstat: list[tuple[str, str, str]] = []
+        i = 0
+        while i < len(fields):
+            field = fields[i]
+            if field.startswith(":") and i + 1 < len(fields):
+                parts = field[1:].split()
+                if len(parts) == 5:
+                    raw.append((parts, fields[i + 1]))
+                i += 2
+                continue
+            row = field.split("\t", 2)
+            if len(row) == 3:
+                numstat.append((row[0], row[1], row[2]))
+            i += 1
+        return raw, numstat
+
     def _raw_diff(self, base: str, tree: str) -> list[tuple[list[str], str]]:
-        """Each path that differs, with its ``:old_mode new_mode old_sha new_sha status`` fields."""
-        fields = self._objects(["diff-tree", "-r", "-z", "--no-renames", base, tree]).split("\0")
-        out = []
-        for meta, path in zip(fields[0::2], fields[1::2], strict=False):  # a trailing NUL leaves one extra field
-            parts = meta.lstrip(":").split()
-            if len(parts) == 5:
-                out.append((parts, path))
-        return out
+        return self._diff(base, tree)[0]
 
     def _numstat(self, base: str, tree: str) -> list[tuple[str, str, str]]:
-        """Each path that differs with its added and removed line counts (``-`` for a binary file)."""
-        rows = self._objects(["diff-tree", "-r", "-z", "--no-renames", "--numstat", base, tree]).split("\0")
-        return [(r[0], r[1], r[2]) for r in (row.split("\t", 2) for row in rows) if len(r) == 3]
+        return self._diff(base, tree)[1]
 
     def changed_blobs(self, base: str, tree: str) -> list[tuple[str, str]]:
         return [  # deleted, a submodule's commit, or no content: left out
@@ -416,6 +442,36 @@ class CliGit:
         from statemachine.adapters.agent_git import inspect_private_gitdir
 
         return inspect_private_gitdir(gitdir, head, branch)
+
+
+def _status_lists(out: str) -> dict[str, list[str]]:
+    """The paths of ``git status --porcelain=v2 -z`` by kind: ``staged`` (the index differs from HEAD, as ``git diff
+    --cached`` lists them), ``unstaged`` (the worktree differs from the index, as ``git diff``), ``untracked``."""
+    lists: dict[str, list[str]] = {"staged": [], "unstaged": [], "untracked": []}
+    fields = out.split("\0")
+    i = 0
+    while i < len(fields):
+        record = fields[i]
+        i += 1
+        kind = record[:2]
+        if kind == "? ":
+            lists["untracked"].append(record[2:])
+            continue
+        # ordinary "1 XY sub mH mI mW hH hI path", renamed "2 ... score path" then its origin, unmerged "u ... path"
+        words = {"1 ": 8, "2 ": 9, "u ": 10}.get(kind)
+        if words is None:
+            continue
+        parts = record.split(" ", words)
+        if len(parts) <= words:
+            continue
+        if kind == "2 ":
+            i += 1  # the origin path: not a change of its own here (renames are off)
+        xy, path = parts[1], parts[words]
+        if xy[:1] != "." or kind == "u ":
+            lists["staged"].append(path)
+        if xy[1:2] != "." or kind == "u ":
+            lists["unstaged"].append(path)
+    return lists
 
 
 def _names(out: str) -> list[str]:

@@ -73,8 +73,7 @@ def give_back(root: Path, path: Path, size: int) -> bool:
     try:
         # detach HEAD where it is, so the run's branch is free again; files and index are left as they are (the
         # next take() cleans and resets them; the jail never shows an idle worktree to anyone)
-        head = run_git(["rev-parse", "--verify", "HEAD"], path).strip()
-        run_git(["update-ref", "--no-deref", "HEAD", head], path)
+        run_git(["update-ref", "--no-deref", "HEAD", "HEAD"], path)  # the new value is HEAD's commit, read by git
         slot.parent.mkdir(parents=True, exist_ok=True)
         run_git(["worktree", "move", str(path), str(slot)], root)
     except (GitError, OSError):
