@@ -71,6 +71,7 @@ OPS = st.lists(
             "detach",
             "unborn",
             "remote",
+            "shadowing-tag",
         ]
     ),
     min_size=1,
@@ -109,6 +110,8 @@ def test_refs_and_head_read_from_files_are_what_git_says(repo: Path, ops: list[s
             attempt(repo, "checkout", "-q", "--detach", "HEAD~1")
         elif op == "unborn":
             attempt(repo, "checkout", "-q", "--orphan", f"empty{n}")
+        elif op == "shadowing-tag":  # a tag named like the branch: git takes the tag for the short name
+            attempt(repo, "tag", "-f", "main", "HEAD~1")
         elif op == "remote":
             attempt(repo, "update-ref", f"refs/remotes/origin/r{n}", "HEAD~1")
     common = repo / ".git"
@@ -118,6 +121,25 @@ def test_refs_and_head_read_from_files_are_what_git_says(repo: Path, ops: list[s
         symbolic = name.startswith("refs/heads/alias")
         assert refs_read.ref_value(common, name) == (None if symbolic else oid), name
     assert refs_read.ref_value(common, "refs/heads/no-such-branch") == ""
+    for name in [line.split(" ")[0] for line in for_each_ref(repo).splitlines()] + ["no-such-branch"]:
+        short = name.removeprefix("refs/heads/").removeprefix("refs/tags/").removeprefix("refs/remotes/")
+        known = refs_read.branch_commit(common, common, short)
+        said = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", f"{short}^{{commit}}"],
+            cwd=repo,
+            env=ENV,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert known is None or known == said, (short, known, said)
+        if name.startswith("refs/heads/") and not name.startswith("refs/heads/alias"):
+            shadowed = any(line.startswith(f"refs/tags/{short} ") for line in for_each_ref(repo).splitlines())
+            assert (known is None) == shadowed, (short, known)  # a plain branch is read without git
+    branch = refs_read.current_branch(common, common)
+    on = subprocess.run(
+        ["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=repo, env=ENV, capture_output=True, text=True
+    ).stdout.strip()
+    assert branch is None or branch == on, (branch, on)
     dirs = refs_read.git_dirs(repo)
     assert dirs == (common, common)
     assert refs_read.head(*dirs) == head(repo)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from statemachine.adapters import refs_read, workspace_pool
+from statemachine.adapters.git_output import raw_and_numstat, status_lists
 from statemachine.adapters.gitrun import GitCommandFailed, common_dir, git_stream, run_git, run_git_result
 from statemachine.errors import GitError
 from statemachine.model import Change
@@ -38,6 +39,12 @@ class CliGit:
         self._admin_lock: Path | None = None
 
     def head_sha(self, ref: str = "HEAD") -> str:
+        dirs = refs_read.git_dirs(self.root)  # a local branch's commit, from git's own files where it can be read
+        known = (
+            None if dirs is None else refs_read.head(*dirs) if ref == "HEAD" else refs_read.branch_commit(*dirs, ref)
+        )
+        if known:
+            return known
         try:
             return run_git(["rev-parse", "--verify", f"{ref}^{{commit}}"], self.root).strip()
         except GitError:
@@ -49,6 +56,10 @@ class CliGit:
     def base_branch(self, configured: str) -> str:
         if configured:
             return configured
+        dirs = refs_read.git_dirs(self.root)
+        known = refs_read.current_branch(*dirs) if dirs else None
+        if known:
+            return known
         out = run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], self.root, check=False).strip()
         if not out:
             raise GitError(
@@ -74,21 +85,33 @@ class CliGit:
 
     def ensure_worktree(self, path: Path, branch: str, base_sha: str) -> None:
         with self._worktree_admin():
-            self._ensure_worktree(path, branch, base_sha)
+            taken = self._ensure_worktree(path, branch, base_sha)
+        if taken and not workspace_pool.reset(path, base_sha, branch):
+            self._replace(path, ["-B", branch], base_sha)
 
-    def _ensure_worktree(self, path: Path, branch: str, base_sha: str) -> None:
+    def _replace(self, path: Path, how: list[str], sha: str) -> None:
+        """A reused workspace that could not be reset to ``sha``: removed, and a fresh worktree checked out there."""
+        with self._worktree_admin():
+            workspace_pool.discard(self.root, path)
+            run_git(["worktree", "add", "--force", *how, str(path), sha], self.root)
+
+    def _ensure_worktree(self, path: Path, branch: str, base_sha: str) -> bool:
+        """Under the worktree lock: the worktree at ``path`` on ``branch``, checked out, or (True) an idle one moved
+        there for the caller to reset outside the lock."""
         if (path / ".git").exists():
             current = run_git(["rev-parse", "--abbrev-ref", "HEAD"], path, check=False).strip()
             if current == branch:
-                return
+                return False
             raise GitError(
                 f"{path} holds a worktree on {current!r}, not {branch!r}",
                 f"remove it: git worktree remove --force {path}",
             )
-        listing = run_git(["worktree", "list", "--porcelain"], self.root)
-        if "\nprunable " in f"\n{listing}":  # a worktree whose folder is gone still holds its branch: drop it
-            run_git(["worktree", "prune"], self.root, check=False)
+        listing = ""  # a branch that does not exist yet (a new run's): no worktree holds it, nothing to release
+        if self.branch_head(branch) is not None:
             listing = run_git(["worktree", "list", "--porcelain"], self.root)
+            if "\nprunable " in f"\n{listing}":  # a worktree whose folder is gone still holds its branch: drop it
+                run_git(["worktree", "prune"], self.root, check=False)
+                listing = run_git(["worktree", "list", "--porcelain"], self.root)
         for block in listing.split("\n\n"):
             fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
             if fields.get("branch") != f"refs/heads/{branch}" or "worktree" not in fields:
@@ -103,9 +126,10 @@ class CliGit:
                 ["checkout", "--quiet", "--detach"], holder
             )  # an earlier run's worktree: release the branch, keep its files
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self.pool_size and workspace_pool.take(self.root, path, base_sha, branch):
-            return
+        if self.pool_size and workspace_pool.take(self.root, path):
+            return True
         run_git(["worktree", "add", "--force", "-B", branch, str(path), base_sha], self.root)
+        return False
 
     def remove_worktree(self, path: Path) -> None:
         with self._worktree_admin():
@@ -168,10 +192,10 @@ class CliGit:
             tree = run_git(["write-tree"], worktree, env).strip()
             # staged, unstaged and untracked in one pass over the worktree (the real index, which it leaves unwritten)
             status = run_git(
-                ["--no-optional-locks", *leading, "status", "--porcelain=v2", "-z", "--untracked-files=all"]
-                + ["--no-renames", "--ignore-submodules=none"],
+                [*leading, "status", "--porcelain=v2", "-z", "--untracked-files=all", "--no-renames"]
+                + ["--ignore-submodules=none"],
                 worktree,
-                exclude_env,
+                {**exclude_env, "GIT_OPTIONAL_LOCKS": "0"},
             )
         changes = [Change(path=path, status=meta[4]) for meta, path in self._raw_diff(base_sha, tree)]
         lines = sum(
@@ -183,7 +207,7 @@ class CliGit:
             "committed": []
             if head[:1] == [start or base_sha]  # HEAD has not moved: no commit to list
             else _names(run_git(["diff", "--name-only", "-z", start or base_sha, "HEAD"], worktree)),
-            **_status_lists(status),
+            **status_lists(status),
         }
         return Capture(tree=tree, changes=tuple(changes), by_kind=by_kind, changed_lines=lines)
 
@@ -251,9 +275,11 @@ class CliGit:
         with self._worktree_admin():
             run_git(["worktree", "prune"], self.root, check=False)
             path.parent.mkdir(parents=True, exist_ok=True)
-            if self.pool_size and workspace_pool.take(self.root, path, sha, None):
-                return
-            run_git(["worktree", "add", "--force", "--detach", str(path), sha], self.root)
+            taken = bool(self.pool_size) and workspace_pool.take(self.root, path)
+            if not taken:
+                run_git(["worktree", "add", "--force", "--detach", str(path), sha], self.root)
+        if taken and not workspace_pool.reset(path, sha, None):
+            self._replace(path, ["--detach"], sha)
 
     def push(self, remote: str, sha: str, branch: str, credential: tuple[str, str], force: bool = True) -> None:
         """Push ``sha`` to ``branch`` on ``remote`` with a credential only this git process sees (never the agent).
@@ -342,27 +368,10 @@ class CliGit:
         return _OBJECT_READS[key]
 
     def _diff(self, base: str, tree: str) -> tuple[list[tuple[list[str], str]], list[tuple[str, str, str]]]:
-        """One ``diff-tree --raw --numstat`` of two trees: each path that differs with its ``:old_mode new_mode
-        old_sha new_sha status`` fields, then each with its added and removed line counts (``-`` for a binary
-        file). With -z git writes every raw record (``:meta``, then the path) before the first numstat one
-        (``added<TAB>removed<TAB>path``), and a numstat record never starts with a colon."""
-        fields = self._objects(["diff-tree", "-r", "-z", "--no-renames", "--raw", "--numstat", base, tree]).split("\0")
-        raw: list[tuple[list[str], str]] = []
-        numstat: list[tuple[str, str, str]] = []
-        i = 0
-        while i < len(fields):
-            field = fields[i]
-            if field.startswith(":") and i + 1 < len(fields):
-                parts = field[1:].split()
-                if len(parts) == 5:
-                    raw.append((parts, fields[i + 1]))
-                i += 2
-                continue
-            row = field.split("\t", 2)
-            if len(row) == 3:
-                numstat.append((row[0], row[1], row[2]))
-            i += 1
-        return raw, numstat
+        """One ``diff-tree --raw --numstat`` of two trees (git_output.raw_and_numstat)."""
+        return raw_and_numstat(
+            self._objects(["diff-tree", "-r", "-z", "--no-renames", "--raw", "--numstat", base, tree])
+        )
 
     def _raw_diff(self, base: str, tree: str) -> list[tuple[list[str], str]]:
         return self._diff(base, tree)[0]
@@ -442,36 +451,6 @@ class CliGit:
         from statemachine.adapters.agent_git import inspect_private_gitdir
 
         return inspect_private_gitdir(gitdir, head, branch)
-
-
-def _status_lists(out: str) -> dict[str, list[str]]:
-    """The paths of ``git status --porcelain=v2 -z`` by kind: ``staged`` (the index differs from HEAD, as ``git diff
-    --cached`` lists them), ``unstaged`` (the worktree differs from the index, as ``git diff``), ``untracked``."""
-    lists: dict[str, list[str]] = {"staged": [], "unstaged": [], "untracked": []}
-    fields = out.split("\0")
-    i = 0
-    while i < len(fields):
-        record = fields[i]
-        i += 1
-        kind = record[:2]
-        if kind == "? ":
-            lists["untracked"].append(record[2:])
-            continue
-        # ordinary "1 XY sub mH mI mW hH hI path", renamed "2 ... score path" then its origin, unmerged "u ... path"
-        words = {"1 ": 8, "2 ": 9, "u ": 10}.get(kind)
-        if words is None:
-            continue
-        parts = record.split(" ", words)
-        if len(parts) <= words:
-            continue
-        if kind == "2 ":
-            i += 1  # the origin path: not a change of its own here (renames are off)
-        xy, path = parts[1], parts[words]
-        if xy[:1] != "." or kind == "u ":
-            lists["staged"].append(path)
-        if xy[1:2] != "." or kind == "u ":
-            lists["unstaged"].append(path)
-    return lists
 
 
 def _names(out: str) -> list[str]:

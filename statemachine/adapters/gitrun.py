@@ -298,6 +298,7 @@ _NO_CONFIG_ENV = frozenset(
     {"GIT_INDEX_FILE", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_NAME"}
     | {"GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE", "PATH", "TZ", "LANG", "LC_ALL"}
     | {"ORCH_CAPTURE_EXCLUDES"}  # the capture's ignore file (adapters/git.py): a path for core.excludesFile only
+    | {"GIT_OPTIONAL_LOCKS"}  # 0: a read such as `git status` leaves the index unwritten
 )
 _LISTED_EVERY_TIME = ("include.", "includeif.", "extensions.worktreeconfig")
 

@@ -48,21 +48,28 @@ def _packed(common: Path) -> dict[str, str] | None:
 def _loose(common: Path) -> dict[str, str] | None:
     """Each loose ref under ``refs/`` with its content (an object id or ``ref: <name>``)."""
     out: dict[str, str] = {}
-    top = common / "refs"
-    for folder, dirs, files in os.walk(top):
-        here = Path(folder)
-        for d in dirs:
-            if (here / d).is_symlink():
+    base = str(common) + os.sep
+    pending = [str(common / "refs")]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return None
+        for entry in entries:
+            if entry.is_symlink():
                 return None
-        for f in files:
-            path = here / f
-            name = path.relative_to(common).as_posix()
-            if f.endswith(".lock"):
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+                continue
+            if entry.name.endswith(".lock"):
                 continue  # a ref being written: git ignores the lock, and so does this reader
-            if path.is_symlink() or not path.is_file() or not _ok_name(name):
+            name = entry.path[len(base) :]
+            if not entry.is_file(follow_symlinks=False) or not _ok_name(name):
                 return None
             try:
-                out[name] = path.read_text(encoding="utf-8").strip()
+                with open(entry.path, "rb") as fh:
+                    out[name] = fh.read(4096).decode("utf-8").strip()
             except FileNotFoundError:
                 continue  # deleted (or packed) while listed
             except (OSError, UnicodeDecodeError):
@@ -172,3 +179,38 @@ def ref_value(common: Path, name: str) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return content if _OID.fullmatch(content) else None
+
+
+# the names git tries, in its order, for a short name (git's ref_rev_parse_rules), after a file at the top of the git
+# directory (HEAD, FETCH_HEAD, or one named like the branch), which this reader leaves to git
+_RULES = ("refs/{}", "refs/tags/{}", "refs/heads/{}", "refs/remotes/{}", "refs/remotes/{}/HEAD")
+
+
+def branch_commit(git_dir: Path, common: Path, name: str) -> str | None:
+    """The commit ``name`` names when git takes it for a local branch (``git rev-parse --verify <name>^{commit}``):
+    its value when the first of git's candidate refs that exists is ``refs/heads/<name>`` (git writes only commits
+    to a branch); None where git must be asked (no such branch, a tag or a remote ref first, anything unusual)."""
+    if not _usable(common) or (git_dir / name).exists() or (common / name).exists():
+        return None
+    for rule in _RULES:
+        held = ref_value(common, rule.format(name))
+        if held is None:
+            return None
+        if held:
+            return held if rule == "refs/heads/{}" else None
+    return None
+
+
+def current_branch(git_dir: Path, common: Path) -> str | None:
+    """The branch HEAD names, as ``git symbolic-ref --short HEAD`` says it: its short name when that name means the
+    branch to git; None where git must be asked (a detached HEAD, an unborn branch, a name a tag shadows)."""
+    try:
+        if not (git_dir / "HEAD").is_file() or (git_dir / "HEAD").is_symlink():
+            return None
+        text = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("ref: refs/heads/"):
+        return None
+    short = text[len("ref: refs/heads/") :]
+    return short if branch_commit(git_dir, common, short) else None

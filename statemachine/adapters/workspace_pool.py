@@ -12,7 +12,9 @@ the commit, or it is not used.
 
 Giving one back (where a run removed its worktree) detaches its HEAD and moves it to the pool; beyond
 ``size`` idle workspaces it is removed instead. Every move happens under the same lock as `git worktree add` and
-`remove` (CliGit._worktree_admin). `orch clean` removes the idle ones.
+`remove` (CliGit._worktree_admin); the reset of a workspace already moved to a run's path does not hold it (the
+folder is that run's alone), so concurrent runs wait for each other only for the moves. `orch clean` removes the
+idle ones.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ def idle(root: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
-def take(root: Path, path: Path, sha: str, branch: str | None) -> bool:
-    """Move an idle workspace to ``path`` and reset it to ``sha`` (on ``branch``, made or moved there, when given).
-    False when none is idle or the reset failed (that workspace is then removed): the caller checks out afresh."""
+def take(root: Path, path: Path) -> bool:
+    """Move an idle workspace to ``path`` (under the caller's worktree lock); False when none is idle. The caller then
+    resets it (``reset``, outside the lock: the folder is its own now) and discards it when that fails."""
     for slot in idle(root):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -48,20 +50,23 @@ def take(root: Path, path: Path, sha: str, branch: str | None) -> bool:
         except GitError:
             discard(root, slot)
             continue
-        try:
-            run_git(["clean", "-ffdxq"], path)
-            if branch is None:
-                run_git(["checkout", "--quiet", "--force", "--detach", sha], path)
-            else:
-                run_git(["checkout", "--quiet", "--force", "-B", branch, sha], path)
-            leftover = run_git(["status", "--porcelain", "--ignored", "--untracked-files=all"], path)
-            if leftover.strip():
-                raise GitError(f"a reused workspace still differs from {sha}: {leftover[:200]}")
-            return True
-        except (GitError, OSError):
-            discard(root, path)
-            return False
+        return True
     return False
+
+
+def reset(path: Path, sha: str, branch: str | None) -> bool:
+    """Reset a workspace ``take`` moved to ``path`` to ``sha`` (on ``branch``, made or moved there, when given): True
+    when it is now exactly that commit, with nothing else in it; False when not (the caller discards it)."""
+    try:
+        run_git(["clean", "-ffdxq"], path)
+        if branch is None:
+            run_git(["checkout", "--quiet", "--force", "--detach", sha], path)
+        else:
+            run_git(["checkout", "--quiet", "--force", "-B", branch, sha], path)
+        leftover = run_git(["status", "--porcelain", "--ignored", "--untracked-files=all"], path)
+        return not leftover.strip()
+    except (GitError, OSError):
+        return False
 
 
 def give_back(root: Path, path: Path, size: int) -> bool:
