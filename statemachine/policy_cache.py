@@ -16,6 +16,7 @@ else ``~/.cache/orch/policy``. Every failure to read or write the cache is silen
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,9 +48,11 @@ def digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def _code_stamp() -> str:
     """orch's version and the state (size, mtime) of its modules and of jsonschema: a change of the checks, of the
-    catalog or of the settings' types makes every entry a miss."""
+    catalog or of the settings' types makes every entry a miss. Read once per process, as the code it runs was
+    (the daemon's fork server reads it before it forks any run: statemachine/warmup.py)."""
     from statemachine import __version__
 
     parts = [str(FORMAT), __version__, sys.version]

@@ -75,6 +75,9 @@ def load() -> list[str]:
     from statemachine.cli import build_parser
 
     build_parser()
+    from statemachine.policy_cache import _code_stamp
+
+    _code_stamp()  # the state of orch's own modules, which key the policy cache: read once, not by every run
     from statemachine.runtime import probe_jail
 
     probe_jail()  # whether bubblewrap can build a jail on this machine (two processes): asked once, not by every run

@@ -184,11 +184,8 @@ def commit_changes(ctx: ActionContext) -> dict[str, Any]:
     facts = ctx.facts()
     branch, candidate = facts["branch"], facts["candidate_sha"]
     reused = ctx.git.branch_head(branch) == candidate
-    if not reused:
-        ctx.git.set_branch(branch, candidate)
-        worktree = Path(facts["worktree"])
-        if (worktree / ".git").exists():
-            ctx.git.reset_index(worktree)
+    if not reused:  # the branch, and the index of the run's worktree (its files stay as the agent left them)
+        ctx.git.set_branch(branch, candidate, Path(facts["worktree"]))
     ctx.set_fact("head_sha", candidate)
     return {"commit": candidate, "reused": reused}
 

@@ -220,8 +220,20 @@ class CliGit:
             held = run_git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], self.root, check=False).strip()
         return held or None
 
-    def set_branch(self, branch: str, sha: str) -> None:
+    def set_branch(self, branch: str, sha: str, worktree: Path | None = None) -> None:
+        """Point ``branch`` at ``sha``; with a ``worktree`` whose HEAD names that branch, its index too (one ``git
+        reset --mixed``: the files are left as they are), else the worktree's index is reset to its HEAD after."""
+        dirs = refs_read.git_dirs(worktree) if worktree is not None and (worktree / ".git").exists() else None
+        try:
+            on_branch = dirs is not None and (dirs[0] / "HEAD").read_text().strip() == f"ref: refs/heads/{branch}"
+        except OSError:
+            on_branch = False
+        if on_branch and worktree is not None:
+            if run_git_result(["reset", "--quiet", "--mixed", sha], worktree, retcode=None).returncode == 0:
+                return
         run_git(["update-ref", f"refs/heads/{branch}", sha], self.root)
+        if worktree is not None and (worktree / ".git").exists():
+            self.reset_index(worktree)
 
     def diff(self, base: str, head: str) -> str:
         return run_git(["diff", "--stat", "--patch", base, head], self.root)
