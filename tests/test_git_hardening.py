@@ -450,3 +450,18 @@ def test_an_ssh_fetch_is_named_as_such_and_a_missing_index_is_rebuilt(repo: Path
     assert inspect_private_gitdir(dest, base, "orch/issue-3") == [
         "the agent tried to fetch over ssh (git fetch example.invalid:/x.git)"
     ]
+
+
+def test_a_commit_the_agent_reset_away_is_still_counted(workspace: tuple[CliGit, Path, str, Path]) -> None:
+    """Every ref back where the runner left it does not hide a commit: its reflog still names it, so the inspection
+    asks git to count (a private git directory with no reflog and every ref in place is not asked: nothing can be
+    reachable beyond the base there)."""
+    _g, wt, base, dest = workspace
+    assert inspect_private_gitdir(dest, base, "orch/issue-1") == []
+    (wt / "app.py").write_text("one\n")
+    agent_git(wt, dest, "commit", "-q", "-am", "one")
+    agent_git(wt, dest, "reset", "-q", "--hard", base)
+    assert agent_git(wt, dest, "rev-parse", "HEAD").stdout.strip() == base
+    assert inspect_private_gitdir(dest, base, "orch/issue-1") == [
+        "made 1 commit(s) (the runner commits, not the agent)"
+    ]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from statemachine.adapters import refs_read
-from statemachine.adapters.git import CliGit
+from statemachine.adapters.git import FINGERPRINT_REFS, CliGit
 
 ENV = {
     **os.environ,
@@ -72,6 +72,7 @@ OPS = st.lists(
             "unborn",
             "remote",
             "shadowing-tag",
+            "symbolic-to-remote",
         ]
     ),
     min_size=1,
@@ -112,13 +113,22 @@ def test_refs_and_head_read_from_files_are_what_git_says(repo: Path, ops: list[s
             attempt(repo, "checkout", "-q", "--orphan", f"empty{n}")
         elif op == "shadowing-tag":  # a tag named like the branch: git takes the tag for the short name
             attempt(repo, "tag", "-f", "main", "HEAD~1")
+        elif op == "symbolic-to-remote":  # a branch naming a remote-tracking ref: outside the fingerprint's refs
+            attempt(repo, "update-ref", "refs/remotes/origin/base", "HEAD")
+            attempt(repo, "symbolic-ref", f"refs/heads/remote-alias{n}", "refs/remotes/origin/base")
         elif op == "remote":
             attempt(repo, "update-ref", f"refs/remotes/origin/r{n}", "HEAD~1")
     common = repo / ".git"
     assert refs_read.for_each_ref(common) == for_each_ref(repo)
+    narrow = refs_read.for_each_ref(common, FINGERPRINT_REFS)  # branches and tags only, as the fingerprint reads them
+    targets = git(repo, "for-each-ref", "--format=%(symref)", *FINGERPRINT_REFS).split()
+    outside = any(not t.startswith(("refs/heads/", "refs/tags/")) for t in targets)  # git reads those; this reader not
+    assert narrow == git(repo, "for-each-ref", "--format=%(refname) %(objectname)", *FINGERPRINT_REFS) or (
+        narrow is None and outside
+    )
     for line in for_each_ref(repo).splitlines():
         name, oid = line.split(" ")
-        symbolic = name.startswith("refs/heads/alias")
+        symbolic = name.startswith(("refs/heads/alias", "refs/heads/remote-alias"))
         assert refs_read.ref_value(common, name) == (None if symbolic else oid), name
     assert refs_read.ref_value(common, "refs/heads/no-such-branch") == ""
     for name in [line.split(" ")[0] for line in for_each_ref(repo).splitlines()] + ["no-such-branch"]:
@@ -132,7 +142,7 @@ def test_refs_and_head_read_from_files_are_what_git_says(repo: Path, ops: list[s
             text=True,
         ).stdout.strip()
         assert known is None or known == said, (short, known, said)
-        if name.startswith("refs/heads/") and not name.startswith("refs/heads/alias"):
+        if name.startswith("refs/heads/") and not name.startswith(("refs/heads/alias", "refs/heads/remote-alias")):
             shadowed = any(line.startswith(f"refs/tags/{short} ") for line in for_each_ref(repo).splitlines())
             assert (known is None) == shadowed, (short, known)  # a plain branch is read without git
     branch = refs_read.current_branch(common, common)

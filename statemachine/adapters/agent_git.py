@@ -13,6 +13,7 @@ both off (``git -c ...``, ``--no-verify``, editing the config); the jail's netwo
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -267,6 +268,25 @@ def _hook_findings(dest: Path) -> list[str]:
     return out
 
 
+def _has_file(folder: Path, budget: int = 10_000) -> bool:
+    """Whether anything but folders lies under ``folder`` (links are not followed; past ``budget`` entries, or where
+    a folder cannot be read, the answer is yes, so git is asked)."""
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True
+        for entry in entries:
+            budget -= 1
+            if budget < 0 or not entry.is_dir(follow_symlinks=False):
+                return True
+            pending.append(Path(entry.path))
+    return False
+
+
 def _history_findings(dest: Path, base_sha: str, branch: str | None) -> list[str]:
     out = []
     refs = _git(dest, "for-each-ref", "--format=%(refname) %(objectname)")
@@ -279,16 +299,22 @@ def _history_findings(dest: Path, base_sha: str, branch: str | None) -> list[str
         out.append(f"created ref(s): {', '.join(others)}")
     if own and own not in table:
         out.append(f"deleted branch {branch!r}")
-    count = _git(dest, "rev-list", "--count", "--all", "--reflog", "--not", base_sha) or _git(
-        dest, "rev-list", "--count", "--all", "--not", base_sha
-    )
-    if count and count.strip() != "0":
-        out.append(f"made {count.strip()} commit(s) (the runner commits, not the agent)")
     try:
         head = (dest / "HEAD").read_text(errors="replace").strip()
     except OSError:
         head = "<missing>"
     expected = f"ref: {own}" if own else base_sha
+    # every ref where the runner left it, HEAD too, and no reflog: no commit can be reachable beyond the base, so
+    # git is not asked to count them
+    untouched = table == ({own: base_sha} if own else {}) and head == expected and not _has_file(dest / "logs")
+    count = (
+        "0"
+        if untouched
+        else _git(dest, "rev-list", "--count", "--all", "--reflog", "--not", base_sha)
+        or _git(dest, "rev-list", "--count", "--all", "--not", base_sha)
+    )
+    if count and count.strip() != "0":
+        out.append(f"made {count.strip()} commit(s) (the runner commits, not the agent)")
     # HEAD as written names the run's branch (whose value for-each-ref gave) or is the base itself: no git to ask
     now = (table.get(own, "") if own else head) if head == expected else ""
     if head != expected:

@@ -22,6 +22,10 @@ __all__ = ["RUNNER_IDENT", "CliGit", "run_git", "run_git_result"]
 
 _OBJECT_READS: dict[tuple[str, ...], str] = {}  # CliGit._objects: the last few reads of immutable objects
 
+# the refs an agent must leave alone, compared before and after it runs (remote-tracking refs move when the runner
+# pushes; notes and replace refs change nothing orch's git reads)
+FINGERPRINT_REFS = ("refs/heads", "refs/tags")
+
 RUNNER_IDENT = {
     "GIT_AUTHOR_NAME": "orch",
     "GIT_AUTHOR_EMAIL": "orch@localhost",
@@ -239,7 +243,8 @@ class CliGit:
         return run_git(["diff", "--stat", "--patch", base, head], self.root)
 
     def fingerprint(self, worktree: Path) -> dict[str, str]:
-        """What an agent must leave alone: every ref, the worktree's HEAD, its .git file, the repo config and hooks."""
+        """What an agent must leave alone: every branch and tag, the worktree's HEAD, its .git file, the repo config
+        and hooks."""
         import hashlib
 
         # the two folders and HEAD's commit ("" where HEAD names no commit yet), read from git's own files (the
@@ -254,7 +259,7 @@ class CliGit:
             ).splitlines()
             dirs, now = (Path(own), Path(shared)), head[0].strip() if head else ""
         common = dirs[1]
-        refs = refs_read.for_each_ref(common_dir(self.root))
+        refs = refs_read.for_each_ref(common_dir(self.root), FINGERPRINT_REFS)
         gitfile = worktree / ".git"
         hooks = common / "hooks"
         hook_list = sorted(f"{p.name}:{p.stat().st_size}" for p in hooks.iterdir()) if hooks.is_dir() else []
@@ -272,7 +277,7 @@ class CliGit:
         return {
             "refs": refs
             if refs is not None
-            else run_git(["for-each-ref", "--format=%(refname) %(objectname)"], self.root),
+            else run_git(["for-each-ref", "--format=%(refname) %(objectname)", *FINGERPRINT_REFS], self.root),
             "head": now,
             "gitfile": digest(gitfile),
             "config": digest(common / "config"),

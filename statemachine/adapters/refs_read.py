@@ -45,11 +45,12 @@ def _packed(common: Path) -> dict[str, str] | None:
     return out
 
 
-def _loose(common: Path) -> dict[str, str] | None:
-    """Each loose ref under ``refs/`` with its content (an object id or ``ref: <name>``)."""
+def _loose(common: Path, tops: tuple[str, ...] = ("refs",)) -> dict[str, str] | None:
+    """Each loose ref under the folders ``tops`` (``refs`` or some of its folders) with its content (an object id or
+    ``ref: <name>``)."""
     out: dict[str, str] = {}
     base = str(common) + os.sep
-    pending = [str(common / "refs")]
+    pending = [str(common / top) for top in tops if os.path.isdir(common / top)]
     while pending:
         folder = pending.pop()
         try:
@@ -81,9 +82,12 @@ def _usable(common: Path) -> bool:
     return not (common / "reftable").exists() and (common / "refs").is_dir() and not (common / "refs").is_symlink()
 
 
-def _resolve(value: str, loose: dict[str, str], packed: dict[str, str]) -> str | None:
+def _resolve(
+    value: str, loose: dict[str, str], packed: dict[str, str], walked: tuple[str, ...] = ("refs/",)
+) -> str | None:
     """The object a ref's content names: itself, or its target's (up to five symbolic steps); "" for a dangling
-    symbolic ref (git skips it); None for content git reads differently from this reader."""
+    symbolic ref (git skips it); None for content git reads differently from this reader, or a target outside the
+    folders ``walked`` for loose refs."""
     for _ in range(5):
         if _OID.fullmatch(value):
             return value
@@ -94,6 +98,8 @@ def _resolve(value: str, loose: dict[str, str], packed: dict[str, str]) -> str |
             return None
         if target in loose:
             value = loose[target]
+        elif not target.startswith(walked):
+            return None
         elif target in packed:
             return packed[target]
         else:
@@ -101,17 +107,19 @@ def _resolve(value: str, loose: dict[str, str], packed: dict[str, str]) -> str |
     return None
 
 
-def for_each_ref(common: Path) -> str | None:
-    """``git for-each-ref --format='%(refname) %(objectname)'`` of the git directory ``common``, read from its files
-    (loose refs over packed ones, sorted by name); None where git must be asked."""
-    if not _usable(common):
+def for_each_ref(common: Path, within: tuple[str, ...] = ()) -> str | None:
+    """``git for-each-ref --format='%(refname) %(objectname)' [within...]`` of the git directory ``common``, read from
+    its files (loose refs over packed ones, sorted by name); ``within``: folders of refs such as ``refs/heads`` (all
+    refs when empty). None where git must be asked."""
+    if not _usable(common) or any(not _ok_name(w) for w in within):
         return None
-    packed, loose = _packed(common), _loose(common)
+    walked = tuple(w.rstrip("/") + "/" for w in within) or ("refs/",)
+    packed, loose = _packed(common), _loose(common, tuple(w.rstrip("/") for w in within) or ("refs",))
     if packed is None or loose is None:
         return None
     lines = []
-    for name in sorted({*packed, *loose}):
-        oid = _resolve(loose[name], loose, packed) if name in loose else packed[name]
+    for name in sorted({*(n for n in packed if n.startswith(walked)), *loose}):
+        oid = _resolve(loose[name], loose, packed, walked) if name in loose else packed[name]
         if oid is None:
             return None
         if oid:
