@@ -9,15 +9,9 @@ import subprocess
 from pathlib import Path
 
 from statemachine.adapters.git_output import raw_and_numstat, status_lists
+from tests.conftest import GIT_IDENT
 
-ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
+ENV = {**os.environ, **GIT_IDENT, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:

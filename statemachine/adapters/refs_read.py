@@ -127,16 +127,22 @@ def for_each_ref(common: Path, within: tuple[str, ...] = ()) -> str | None:
     return "".join(lines)
 
 
+def _head_text(git_dir: Path) -> str | None:
+    """What the HEAD file of ``git_dir`` says (a regular file, no link followed); None when it cannot be read so."""
+    path = git_dir / "HEAD"
+    try:
+        if not path.is_file() or path.is_symlink():
+            return None
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def head(git_dir: Path, common: Path) -> str | None:
     """The commit a worktree's HEAD names (its git directory ``git_dir``, shared folder ``common``): "" when HEAD
     names a branch with no commit yet (an unborn branch); None where git must be asked."""
-    if not _usable(common):
-        return None
-    try:
-        if not (git_dir / "HEAD").is_file() or (git_dir / "HEAD").is_symlink():
-            return None
-        text = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+    text = _head_text(git_dir) if _usable(common) else None
+    if text is None:
         return None
     if _OID.fullmatch(text):
         return text
@@ -212,13 +218,8 @@ def branch_commit(git_dir: Path, common: Path, name: str) -> str | None:
 def current_branch(git_dir: Path, common: Path) -> str | None:
     """The branch HEAD names, as ``git symbolic-ref --short HEAD`` says it: its short name when that name means the
     branch to git; None where git must be asked (a detached HEAD, an unborn branch, a name a tag shadows)."""
-    try:
-        if not (git_dir / "HEAD").is_file() or (git_dir / "HEAD").is_symlink():
-            return None
-        text = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if not text.startswith("ref: refs/heads/"):
+    text = _head_text(git_dir)
+    if text is None or not text.startswith("ref: refs/heads/"):
         return None
     short = text[len("ref: refs/heads/") :]
     return short if branch_commit(git_dir, common, short) else None
