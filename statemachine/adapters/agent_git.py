@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from statemachine.adapters.gitrun import GitCommandFailed, run_git
+from statemachine.adapters.refs_read import git_dirs
 from statemachine.errors import GitError
 
 PUSH_LOG = "orch-push-attempts"
@@ -61,7 +62,8 @@ def make_private_gitdir(worktree: Path, dest: Path, base_sha: str, branch: str |
     for name in ("info/exclude", "shallow"):  # the same ignores; a shallow clone's boundary
         if (common / name).is_file():
             shutil.copyfile(common / name, dest / name)
-    source = _worktree_gitdir(worktree)
+    dirs = git_dirs(worktree)  # the worktree's own git directory, from its .git (None: the index is built below)
+    source = dirs[0] if dirs is not None else None
     if source is not None and (source / "index").is_file():
         shutil.copy2(source / "index", dest / "index")  # keeps its mtime: entries stay as racily clean as they were
         for shared in source.glob("sharedindex.*"):  # a split index names its shared part
@@ -170,20 +172,6 @@ def _scripts(dest: Path) -> dict[Path, str]:
         f"echo {shlex.quote(_REFUSED)} >&2\nexit 1\n"
         for path, record in records.items()
     }
-
-
-def _worktree_gitdir(worktree: Path) -> Path | None:
-    dotgit = Path(worktree) / ".git"
-    if dotgit.is_dir():
-        return dotgit
-    try:
-        line = dotgit.read_text().strip()
-    except OSError:
-        return None
-    if not line.startswith("gitdir:"):
-        return None
-    target = Path(line[len("gitdir:") :].strip())
-    return target if target.is_absolute() else (Path(worktree) / target).resolve()
 
 
 # inspecting ------------------------------------------------------------------------------------------------

@@ -227,12 +227,8 @@ class CliGit:
     def set_branch(self, branch: str, sha: str, worktree: Path | None = None) -> None:
         """Point ``branch`` at ``sha``; with a ``worktree`` whose HEAD names that branch, its index too (one ``git
         reset --mixed``: the files are left as they are), else the worktree's index is reset to its HEAD after."""
-        dirs = refs_read.git_dirs(worktree) if worktree is not None and (worktree / ".git").exists() else None
-        try:
-            on_branch = dirs is not None and (dirs[0] / "HEAD").read_text().strip() == f"ref: refs/heads/{branch}"
-        except OSError:
-            on_branch = False
-        if on_branch and worktree is not None:
+        dirs = refs_read.git_dirs(worktree) if worktree is not None else None
+        if worktree is not None and dirs is not None and refs_read.head_text(dirs[0]) == f"ref: refs/heads/{branch}":
             if run_git_result(["reset", "--quiet", "--mixed", sha], worktree, retcode=None).returncode == 0:
                 return
         run_git(["update-ref", f"refs/heads/{branch}", sha], self.root)

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from statemachine.adapters.refs_read import git_dirs
 from statemachine.adapters.tools import Plumbum
 from statemachine.errors import GitError
 
@@ -421,11 +422,11 @@ def run_git_result(
 
 
 def common_dir(repo: Path) -> Path:
-    """The git directory ``repo``'s worktrees share: its own ``.git`` folder when it has one (a main checkout), read
-    without a git process; otherwise (``repo`` is itself a linked worktree) as git says."""
-    own = repo / ".git"
-    if (own / "HEAD").is_file() and not (own / "commondir").exists():
-        return own
+    """The git directory ``repo``'s worktrees share, read from its ``.git`` without a git process (refs_read.git_dirs:
+    a main checkout's folder, or a linked worktree's ``commondir``); where that holds anything unusual, as git says."""
+    dirs = git_dirs(repo)
+    if dirs is not None:
+        return dirs[1]
     return Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo).strip())
 
 

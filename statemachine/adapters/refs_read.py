@@ -127,7 +127,7 @@ def for_each_ref(common: Path, within: tuple[str, ...] = ()) -> str | None:
     return "".join(lines)
 
 
-def _head_text(git_dir: Path) -> str | None:
+def head_text(git_dir: Path) -> str | None:
     """What the HEAD file of ``git_dir`` says (a regular file, no link followed); None when it cannot be read so."""
     path = git_dir / "HEAD"
     try:
@@ -141,7 +141,7 @@ def _head_text(git_dir: Path) -> str | None:
 def head(git_dir: Path, common: Path) -> str | None:
     """The commit a worktree's HEAD names (its git directory ``git_dir``, shared folder ``common``): "" when HEAD
     names a branch with no commit yet (an unborn branch); None where git must be asked."""
-    text = _head_text(git_dir) if _usable(common) else None
+    text = head_text(git_dir) if _usable(common) else None
     if text is None:
         return None
     if _OID.fullmatch(text):
@@ -218,7 +218,7 @@ def branch_commit(git_dir: Path, common: Path, name: str) -> str | None:
 def current_branch(git_dir: Path, common: Path) -> str | None:
     """The branch HEAD names, as ``git symbolic-ref --short HEAD`` says it: its short name when that name means the
     branch to git; None where git must be asked (a detached HEAD, an unborn branch, a name a tag shadows)."""
-    text = _head_text(git_dir)
+    text = head_text(git_dir)
     if text is None or not text.startswith("ref: refs/heads/"):
         return None
     short = text[len("ref: refs/heads/") :]
