@@ -1,8 +1,10 @@
 """Requests per idle poll against the GitHub emulator, with nothing resting in review and then with issues that do.
 
-Two modes, each once warm (the first poll of a tracker lists everything, the second reads its first window):
+Three modes, each once warm (the first poll of a tracker lists everything, the second reads its first window):
 - a long-running daemon (`orch daemon --interval-seconds 0.5`): requests per idle tick;
-- `orch daemon --once` (the GitHub Actions mode), a fresh process each time: requests per idle run.
+- `orch daemon --once`, a fresh process each time in the same clone: requests per idle run;
+- `orch daemon --once --poll-cursor FILE` in a fresh copy of the clone each time, without its `.orch/state/` (the
+  GitHub Actions mode: a fresh runner, the cursor carried in the Actions cache): requests per idle run.
 The target (docs/performance.md): 1 conditional request, answered 304, whatever rests in review.
 
 Usage: python bench/idle_poll.py [--ticks 10] [--issues 50] [--review 3]
@@ -11,6 +13,7 @@ Usage: python bench/idle_poll.py [--ticks 10] [--issues 50] [--review 3]
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +57,27 @@ def once_runs(gh: GitHubEmulator, work: Path, runs: int = 3) -> tuple[float, int
     return len(requests) / runs, sum(1 for _m, _p, s in requests if s == 304)
 
 
+def fresh_runner_runs(gh: GitHubEmulator, work: Path, runs: int = 3) -> tuple[float, int]:
+    carry = work.parent / "actions-cache" / "cursor.json"
+    carry.unlink(missing_ok=True)
+
+    def fresh_once() -> None:
+        runner = work.parent / "runner"
+        shutil.rmtree(runner, ignore_errors=True)
+        shutil.copytree(work, runner, symlinks=True, ignore=lambda d, _n: ["state"] if d.endswith(".orch") else [])
+        proc = run_orch(runner, "daemon", "--once", "--json", "--poll-cursor", str(carry))
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+
+    for _ in range(2):
+        fresh_once()
+    gh.reset_counts()
+    for _ in range(runs):
+        fresh_once()
+    requests = list(gh.requests)
+    return len(requests) / runs, sum(1 for _m, _p, s in requests if s == 304)
+
+
 def report(what: str, per: float, not_modified: int) -> None:
     print(f"  {what}: {per:.2f} requests ({not_modified} answered 304 in all); {per / TARGET:.2f}x the target of 1")
 
@@ -76,6 +100,9 @@ def main() -> None:
         once = once_runs(gh, work)
         report("nothing in review, per `daemon --once` run", *once)
         results.append(check("idle_once", once[0]))
+        fresh = fresh_runner_runs(gh, work)
+        report("nothing in review, per `daemon --once` on a fresh runner carrying the cursor", *fresh)
+        results.append(check("idle_once", fresh[0]))
         for i in range(args.review):
             n = gh.create_issue(OWNER, REPO, f"feature {i}", body=f"feature {i}: add sub(a, b).", user="alice")
             gh.add_label_event(OWNER, REPO, n, "agent:auto", "alice")

@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve issue N before the others when it is eligible (the Actions workflow: its event's issue)",
     )
     p.add_argument(
+        "--poll-cursor",
+        default=None,
+        metavar="FILE",
+        help="carry where the last poll stopped in FILE, for a runner whose state does not last (the Actions workflow)",
+    )
+    p.add_argument(
         "--shutdown-deadline",
         type=float,
         default=None,

@@ -17,7 +17,7 @@ from typing import Any
 from statemachine import ledger, polling, scheduling
 from statemachine.daemon_children import (
     RunProcess,
-    latest_agent_log,
+    live_row,
     read_result,
     start_run,
     stop_warm_server,
@@ -50,6 +50,7 @@ class Options:
     shutdown_deadline: float = 60.0
     policy: Path | None = None
     first: int | None = None  # served before the others when eligible (a workflow job's own issue)
+    poll_cursor: Path | None = None  # a file carrying the poll's cursor between runners (polling.py, Poller.carry)
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Daemon:
         t = rt.policy.config.tracker
         labels = [rt.policy.label("auto"), rt.policy.label("plan_auto")]  # parents run as one `orch run` each
         key = "|".join([rt.tracker.kind, str(t.owner), str(t.repo), str(t.api_url), *labels])
-        self.poller = polling.Poller(rt.tracker, rt.store, key, labels)
+        self.poller = polling.Poller(rt.tracker, rt.store, key, labels, carry=options.poll_cursor)
         self.pull_of: dict[str, int] = {}  # run -> its pull request (read once from its facts)
         self.settled, self.wake = False, 0.0  # the last pass started nothing; the first retry it waits for
         self.backlog = False  # the last pass left eligible issues waiting for a slot
@@ -206,6 +207,9 @@ class Daemon:
             self.state.last_error = exc.message
             self.emit("poll-failed", error=exc.message)
             return
+        finally:
+            while self.poller.notes:
+                self.emit("poll-cursor", note=self.poller.notes.pop(0))
         self.reconcile({i.number for i in issues} if self.children else set())
         if self.state.stopping:
             return
@@ -459,39 +463,8 @@ class Daemon:
     # the live state ---------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        rows = []
-        for n, child in sorted(self.children.items()):
-            step = None
-            try:
-                state, run_id = self.rt.store.state_of(n)
-                pending = self.rt.store.pending_step(n)
-                if pending is not None:  # show where the issue is going while the step's actions run
-                    state, step, run_id = pending.dest, pending.trigger, run_id or pending.run_id
-                facts = self.rt.store.facts(run_id)
-            except OrchError:
-                state, run_id, facts = "?", None, {}
-            agent = facts.get("agent") or {}
-            log = latest_agent_log(self.rt.repo, run_id)
-            activity = None
-            if log is not None:
-                try:
-                    st = log.stat()
-                    activity = {"log_bytes": st.st_size, "idle_seconds": round(max(0.0, time.time() - st.st_mtime), 1)}
-                except OSError:
-                    pass
-            rows.append(
-                {
-                    "issue": n,
-                    "title": child.title,
-                    "state": state,
-                    "step": step,
-                    "run_id": run_id,
-                    "elapsed_seconds": round(time.monotonic() - child.started, 1),
-                    "agent": activity,
-                    "tokens": agent.get("tokens"),
-                    "owns": list(child.owns),
-                    "stopping": child.terminated,
-                }
-            )
-        self.state.running = rows
+        self.state.running = [
+            live_row(self.rt.store, self.rt.repo, n, c.title, time.monotonic() - c.started, c.owns, c.terminated)
+            for n, c in sorted(self.children.items())
+        ]
         self.state.budget = ledger.today_summary(self.rt.store, self.budget)

@@ -210,3 +210,41 @@ def latest_agent_log(repo: Path, run_id: str | None) -> Path | None:
     folder = repo / ".orch" / "runs" / run_id
     logs = sorted(folder.glob("attempt-*/agent.log"))
     return logs[-1] if logs else None
+
+
+def live_row(
+    store: Any, repo: Path, n: int, title: str, elapsed: float, owns: tuple[str, ...], stopping: str | None
+) -> dict[str, Any]:
+    """What the live view shows of one running issue: where its lifecycle is, and how recently its agent wrote."""
+    from statemachine.errors import OrchError
+
+    step = None
+    try:
+        state, run_id = store.state_of(n)
+        pending = store.pending_step(n)
+        if pending is not None:  # show where the issue is going while the step's actions run
+            state, step, run_id = pending.dest, pending.trigger, run_id or pending.run_id
+        facts = store.facts(run_id)
+    except OrchError:
+        state, run_id, facts = "?", None, {}
+    agent = facts.get("agent") or {}
+    log = latest_agent_log(repo, run_id)
+    activity = None
+    if log is not None:
+        try:
+            st = log.stat()
+            activity = {"log_bytes": st.st_size, "idle_seconds": round(max(0.0, time.time() - st.st_mtime), 1)}
+        except OSError:
+            pass
+    return {
+        "issue": n,
+        "title": title,
+        "state": state,
+        "step": step,
+        "run_id": run_id,
+        "elapsed_seconds": round(elapsed, 1),
+        "agent": activity,
+        "tokens": agent.get("tokens"),
+        "owns": list(owns),
+        "stopping": stopping,
+    }

@@ -13,6 +13,16 @@ What a poll saw is kept in the store (``poll_cursor``), so a fresh process (``or
 is saved only after the daemon acted on the poll (``Poller.done``), with the review checks that could not be made;
 a crash in between repeats the poll from the saved cursor. Written only by orch processes of this clone, in the
 clone's own state database, like the journal beside it.
+
+A runner whose state does not outlive it (a GitHub Actions job) can carry the cursor in a file instead
+(``orch daemon --poll-cursor FILE``, the workflow keeps it in the Actions cache): read when the clone's state holds no
+cursor for this tracker, written after each poll the daemon acted on that changed it. The file is untrusted input:
+whoever can write the cache (any workflow run on the default branch) can write it. It is read only when it is a regular
+file of at most ``CARRY_LIMIT`` bytes that passes schemas/poll-cursor.schema.json and names this tracker and labels;
+anything else is ignored (the poll lists everything, as on a first run). What a forged file can do is bounded: it
+decides which issues the daemon looks at, never what a run does (every ``orch run`` reads its issue, who labelled it
+and their permission afresh), and a cursor that hides changes is dropped by the full listing every ``RESYNC_SECONDS``
+of this machine's clock (one saved in the future is not trusted at all).
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from statemachine.model import Issue
@@ -33,6 +46,8 @@ OVERLAP_SECONDS = 120  # each window starts this long before the newest change s
 RESYNC_SECONDS = 6 * 3600  # list everything again this often: an issue deleted or transferred, or a label deleted
 # from the repository, does not move any updated_at
 VERSION = 1
+CARRY_FORMAT = 1
+CARRY_LIMIT = 16 * 1024 * 1024  # bytes: a carried cursor larger than this is not read
 
 
 @dataclass(frozen=True)
@@ -99,10 +114,14 @@ class Poller:
         key: str,
         labels: Iterable[str],
         clock: Callable[[], float] = time.time,
+        carry: Path | None = None,
     ) -> None:
         self.tracker, self.store, self.key = tracker, store, key
         self.labels = list(labels)
         self.clock = clock
+        self.carry = carry  # the file a runner without lasting state carries its cursor in
+        self.carried: str | None = None  # what became of that file at the first poll ("loaded", or why not)
+        self.notes: list[str] = []  # what the daemon should log about the carried file (taken by the daemon)
         self.cursor: Cursor | None = None
         self.loaded = False
         self.pending: Cursor | None = None
@@ -111,7 +130,14 @@ class Poller:
     def poll(self, resting: Callable[[Issue], bool] = lambda _i: False) -> Poll:
         """One poll. When an issue of the view is ``resting`` in review, the open pull requests' activity is read too."""
         if not self.loaded:
-            self.cursor, self.loaded = Cursor.load(self.store.poll_cursor(self.key)), True
+            data = self.store.poll_cursor(self.key)
+            if data is None and self.carry is not None:
+                data, self.carried = read_carry(self.carry, self.key)
+            elif self.carry is not None:
+                self.carried = "not read: this clone's state has its own cursor"
+            if self.carried is not None:
+                self.notes.append(f"carried poll cursor {self.carry}: {self.carried}")
+            self.cursor, self.loaded = Cursor.load(data), True
         cur = self.cursor
         if cur is None or not 0 <= self.clock() - cur.synced_at <= RESYNC_SECONDS:
             return self._full(resting)
@@ -146,6 +172,12 @@ class Poller:
         self.cursor, self.pending = self.pending, None
         if not unchanged:  # an idle poll writes nothing: the saved cursor already says the same
             self.store.save_poll_cursor(self.key, self.cursor.dump())
+        if self.carry is not None and (not unchanged or self.carried != "loaded"):
+            try:
+                write_carry(self.carry, self.key, self.cursor.dump())
+                self.carried = "loaded"  # the file now says what the store says
+            except OSError as exc:
+                self.notes.append(f"carried poll cursor {self.carry}: not written ({exc.strerror})")
 
     def _full(self, resting: Callable[[Issue], bool]) -> Poll:
         seen: dict[int, Issue] = {}
@@ -215,6 +247,47 @@ class Poller:
         else:
             new.pulls.update(now)
         return touched
+
+
+def read_carry(path: Path, key: str) -> tuple[dict[str, Any] | None, str]:
+    """A carried cursor, when ``path`` holds one for ``key`` that passes its schema; else None. Also what became of it
+    ("loaded", or why it was not), for the daemon's log."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, "none yet: the labelled issues are listed in full"
+    except OSError as exc:
+        return None, f"ignored: cannot open it ({exc.strerror})"
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None, "ignored: not a regular file"
+        raw = fh.read(CARRY_LIMIT + 1)
+    if len(raw) > CARRY_LIMIT:
+        return None, f"ignored: larger than {CARRY_LIMIT} bytes"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"ignored: not JSON ({exc})"
+    from jsonschema import Draft202012Validator, exceptions
+
+    from statemachine import resources
+
+    error = exceptions.best_match(Draft202012Validator(resources.schema("poll-cursor")).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        return None, f"ignored: at {where}: {error.message[:200]}"
+    if data["key"] != key:
+        return None, "ignored: it belongs to another tracker or other labels"
+    return data["cursor"], "loaded"
+
+
+def write_carry(path: Path, key: str, cursor: dict[str, Any]) -> None:
+    """Replace ``path`` with ``cursor`` at once (a reader sees the old file or the new one, never half of one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"orch_poll_cursor": CARRY_FORMAT, "key": key, "cursor": cursor}, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def _mark(updated_at: str, *content: Any) -> str:

@@ -14,7 +14,13 @@ ACTIONS = {
     "setup-python": "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0",
     "upload-artifact": "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0",
     "create-github-app-token": "actions/create-github-app-token@1b10c78c7865c340bc4f6099eb2f838309f1e8c3 # v3.1.1",
+    "cache/restore": "actions/cache/restore@27d5ce7f107fe9357f9df03efb73ab90386fccae # v5.0.5",
+    "cache/save": "actions/cache/save@27d5ce7f107fe9357f9df03efb73ab90386fccae # v5.0.5",
 }
+# Where a job keeps the daemon's poll cursor between jobs (`orch daemon --poll-cursor`), in the Actions cache: outside
+# the checkout (no agent's jail shows the runner's home) and the same path on every runner (the cache's version
+# is derived from it).
+POLL_CURSOR = "~/.orch-poll/cursor.json"
 
 # The agent CLI each kind runs, pinned to the version orch's own CI tests with; `command` installs nothing.
 AGENT_CLIS = {
@@ -178,10 +184,25 @@ jobs:
           sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0
 {install_agent}      - name: Install orch
         run: python -m pip install "{pkg}"
+      - name: Restore the poll cursor (where the last job's poll stopped; an idle job then costs one request)
+        uses: {ACTIONS["cache/restore"]}
+        with:
+          path: {POLL_CURSOR}
+          key: orch-poll-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}
+          restore-keys: orch-poll-
       - name: Run eligible issues once
+        id: daemon
         # The issue of an `issues` event first (so that labelling ten issues spreads ten jobs over them); the claim
-        # protocol keeps two jobs off one issue either way.
-        run: orch daemon --once --json --first "${{ORCH_EVENT_ISSUE:-0}}"
+        # protocol keeps two jobs off one issue either way. The poll cursor is saved below only when it changed.
+        run: |
+          cursor={POLL_CURSOR.replace("~", "$HOME", 1)}
+          before="$(sha256sum 2>/dev/null < "$cursor" || true)"
+          status=0
+          orch daemon --once --json --first "${{ORCH_EVENT_ISSUE:-0}}" --poll-cursor "$cursor" || status=$?
+          if [ "$(sha256sum 2>/dev/null < "$cursor" || true)" != "$before" ]; then
+            echo "cursor-changed=true" >> "$GITHUB_OUTPUT"
+          fi
+          exit "$status"
         env:
           ORCH_EVENT_ISSUE: ${{{{ github.event.issue.number }}}}
           GH_TOKEN: ${{{{ steps.app.outputs.token || secrets.ORCH_TOKEN || secrets.GITHUB_TOKEN }}}}
@@ -205,4 +226,11 @@ jobs:
           path: orch-evidence/
           if-no-files-found: ignore
           retention-days: 14
+      - name: Keep the poll cursor
+        # Caches cannot be updated: a new entry per job that moved the cursor; the restore above takes the newest.
+        if: always() && steps.daemon.outputs.cursor-changed == 'true'
+        uses: {ACTIONS["cache/save"]}
+        with:
+          path: {POLL_CURSOR}
+          key: orch-poll-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}
 """

@@ -384,7 +384,8 @@ class Machine:
     for PyPI: pip runs for real, offline (PIP_NO_INDEX), with this machine's pip configuration ignored.
     ``github_url`` is "the runner's GitHub": GITHUB_SERVER_URL and GITHUB_API_URL name it, and actions/checkout
     clones from it. ``extra_path`` holds folders a stock runner also has on PATH (git, node, bwrap live there).
-    ``apps`` are the GitHub Apps create-github-app-token can mint tokens for.
+    ``apps`` are the GitHub Apps create-github-app-token can mint tokens for. ``cache_dir`` is the repository's
+    Actions cache, which outlives the job: the same folder for every job of one repository.
     """
 
     python: str
@@ -394,6 +395,7 @@ class Machine:
     extra_path: list[str] = field(default_factory=list)
     node_prefix: str = str(NODE_PREFIX)
     apps: dict[str, list[str]] = field(default_factory=dict)  # GitHub Apps by id: [slug, installation token]
+    cache_dir: str = ""  # the repository's Actions cache, shared by its jobs (actions/cache)
 
 
 @dataclass
@@ -409,6 +411,7 @@ class Job:
     job_id: str = "orch"
     run_id: int = 1
     ref: str = "refs/heads/main"
+    default_branch: str = "main"
     actor: str = "alice"
     step_timeout: float = 300.0
     dry_run: bool = False  # evaluate every condition, env and input, execute nothing (but the app-token action)
@@ -585,7 +588,112 @@ def use_app_token(inputs: dict[str, str], job: Job, env: dict[str, str], log: li
     return {"token": app[1], "app-slug": app[0], "installation-id": "1"}
 
 
+# actions/cache (docs: "Caching dependencies to speed up workflows"; the action's restore/ and save/ and
+# @actions/cache). GitHub's cache service is the repository's, so it lives beside the jobs (`Machine.cache_dir`): one
+# folder per entry, its key, version and scope in entry.json and what was saved under data/, by its path relative to
+# the workspace (as the action's tar does), so it lands in the same place on the next runner.
+CACHE_COMPRESSION = "zstd-without-long"  # what @actions/cache adds to the version on a Linux runner with zstd
+CACHE_SALT = "1.0"  # @actions/cache's versionSalt
+
+
+def _cache_path(inputs: dict[str, str], job: Job, env: dict[str, str]) -> tuple[list[str], Path]:
+    lines = [line.strip() for line in inputs.get("path", "").splitlines() if line.strip()]
+    if len(lines) != 1 or any(c in lines[0] for c in "*?![]{}$"):
+        raise Unproven(f"actions/cache: only one plain path is supported, not {inputs.get('path')!r}")
+    raw = lines[0]
+    where = Path(env["HOME"]) / raw[2:] if raw.startswith("~/") else Path(job.workspace) / raw
+    return lines, where
+
+
+def _cache_version(paths: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join([*paths, CACHE_COMPRESSION, CACHE_SALT]).encode()).hexdigest()
+
+
+def _cache_entries(job: Job) -> list[dict[str, Any]]:
+    root = Path(job.machine.cache_dir)
+    if not job.machine.cache_dir or not root.is_dir():
+        return []
+    found = [json.loads((d / "entry.json").read_text()) | {"dir": str(d)} for d in sorted(root.iterdir())]
+    return sorted(found, key=lambda e: e["created"], reverse=True)  # the most recently created first
+
+
+def use_cache_restore(inputs: dict[str, str], job: Job, env: dict[str, str], log: list[str]) -> dict[str, str]:
+    """actions/cache/restore: the entry of this version whose key is `key`, else the newest whose key starts with
+    `key`, else with each of `restore-keys` in order; first among the entries of the run's ref, then of the default
+    branch (a run can restore no other branch's). A miss is not a failure."""
+    paths, where = _cache_path(inputs, job, env)
+    if not job.machine.cache_dir:
+        raise Unproven("actions/cache: the machine has no cache_dir (the repository's cache service)")
+    key = inputs.get("key", "")
+    prefixes = [line.strip() for line in inputs.get("restore-keys", "").splitlines() if line.strip()]
+    version = _cache_version(paths)
+    scopes = list(dict.fromkeys([job.ref, f"refs/heads/{job.default_branch}"]))
+    entries = [e for e in _cache_entries(job) if e["version"] == version]
+    for scope in scopes:
+        mine = [e for e in entries if e["scope"] == scope]
+        hit = next((e for e in mine if e["key"] == key), None)
+        for prefix in [key, *prefixes]:
+            hit = hit or next((e for e in mine if e["key"].startswith(prefix)), None)
+        if hit is not None:
+            target = (Path(job.workspace) / hit["relative"]).resolve()
+            source = Path(hit["dir"]) / "data"
+            if source.is_dir():
+                shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(Path(hit["dir"]) / "data.file", target)
+            log.append(f"Cache restored from key: {hit['key']}")
+            return {
+                "cache-hit": str(hit["key"] == key).lower(),
+                "cache-primary-key": key,
+                "cache-matched-key": hit["key"],
+            }
+    log.append(f"Cache not found for input keys: {', '.join([key, *prefixes])}")
+    return {"cache-hit": "false", "cache-primary-key": key, "cache-matched-key": ""}
+
+
+def use_cache_save(inputs: dict[str, str], job: Job, env: dict[str, str], log: list[str]) -> dict[str, str]:
+    """actions/cache/save: a new entry in the run's ref's scope. A key already taken there, or a path that does not
+    exist, is a warning (the step still succeeds): caches are immutable."""
+    paths, where = _cache_path(inputs, job, env)
+    if not job.machine.cache_dir:
+        raise Unproven("actions/cache: the machine has no cache_dir (the repository's cache service)")
+    key, version = inputs.get("key", ""), _cache_version(paths)
+    if not where.exists():
+        log += [
+            "Warning: Path Validation Error: Path(s) specified in the action for caching do(es) not exist, "
+            "hence no cache is being saved.",
+            "Warning: Cache save failed.",
+        ]
+        return {}
+    entries = _cache_entries(job)
+    if any(e["key"] == key and e["version"] == version and e["scope"] == job.ref for e in entries):
+        log += [
+            f"Warning: Unable to reserve cache with key {key}, another job may be creating this cache.",
+            "Warning: Cache save failed.",
+        ]
+        return {}
+    root = Path(job.machine.cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    created = max((e["created"] for e in entries), default=0) + 1
+    entry = root / f"{created:06d}"
+    entry.mkdir()
+    if where.is_dir():
+        shutil.copytree(where, entry / "data", symlinks=True)
+    else:
+        shutil.copy2(where, entry / "data.file")
+    relative = os.path.relpath(where, job.workspace)
+    meta = {"key": key, "version": version, "scope": job.ref, "created": created, "relative": relative}
+    (entry / "entry.json").write_text(json.dumps(meta))
+    log.append(f"Cache saved with key: {key}")
+    return {}
+
+
 USES: dict[str, tuple[Callable[..., dict[str, str]], set[str]]] = {
+    "actions/cache/restore": (use_cache_restore, {"path", "key", "restore-keys"}),
+    "actions/cache/save": (use_cache_save, {"path", "key"}),
     "actions/checkout": (use_checkout, {"fetch-depth", "persist-credentials", "token"}),
     "actions/setup-python": (use_setup_python, {"python-version"}),
     "actions/upload-artifact": (

@@ -8,7 +8,9 @@ from this tree. The agent is the REAL Codex CLI (`kind: codex`, the default), it
 
 What differs from ubuntu-latest, and why (each substitution is documented where it is made, in tests/actionskit.py):
 - `uses:` steps have their documented effect: checkout clones the emulated repository, setup-python makes a fresh
-  venv first on PATH, upload-artifact copies its path, create-github-app-token runs only when its secrets are set.
+  venv first on PATH, upload-artifact copies its path, create-github-app-token runs only when its secrets are set,
+  actions/cache/restore and save keep entries in a folder every job of the test shares (GitHub's cache service),
+  matched by key, prefix, version and branch as GitHub documents.
 - sudo, apt-get, sysctl and npm are PATH shims (no root, no network, Debian): apt-get and npm succeed only when what
   the workflow asks for is already installed here (dpkg; .ci/node at exactly the pinned version).
 - pip installs from a wheelhouse (.ci/run builds it once) instead of PyPI.
@@ -216,6 +218,7 @@ def planned(
 
 
 LABELED = {"action": "labeled", "issue": {"number": 7}, "label": {"name": "agent:auto"}}
+SCHEDULE = {"schedule": "*/30 * * * *"}
 
 
 def test_the_identity_follows_the_secrets_app_then_orch_token_then_the_job_token(tmp_path: Path) -> None:
@@ -339,7 +342,8 @@ def test_a_step_the_kit_cannot_run_faithfully_fails(tmp_path: Path) -> None:
             "      - name: Install orch\n",
             "      - uses: actions/cache@0123456789012345678901234567890123456789\n      - name: Install orch\n",
         ),
-        ("run: orch daemon --once --json", "run: orch daemon --once --json\n        shell: sh"),
+        ("        id: daemon\n", "        id: daemon\n        shell: sh\n"),
+        ("restore-keys: orch-poll-", "restore-keys: orch-poll-\n          lookup-only: true"),
         ("timeout-minutes: 120", "timeout-minutes: 120\n    container: ubuntu"),
     ):
         assert old in original
@@ -604,3 +608,56 @@ def test_on_actions_orch_talks_to_the_github_the_runner_serves(monkeypatch: pyte
     )
     monkeypatch.delenv("GITHUB_ACTIONS")  # outside Actions the variable is somebody's leftover: not trusted to route
     assert open_github({"owner": "o", "repo": "r"}).api_url == "https://api.github.com"
+
+
+@needs_runner
+def test_idle_scheduled_jobs_on_fresh_runners_poll_with_one_request_once_the_cursor_is_cached(
+    tmp_path: Path, orch_wheel: Path
+) -> None:
+    """Every job is a fresh machine with an empty `.orch/state/`; the poll cursor travels in the Actions cache. The
+    first job lists the labelled issues in full, the second reads the first window, and from then on an idle job is
+    one conditional request answered 304, and saves no new cache entry. A label added meanwhile is seen."""
+    with GitHubEmulator(tmp_path / "github") as gh, ModelServer([]) as model:
+        setup_repository(tmp_path, gh, model)
+        gh.create_issue(OWNER, REPO, "not for orch", body="x", user="alice")
+        secrets = {"GITHUB_TOKEN": JOB_TOKEN, "OPENAI_API_KEY": MODEL_KEY}
+        cache = Path(gh.root / "actions-cache")
+
+        def scheduled(run_id: int) -> tuple[actionskit.JobResult, list[tuple[str, str, int]]]:
+            job = job_for(
+                tmp_path, gh, orch_wheel, "schedule", SCHEDULE, name=f"r{run_id}", secrets=secrets, run_id=run_id
+            )
+            gh.reset_counts()
+            result = run_job(job)
+            daemon = result.step("Run eligible issues once")
+            assert result.status == "success" and daemon.exit_code == 0, daemon.output[-3000:]
+            api_calls = [(m, p.split("?")[0], s) for m, p, s in gh.requests if p.startswith(("/repos/", "/graphql"))]
+            return result, api_calls
+
+        first, calls = scheduled(1)
+        # nothing cached: both labels listed in full (nothing labelled), then what time it is on GitHub
+        assert len(calls) == 3, calls
+        assert first.step("Keep the poll cursor").outcome == "success"
+        assert len(list(cache.iterdir())) == 1
+        second, calls = scheduled(2)
+        restored = second.step(
+            "Restore the poll cursor (where the last job's poll stopped; an idle job then costs one request)"
+        )
+        assert "Cache restored from key: orch-poll-1-1" in restored.output, restored.output
+        assert calls == [("GET", f"/repos/{OWNER}/{REPO}/issues", 200)], calls  # the first window (no ETag yet)
+        third, calls = scheduled(3)
+        assert calls == [("GET", f"/repos/{OWNER}/{REPO}/issues", 304)], calls
+        assert third.step("Keep the poll cursor").outcome == "skipped"  # unchanged: no new entry
+        assert len(list(cache.iterdir())) == 2
+        events = [
+            json.loads(x) for x in third.step("Run eligible issues once").output.splitlines() if x.startswith("{")
+        ]
+        assert [e["note"] for e in events if e["event"] == "poll-cursor"] == [
+            "carried poll cursor " + str(Path(tmp_path / "r3" / "home" / ".orch-poll" / "cursor.json")) + ": loaded"
+        ]
+
+        n = gh.create_issue(OWNER, REPO, "labelled between two jobs", body="x", user="alice")
+        gh.add_label_event(OWNER, REPO, n, "agent:manual", "alice")  # not one orch serves: nothing starts
+        fourth, calls = scheduled(4)
+        assert calls == [("GET", f"/repos/{OWNER}/{REPO}/issues", 200)], calls  # the change, seen
+        assert fourth.step("Keep the poll cursor").outcome == "success" and len(list(cache.iterdir())) == 3

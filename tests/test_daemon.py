@@ -201,8 +201,10 @@ def test_setup_actions_writes_a_valid_least_privilege_workflow(cli: Cli, repo: P
         "actions/setup-python",
         "actions/upload-artifact",
         "actions/create-github-app-token",
+        "actions/cache/restore",
+        "actions/cache/save",
     }
-    assert all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+    assert all(re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w.-]+)?@[0-9a-f]{40}", u) for u in uses), uses
     assert all(
         re.search(r"uses: \S+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line) for line in text.splitlines() if "uses:" in line
     )

@@ -122,6 +122,7 @@ def machine(gh: GitHubEmulator, wheels: Path) -> Machine:
         github_url=gh.api_url,
         clone_url=gh.git_url(OWNER, REPO),
         extra_path=extra,
+        cache_dir=str(gh.root / "actions-cache"),  # the repository's Actions cache: every job of a test shares it
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from statemachine.daemon import Daemon, Options
 from statemachine.errors import OrchError
@@ -40,6 +41,7 @@ def main(args: argparse.Namespace, out: Output) -> int:
             max_runs=args.max_runs,
             policy=args.policy,
             first=args.first or None,
+            poll_cursor=Path(args.poll_cursor).absolute() if args.poll_cursor else None,
             shutdown_deadline=args.shutdown_deadline if args.shutdown_deadline is not None else -1.0,
         )
         daemon = Daemon(rt, opts, view.event)
