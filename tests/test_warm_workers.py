@@ -1,6 +1,7 @@
-"""The daemon's warm runs (daemon.workers: warm, the default): each issue's `orch run` is a process forked from one
-pre-started server that has already loaded orch, not a fresh interpreter; a crash of one run takes no other down, a
-killed daemon leaves its runs resumable, and `daemon.workers: process` still starts fresh processes."""
+"""The daemon's warm runs (daemon.workers: warm, the default): each issue's `orch run` is served by a worker forked
+from one pre-started server that has already loaded orch, not a fresh interpreter; a worker serves runs one after
+another and leaves after a run that was stopped or left a thread or a file behind; a crash of one run takes no other
+down, a killed daemon leaves its runs resumable, and `daemon.workers: process` still starts fresh processes."""
 
 from __future__ import annotations
 
@@ -167,3 +168,74 @@ def test_a_warm_run_imports_nothing_the_server_did_not_load(cli: Cli, repo: Path
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["code"] == 0 and state_of(cli, repo, issue) == "review"
     assert result["new"] == [], result["new"]
+
+
+def test_a_warm_worker_serves_runs_one_after_another_and_a_stopped_run_takes_its_worker_with_it(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    counter = counter_file(tmp_path)
+    setup(cli, repo, seconds=0.2, extra=counter_sandbox(counter))
+    first = [new_issue(cli, repo, f"in turn {i}", owns=f"turn_{i}/**") for i in range(3)]
+    env = {**os.environ, "AGENT_COUNTER": str(counter)}
+    done = lines(daemon(repo, "--json", "--interval-seconds", "0.2", "--max-runs", "3", env=env))
+    started = [e for e in done if e["event"] == "run-started"]
+    assert [e["issue"] for e in started] == first
+    assert len({e["pid"] for e in started}) == 1  # one worker served all three, one after another
+    assert [e["outcome"] for e in done if e["event"] == "run-finished"] == ["review"] * 3
+
+    # a run the daemon stops (its issue closed while it runs) ends its worker: the next run gets a fresh one
+    setup(cli, repo, seconds=30, extra=counter_sandbox(counter))
+    stopped = new_issue(cli, repo, "closed while it runs", owns="stop/**")
+    proc = daemon(repo, "--json", "--interval-seconds", "0.2", "--max-runs", "2", env=env)
+    (start,) = [e for e in read_events(proc, 1) if e["event"] == "run-started"]
+    worker = int(start["pid"])
+    wait_for(lambda: counter.exists() and counter.read_text().count(" start ") == 4)
+    setup(cli, repo, seconds=0.2, extra=counter_sandbox(counter))
+    after = new_issue(cli, repo, "after the stopped one", owns="after/**")
+    assert cli("issue", "close", str(stopped), "--repo", repo)[0] == 0
+    rest = lines(proc)
+    (later,) = [e for e in rest if e["event"] == "run-started"]
+    assert later["issue"] == after and int(later["pid"]) != worker
+    assert not alive(worker)
+    finished = {e["issue"]: e["outcome"] for e in rest if e["event"] == "run-finished"}
+    assert finished == {stopped: "stopped", after: "review"}, finished
+
+
+def _worker_with(conn: Any, parent_end: Any, leave: str) -> None:
+    """A warm worker whose runs leave a thread running, a file open, or nothing behind."""
+    import threading
+    import time
+
+    from statemachine import daemon_children
+
+    kept: list[Any] = []
+
+    def serve(*_request: Any) -> int:
+        if leave == "thread":
+            threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        elif leave == "file":
+            kept.append(open(os.devnull))  # noqa: SIM115 - left open on purpose
+        return 0
+
+    parent_end.close()  # forked, it holds the daemon's end too: as a worker from the server, it must not
+    daemon_children._serve = serve  # type: ignore[assignment]
+    daemon_children._worker_main(conn)
+
+
+def test_a_warm_worker_leaves_after_a_run_that_left_a_thread_or_a_file_behind() -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for leave, reusable in (("nothing", True), ("thread", False), ("file", False)):
+        mine, theirs = ctx.Pipe()
+        worker = ctx.Process(target=_worker_with, args=(theirs, mine, leave))
+        worker.start()
+        theirs.close()
+        mine.send((["run"], "/", {}, os.devnull, os.devnull))
+        assert mine.recv() == (0, reusable), leave
+        if reusable:  # it waits for the next run, and leaves when let go
+            mine.send((["run"], "/", {}, os.devnull, os.devnull))
+            assert mine.recv() == (0, True)
+        mine.close()
+        worker.join(timeout=30)
+        assert worker.exitcode == 0, leave
