@@ -104,6 +104,7 @@ class Daemon:
         self.pull_of: dict[str, int] = {}  # run -> its pull request (read once from its facts)
         self.settled, self.wake = False, 0.0  # the last pass started nothing; the first retry it waits for
         self.backlog = False  # the last pass left eligible issues waiting for a slot
+        self.live = True  # keep the live rows (running, budget) current: a table or the HTTP state shows them
 
     # events ------------------------------------------------------------------------------
 
@@ -170,7 +171,8 @@ class Daemon:
                     self.state.ticks += 1
                 if not self.state.stopping and self.finished():
                     break
-                self.refresh()
+                if self.live:
+                    self.refresh()
                 if on_tick:
                     on_tick(self.state)
                 wait_any([c.proc for c in self.children.values()], 0.2)  # back at once when a run ends
@@ -225,7 +227,7 @@ class Daemon:
         slots = self.opt.concurrency - len(self.children)
         if self.opt.max_runs is not None:
             slots = min(slots, self.opt.max_runs - self.state.runs_started)
-        busy, known = self.busy_labels, self.rt.store.known_issues()
+        busy, known, pending = self.busy_labels, self.rt.store.known_issues(), self.rt.store.pending_issues()
         resumable, fresh = [], []
         spent = ledger.day_reason(self.rt.store, self.budget)  # today's budget spent: start nothing new
         later: set[int] = set()  # review checks to make at the next poll (not made now, or feedback not served)
@@ -245,7 +247,7 @@ class Daemon:
                     if ready:
                         fresh.append(issue)
                 continue
-            ours = state in self.active_states or self.rt.store.pending_step(n) is not None
+            ours = state in self.active_states or n in pending
             if not ours and self._takeover_ready(issue):
                 fresh.append(issue)  # another runner's run stopped without ending its claim: `orch run` takes it over
                 continue

@@ -6,6 +6,7 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from statemachine.model import INITIAL_STATE, REST_STATES, STATES, Issue
@@ -18,6 +19,7 @@ _ITEM = re.compile(r"^\s*(?:[-*+]\s+)?`?([^`\s]+)`?\s*$")
 _WILD = re.compile(r"[*?\[]")
 
 
+@lru_cache(maxsize=4096)  # the daemon asks of every waiting issue's body at every pass
 def ownership(body: str) -> tuple[str, ...]:
     """Paths or globs listed in an `Ownership:` section (inline after the colon, or as list items below it)."""
     lines = (body or "").splitlines()

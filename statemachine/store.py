@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS steps (
     status TEXT NOT NULL, snapshot TEXT NOT NULL, verdicts TEXT NOT NULL,
     started_at TEXT NOT NULL, finished_at TEXT);
 CREATE INDEX IF NOT EXISTS steps_issue ON steps (issue, id);
+CREATE INDEX IF NOT EXISTS steps_pending ON steps (issue) WHERE status='pending';
 CREATE TABLE IF NOT EXISTS journal (
     step_id INTEGER NOT NULL, idx INTEGER NOT NULL, action TEXT NOT NULL, params TEXT NOT NULL,
     status TEXT NOT NULL, result TEXT, intent_at TEXT NOT NULL, done_at TEXT,
@@ -315,6 +316,10 @@ class Store:
     def pending_step(self, issue: int) -> StepRow | None:
         rows = self.query("SELECT * FROM steps WHERE issue=? AND status='pending' ORDER BY id LIMIT 1", (issue,))
         return _step(rows[0]) if rows else None
+
+    def pending_issues(self) -> set[int]:
+        """The issues with a step under way (a pending step), in one indexed read."""
+        return {int(r[0]) for r in self.query("SELECT DISTINCT issue FROM steps WHERE status='pending'")}
 
     def steps(self, issue: int) -> list[StepRow]:
         return [_step(r) for r in self.query("SELECT * FROM steps WHERE issue=? ORDER BY id", (issue,))]
