@@ -89,6 +89,7 @@ class Daemon:
         self.unscoped_parallel = cfg.unscoped_parallel
         self.retry_base = cfg.retry_base_seconds
         self.retry_cap = cfg.retry_cap_seconds
+        self.spacing = cfg.start_spacing_seconds
         self.budget = rt.policy.config.budget.as_dict()
         if options.shutdown_deadline < 0:  # not given on the command line: the policy's (settings.DaemonSettings)
             self.opt.shutdown_deadline = cfg.shutdown_deadline_seconds
@@ -272,7 +273,11 @@ class Daemon:
         self.state.queue = [{"issue": c.issue.number, "title": c.issue.title, "owns": list(c.owns)} for c in ordered]
         running = [c.owns for c in self.children.values()]
         picked = scheduling.select(ordered, running, max(0, slots), self.unscoped_parallel)
-        for cand in picked:
+        for i, cand in enumerate(picked):
+            if i and self.spacing:  # runs started together compete for the CPU and claim in one burst
+                time.sleep(self.spacing)
+                if self.state.stopping:
+                    break
             self.spawn(cand, resumed=cand.issue in resumable)
         self.backlog = len(picked) < len(ordered)
         later = {n for n in later if n not in self.children}

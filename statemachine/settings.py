@@ -185,6 +185,7 @@ class DaemonSettings:
     retry_cap_seconds: float = 300.0
     shutdown_deadline_seconds: float = 60.0
     workers: str = "warm"
+    start_spacing_seconds: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -402,6 +403,7 @@ def build(data: Mapping[str, Any], bundled: Mapping[str, Any]) -> Settings:
             retry_base_seconds=float(daemon.get("retry_base_seconds", DaemonSettings.retry_base_seconds)),
             retry_cap_seconds=float(daemon.get("retry_cap_seconds", DaemonSettings.retry_cap_seconds)),
             workers=str(daemon.get("workers", DaemonSettings.workers)),
+            start_spacing_seconds=float(daemon.get("start_spacing_seconds", DaemonSettings.start_spacing_seconds)),
             shutdown_deadline_seconds=float(
                 daemon.get("shutdown_deadline_seconds", DaemonSettings.shutdown_deadline_seconds)
             ),

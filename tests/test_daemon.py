@@ -312,3 +312,30 @@ def test_a_slot_that_comes_free_is_filled_at_once_not_at_the_next_tick(cli: Cli,
     assert proc.returncode == 0
     assert seen[("run-started", second)] - seen[("run-finished", first)] < 30  # not the 60 s tick
     assert sorted(n for kind, n in seen if kind == "run-finished") == [first, second]
+
+
+def test_runs_started_in_one_pass_are_spaced_by_start_spacing_seconds(cli: Cli, repo: Path) -> None:
+    import time
+
+    setup(cli, repo, seconds=0.3, extra="daemon:\n  start_spacing_seconds: 0.6\n")
+    issues = [new_issue(cli, repo, f"spaced {i}", owns=f"spaced_{i}/**") for i in range(3)]
+    proc = daemon(repo, "--json", "--concurrency", "3", "--interval-seconds", "0.2", "--max-runs", "3")
+    assert proc.stdout is not None
+    arrivals: list[tuple[float, int]] = []
+    seen: list[dict[str, object]] = []
+    while len(arrivals) < 3:
+        line = proc.stdout.readline()
+        assert line, "the daemon ended early"
+        seen.append(json.loads(line))
+        if seen[-1]["event"] == "run-started":
+            arrivals.append((time.monotonic(), int(str(seen[-1]["issue"]))))
+    out = proc.stdout.read()  # the rest, with what readline() already buffered (communicate() would skip that)
+    assert proc.wait(timeout=120) == 0
+    proc.stdout.close()
+    if proc.stderr is not None:
+        proc.stderr.close()
+    seen += [json.loads(x) for x in out.splitlines()]
+    assert sorted(n for _t, n in arrivals) == issues
+    gaps = [b - a for (a, _n), (b, _m) in zip(arrivals, arrivals[1:], strict=False)]
+    assert all(g >= 0.5 for g in gaps), gaps  # one pass started all three, each 0.6 s after the one before
+    assert [e["outcome"] for e in seen if e["event"] == "run-finished"] == ["review"] * 3, seen
