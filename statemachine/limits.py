@@ -36,6 +36,8 @@ REPORT = Cap(1 * MiB, "reports are short JSON")
 SCENARIO = Cap(256 * KiB, "a browser scenario is a short list of steps")
 # the end of a failed check's output quoted in a rework finding (the whole log stays in the evidence folder)
 FINDING_LOG_TAIL = Cap(2000, "a finding quotes only the end of a check's output; the whole log stays with the evidence")
+# the poll cursor a runner carries between jobs (`orch daemon --poll-cursor`): untrusted, read only when this small
+POLL_CURSOR = Cap(16 * MiB, "a poll cursor holds the labelled issues as listed and a few marks per issue")
 # one proof artifact (a screenshot, a command's output, a DOM snapshot, a log)
 ARTIFACT = Cap(10 * MiB, "one piece of evidence a reviewer can open; larger files cannot be reviewed or published")
 # every artifact of one proof run together, the runner's own browser artifacts included

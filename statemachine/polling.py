@@ -18,7 +18,7 @@ A runner whose state does not outlive it (a GitHub Actions job) can carry the cu
 (``orch daemon --poll-cursor FILE``, the workflow keeps it in the Actions cache): read when the clone's state holds no
 cursor for this tracker, written after each poll the daemon acted on that changed it. The file is untrusted input:
 whoever can write the cache (any workflow run on the default branch) can write it. It is read only when it is a regular
-file of at most ``CARRY_LIMIT`` bytes that passes schemas/poll-cursor.schema.json and names this tracker and labels;
+file of at most ``limits.POLL_CURSOR`` bytes that passes schemas/poll-cursor.schema.json and names this tracker and labels;
 anything else is ignored (the poll lists everything, as on a first run). What a forged file can do is bounded: it
 decides which issues the daemon looks at, never what a run does (every ``orch run`` reads its issue, who labelled it
 and their permission afresh), and a cursor that hides changes is dropped by the full listing every ``RESYNC_SECONDS``
@@ -31,7 +31,6 @@ import calendar
 import hashlib
 import json
 import os
-import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,7 +46,6 @@ RESYNC_SECONDS = 6 * 3600  # list everything again this often: an issue deleted 
 # from the repository, does not move any updated_at
 VERSION = 1
 CARRY_FORMAT = 1
-CARRY_LIMIT = 16 * 1024 * 1024  # bytes: a carried cursor larger than this is not read
 
 
 @dataclass(frozen=True)
@@ -252,19 +250,18 @@ class Poller:
 def read_carry(path: Path, key: str) -> tuple[dict[str, Any] | None, str]:
     """A carried cursor, when ``path`` holds one for ``key`` that passes its schema; else None. Also what became of it
     ("loaded", or why it was not), for the daemon's log."""
+    from statemachine import limits
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        raw = limits.read_capped(path, limits.POLL_CURSOR)
     except FileNotFoundError:
         return None, "none yet: the labelled issues are listed in full"
+    except limits.NotRegular:
+        return None, "ignored: not a regular file (a link is never followed)"
+    except limits.TooLarge:
+        return None, f"ignored: larger than {limits.POLL_CURSOR.bytes} bytes"
     except OSError as exc:
         return None, f"ignored: cannot open it ({exc.strerror})"
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            return None, "ignored: not a regular file"
-        raw = fh.read(CARRY_LIMIT + 1)
-    if len(raw) > CARRY_LIMIT:
-        return None, f"ignored: larger than {CARRY_LIMIT} bytes"
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

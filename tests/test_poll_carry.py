@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from statemachine import polling
+from statemachine import limits, polling
 from statemachine.adapters.github import GitHubTracker
 from statemachine.polling import Poller
 from statemachine.store import Store
@@ -132,7 +132,7 @@ def _fifo(carry: Path, _mp: pytest.MonkeyPatch) -> None:
 
 
 def _large(_carry: Path, mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(polling, "CARRY_LIMIT", 100)
+    mp.setattr(limits, "POLL_CURSOR", limits.Cap(100, "small, to test the cap"))
 
 
 def _not_json(carry: Path, _mp: pytest.MonkeyPatch) -> None:
@@ -150,7 +150,7 @@ EXTRA_ISSUE = {"number": 5, "title": "t", "body": "", "state": "open", "labels":
         (_edit(lambda d: d["cursor"]["view"].append(EXTRA_ISSUE)), "at cursor/view/"),
         (_edit(lambda d: d["cursor"].update(since="yesterday")), "at cursor/since"),
         (_edit(lambda d: d["cursor"].update(synced_at=time.time() + 3600)), "loaded"),  # in the future: not trusted
-        (_symlink, "cannot open it"),
+        (_symlink, "a link is never followed"),
         (_fifo, "not a regular file"),
         (_large, "larger than"),
     ],
