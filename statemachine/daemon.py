@@ -51,6 +51,7 @@ class Options:
     policy: Path | None = None
     first: int | None = None  # served before the others when eligible (a workflow job's own issue)
     poll_cursor: Path | None = None  # a file carrying the poll's cursor between runners (polling.py, Poller.carry)
+    live: bool = True  # keep the live rows (running, budget) current: a table or the HTTP state shows them
 
 
 @dataclass
@@ -105,7 +106,6 @@ class Daemon:
         self.pull_of: dict[str, int] = {}  # run -> its pull request (read once from its facts)
         self.settled, self.wake = False, 0.0  # the last pass started nothing; the first retry it waits for
         self.backlog = False  # the last pass left eligible issues waiting for a slot
-        self.live = True  # keep the live rows (running, budget) current: a table or the HTTP state shows them
 
     # events ------------------------------------------------------------------------------
 
@@ -172,7 +172,7 @@ class Daemon:
                     self.state.ticks += 1
                 if not self.state.stopping and self.finished():
                     break
-                if self.live:
+                if self.opt.live:
                     self.refresh()
                 if on_tick:
                     on_tick(self.state)

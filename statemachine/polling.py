@@ -118,7 +118,7 @@ class Poller:
         self.labels = list(labels)
         self.clock = clock
         self.carry = carry  # the file a runner without lasting state carries its cursor in
-        self.carried: str | None = None  # what became of that file at the first poll ("loaded", or why not)
+        self.carry_current = False  # the carried file says what the cursor says (nothing to write while idle)
         self.notes: list[str] = []  # what the daemon should log about the carried file (taken by the daemon)
         self.cursor: Cursor | None = None
         self.loaded = False
@@ -129,12 +129,13 @@ class Poller:
         """One poll. When an issue of the view is ``resting`` in review, the open pull requests' activity is read too."""
         if not self.loaded:
             data = self.store.poll_cursor(self.key)
-            if data is None and self.carry is not None:
-                data, self.carried = read_carry(self.carry, self.key)
-            elif self.carry is not None:
-                self.carried = "not read: this clone's state has its own cursor"
-            if self.carried is not None:
-                self.notes.append(f"carried poll cursor {self.carry}: {self.carried}")
+            if self.carry is not None:
+                if data is None:
+                    data, why = read_carry(self.carry, self.key)
+                    self.carry_current = data is not None
+                else:
+                    why = "not read: this clone's state has its own cursor"
+                self.notes.append(f"carried poll cursor {self.carry}: {why}")
             self.cursor, self.loaded = Cursor.load(data), True
         cur = self.cursor
         if cur is None or not 0 <= self.clock() - cur.synced_at <= RESYNC_SECONDS:
@@ -170,10 +171,10 @@ class Poller:
         self.cursor, self.pending = self.pending, None
         if not unchanged:  # an idle poll writes nothing: the saved cursor already says the same
             self.store.save_poll_cursor(self.key, self.cursor.dump())
-        if self.carry is not None and (not unchanged or self.carried != "loaded"):
+        if self.carry is not None and not (unchanged and self.carry_current):
             try:
                 write_carry(self.carry, self.key, self.cursor.dump())
-                self.carried = "loaded"  # the file now says what the store says
+                self.carry_current = True
             except OSError as exc:
                 self.notes.append(f"carried poll cursor {self.carry}: not written ({exc.strerror})")
 
@@ -249,31 +250,15 @@ class Poller:
 
 def read_carry(path: Path, key: str) -> tuple[dict[str, Any] | None, str]:
     """A carried cursor, when ``path`` holds one for ``key`` that passes its schema; else None. Also what became of it
-    ("loaded", or why it was not), for the daemon's log."""
+    ("loaded", or why it was not), for the daemon's log. Read as any untrusted JSON file is (reports.load_report)."""
     from statemachine import limits
+    from statemachine.reports import load_report
 
-    try:
-        raw = limits.read_capped(path, limits.POLL_CURSOR)
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None, "none yet: the labelled issues are listed in full"
-    except limits.NotRegular:
-        return None, "ignored: not a regular file (a link is never followed)"
-    except limits.TooLarge:
-        return None, f"ignored: larger than {limits.POLL_CURSOR.bytes} bytes"
-    except OSError as exc:
-        return None, f"ignored: cannot open it ({exc.strerror})"
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"ignored: not JSON ({exc})"
-    from jsonschema import Draft202012Validator, exceptions
-
-    from statemachine import resources
-
-    error = exceptions.best_match(Draft202012Validator(resources.schema("poll-cursor")).iter_errors(data))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-        return None, f"ignored: at {where}: {error.message[:200]}"
+    data, error = load_report(path, "poll-cursor", "carried poll cursor", limits.POLL_CURSOR)
+    if data is None:
+        return None, f"ignored: {error}"
     if data["key"] != key:
         return None, "ignored: it belongs to another tracker or other labels"
     return data["cursor"], "loaded"
@@ -283,8 +268,11 @@ def write_carry(path: Path, key: str, cursor: dict[str, Any]) -> None:
     """Replace ``path`` with ``cursor`` at once (a reader sees the old file or the new one, never half of one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"orch_poll_cursor": CARRY_FORMAT, "key": key, "cursor": cursor}, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps({"orch_poll_cursor": CARRY_FORMAT, "key": key, "cursor": cursor}, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when the write failed (a full disk)
 
 
 def _mark(updated_at: str, *content: Any) -> str:

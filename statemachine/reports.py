@@ -9,8 +9,12 @@ from typing import Any
 from statemachine import limits
 
 
-def load_report(path: Path, schema_name: str, noun: str = "report") -> tuple[dict[str, Any] | None, str | None]:
-    """The parsed report, or why it is missing or malformed (the reason names ``noun``, the file and the schema path)."""
+def load_report(
+    path: Path, schema_name: str, noun: str = "report", cap: limits.Cap = limits.REPORT
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The parsed report, or why it is missing or malformed (the reason names ``noun``, the file and the schema path).
+    Also the loader of other untrusted JSON files orch reads against a bundled schema (the carried poll cursor), each
+    under its own ``cap``."""
     import jsonschema
 
     from statemachine import resources
@@ -20,9 +24,9 @@ def load_report(path: Path, schema_name: str, noun: str = "report") -> tuple[dic
     if path.is_symlink() or not path.is_file():
         return None, f"the {noun} {path.name} is not a regular file"
     try:  # the size is checked before anything is read: the agent may have written gigabytes, or a sparse file
-        raw = limits.read_capped(path, limits.REPORT)
+        raw = limits.read_capped(path, cap)
     except limits.TooLarge as exc:
-        return None, limits.over_cap(f"the {schema_name.replace('-', ' ')}", exc.size, limits.REPORT)
+        return None, limits.over_cap(f"the {schema_name.replace('-', ' ')}", exc.size, cap)
     except limits.NotRegular:
         return None, f"the {noun} {path.name} is not a regular file"
     except OSError as exc:

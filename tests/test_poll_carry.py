@@ -22,7 +22,7 @@ from statemachine.adapters.github import GitHubTracker
 from statemachine.polling import Poller
 from statemachine.store import Store
 from tests.github_emulator import GitHubEmulator
-from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, api, clone, configure, make_project, orch
+from tests.githubkit import BOT, BOT_TOKEN, OWNER, REPO, api, clone, configure, emulator, make_project, orch
 
 LABELS = ["agent:auto", "agent:plan-auto"]
 KEY = "github|test"
@@ -30,10 +30,8 @@ KEY = "github|test"
 
 @pytest.fixture
 def gh(tmp_path: Path) -> Iterator[GitHubEmulator]:
-    with GitHubEmulator(tmp_path / "github") as emu:
-        emu.add_user("alice", token="tok-alice")
+    for emu in emulator(tmp_path):  # alice, reader and the bot (tests/githubkit.py); mallory, an outsider
         emu.add_user("mallory", token="tok-mallory")
-        emu.add_user(BOT, token=BOT_TOKEN)
         make_project(tmp_path, emu)
         before = len(emu.violations)
         yield emu
@@ -139,23 +137,29 @@ def _not_json(carry: Path, _mp: pytest.MonkeyPatch) -> None:
     carry.write_text("{not json")
 
 
+def _deep(carry: Path, _mp: pytest.MonkeyPatch) -> None:
+    carry.write_text("[" * 100_000)  # the JSON parser's recursion limit: must be refused, not crash the daemon
+
+
 EXTRA_ISSUE = {"number": 5, "title": "t", "body": "", "state": "open", "labels": [], "x": 1}
 
 
 @pytest.mark.parametrize(
     ("spoil", "why"),
     [
-        (_not_json, "not JSON"),
+        (_not_json, "is not valid JSON"),
+        (_deep, "nests too deeply"),
         (_edit(lambda d: d.update(key="github|someone|else")), "another tracker"),
-        (_edit(lambda d: d["cursor"]["view"].append(EXTRA_ISSUE)), "at cursor/view/"),
-        (_edit(lambda d: d["cursor"].update(since="yesterday")), "at cursor/since"),
+        (_edit(lambda d: d["cursor"]["view"].append(EXTRA_ISSUE)), "poll-cursor.schema.json at cursor/view/"),
+        (_edit(lambda d: d["cursor"].update(since="yesterday")), "poll-cursor.schema.json at cursor/since"),
         (_edit(lambda d: d["cursor"].update(synced_at=time.time() + 3600)), "loaded"),  # in the future: not trusted
-        (_symlink, "a link is never followed"),
+        (_symlink, "not a regular file"),
         (_fifo, "not a regular file"),
-        (_large, "larger than"),
+        (_large, "(small, to test the cap)"),
     ],
     ids=[
         "not JSON",
+        "too deep",
         "another tracker",
         "an unknown field",
         "not a time",

@@ -42,10 +42,10 @@ def main(args: argparse.Namespace, out: Output) -> int:
             policy=args.policy,
             first=args.first or None,
             poll_cursor=Path(args.poll_cursor).absolute() if args.poll_cursor else None,
+            live=http is not None or isinstance(view, liveview.RichTable),  # JSON lines alone show no rows
             shutdown_deadline=args.shutdown_deadline if args.shutdown_deadline is not None else -1.0,
         )
         daemon = Daemon(rt, opts, view.event)
-        daemon.live = http is not None or isinstance(view, liveview.RichTable)  # JSON lines alone show no rows
         if http:
             server = liveview.serve(http[0], http[1], lambda: daemon.state, str(rt.repo))
             view.event({"at": "", "event": "http", "url": f"http://{http[0]}:{server.server_address[1]}/"})
