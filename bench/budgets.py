@@ -17,12 +17,13 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    # counted on 2026-11-29 (issue 16's request work: 17, 3, 2 + 2 per review, 2 + 2 per review before it)
+    # counted on 2026-11-29 (issue 16's request work: 17, 3, 2 + 2 per review, 2 + 2 per review before it); idle
+    # polls with issues resting in review: 2 until 2026-11-30, 1 since (the activity feed, statemachine/polling.py)
     "delivery": Budget(8, 0, "requests of one happy-path delivery (`orch run`, claim to draft PR)", "<= 8"),
     "once_delivery": Budget(9, 0, "requests of one `orch daemon --once` delivering a newly labelled issue", "<= 10"),
     "rerun": Budget(3, 0, "requests of a second `orch run` on the delivered issue (in review)", "-"),
-    "idle_tick": Budget(1, 1, "requests per idle tick of a long-running daemon", "1 whatever rests in review"),
-    "idle_once": Budget(1, 1, "requests per idle `orch daemon --once` run", "1 (a 304)"),
+    "idle_tick": Budget(1, 0, "requests per idle tick of a long-running daemon", "1 whatever rests in review"),
+    "idle_once": Budget(1, 0, "requests per idle `orch daemon --once` run", "1 (a 304)"),
 }
 
 

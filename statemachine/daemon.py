@@ -213,6 +213,8 @@ class Daemon:
         finally:
             while self.poller.notes:
                 self.emit("poll-cursor", note=self.poller.notes.pop(0))
+            while self.poller.failures:
+                self.emit("poll-failed", error=self.poller.failures.pop(0))
         self.reconcile({i.number for i in issues} if self.children else set())
         if self.state.stopping:
             return

@@ -6,8 +6,23 @@ or, when nothing is labelled, what one read of the latest change says (``changes
 304 when nothing did. An issue that changed is updated in the view (added when it is open and labelled, dropped
 otherwise). ``since`` is the newest ``updated_at`` the tracker reported minus ``OVERLAP_SECONDS``: the tracker's clock,
 never this machine's, and a window that overlaps the last one (what is seen twice is recognised by its
-``updated_at``). When issues rest in review, one more conditional read watches the open pull requests
-(``Tracker.pull_activity``): feedback on a pull request moves the pull request, not its issue.
+``updated_at``).
+
+Feedback on a pull request (a review, an inline comment) moves the pull request, not its issue, so while issues rest
+in review the open pull requests are watched too (``Tracker.pull_activity``). A tracker with an activity feed
+(``Tracker.activity``: GitHub's events, one conditional read that moves on any issue, label, comment, pull request or
+review) keeps that watch at one request per idle poll: each poll makes exactly one conditional read, the first of
+
+1. the issue list, when it has not been read for ``BACKSTOP_SECONDS``; then the open pull requests, likewise;
+2. the feed, when the tracker's own pacing allows (``Activity.wait``, GitHub's X-Poll-Interval, 60 s); when it moved
+   with anything that matters (not only stars, forks or pushes), the issue list and the pull requests are read in
+   the same poll;
+3. else the issue list, as when nothing rests in review.
+
+So a change to an issue is seen within one poll interval, or two when a feed read took its turn and the feed lags; a
+review within the feed's pacing and lag, never later than ``BACKSTOP_SECONDS`` (GitHub says an event can take from
+30 s to 6 h to appear in the feed: the feed only decides when to look sooner). A tracker without a feed (the local
+one, whose reads are local queries) reads the issues and the pull requests on every poll.
 
 What a poll saw is kept in the store (``poll_cursor``), so a fresh process (``orch daemon --once``) starts from it. It
 is saved only after the daemon acted on the poll (``Poller.done``), with the review checks that could not be made;
@@ -33,15 +48,18 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from statemachine.errors import OrchError
 from statemachine.model import Issue
 from statemachine.ports import Changes, Tracker
 from statemachine.store import Store
 
 OVERLAP_SECONDS = 120  # each window starts this long before the newest change seen (late writes, same-second ones)
+FEED_RETRY_SECONDS = 60  # a feed read that failed is tried again this long after
+BACKSTOP_SECONDS = 1800  # while the activity feed watches, each list is still read at least this often
 RESYNC_SECONDS = 6 * 3600  # list everything again this often: an issue deleted or transferred, or a label deleted
 # from the repository, does not move any updated_at
 VERSION = 1
@@ -66,6 +84,10 @@ class Cursor:
     pulls: dict[int, str] = field(default_factory=dict)  # pull request -> updated_at already looked at
     recheck: list[int] = field(default_factory=list)  # issues whose review check is still to make
     synced_at: float = 0.0  # this machine's time of the last full listing (only for RESYNC_SECONDS)
+    feed_etag: str | None = None  # the activity feed's last answer
+    feed_last: str | None = None  # the newest feed entry seen
+    issues_at: float = 0.0  # this machine's time of the last read of the issue list (only for BACKSTOP_SECONDS)
+    pulls_at: float = 0.0  # ... and of the open pull requests
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -79,6 +101,10 @@ class Cursor:
             "pulls": {str(k): v for k, v in self.pulls.items()},
             "recheck": sorted(self.recheck),
             "synced_at": self.synced_at,
+            "feed_etag": self.feed_etag,
+            "feed_last": self.feed_last,
+            "issues_at": self.issues_at,
+            "pulls_at": self.pulls_at,
         }
 
     @classmethod
@@ -97,6 +123,10 @@ class Cursor:
                 pulls={int(k): str(v) for k, v in (data.get("pulls") or {}).items()},
                 recheck=[int(n) for n in data.get("recheck") or []],
                 synced_at=float(data.get("synced_at") or 0.0),
+                feed_etag=data.get("feed_etag") or None,
+                feed_last=data.get("feed_last") or None,
+                issues_at=float(data.get("issues_at") or 0.0),
+                pulls_at=float(data.get("pulls_at") or 0.0),
             )
         except (TypeError, ValueError, KeyError):
             return None  # unreadable: list everything again
@@ -124,9 +154,14 @@ class Poller:
         self.loaded = False
         self.pending: Cursor | None = None
         self.dirty = True  # the pending cursor differs from the saved one by more than its review checks
+        self.feed = tracker.capabilities.activity_feed  # the tracker has an activity feed
+        self.feed_at: float | None = None  # time.monotonic() of the last read of the feed (its pacing)
+        self.feed_wait = 0.0  # the shortest time the tracker allows between two reads of the feed
+        self.failures: list[str] = []  # reads that failed without failing the poll (taken by the daemon)
+        self.reads: list[str] = []  # what the last poll read ("issues", "feed", "pulls"), for tests and benchmarks
 
     def poll(self, resting: Callable[[Issue], bool] = lambda _i: False) -> Poll:
-        """One poll. When an issue of the view is ``resting`` in review, the open pull requests' activity is read too."""
+        """One poll. While an issue of the view is ``resting`` in review, the open pull requests are watched too."""
         if not self.loaded:
             data = self.store.poll_cursor(self.key)
             if self.carry is not None:
@@ -140,27 +175,56 @@ class Poller:
         cur = self.cursor
         if cur is None or not 0 <= self.clock() - cur.synced_at <= RESYNC_SECONDS:
             return self._full(resting)
-        changes = self.tracker.changes_since(cur.since, cur.etag)
-        if changes.modified and not changes.complete:
-            return self._full(resting)  # more changed than one read returns: list everything
-        new = Cursor(
-            cur.since,
-            changes.etag,
-            cur.newest,
-            dict(cur.view),
-            dict(cur.seen),
-            cur.pulls_etag,
-            dict(cur.pulls),
-            list(cur.recheck),
-            cur.synced_at,
-        )
+        self.reads = []
+        new = replace(cur, view=dict(cur.view), seen=dict(cur.seen), pulls=dict(cur.pulls), recheck=list(cur.recheck))
+        watching = any(resting(i) for i in cur.view.values())
+        read_issues, read_pulls, backstop = self._plan(new, watching)
+        modified = False
+        if read_issues:
+            changes = self.tracker.changes_since(cur.since, cur.etag)
+            self.reads.append("issues")
+            if changes.modified and not changes.complete:
+                return self._full(resting)  # more changed than one read returns: list everything
+            new.etag, new.issues_at, modified = changes.etag, self.clock(), changes.modified
         touched: set[int] = set(cur.recheck)
-        if changes.modified:
+        if modified:
             touched |= self._apply(new, changes)
-        if any(resting(i) for i in new.view.values()):
+        if read_pulls or ((not self.feed or not watching) and any(resting(i) for i in new.view.values())):
+            # (an issue that came to rest in this poll: the pull requests' state to watch from)
             touched |= self._pull_changes(new)
-        self.pending, self.dirty = new, changes.modified or new.pulls_etag != cur.pulls_etag
+        self.pending = new
+        self.dirty = (
+            modified
+            or backstop
+            or (new.pulls_etag, new.feed_etag, new.feed_last) != (cur.pulls_etag, cur.feed_etag, cur.feed_last)
+        )
         return Poll(sorted(new.view.values(), key=lambda i: i.number), frozenset(touched), False)
+
+    def _plan(self, new: Cursor, watching: bool) -> tuple[bool, bool, bool]:
+        """Which lists this poll reads: (issues, pull requests, a backstop read). While issues rest in review and
+        the tracker has a feed, exactly one conditional read is made unless the feed moved (module docstring)."""
+        if not watching or not self.feed:
+            return True, False, False
+        now = self.clock()
+        if not 0 <= now - new.issues_at < BACKSTOP_SECONDS:
+            return True, False, True
+        if not 0 <= now - new.pulls_at < BACKSTOP_SECONDS:
+            return False, True, True
+        if self.feed_at is not None and time.monotonic() - self.feed_at < self.feed_wait:
+            return True, False, False
+        try:
+            act = self.tracker.activity(new.feed_etag, new.feed_last)
+        except OrchError as exc:  # (after the transport's retries) both lists, as without a feed; the feed again later
+            self.feed_at, self.feed_wait = time.monotonic(), FEED_RETRY_SECONDS
+            self.failures.append(f"the activity feed could not be read, the lists were: {exc.message}")
+            return True, True, False
+        if act is None:  # the tracker says it has a feed but gave none: both lists, this poll
+            return True, True, False
+        self.feed_at, self.feed_wait = time.monotonic(), act.wait
+        self.reads.append("feed")
+        new.feed_etag, new.feed_last = act.etag, act.last
+        moved = act.modified and act.relevant
+        return moved, moved, False
 
     def done(self, recheck: Iterable[int]) -> None:
         """The daemon acted on the last poll: keep its cursor, with the review checks still to make."""
@@ -179,6 +243,7 @@ class Poller:
                 self.notes.append(f"carried poll cursor {self.carry}: not written ({exc.strerror})")
 
     def _full(self, resting: Callable[[Issue], bool]) -> Poll:
+        self.reads = ["list"]
         seen: dict[int, Issue] = {}
         for label in self.labels:
             for issue in self.tracker.list_issues(label=label, state="open"):
@@ -190,6 +255,9 @@ class Poller:
             probe = self.tracker.changes_since(None, None)
         newest = probe.newest
         new = Cursor(_minus(newest, OVERLAP_SECONDS), None, newest, seen, {}, synced_at=self.clock())
+        new.issues_at = new.synced_at
+        if self.cursor is not None:  # the feed's place still holds: whatever happened since shows as a change
+            new.feed_etag, new.feed_last = self.cursor.feed_etag, self.cursor.feed_last
         if new.since is not None:
             new.seen = {
                 i.number: _mark(i.updated_at, i.state, i.labels, i.title, i.body)
@@ -235,7 +303,8 @@ class Poller:
     def _pull_changes(self, new: Cursor) -> set[int]:
         """The pull requests whose activity moved since they were last looked at."""
         activity = self.tracker.pull_activity(new.pulls_etag)
-        new.pulls_etag = activity.etag
+        self.reads.append("pulls")
+        new.pulls_etag, new.pulls_at = activity.etag, self.clock()
         if not activity.modified:
             return set()
         now = dict(activity.pulls)

@@ -20,6 +20,7 @@ class Capabilities:
     fleet: bool  # runners on other machines may watch its issues: claims carry leases that a stopped run lets expire
     remote_branches: bool  # run branches are pushed to it (push_credential); otherwise they stay in this repository
     label_list: bool  # it keeps a list of labels that setup creates (ensure_label)
+    activity_feed: bool = False  # ``activity`` reads a feed of everything that happens (else it answers None)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,20 @@ class Changes:
     etag: str | None = None
     newest: str = ""
     complete: bool = True
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One conditional read of a tracker's activity feed: whether anything happened in the repository since the read
+    ``etag`` came from (an issue, a label, a comment, a pull request, a review), and whether any of it can matter to
+    the daemon (``relevant``: not only stars, forks or pushes). ``wait`` is the shortest time the tracker allows
+    between two reads of the feed; ``last`` the newest entry's id, to tell new entries from ones seen."""
+
+    modified: bool
+    etag: str | None = None
+    relevant: bool = True
+    wait: float = 0.0
+    last: str | None = None
 
 
 class Tracker(Protocol):
@@ -98,6 +113,10 @@ class Tracker(Protocol):
     # the open pull requests with the time of their latest activity (a review, a review comment, a push), newest
     # first, in one conditional read (``Changes.pulls``; ``complete`` False when there are more than one read returns)
     def pull_activity(self, etag: str | None) -> Changes: ...
+    # everything that happened in the repository since ``etag`` (an earlier Activity.etag), in one conditional read
+    # (entries newer than ``last`` are new); None when the tracker has no such feed (changes_since and pull_activity
+    # are then read on every poll that needs them)
+    def activity(self, etag: str | None, last: str | None) -> Activity | None: ...
     # the open issues carrying ``label`` and who last applied it to each, from one bulk read (``orch status``); None
     # when the tracker has none (list_issues and label_authority serve)
     def labelled_issues(self, label: str) -> tuple[list[Issue], dict[int, str]] | None: ...

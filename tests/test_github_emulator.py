@@ -523,3 +523,53 @@ def test_validation_is_fast(gh: GitHubEmulator) -> None:
     )
     assert gh.validations - before_n == 6
     assert per_page < 1.0
+
+
+def test_the_activity_feed_shows_what_happened_newest_first_and_answers_304_when_nothing_did(
+    gh: GitHubEmulator, tmp_path: Path
+) -> None:
+    """GET /repos/{o}/{r}/events: issues opened, labelled, commented, edited and closed; a pull request opened, and
+    a review with an inline comment; each payload checked against its kind's schema (a violation fails the test at
+    teardown); X-Poll-Interval on 200 and 304; a lagging feed shows an event only once its lag has passed."""
+    n = gh.create_issue(OWNER, REPO, "watched", labels=["agent:auto"], user="alice")
+    call(gh, "POST", f"{R}/issues/{n}/comments", {"body": "a comment"})
+    call(gh, "PATCH", f"{R}/issues/{n}", {"body": "edited", "state": "closed"})
+    first = call(gh, "GET", f"{R}/events?per_page=100")
+    assert first.status == 200 and first.headers["x-poll-interval"] == "60"
+    kinds = [(e["type"], e["payload"].get("action")) for e in first.json]
+    assert kinds == [
+        ("IssuesEvent", "closed"),
+        ("IssuesEvent", "edited"),
+        ("IssueCommentEvent", "created"),
+        ("IssuesEvent", "labeled"),
+        ("IssuesEvent", "opened"),
+    ]
+    assert first.json[3]["payload"]["label"]["name"] == "agent:auto" and first.json[3]["actor"]["login"] == "alice"
+    assert [int(e["id"]) for e in first.json] == sorted((int(e["id"]) for e in first.json), reverse=True)
+    quiet = call(gh, "GET", f"{R}/events?per_page=100", headers={"If-None-Match": first.headers["etag"]})
+    assert quiet.status == 304 and quiet.headers["x-poll-interval"] == "60"
+
+    clone = tmp_path / "feed-clone"
+    git(tmp_path, "clone", "-q", gh.git_url(OWNER, REPO, token="tok-alice"), str(clone))
+    git(clone, "checkout", "-q", "-b", "orch/feed")
+    (clone / "app.py").write_text("print('fed')\n")
+    git(clone, "commit", "-qam", "feed")
+    git(clone, "push", "-q", "origin", "orch/feed")
+    pr = call(gh, "POST", f"{R}/pulls", {"title": "t", "head": "orch/feed", "base": "main", "draft": True}).json
+    gh.submit_review(OWNER, REPO, pr["number"], "carol", "REQUEST_CHANGES", "please", [("app.py", 1, "this line")])
+    moved = call(gh, "GET", f"{R}/events?per_page=100", headers={"If-None-Match": first.headers["etag"]})
+    assert moved.status == 200
+    top = [(e["type"], e["payload"]["pull_request"]["number"]) for e in moved.json[:3]]
+    assert top == [
+        ("PullRequestReviewCommentEvent", pr["number"]),
+        ("PullRequestReviewEvent", pr["number"]),
+        ("PullRequestEvent", pr["number"]),
+    ]
+    assert moved.json[1]["payload"]["review"]["state"] == "CHANGES_REQUESTED"
+
+    gh.feed_lag = 0.6  # GitHub: an event can take from 30 s to 6 h to show
+    call(gh, "POST", f"{R}/issues/{n}/comments", {"body": "late"})
+    assert call(gh, "GET", f"{R}/events?per_page=100", headers={"If-None-Match": moved.headers["etag"]}).status == 304
+    time.sleep(0.7)
+    late = call(gh, "GET", f"{R}/events?per_page=100", headers={"If-None-Match": moved.headers["etag"]})
+    assert late.status == 200 and late.json[0]["payload"]["comment"]["body"] == "late"

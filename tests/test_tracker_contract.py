@@ -273,6 +273,24 @@ def test_what_changed_since_is_read_by_the_trackers_own_time(subject: Subject) -
     assert after.modified and pr.number in [p for p, _at in after.pulls]
 
 
+def test_the_activity_feed_is_conditional_and_moves_with_a_label(subject: Subject) -> None:
+    """activity: a tracker that says it has a feed answers an unchanged feed as not modified against its etag, and a
+    label added moves it (a change that matters); one without answers None."""
+    t = subject.tracker
+    n = subject.new_issue("fed", "", [])
+    first = t.activity(None, None)
+    if not t.capabilities.activity_feed:
+        assert first is None
+        return
+    assert first is not None and first.modified and first.etag and first.wait >= 0
+    quiet = t.activity(first.etag, first.last)
+    assert quiet is not None and not quiet.modified and quiet.etag == first.etag
+    t.add_labels(n, ["agent:auto"])
+    moved = t.activity(first.etag, first.last)
+    assert moved is not None and moved.modified and moved.relevant and moved.etag != first.etag
+    assert moved.last is not None and (first.last is None or int(moved.last) > int(first.last))
+
+
 def test_labelled_issues_in_bulk_are_the_listed_issues_with_who_labelled_them(subject: Subject) -> None:
     t = subject.tracker
     a = subject.new_issue("A", "body of A", ["agent:auto", "other"])

@@ -8,7 +8,7 @@ from typing import Any
 from statemachine.adapters import local_prs
 from statemachine.errors import NotFoundError, OrchError
 from statemachine.model import Comment, Issue, PullRequest, Review, ReviewComment, TextEdit, TextHistory
-from statemachine.ports import Capabilities, Changes
+from statemachine.ports import Activity, Capabilities, Changes
 from statemachine.store import Store, now
 
 RUNNER = "orch"  # the local tracker's runner identity: every comment and issue orch writes carries it
@@ -351,6 +351,9 @@ class LocalTracker:
         if etag is not None and mark == newest and old == digest:
             return Changes(False, etag=etag)
         return Changes(True, issues, pulls, new, newest)
+
+    def activity(self, etag: str | None, last: str | None) -> Activity | None:
+        return None  # every read here is a local query: changes_since and pull_activity serve each poll
 
     def pull_activity(self, etag: str | None) -> Changes:
         """Each pull request with its latest activity; ``etag`` holds the newest pull, review and review comment ids,

@@ -31,6 +31,7 @@ from .state import (
     DOCS,
     REVIEW_STATES,
     ROLES,
+    Activity,
     Comment,
     Event,
     Issue,
@@ -109,6 +110,17 @@ STATUS_MESSAGES = {
 }
 
 
+# the schema of each kind of Events API payload the emulator records
+EVENT_SCHEMAS = {
+    "IssuesEvent": "issues-event",
+    "IssueCommentEvent": "issue-comment-event",
+    "PullRequestEvent": "pull-request-event",
+    "PullRequestReviewEvent": "pull-request-review-event",
+    "PullRequestReviewCommentEvent": "pull-request-review-comment-event",
+    "WatchEvent": "watch-event",
+}
+
+
 class OpenAPIViolation(AssertionError):
     """Raised at exit when a request or response did not validate against GitHub's description."""
 
@@ -172,6 +184,7 @@ class LogEntry:
     duration: float = 0.0
     request_headers: dict[str, str] = field(default_factory=dict)
     request_body: bytes = b""
+    at: float = 0.0  # time.perf_counter() when the request arrived
 
 
 @dataclass
@@ -211,6 +224,11 @@ class GitHubEmulator:
         # was created, in creation order (a list never shows a newer comment before an older one).
         self.comment_lag = 0.0
         self._comment_visible_at: dict[int, float] = {}
+        # The Events API feed: each event shows this many (wall-clock) seconds after it happened (GitHub documents
+        # 30 s to 6 h; 0 here unless a test sets it), and the feed tells clients to poll it no more often than every
+        # ``feed_poll_interval`` seconds (its X-Poll-Interval header).
+        self.feed_lag = 0.0
+        self.feed_poll_interval = 60
         self._rate_reset = int(time.time()) + 3600
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -369,6 +387,7 @@ class GitHubEmulator:
         with self.state.lock:
             repo = self.state.repo(owner, name)
             issue = self._new_issue(repo, title, body, user)
+            self._feed_issue(repo, issue, "opened", user)
             for label in labels:
                 self._apply_label(repo, issue, label, user)
             return issue.number
@@ -405,6 +424,7 @@ class GitHubEmulator:
                 draft,
                 head_repo=(source.owner, source.name) if fork_owner else None,
             )
+            self._feed_issue(repo, issue, "opened", login)
             return issue.number
 
     def add_label_event(self, owner: str, name: str, number: int, label: str, actor: str) -> None:
@@ -437,6 +457,11 @@ class GitHubEmulator:
             return self._record_review(
                 repo, issue, login, REVIEW_STATES[event], body, issue.pull.head_sha, items, strict=False
             ).id
+
+    def star(self, owner: str, name: str, login: str) -> None:
+        """LOGIN stars the repository (without HTTP): only the activity feed shows it, as a WatchEvent."""
+        with self.state.lock:
+            self._feed(self.state.repo(owner, name), "WatchEvent", login, {"action": "started"})
 
     def reset_counts(self) -> None:
         with self.state.lock:
@@ -480,6 +505,70 @@ class GitHubEmulator:
 
     # -- state helpers
 
+    def render_label(self, repo: Repo, label: Label) -> dict[str, Any]:
+        assert self.render is not None
+        return self.render.label(repo, label)
+
+    def _feed(self, repo: Repo, kind: str, actor: str, payload: dict[str, Any]) -> None:
+        """Add an event to the repository's Events API feed (shown after ``feed_lag`` seconds). Its payload is
+        checked against its kind's schema here: the description's ``oneOf`` over kinds cannot be (openapi.py)."""
+        errors = self.spec.schema_errors(f"/components/schemas/{EVENT_SCHEMAS[kind]}", payload, f"{kind} payload")
+        self._record_violations(errors, "response")
+        repo.activity.append(
+            Activity(
+                self.state.next_id(),
+                kind,
+                self.state.account(actor).login,
+                self.state.clock,
+                payload,
+                time.monotonic() + self.feed_lag,
+            )
+        )
+
+    def _feed_issue(self, repo: Repo, issue: Issue, action: str, actor: str, **extra: Any) -> None:
+        """An IssuesEvent, or a PullRequestEvent when the issue is a pull request."""
+        if self.render is None:  # not started: nothing can read the feed yet
+            return
+        if issue.pull is not None:
+            body = {"action": action, "number": issue.number, "pull_request": self.render.pull_minimal(repo, issue)}
+            self._feed(repo, "PullRequestEvent", actor, {**body, **extra})
+        else:
+            body = {"action": action, "issue": self.render.issue(repo, issue)}
+            self._feed(repo, "IssuesEvent", actor, {**body, **extra})
+
+    def _feed_review(self, repo: Repo, issue: Issue, review: Review) -> None:
+        """A submitted review: a PullRequestReviewEvent, then one PullRequestReviewCommentEvent per inline comment."""
+        if self.render is None:
+            return
+        pull = self.render.pull_minimal(repo, issue)
+        self._feed(
+            repo,
+            "PullRequestReviewEvent",
+            review.user,
+            {"action": "created", "review": self.render.review(repo, review), "pull_request": pull},
+        )
+        for rc in repo.review_comments.values():
+            if rc.review_id == review.id:
+                comment = self.render.review_comment(repo, rc)
+                comment.setdefault("position", None)  # the event's comment names them even when GitHub could not
+                comment.setdefault("original_position", 0)  # place the comment
+                self._feed(
+                    repo,
+                    "PullRequestReviewCommentEvent",
+                    review.user,
+                    {"action": "created", "comment": comment, "pull_request": pull},
+                )
+
+    def _feed_comment(self, repo: Repo, issue: Issue, comment: Comment, action: str, actor: str) -> None:
+        if self.render is None:
+            return
+        payload = {
+            "action": action,
+            "issue": self.render.issue(repo, issue),
+            "comment": self.render.comment(repo, comment),
+        }
+        self._feed(repo, "IssueCommentEvent", actor, payload)
+
     def _new_issue(self, repo: Repo, title: str, body: str | None, user: str) -> Issue:
         now = self.state.tick()
         number = max(repo.issues, default=0) + 1
@@ -499,6 +588,7 @@ class GitHubEmulator:
         if any(n.lower() == label.name.lower() for n in issue.labels):
             return False
         issue.labels.append(label.name)
+        self._feed_issue(repo, issue, "labeled", actor, label=self.render_label(repo, label))
         repo.events.append(
             Event(
                 self.state.next_id(),
@@ -517,6 +607,7 @@ class GitHubEmulator:
             if n.lower() == name.lower():
                 issue.labels.remove(n)
                 label = repo.labels[n.lower()]
+                self._feed_issue(repo, issue, "unlabeled", actor, label=self.render_label(repo, label))
                 repo.events.append(
                     Event(
                         self.state.next_id(),
@@ -602,6 +693,7 @@ class GitHubEmulator:
             repo.review_comments[comment.id] = comment
         if state != "PENDING":  # a pending review is visible only to its author: nothing moves
             issue.pull.activity_at = self.state.tick()
+            self._feed_review(repo, issue, review)
         return review
 
     # -- rate limit
@@ -658,6 +750,7 @@ class GitHubEmulator:
             fault.kind if fault else None,
             request_headers=headers,
             request_body=body,
+            at=t0,
         )
         reply: Reply
         charged = False
@@ -708,7 +801,7 @@ class GitHubEmulator:
             if inm and _etag_match(inm, etag):
                 if charged:  # GitHub does not count a 304 against the rate limit
                     self._refund(login)
-                reply = Reply(304, None, {k: v for k, v in reply.headers.items() if k == "link"})
+                reply = Reply(304, None, {k: v for k, v in reply.headers.items() if k in ("link", "x-poll-interval")})
                 payload = b""
                 del out_headers["content-type"]
         out_headers.update(self._rate_headers(login))
@@ -1377,6 +1470,7 @@ def _create_issue(c: Ctx) -> Reply:
     if title is None or str(title).strip() == "":
         raise _validation_failed("Issue", "title", "missing_field")
     issue = c.gh._new_issue(repo, str(title), d.get("body"), c.login)
+    c.gh._feed_issue(repo, issue, "opened", c.login)
     # "Only users with push access can set labels for new issues. Labels are silently dropped otherwise."
     if rank(c.role(repo)) >= rank("write"):
         for name in _label_names(d.get("labels", [])):
@@ -1395,6 +1489,7 @@ def _update_issue(c: Ctx) -> Reply:
     if rank(role) < rank("triage") and not author:
         raise ApiError(403, "Resource not accessible by personal access token")
     d = c.obj()
+    before = (issue.title, issue.body, issue.state)
     if "title" in d and d["title"] is not None and str(d["title"]) != issue.title:
         repo.events.append(
             Event(
@@ -1433,6 +1528,10 @@ def _update_issue(c: Ctx) -> Reply:
         for name in wanted:
             c.gh._apply_label(repo, issue, name, c.login)
     issue.updated_at = c.state.tick()
+    if before[:2] != (issue.title, issue.body):
+        c.gh._feed_issue(repo, issue, "edited", c.login)
+    if before[2] != issue.state:
+        c.gh._feed_issue(repo, issue, "closed" if issue.state == "closed" else "reopened", c.login)
     return Reply(200, c.render.issue(repo, issue))
 
 
@@ -1529,6 +1628,7 @@ def _create_comment(c: Ctx) -> Reply:
     repo.comments[comment.id] = comment
     c.gh._comment_visible_at[comment.id] = time.monotonic() + c.gh.comment_lag
     issue.updated_at = now
+    c.gh._feed_comment(repo, issue, comment, "created", c.login)
     out = c.render.comment(repo, comment)
     return Reply(201, out, {"location": out["url"]})
 
@@ -1561,6 +1661,8 @@ def _update_comment(c: Ctx) -> Reply:
         raise _validation_failed("IssueComment", "body", "missing_field")
     comment.body = body
     comment.updated_at = c.state.tick()
+    if c.login is not None and comment.issue_number in repo.issues:
+        c.gh._feed_comment(repo, repo.issues[comment.issue_number], comment, "edited", c.login)
     return Reply(200, c.render.comment(repo, comment))
 
 
@@ -1570,6 +1672,8 @@ def _delete_comment(c: Ctx) -> Reply:
     comment = _comment(c, repo, "triage")
     del repo.comments[comment.id]
     c.state.tick()
+    if c.login is not None and comment.issue_number in repo.issues:
+        c.gh._feed_comment(repo, repo.issues[comment.issue_number], comment, "deleted", c.login)
     return Reply(204)
 
 
@@ -1598,6 +1702,18 @@ def _list_events_for_repo(c: Ctx) -> Reply:
 
 
 # pulls
+
+
+@route("activity/list-repo-events")
+def _list_repo_events(c: Ctx) -> Reply:
+    """The repository's activity feed, newest first: the events that have become visible (``feed_lag``), at most the
+    latest 300 as GitHub keeps; ``X-Poll-Interval`` says how often a client may poll it (also on a 304)."""
+    repo = c.repo()
+    now = time.monotonic()
+    shown = [a for a in repo.activity if a.visible_at <= now][-300:]
+    reply = c.page([c.render.activity(repo, a) for a in reversed(shown)], f"/repos/{repo.full_name}/events")
+    reply.headers["x-poll-interval"] = str(c.gh.feed_poll_interval)
+    return reply
 
 
 @route("pulls/list")
@@ -1683,6 +1799,7 @@ def _create_pull(c: Ctx) -> Reply:
         bool(d.get("draft", False)),
         bool(d.get("maintainer_can_modify", False)),
     )
+    c.gh._feed_issue(repo, issue, "opened", c.login)
     out = c.render.pull(repo, issue, full=True)
     return Reply(201, out, {"location": out["url"]})
 
@@ -1694,6 +1811,7 @@ def _update_pull(c: Ctx) -> Reply:
     if issue is None or issue.pull is None:
         raise ApiError(404)
     d = c.obj()
+    before = (issue.title, issue.body, issue.state)
     if "title" in d:
         if not d["title"]:
             raise _validation_failed("PullRequest", "title", "missing_field")
@@ -1703,6 +1821,11 @@ def _update_pull(c: Ctx) -> Reply:
     if d.get("state") in ("open", "closed"):
         issue.state = str(d["state"])
     issue.updated_at = c.state.tick()
+    assert c.login is not None
+    if before[:2] != (issue.title, issue.body):
+        c.gh._feed_issue(repo, issue, "edited", c.login)
+    if before[2] != issue.state:
+        c.gh._feed_issue(repo, issue, "closed" if issue.state == "closed" else "reopened", c.login)
     return Reply(200, c.render.pull(repo, issue, full=True))
 
 

@@ -159,6 +159,20 @@ class Issue:
 
 
 @dataclass
+class Activity:
+    """One entry of a repository's activity feed (``GET /repos/{o}/{r}/events``, GitHub's Events API): what
+    happened, by whom, with the payload as it was when it happened. ``visible_at`` (``time.monotonic()``) is when
+    the feed starts showing it: GitHub documents that an event can take 30 s to 6 h to appear."""
+
+    id: int
+    type: str  # IssuesEvent, IssueCommentEvent, PullRequestEvent, PullRequestReviewEvent, ...
+    actor: str
+    created_at: int
+    payload: dict[str, Any]
+    visible_at: float = 0.0
+
+
+@dataclass
 class Repo:
     owner: str
     name: str
@@ -175,6 +189,7 @@ class Repo:
     roles: dict[str, str] = field(default_factory=dict)  # login -> role
     reviews: dict[int, Review] = field(default_factory=dict)
     review_comments: dict[int, ReviewComment] = field(default_factory=dict)
+    activity: list[Activity] = field(default_factory=list)  # the Events API feed, oldest first
 
     @property
     def full_name(self) -> str:
@@ -580,6 +595,38 @@ class Render:
         else:
             data["label"] = {"name": e.label, "color": e.color}
         return data
+
+    def activity(self, repo: Repo, a: Activity) -> dict[str, Any]:
+        """An entry of the repository's Events API feed (the ``event`` schema)."""
+        who = self.state.account(a.actor)
+        return {
+            "id": str(a.id),
+            "type": a.type,
+            "actor": {
+                "id": who.id,
+                "login": who.login,
+                "display_login": who.login,
+                "gravatar_id": "",
+                "url": f"{self.api}/users/{who.login}",
+                "avatar_url": f"{self.web}/avatars/u/{who.id}?v=4",
+            },
+            "repo": {"id": repo.id, "name": repo.full_name, "url": f"{self.api}/repos/{repo.full_name}"},
+            "payload": a.payload,
+            "public": True,
+            "created_at": iso(a.created_at),
+        }
+
+    def pull_minimal(self, repo: Repo, issue: Issue) -> dict[str, Any]:
+        """A pull request as the Events API payloads name it (``pull-request-minimal``)."""
+        assert issue.pull is not None
+        ref = {"id": repo.id, "url": f"{self.api}/repos/{repo.full_name}", "name": repo.name}
+        return {
+            "id": issue.pull.id,
+            "number": issue.number,
+            "url": f"{self.api}/repos/{repo.full_name}/pulls/{issue.number}",
+            "head": {"ref": issue.pull.head_ref, "sha": issue.pull.head_sha, "repo": ref},
+            "base": {"ref": issue.pull.base_ref, "sha": issue.pull.base_sha, "repo": ref},
+        }
 
     # -- reviews
 

@@ -8,6 +8,11 @@
   review or an inline review comment moves a pull request's own ``updated_at`` (the pulls endpoint), which the issues
   endpoint is not documented to reflect, so feedback on a pull request is watched here.
 
+- ``activity``: ``GET /repos/{o}/{r}/events``, first page, conditional: the repository's activity feed (issues, labels,
+  comments, pull requests, reviews, review comments, and also stars, forks and pushes). GitHub designed it for polling
+  with ETags and says how often it may be read (``X-Poll-Interval``); it also says an event can take from 30 s to 6 h
+  to appear, so the daemon never relies on it alone (statemachine/polling.py).
+
 A 304 answers "nothing changed" and GitHub does not count it against the rate limit.
 """
 
@@ -18,9 +23,27 @@ from typing import Any
 from statemachine.adapters.github.failures import _has_next
 from statemachine.adapters.github.mapping import _issue
 from statemachine.adapters.github.transport import PER_PAGE, GitHubTransport
-from statemachine.ports import Changes
+from statemachine.ports import Activity, Changes
 
 MAX_PAGES = 10  # more changes than this since the last poll: the caller lists everything instead
+FEED_WAIT = 60.0  # GitHub's usual X-Poll-Interval for the events feed, when an answer lacks the header
+# feed entries that change nothing the daemon reads (issues, labels, comments, pull requests, reviews): any other
+# kind, known or not, counts as a change
+QUIET_KINDS = frozenset(
+    {
+        "WatchEvent",
+        "ForkEvent",
+        "CreateEvent",
+        "DeleteEvent",
+        "PushEvent",
+        "ReleaseEvent",
+        "GollumEvent",
+        "PublicEvent",
+        "CommitCommentEvent",
+        "DiscussionEvent",
+        "SponsorshipEvent",
+    }
+)
 
 
 class ChangeFeed(GitHubTransport):
@@ -79,3 +102,37 @@ class ChangeFeed(GitHubTransport):
             return Changes(False, etag=new_etag)
         pulls = tuple((int(r["number"]), str(r.get("updated_at") or "")) for r in rows)
         return Changes(True, (), pulls, new_etag, max((t for _n, t in pulls), default=""), ended)
+
+    def activity(self, etag: str | None, last: str | None) -> Activity | None:
+        resp = self._send(
+            f"read the activity feed of {self.full_name}",
+            self._op("activity", "list_repo_events", {"If-None-Match": etag} if etag else {}, per_page=PER_PAGE),
+            allow_304=bool(etag),
+        )
+        wait = _seconds(resp.headers.get("x-poll-interval"))
+        if resp.status_code == 304:
+            self.not_modified += 1
+            return Activity(False, etag, False, wait, last)
+        rows = [r for r in self._json(resp) or [] if isinstance(r, dict)]
+        ids = [_id(r.get("id")) for r in rows]
+        seen = _id(last)
+        new = [r for r, i in zip(rows, ids, strict=True) if seen is None or i is None or i > seen]
+        # every entry since the last read is on this page when one older entry is, or the feed ends here
+        whole = seen is not None and (len(new) < len(rows) or len(rows) < PER_PAGE)
+        relevant = not whole or any(str(r.get("type")) not in QUIET_KINDS for r in new)
+        newest = max((i for i in ids if i is not None), default=None)
+        return Activity(True, resp.headers.get("etag"), relevant, wait, str(newest) if newest is not None else last)
+
+
+def _id(value: object) -> int | None:
+    """An events feed id (a string of digits), as a number to compare; None when it is not one."""
+    text = str(value or "")
+    return int(text) if text.isdigit() and len(text) <= 30 else None
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        wait = float(value) if value is not None else FEED_WAIT
+    except ValueError:
+        return FEED_WAIT
+    return min(max(wait, 0.0), 3600.0) if wait == wait else FEED_WAIT  # NaN: the usual

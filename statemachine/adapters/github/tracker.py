@@ -55,7 +55,7 @@ class GitHubTracker(LabelHistory, ChangeFeed, Identity):
     """Implements the Tracker port on one GitHub repository (issues, labels, comments, draft pull requests)."""
 
     kind = "github"
-    capabilities = Capabilities(fleet=True, remote_branches=True, label_list=True)
+    capabilities = Capabilities(fleet=True, remote_branches=True, label_list=True, activity_feed=True)
 
     def __init__(
         self,
