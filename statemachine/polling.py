@@ -177,7 +177,7 @@ class Poller:
             return self._full(resting)
         self.reads = []
         new = replace(cur, view=dict(cur.view), seen=dict(cur.seen), pulls=dict(cur.pulls), recheck=list(cur.recheck))
-        watching = any(resting(i) for i in cur.view.values())
+        watching = self.feed and any(resting(i) for i in cur.view.values())  # (a query per issue: only when needed)
         read_issues, read_pulls, backstop = self._plan(new, watching)
         modified = False
         if read_issues:
@@ -189,8 +189,8 @@ class Poller:
         touched: set[int] = set(cur.recheck)
         if modified:
             touched |= self._apply(new, changes)
-        if read_pulls or ((not self.feed or not watching) and any(resting(i) for i in new.view.values())):
-            # (an issue that came to rest in this poll: the pull requests' state to watch from)
+        if read_pulls or (not watching and any(resting(i) for i in new.view.values())):
+            # without a feed: every poll; with one: an issue came to rest in this poll (the state to watch from)
             touched |= self._pull_changes(new)
         self.pending = new
         self.dirty = (
@@ -203,7 +203,7 @@ class Poller:
     def _plan(self, new: Cursor, watching: bool) -> tuple[bool, bool, bool]:
         """Which lists this poll reads: (issues, pull requests, a backstop read). While issues rest in review and
         the tracker has a feed, exactly one conditional read is made unless the feed moved (module docstring)."""
-        if not watching or not self.feed:
+        if not watching:
             return True, False, False
         now = self.clock()
         if not 0 <= now - new.issues_at < BACKSTOP_SECONDS:
