@@ -178,6 +178,23 @@ def test_the_filesystem_is_read_only_but_the_workspace_home_and_tmp(tmp_path: Pa
     assert lines["/tmp/ok"] == "written" and lines["/home/agent/ok"] == "written"
 
 
+def test_a_program_named_through_dot_dot_or_a_linked_folder_is_found_in_the_jail(tmp_path: Path) -> None:
+    """The jail mounts folders by their real paths: a program path through `..` from a folder it does not mount, or
+    through a symbolic link to a folder, still runs (a benchmark run as `../.venv/bin/python` once could not)."""
+    ws = tmp_path / "ws"
+    (tmp_path / "elsewhere").mkdir()
+    ws.mkdir()
+    bindir = Path(sys.executable).parent
+    (tmp_path / "linked").symlink_to(bindir, target_is_directory=True)
+    via_dots = f"{tmp_path}/elsewhere/../linked/{Path(sys.executable).name}"
+    for program in (via_dots, str(tmp_path / "linked" / Path(sys.executable).name)):
+        out = Jail(Settings(), tmp_path / "repo").run(
+            [program, "-c", "import sys; print(sys.prefix)"], Spec(workdir=ws), {}, tmp_path / "p.log", 30
+        )
+        assert out.result.exit_code == 0, (tmp_path / "p.log").read_text()
+        assert (tmp_path / "p.log").read_text().strip() == sys.prefix  # the virtual environment's own python
+
+
 def test_network_reaches_only_the_allowed_hosts(tmp_path: Path) -> None:
     allowed, other = Listener(), Listener()
     ws = tmp_path / "ws"

@@ -339,7 +339,7 @@ class Jail:
         args += ["--remount-ro", "/", "--chdir", str(spec.workdir), "--clearenv"]
         for key, value in sorted(env.items()):
             args += ["--setenv", key, value]
-        return args + ["--", *argv]
+        return args + ["--", *_program(argv)]
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -468,6 +468,16 @@ class Started:
             self.forward.close()
             self.forward = None
         self.net.__exit__(None, None, None)
+
+
+def _program(argv: list[str]) -> list[str]:
+    """``argv`` with an absolute program path named by its folder's real path: the jail mounts folders by their real
+    paths only, so `/x/bench/../.venv/bin/python` or a path through a symbolic link to a folder would not be found
+    inside. The program's own name is kept (a virtual environment's `python` must be started by that name)."""
+    if not argv or not os.path.isabs(argv[0]):
+        return argv
+    folder, name = os.path.split(argv[0])
+    return [os.path.join(os.path.realpath(folder), name), *argv[1:]]
 
 
 @functools.lru_cache(maxsize=64)
