@@ -227,6 +227,21 @@ def test_a_child_closed_by_hand_blocks_its_dependants_only(cli: Any, repo: Path,
     assert sorted(r["key"] for r in agent.runs()[1:]) == ["a", "c", "e"]
 
 
+def test_a_child_held_by_the_budget_says_so_in_the_plan(cli: Any, repo: Path, agent: PlanAgent) -> None:
+    """A child that cannot start because today's budget is spent: the plan (and so the parent's report) names the
+    budget and what to do, not a generic "no transition could start it"."""
+    agent.plan([child("a"), child("b", ("a",))])
+    write_policy(repo, agent, "limits:\n  budget:\n    agent_runs_per_day: 2\n")  # the planner and child a
+    n = parent(cli, repo)
+    code, _data = cli.json("run", "--issue", str(n), "--repo", repo)
+    assert code == 5
+    code, view = cli.json("plan", "--issue", str(n), "--repo", repo)
+    b = next(c for c in view["children"] if c["key"] == "b")
+    assert b["status"] == "blocked" and [r["key"] for r in agent.runs()[1:]] == ["a"]
+    assert "`claim` waits:" in b["reason"] and "agent runs" in b["reason"], b["reason"]
+    assert "raise the limit in limits.budget" in b["reason"], b["reason"]
+
+
 def test_a_child_never_runs_on_its_own(cli: Any, repo: Path, agent: PlanAgent) -> None:
     agent.plan([child("a"), child("b", ("a",))])
     agent.edits({"a": {"app.py": "syntax error (\n"}})  # a fails its checks: blocked, so b stays unrun

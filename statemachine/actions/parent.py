@@ -298,13 +298,42 @@ def _outcome(ctx: ActionContext, key: str, number: int, code: int) -> dict[str, 
         why = (
             "it was closed"
             if not issue.is_open
-            else f"no transition could start it (see `orch explain --issue {number}`)"
+            else _held(ctx, key, issue) or f"no transition could start it (see `orch explain --issue {number}`)"
         )
         return {"status": BLOCKED, "reason": f"the child could not start: {why}"}
     raise OrchError(
         f"child #{number} ({key}) stopped before its lifecycle came to rest (exit {code})",
         "run the parent again: the child resumes where it stopped",
     )
+
+
+def _held(ctx: ActionContext, key: str, issue: Any) -> str | None:
+    """What held a child that could not start, and what a maintainer does about it (`orch explain`'s lead), from the
+    verdicts its `orch run --json` printed (the last document in its output file: a resumed step appends); None when
+    they cannot be read. The file is written by orch's own child process, never by an agent."""
+    from statemachine import lead
+
+    try:
+        text = (ctx.evidence_dir() / "children" / f"{key}-step{ctx.step_id}.json").read_text()
+    except OSError:
+        return None
+    decoder, pos, doc = json.JSONDecoder(), 0, None
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            break
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+    steps = doc.get("steps") if isinstance(doc, dict) else None
+    if not steps or not isinstance(steps[-1], dict) or steps[-1].get("fired"):
+        return None
+    last = steps[-1]
+    who = lead.Issue(issue.number, tuple(issue.labels), ctx.policy.config.tracker.kind == "local")
+    said = lead.lead(ctx.policy, str(last.get("source")), who, list(last.get("evaluations") or []))
+    return f"{said.reason} — {said.action}"
 
 
 def integrate(ctx: ActionContext) -> dict[str, Any]:
