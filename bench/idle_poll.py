@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from _github import OWNER, REPO, GitHubEmulator, orch_env, prepared_clone, run_orch
@@ -53,10 +54,8 @@ def daemon_ticks(gh: GitHubEmulator, work: Path, ticks: int) -> tuple[float, int
             groups.append([])
         groups[-1].append(f"{entry.path.rsplit('/', 1)[-1]} {entry.status}")
         last = entry.at
-    kinds: dict[str, int] = {}
-    for group in groups:
-        kinds[" + ".join(group)] = kinds.get(" + ".join(group), 0) + 1
-    print("    ticks: " + "; ".join(f"{n} x {what}" for what, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
+    kinds = Counter(" + ".join(group) for group in groups)
+    print("    ticks: " + "; ".join(f"{n} x {what}" for what, n in kinds.most_common()))
     return len(log) / max(1, len(groups)), sum(1 for e in log if e.status == 304)
 
 

@@ -158,7 +158,6 @@ class Poller:
         self.feed_at: float | None = None  # time.monotonic() of the last read of the feed (its pacing)
         self.feed_wait = 0.0  # the shortest time the tracker allows between two reads of the feed
         self.failures: list[str] = []  # reads that failed without failing the poll (taken by the daemon)
-        self.reads: list[str] = []  # what the last poll read ("issues", "feed", "pulls"), for tests and benchmarks
 
     def poll(self, resting: Callable[[Issue], bool] = lambda _i: False) -> Poll:
         """One poll. While an issue of the view is ``resting`` in review, the open pull requests are watched too."""
@@ -175,14 +174,12 @@ class Poller:
         cur = self.cursor
         if cur is None or not 0 <= self.clock() - cur.synced_at <= RESYNC_SECONDS:
             return self._full(resting)
-        self.reads = []
         new = replace(cur, view=dict(cur.view), seen=dict(cur.seen), pulls=dict(cur.pulls), recheck=list(cur.recheck))
         watching = self.feed and any(resting(i) for i in cur.view.values())  # (a query per issue: only when needed)
         read_issues, read_pulls, backstop = self._plan(new, watching)
         modified = False
         if read_issues:
             changes = self.tracker.changes_since(cur.since, cur.etag)
-            self.reads.append("issues")
             if changes.modified and not changes.complete:
                 return self._full(resting)  # more changed than one read returns: list everything
             new.etag, new.issues_at, modified = changes.etag, self.clock(), changes.modified
@@ -221,7 +218,6 @@ class Poller:
         if act is None:  # the tracker says it has a feed but gave none: both lists, this poll
             return True, True, False
         self.feed_at, self.feed_wait = time.monotonic(), act.wait
-        self.reads.append("feed")
         new.feed_etag, new.feed_last = act.etag, act.last
         moved = act.modified and act.relevant
         return moved, moved, False
@@ -243,7 +239,6 @@ class Poller:
                 self.notes.append(f"carried poll cursor {self.carry}: not written ({exc.strerror})")
 
     def _full(self, resting: Callable[[Issue], bool]) -> Poll:
-        self.reads = ["list"]
         seen: dict[int, Issue] = {}
         for label in self.labels:
             for issue in self.tracker.list_issues(label=label, state="open"):
@@ -303,7 +298,6 @@ class Poller:
     def _pull_changes(self, new: Cursor) -> set[int]:
         """The pull requests whose activity moved since they were last looked at."""
         activity = self.tracker.pull_activity(new.pulls_etag)
-        self.reads.append("pulls")
         new.pulls_etag, new.pulls_at = activity.etag, self.clock()
         if not activity.modified:
             return set()
